@@ -1,0 +1,63 @@
+"""The hub's Flask app factory: wiring only, no behaviour of its own."""
+
+from __future__ import annotations
+
+import logging
+
+import gevent
+from flask import Flask
+
+from app.config import Settings
+from app.context import HubContext
+from app.errors import register_error_handlers
+from app.logconfig import configure_logging
+from app.proxy import TrustedProxyFix
+from broadcaster.backend import Store, create_store
+from broadcaster.hub import Hub
+
+log = logging.getLogger(__name__)
+
+#: Where the public paths of CONTRACT.md live; each is also served without the prefix.
+PUBLIC_PREFIX = "/project-dashboard"
+PRUNE_INTERVAL_SECONDS = 300.0
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    configure_logging(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    store = create_store(settings.broker_url, synchronous=settings.sqlite_synchronous,
+                         retention_days=settings.retention_days,
+                         retention_max_events=settings.retention_max_events)
+    hub = Hub(store, tail_interval=settings.tail_interval)
+    hub.start()
+    app.extensions["hub"] = HubContext(settings=settings, store=store, hub=hub)
+    _register_routes(app)
+    register_error_handlers(app, settings.max_body_bytes)
+    app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    gevent.spawn(_prune_forever, store)
+    if not settings.auth_required:
+        log.warning("no HUB_WEBHOOK_SECRETS or HUB_WEBHOOK_TOKENS set: unsigned posts are accepted")
+    return app
+
+
+def _register_routes(app: Flask) -> None:
+    from app.api import api
+    from app.health import health
+    from app.webhooks import webhooks
+
+    for prefix, suffix in (("", ""), (PUBLIC_PREFIX, "_public")):
+        app.register_blueprint(webhooks, url_prefix=f"{prefix}/api", name=f"webhooks{suffix}")
+        app.register_blueprint(api, url_prefix=f"{prefix}/api", name=f"api{suffix}")
+        app.register_blueprint(health, url_prefix=prefix or None, name=f"health{suffix}")
+
+
+def _prune_forever(store: Store) -> None:
+    while True:
+        try:
+            store.prune()
+        except Exception:  # retention must never take the hub down; try again later
+            log.exception("pruning failed")
+        gevent.sleep(PRUNE_INTERVAL_SECONDS)

@@ -1,0 +1,71 @@
+"""Who may post: GitHub HMAC, Standard Webhooks, or a bearer token.
+
+Several secrets and tokens may be active at once so they can be rotated
+without downtime.  Signatures are checked over the raw body bytes and compared
+in constant time; the Standard Webhooks check (with its 5-minute timestamp
+window) is the ``standardwebhooks`` reference implementation.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from app.errors import Unauthorized
+
+
+def _standard_webhook(secret: str) -> Webhook:
+    """``whsec_``-prefixed secrets are base64 per the spec; any other is used as raw bytes."""
+    return Webhook(secret if secret.startswith("whsec_") else secret.encode())
+
+
+def verify_request(headers: Mapping[str, str], body: bytes, *, secrets: tuple[str, ...],
+                   tokens: tuple[str, ...]) -> str:
+    """Return the caller's identity (for logs and rate limits) or raise :class:`Unauthorized`.
+
+    With nothing configured every caller is ``anonymous``; the app warns about
+    that at start-up.
+    """
+    if not secrets and not tokens:
+        return "anonymous"
+    authorization = headers.get("Authorization", "")
+    if tokens and authorization[:7].lower() == "bearer ":
+        offered = authorization[7:].strip().encode()
+        for index, token in enumerate(tokens):
+            if hmac.compare_digest(offered, token.encode()):
+                return f"token#{index}"
+        raise Unauthorized("bearer token is not valid")
+    github = headers.get("X-Hub-Signature-256")
+    if secrets and github is not None:
+        offered = github.strip().encode()
+        for index, secret in enumerate(secrets):
+            digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            if hmac.compare_digest(offered, f"sha256={digest}".encode()):
+                return f"secret#{index}"
+        raise Unauthorized("X-Hub-Signature-256 does not match the body")
+    if secrets and headers.get("webhook-signature") is not None:
+        return _verify_standard(headers, body, secrets)
+    raise Unauthorized("missing signature or token: send X-Hub-Signature-256, Standard "
+                       "Webhooks headers or Authorization: Bearer")
+
+
+def _verify_standard(headers: Mapping[str, str], body: bytes, secrets: tuple[str, ...]) -> str:
+    wanted = {name: headers.get(name, "") for name in
+              ("webhook-id", "webhook-timestamp", "webhook-signature")}
+    reason = "webhook-signature does not match the body"
+    for index, secret in enumerate(secrets):
+        try:
+            _standard_webhook(secret).verify(body.decode("utf-8"), wanted, json_parse=False)
+        except WebhookVerificationError as exc:
+            if "timestamp" in str(exc) or "headers" in str(exc).lower():
+                raise Unauthorized(f"Standard Webhooks: {exc} (window is 5 minutes)") from None
+            continue
+        except (ValueError, binascii.Error):  # malformed signature list or base64
+            reason = "webhook-signature is malformed"
+            continue
+        return f"secret#{index}"
+    raise Unauthorized(reason)

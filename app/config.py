@@ -1,0 +1,158 @@
+"""Twelve-factor settings: the only module that reads ``os.environ``.
+
+Every setting is a field of the frozen :class:`Settings`, read from ``HUB_`` +
+its upper-cased name.  Casts are strict and name the variable on failure, so a
+typo in a deployment manifest stops start-up with a message instead of running
+with a silently different value.  Tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PREFIX = "HUB_"
+
+
+class ConfigError(ValueError):
+    """A setting could not be parsed; the message names the variable."""
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _setting(default: Any, *, minimum: float | None = None, choices: tuple[str, ...] = (),
+             doc: str = "") -> Any:
+    """Declare a field with the metadata that ``from_env`` and the README table use."""
+    return field(default=default, metadata={"minimum": minimum, "choices": choices, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the hub can be told from outside; see README for the table."""
+
+    host: str = _setting("127.0.0.1", doc="Address gunicorn binds to.")
+    port: int = _setting(8000, minimum=0, doc="Port gunicorn binds to (0 picks a free one).")
+    workers: int = _setting(1, minimum=1, doc="gunicorn gevent worker processes.")
+    worker_connections: int = _setting(
+        10000, minimum=1, doc="Concurrent connections per gevent worker.")
+    broker_url: str = _setting(
+        "sqlite:///var/hub.sqlite3",
+        doc="Store and fan-out: `sqlite:///relative/path`, `sqlite:////abs/path`, `memory://`.")
+    sqlite_synchronous: str = _setting(
+        "NORMAL", choices=("NORMAL", "FULL"),
+        doc="SQLite `synchronous` in WAL mode: NORMAL survives a crash or kill -9 of the hub, "
+            "FULL also a power loss.")
+    webhook_secrets: tuple[str, ...] = _setting(
+        (), doc="Comma-separated HMAC secrets (GitHub `X-Hub-Signature-256` and Standard "
+                "Webhooks); several for rotation. Empty: unsigned posts are accepted.")
+    webhook_tokens: tuple[str, ...] = _setting(
+        (), doc="Comma-separated bearer tokens accepted on ingest.")
+    max_body_bytes: int = _setting(1048576, minimum=1, doc="Ingest body cap (413 above it).")
+    max_batch_events: int = _setting(1000, minimum=1, doc="Events per `{\"events\": [...]}` batch.")
+    max_json_depth: int = _setting(32, minimum=2, doc="Deepest JSON nesting accepted (422 above).")
+    retention_days: float = _setting(
+        30.0, minimum=0, doc="Events older than this are pruned (0 keeps them forever).")
+    retention_max_events: int = _setting(
+        1000000, minimum=0, doc="At most this many events are kept (0: no count limit).")
+    trusted_proxies: tuple[str, ...] = _setting(
+        ("127.0.0.1", "::1"),
+        doc="Peer addresses whose X-Forwarded-For/Proto/Prefix headers are believed.")
+    log_level: str = _setting(
+        "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), doc="Log level.")
+    tail_interval: float = _setting(
+        0.05, minimum=0.001,
+        doc="Seconds between polls of the event log for events other workers stored.")
+    ws_ping_interval: float = _setting(
+        25.0, minimum=0.05, doc="Seconds between WebSocket pings; a silent peer is closed.")
+    ws_max_connections: int = _setting(
+        10000, minimum=1, doc="WebSocket connections per worker (503 before the upgrade).")
+    ws_max_subscriptions: int = _setting(100, minimum=1, doc="Subscriptions per connection.")
+    ws_max_frame_bytes: int = _setting(
+        65536, minimum=128, doc="Largest client frame (close 1009 above it).")
+    ws_send_queue: int = _setting(
+        2000, minimum=1, doc="Frames queued per connection before it counts as too slow (1013).")
+    ws_send_timeout: float = _setting(
+        10.0, minimum=0.1, doc="Seconds one frame may take to write before the peer is dropped.")
+    replay_project_limit: int = _setting(
+        200, minimum=1, doc="Events replayed to a project subscription without `since`.")
+    replay_max_events: int = _setting(
+        10000, minimum=1, doc="Most events replayed for one subscription.")
+    read_tokens: tuple[str, ...] = _setting(
+        (), doc="Tokens required to read (WebSocket, SSE, read API); empty: open.")
+    allowed_origins: tuple[str, ...] = _setting(
+        (), doc="Origins allowed to open a WebSocket; empty: any.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``HUB_*`` variables; raise :class:`ConfigError` on a bad one."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        known = set()
+        for spec in dataclasses.fields(cls):
+            name = PREFIX + spec.name.upper()
+            known.add(name)
+            if name not in env:
+                continue
+            values[spec.name] = _cast(name, env[name], spec)
+        for name in sorted(set(env) - known):
+            if name.startswith(PREFIX) and not name.startswith("HUB_TEST_"):
+                log.warning("unknown setting %s is ignored", name)
+        return cls(**values)
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.webhook_secrets or self.webhook_tokens)
+
+
+def _cast(name: str, raw: str, spec: dataclasses.Field[Any]) -> Any:
+    caster: Callable[[str], Any]
+    if isinstance(spec.default, bool):
+        caster = _parse_bool
+    elif isinstance(spec.default, int):
+        caster = int
+    elif isinstance(spec.default, float):
+        caster = float
+    elif isinstance(spec.default, tuple):
+        caster = _parse_list
+    else:
+        caster = str
+    try:
+        value = caster(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
+    minimum = spec.metadata["minimum"]
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    choices = spec.metadata["choices"]
+    if choices:
+        value = value.upper()
+        if value not in choices:
+            raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def settings_table() -> str:
+    """The README's settings table, generated so it cannot drift from the code."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for spec in dataclasses.fields(Settings):
+        default = spec.default
+        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        rows.append(f"| `{PREFIX}{spec.name.upper()}` | `{shown}` | {spec.metadata['doc']} |")
+    return "\n".join(rows)

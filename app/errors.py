@@ -1,0 +1,122 @@
+"""Every error the hub answers with, and the one JSON body they all share.
+
+::
+
+    HubError (500 internal_error)
+    ├── InvalidJSON            400 invalid_json
+    ├── BadRequest             400 bad_request        (query strings, cursors)
+    ├── Unauthorized           401 unauthorized       (missing/bad signature or token)
+    ├── NotFound               404 not_found
+    ├── PayloadTooLarge        413 payload_too_large
+    ├── UnsupportedMediaType   415 unsupported_media_type
+    ├── InvalidEvent           422 validation_failed  (details: field errors)
+    ├── RateLimited            429 rate_limited       (Retry-After)
+    └── BackendUnavailable     503 backend_unavailable
+
+Senders print whatever they get, so every body is
+``{"success": false, "error": {"code", "message", "details"}}``, including
+for Flask's own 404/405 and for anything unexpected (logged with traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+log = logging.getLogger(__name__)
+
+
+class HubError(Exception):
+    code = "internal_error"
+    status = 500
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(code={self.code!r}, status={self.status}, "
+                f"message={self.message!r}, details={self.details!r})")
+
+
+class InvalidJSON(HubError):
+    code = "invalid_json"
+    status = 400
+
+
+class BadRequest(HubError):
+    code = "bad_request"
+    status = 400
+
+
+class Unauthorized(HubError):
+    code = "unauthorized"
+    status = 401
+
+
+class NotFound(HubError):
+    code = "not_found"
+    status = 404
+
+
+class PayloadTooLarge(HubError):
+    code = "payload_too_large"
+    status = 413
+
+
+class UnsupportedMediaType(HubError):
+    code = "unsupported_media_type"
+    status = 415
+
+
+class InvalidEvent(HubError):
+    code = "validation_failed"
+    status = 422
+
+
+class RateLimited(HubError):
+    code = "rate_limited"
+    status = 429
+
+
+class BackendUnavailable(HubError):
+    code = "backend_unavailable"
+    status = 503
+
+
+def error_response(error: HubError) -> Response:
+    response = jsonify({"success": False, "error": {
+        "code": error.code, "message": error.message, "details": error.details}})
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
+
+
+def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
+    @app.errorhandler(HubError)
+    def _hub_error(error: HubError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(error: RequestEntityTooLarge) -> Response:
+        return error_response(PayloadTooLarge(
+            f"request body is over the {max_body_bytes}-byte limit",
+            {"limit_bytes": max_body_bytes}))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        hub_error = HubError(error.description or error.name)
+        hub_error.status = error.code or 500
+        hub_error.code = error.name.lower().replace(" ", "_")
+        return error_response(hub_error)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(HubError("internal error; it has been logged"))

@@ -1,0 +1,195 @@
+"""The one normalised event shape that every sender format is turned into.
+
+Stores, the deployment view, the read API and the broadcaster only ever see
+:class:`Event`; the many wire formats end at ``schemas.py``/``legacy.py``.
+Kept free of Flask so the broadcaster can run without the web app.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+#: Event types after normalisation (``step_manual`` and the legacy bodies become these).
+EVENT_TYPES: tuple[str, ...] = (
+    "deployment_started",
+    "step_started",
+    "step_completed",
+    "log_entry",
+    "metrics_update",
+    "deployment_completed",
+    "deployment_rollback",
+    "project_status",
+    "test",
+)
+
+#: Types that carry no deployment: they are logged and broadcast to the project only.
+PROJECT_ONLY_TYPES = frozenset({"project_status", "test"})
+
+#: The status vocabulary of LEGACY.md after normalisation.
+STATUSES: tuple[str, ...] = ("pending", "running", "success", "failure", "cancelled", "skipped")
+TERMINAL_STATUSES = frozenset({"success", "failure", "cancelled", "skipped"})
+
+#: Every word senders use, mapped onto :data:`STATUSES`; ``retrying`` also sets ``retry``.
+STATUS_WORDS: dict[str, str] = {
+    "success": "success",
+    "succeeded": "success",
+    "completed": "success",
+    "failed": "failure",
+    "failure": "failure",
+    "error": "failure",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+    "skipped": "skipped",
+    "running": "running",
+    "started": "running",
+    "in_progress": "running",
+    "retrying": "running",
+    "pending": "pending",
+    "queued": "pending",
+}
+
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
+
+#: Keys of ``Event.payload``: always all present (``None`` when unknown), whatever the type.
+PAYLOAD_KEYS: tuple[str, ...] = (
+    "job",
+    "step",
+    "step_number",
+    "status",
+    "retry",
+    "duration_ms",
+    "started_at",
+    "completed_at",
+    "message",
+    "logs",
+    "level",
+    "error",
+    "metrics",
+    "steps",
+    "branch",
+    "commit",
+    "actor",
+    "environment",
+    "repository",
+    "workflow_name",
+    "workflow_id",
+    "run_url",
+    "from_deployment_id",
+    "reason",
+    "source_format",
+    "repaired",
+    "extra",
+)
+
+#: The job that steps without ``"job / step"`` in their name belong to.
+DEFAULT_JOB = "default"
+
+
+def empty_payload() -> dict[str, Any]:
+    """A payload with every key present, so consumers never test for missing keys."""
+    payload: dict[str, Any] = dict.fromkeys(PAYLOAD_KEYS)
+    payload["retry"] = False
+    payload["repaired"] = False
+    payload["extra"] = {}
+    return payload
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO-8601 in UTC with milliseconds: one spelling, so strings sort as times do."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse the ISO-8601 spellings senders use (``Z``, offsets, 0-7 fraction digits).
+
+    Naive times are taken as UTC, which is what every known sender means.
+    """
+    value = text.strip()
+    match = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)\.(\d+)(Z|[+-]\d\d:?\d\d)?", value)
+    if match:  # Python wants at most 6 fraction digits; GitHub sends 7
+        value = f"{match[1]}.{match[2][:6].ljust(6, '0')}{match[3] or ''}"
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def now_timestamp() -> str:
+    return format_timestamp(datetime.now(UTC))
+
+
+def duration_between(started_at: str | None, completed_at: str | None) -> int | None:
+    """Milliseconds between two normalised timestamps, or ``None`` when either is unknown."""
+    if not started_at or not completed_at:
+        return None
+    delta = parse_timestamp(completed_at) - parse_timestamp(started_at)
+    return max(0, round(delta.total_seconds() * 1000))
+
+
+_ID_RE = re.compile(r"(\d{13})-(\d{12})")
+
+
+def make_event_id(epoch: int, seq: int) -> str:
+    """Event ids are ``<epoch>-<seq>``, fixed width, so they compare as strings do.
+
+    The epoch is the store's creation time in ms: a store that was wiped starts a
+    newer epoch, so ids keep increasing and clients can tell history was lost.
+    """
+    return f"{epoch:013d}-{seq:012d}"
+
+
+def parse_event_id(text: str) -> tuple[int, int] | None:
+    """``(epoch, seq)`` of an id this hub issued, or ``None`` for anything else."""
+    match = _ID_RE.fullmatch(text)
+    if not match:
+        return None
+    return int(match[1]), int(match[2])
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One normalised event; ``id`` is empty until the store accepts it.
+
+    ``dedup_key`` (the sender's ``event_id``) and ``join`` (how a legacy body
+    without a deployment id finds its deployment: ``new``, ``close_latest`` or
+    ``latest_or_new``) steer storing only and are not part of the wire shape.
+    """
+
+    type: str
+    project: str
+    deployment_id: str | None
+    timestamp: str
+    payload: dict[str, Any] = field(default_factory=empty_payload)
+    id: str = ""
+    dedup_key: str | None = None
+    join: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire shape of CONTRACT.md: what the store keeps and clients receive."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "project": self.project,
+            "deployment_id": self.deployment_id,
+            "timestamp": self.timestamp,
+            "payload": self.payload,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        return cls(
+            type=data["type"],
+            project=data["project"],
+            deployment_id=data["deployment_id"],
+            timestamp=data["timestamp"],
+            payload=data["payload"],
+            id=data["id"],
+        )
+
+    def with_(self, **changes: Any) -> Event:
+        return replace(self, **changes)

@@ -1,0 +1,33 @@
+"""Liveness and readiness, for load balancers and process managers."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.context import current_hub
+from app.errors import BackendUnavailable
+from broadcaster.backend import StoreUnavailable
+
+health = Blueprint("health", __name__)
+
+
+@health.get("/healthz")
+def healthz() -> Response:
+    """The process answers; says nothing about the store."""
+    return jsonify({"status": "ok"})
+
+
+@health.get("/readyz")
+def readyz() -> Response:
+    """Ready only while the store answers, so a balancer stops sending when it does not."""
+    try:
+        current_hub().store.ping()
+    except StoreUnavailable as exc:
+        raise BackendUnavailable(f"store unreachable: {exc}") from None
+    return jsonify({"status": "ready", "store": "ok"})
+
+
+@health.get("/metrics")
+def metrics() -> Response:
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)

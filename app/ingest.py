@@ -1,0 +1,91 @@
+"""From raw request bytes to validated events: JSON, batches, formats, limits.
+
+Kept apart from the Flask view so the whole decision (which format, which
+error, which index failed) is a plain function the unit tests drive with bytes.
+Nothing here stores anything: a body that fails any check leaves no trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from marshmallow import ValidationError
+
+from app.errors import InvalidEvent, InvalidJSON
+from app.events import Event
+from app.legacy import LEGACY_DEPLOYMENT, PROJECT_STATUS, STEP_BODY, SUMMARY, recover_template
+from app.schemas import load_typed_event, load_with
+
+#: Route name -> which body formats it accepts (LEGACY.md §1-§5).
+ROUTE_FORMATS = ("deployment", "summary", "step", "project_status")
+
+
+def parse_json(body: bytes, route: str) -> Any:
+    """Parse the body; on the deployment route, recover ``notify-dashboard.sh``'s broken JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if route == "deployment":
+            recovered = recover_template(body)
+            if recovered is not None:
+                return recovered
+        raise InvalidJSON(f"body is not valid JSON: {exc}") from None
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """Nesting depth of ``value``, counting no further than ``limit + 1``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def load_one(data: Any, route: str) -> Event:
+    """One body of ``route``'s formats as an Event; ``ValidationError`` when it is not."""
+    if route == "summary":
+        return load_with(SUMMARY, data)
+    if route == "step":
+        return load_with(STEP_BODY, data)
+    if route == "project_status":
+        return load_with(PROJECT_STATUS, data)
+    if isinstance(data, dict) and "type" not in data:
+        return load_with(LEGACY_DEPLOYMENT, data)
+    if isinstance(data, dict):
+        return load_typed_event(data)
+    raise ValidationError("An event must be a JSON object.")
+
+
+def decode_events(body: bytes, route: str, *, max_depth: int, max_batch: int) -> list[Event]:
+    """All events of one request, or an error naming what is wrong (and where)."""
+    data = parse_json(body, route)
+    depth = json_depth(data, max_depth)
+    if depth > max_depth:
+        raise InvalidEvent(f"JSON is nested deeper than {max_depth} levels",
+                           {"max_depth": max_depth})
+    if isinstance(data, dict) and "type" not in data and isinstance(data.get("events"), list):
+        items: list[Any] = data["events"]
+        if not items:
+            raise InvalidEvent("batch has no events", {"events": ["Must not be empty."]})
+        if len(items) > max_batch:
+            raise InvalidEvent(f"batch has {len(items)} events; at most {max_batch} are allowed",
+                               {"events": [f"At most {max_batch} events."]})
+        events = []
+        for index, item in enumerate(items):
+            try:
+                events.append(load_one(item, route))
+            except ValidationError as exc:
+                raise InvalidEvent(f"event {index} of the batch is invalid; nothing was stored",
+                                   {"index": index, "events": {str(index): exc.messages}}) from None
+        return events
+    try:
+        return [load_one(data, route)]
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        raise InvalidEvent("event is invalid; nothing was stored", messages) from None

@@ -1,0 +1,255 @@
+"""The deployment view: a pure function of a deployment's lifecycle events.
+
+Webhooks arrive late, twice and out of order (a completion before its start, a
+step reported after the deployment ended).  Rather than patching a stored row
+with whatever came last, the store re-folds the deployment's lifecycle events
+after each write.  The fold first removes exact duplicates and sorts by
+``(timestamp, type rank, content)``, so the result depends only on the set of
+events, never on their arrival order; ``tests/unit/test_view.py`` checks that
+over random permutations.  Log lines and metrics are kept beside the view
+(they are many and need no fold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from app.events import TERMINAL_STATUSES, Event, duration_between, format_timestamp, parse_timestamp
+
+#: Tie-break for events stamped with the same instant: starts before ends.
+TYPE_RANK = {
+    "deployment_started": 0,
+    "step_started": 1,
+    "log_entry": 2,
+    "metrics_update": 3,
+    "step_completed": 4,
+    "deployment_completed": 5,
+    "deployment_rollback": 6,
+}
+
+#: Types that shape the view; the rest (logs, metrics, project notes) are stored beside it.
+LIFECYCLE_TYPES = ("deployment_started", "step_started", "step_completed",
+                   "deployment_completed", "deployment_rollback")
+
+_METADATA = ("branch", "commit", "actor", "environment", "repository",
+             "workflow_name", "workflow_id", "run_url")
+
+UNKNOWN_PROJECT = "unknown"
+
+
+def content_key(event: Event) -> bytes:
+    """What makes two events the same, whatever id or arrival order they got."""
+    return orjson.dumps([event.type, event.timestamp, event.deployment_id, event.payload],
+                        option=orjson.OPT_SORT_KEYS)
+
+
+def sort_key(event: Event) -> tuple[str, int, bytes]:
+    return event.timestamp, TYPE_RANK.get(event.type, 9), content_key(event)
+
+
+def resolve_project(projects: list[str]) -> str:
+    """A deployment's project: the real name any event gave (senders may say ``unknown``)."""
+    named = sorted({p for p in projects if p and p != UNKNOWN_PROJECT})
+    return named[0] if named else UNKNOWN_PROJECT
+
+
+@dataclass
+class _Step:
+    job: str
+    name: str
+    first_seen: str
+    status: str = "pending"
+    step_number: int | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: int | None = None
+    retries: int = 0
+    error: str | None = None
+    message: str | None = None
+    key: str | None = None
+
+    def apply(self, event: Event, payload: dict[str, Any]) -> None:
+        status = payload.get("status") or "running"
+        if payload.get("retry"):
+            self.retries += 1
+        if status not in TERMINAL_STATUSES:
+            if self.status in TERMINAL_STATUSES:  # a later start: the step runs again
+                self.completed_at = None
+                self.duration_ms = None
+            self.status = status
+        else:
+            self.status = status
+            self.completed_at = payload.get("completed_at") or event.timestamp
+            self.duration_ms = payload.get("duration_ms")
+        started = payload.get("started_at")
+        if started and (self.started_at is None or started < self.started_at):
+            self.started_at = started
+        if payload.get("step_number") is not None:
+            self.step_number = payload["step_number"]
+        self.error = payload.get("error") or self.error
+        self.message = payload.get("message") or payload.get("logs") or self.message
+        self.key = payload.get("key") or self.key
+
+    def to_dict(self) -> dict[str, Any]:
+        duration = self.duration_ms
+        if duration is None and self.status in TERMINAL_STATUSES:
+            duration = duration_between(self.started_at, self.completed_at)
+        return {
+            "name": self.name,
+            "key": self.key,
+            "status": self.status,
+            "step_number": self.step_number,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at if self.status in TERMINAL_STATUSES else None,
+            "duration_ms": duration,
+            "retries": self.retries,
+            "error": self.error,
+            "message": self.message,
+        }
+
+
+@dataclass
+class _Deployment:
+    status: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    message: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    rollback: dict[str, Any] | None = None
+    steps: dict[tuple[str, str], _Step] = field(default_factory=dict)
+
+    def apply(self, event: Event) -> None:
+        payload = event.payload
+        for key in _METADATA:
+            if payload.get(key) is not None:
+                self.metadata[key] = payload[key]
+        if event.type == "deployment_started":
+            self._start(payload.get("started_at") or event.timestamp, payload)
+        elif event.type == "deployment_completed":
+            self.status = payload["status"]
+            self.completed_at = payload.get("completed_at") or event.timestamp
+            self.duration_ms = payload.get("duration_ms")
+            if payload.get("started_at"):
+                self._earliest_start(payload["started_at"])
+            self.error = payload.get("error") or self.error
+            self.message = payload.get("message") or payload.get("logs") or self.message
+            for number, summary in enumerate(payload.get("steps") or [], start=1):
+                self._step(summary["job"], summary["step"], event.timestamp).apply(
+                    event, {**summary, "step_number": summary.get("step_number", number)})
+        elif event.type == "deployment_rollback":
+            self.rollback = {"from_deployment_id": payload.get("from_deployment_id"),
+                             "reason": payload.get("reason"), "at": event.timestamp}
+        elif event.type in ("step_started", "step_completed"):
+            self._step(payload["job"], payload["step"], event.timestamp).apply(event, payload)
+
+    def _start(self, started_at: str, payload: dict[str, Any]) -> None:
+        if self.status in TERMINAL_STATUSES:  # started again after it ended: a re-run
+            self.completed_at = None
+            self.duration_ms = None
+            self.started_at = started_at
+        self.status = payload.get("status") or "running"
+        self._earliest_start(started_at)
+        self.message = payload.get("message") or payload.get("logs") or self.message
+
+    def _earliest_start(self, started_at: str) -> None:
+        if self.started_at is None or started_at < self.started_at:
+            self.started_at = started_at
+
+    def _step(self, job: str, name: str, timestamp: str) -> _Step:
+        step = self.steps.get((job, name))
+        if step is None:
+            step = self.steps[job, name] = _Step(job=job, name=name, first_seen=timestamp)
+        return step
+
+
+def build_view(deployment_id: str, events: list[Event]) -> dict[str, Any]:
+    """Fold a deployment's lifecycle events into the tree the read API serves."""
+    unique = {content_key(e): e for e in events if e.type in LIFECYCLE_TYPES}
+    ordered = sorted(unique.values(), key=sort_key)
+    state = _Deployment()
+    for event in ordered:
+        state.apply(event)
+    jobs = _jobs(state.steps.values())
+    status = state.status or _infer_status([job["status"] for job in jobs])
+    started_at = state.started_at or _earliest(
+        [s["started_at"] for j in jobs for s in j["steps"]] + [e.timestamp for e in ordered])
+    completed_at = state.completed_at if status in TERMINAL_STATUSES else None
+    duration = state.duration_ms if completed_at else None
+    if duration is None:
+        duration = duration_between(started_at, completed_at)
+    if state.duration_ms is not None and completed_at and not state.started_at:
+        started_at = _minus(completed_at, state.duration_ms)
+    return {
+        "deployment_id": deployment_id,
+        "project": resolve_project([e.project for e in events]),
+        "status": status,
+        "status_inferred": state.status is None,
+        "started_at": started_at,
+        "completed_at": completed_at,
+        "duration_ms": duration,
+        "error": state.error,
+        "message": state.message,
+        **{key: state.metadata.get(key) for key in _METADATA},
+        "rollback": state.rollback,
+        "jobs": jobs,
+        "updated_at": max((e.timestamp for e in ordered), default=None),
+    }
+
+
+def _jobs(steps: Any) -> list[dict[str, Any]]:
+    by_job: dict[str, list[_Step]] = {}
+    for step in steps:
+        by_job.setdefault(step.job, []).append(step)
+    jobs = []
+    for name, members in by_job.items():
+        members.sort(key=lambda s: (s.step_number if s.step_number is not None else 1 << 30,
+                                    s.started_at or s.first_seen, s.name))
+        rendered = [s.to_dict() for s in members]
+        status = _infer_status([s["status"] for s in rendered], settled="success")
+        started = _earliest([s["started_at"] for s in rendered])
+        ends = [s["completed_at"] for s in rendered]
+        completed = max(e for e in ends if e) if status in TERMINAL_STATUSES and any(ends) else None
+        jobs.append({
+            "name": name,
+            "status": status,
+            "started_at": started,
+            "completed_at": completed,
+            "duration_ms": duration_between(started, completed),
+            "steps": rendered,
+            "_order": min(s.started_at or s.first_seen for s in members),
+        })
+    jobs.sort(key=lambda j: (j.pop("_order"), j["name"]))
+    return jobs
+
+
+def _infer_status(statuses: list[str], settled: str = "running") -> str:
+    """A status from parts: any failure fails; else running while any part runs.
+
+    A deployment with no deployment-level event stays ``running`` even when all
+    steps ended (more may come); a job is ``success`` once all its steps ended.
+    """
+    if "failure" in statuses:
+        return "failure"
+    if any(s in ("running", "pending") for s in statuses) or not statuses:
+        return "running" if statuses or settled == "running" else settled
+    if "cancelled" in statuses:
+        return "cancelled"
+    if settled == "success" and all(s == "skipped" for s in statuses):
+        return "skipped"
+    return settled
+
+
+def _earliest(times: list[str | None]) -> str | None:
+    known = [t for t in times if t]
+    return min(known) if known else None
+
+
+def _minus(timestamp: str, millis: int) -> str:
+    from datetime import timedelta
+
+    return format_timestamp(parse_timestamp(timestamp) - timedelta(milliseconds=millis))

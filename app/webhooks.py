@@ -1,0 +1,99 @@
+"""The ingest routes: check, authenticate, validate, store whole, then broadcast.
+
+Order of checks, cheapest and least revealing first: size (413), media type
+(415), text encoding (400), signature or token (401), JSON (400), shape and
+values (422).  Only a request that passes all of them reaches the store, in
+one transaction; the broadcaster is told after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, Response, jsonify, request
+
+from app.auth import verify_request
+from app.context import current_hub
+from app.errors import BackendUnavailable, HubError, InvalidJSON, UnsupportedMediaType
+from app.ingest import decode_events
+from app.metrics import DUPLICATES, EVENTS_ACCEPTED, INGEST_SECONDS, REQUESTS_REJECTED
+from broadcaster.backend import Batch, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+webhooks = Blueprint("webhooks", __name__)
+
+#: Headers that identify one delivery, so a retry of it is recognised.
+DELIVERY_HEADERS = ("X-GitHub-Delivery", "Idempotency-Key", "webhook-id")
+
+
+def _ingest(route: str) -> Response:
+    started = time.perf_counter()
+    try:
+        response = _accept(route)
+    except HubError as error:
+        REQUESTS_REJECTED.labels(error.code).inc()
+        log.info("ingest rejected", extra={"route": route, "code": error.code,
+                                           "error_message": error.message})
+        raise
+    INGEST_SECONDS.observe(time.perf_counter() - started)
+    return response
+
+
+def _accept(route: str) -> Response:
+    context = current_hub()
+    settings = context.settings
+    if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}")
+    body = request.get_data(cache=False)
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidJSON(f"body is not UTF-8 (byte {exc.start})") from None
+    identity = verify_request(request.headers, body, secrets=settings.webhook_secrets,
+                              tokens=settings.webhook_tokens)
+    events = decode_events(body, route, max_depth=settings.max_json_depth,
+                           max_batch=settings.max_batch_events)
+    delivery_key = next((f"{name}:{request.headers[name]}" for name in DELIVERY_HEADERS
+                         if request.headers.get(name)), None)
+    try:
+        accepted = context.store.append(Batch(events, delivery_key))
+    except StoreUnavailable as exc:
+        raise BackendUnavailable(f"event store unavailable; nothing was stored ({exc})",
+                                 headers={"Retry-After": "5"}) from None
+    context.hub.notify()
+    for event in accepted.stored:
+        EVENTS_ACCEPTED.labels(event.type).inc()
+    if len(accepted.stored) < len(events):
+        DUPLICATES.inc(len(events) - len(accepted.stored))
+    log.info("ingest accepted", extra={"route": route, "sender": identity,
+                                       "events": len(events), "duplicate": accepted.duplicate})
+    body_out: dict[str, object] = {"success": True, "accepted": len(accepted.ids),
+                                   "ids": accepted.ids, "duplicate": accepted.duplicate}
+    return jsonify(body_out)
+
+
+@webhooks.post("/webhooks/deployment")
+def deployment_event() -> Response:
+    """Typed events of CONTRACT.md and the flat legacy body (LEGACY.md §1-§2)."""
+    return _ingest("deployment")
+
+
+@webhooks.post("/webhook/deployment")
+def deployment_summary() -> Response:
+    """A deployment's final summary with ``step_details`` (LEGACY.md §3)."""
+    return _ingest("summary")
+
+
+@webhooks.post("/webhook/step")
+def step_report() -> Response:
+    """One step of a deployment the body does not identify (LEGACY.md §4)."""
+    return _ingest("step")
+
+
+@webhooks.post("/webhook/project-status")
+def project_status() -> Response:
+    """A project-level note (LEGACY.md §5)."""
+    return _ingest("project_status")

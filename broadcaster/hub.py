@@ -1,0 +1,176 @@
+"""In-process fan-out: the durable event log, tailed, pushed to per-client queues.
+
+Every worker process runs one :class:`Hub`.  A single greenlet follows the
+store's event log by sequence number (woken at once by a local publish, and
+polling every ``tail_interval`` for events other workers stored) and offers
+each event to the subscribers whose filter matches.  Each subscriber owns a
+bounded queue: ``put_nowait`` never blocks, and a full queue marks the client
+as too slow instead of slowing ingest or the other clients (websockets'
+"per-client queues").  The frame text of an event is built once per event, not
+once per client.
+
+Replay and live join without a gap: :meth:`Hub.subscribe` catches the hub up to
+the log's end, reads history up to that position and registers the subscriber
+at it, all without yielding to another greenlet, so every event is either in
+the replay or in the queue, never both and never neither.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.queue
+import orjson
+
+from app.events import Event
+from broadcaster.backend import History, Store
+from broadcaster.filters import Filter
+
+log = logging.getLogger(__name__)
+
+_READ_BATCH = 1000
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One stored event with its ``{"type": "event"}`` frame text, built at most once."""
+
+    seq: int
+    event: Event
+    _frame: str | None = field(default=None, repr=False)
+
+    @property
+    def frame(self) -> str:
+        if self._frame is None:
+            self._frame = orjson.dumps({"type": "event", "event": self.event.to_dict()}).decode()
+        return self._frame
+
+
+class Subscriber:
+    """One client's outgoing queue: live envelopes (bounded) and control frames.
+
+    Live events count against ``maxsize``; replays and control frames are
+    pushed past it (they are bounded by the replay limit), so that a replay is
+    always queued, whole, ahead of the live events that follow it.
+    """
+
+    def __init__(self, maxsize: int, on_overflow: Callable[[Subscriber], None] | None = None
+                 ) -> None:
+        self.queue: gevent.queue.Queue[Envelope | str] = gevent.queue.Queue()
+        self.maxsize = maxsize
+        self.filters: list[Filter] = []
+        self.overflowed = False
+        self._on_overflow = on_overflow
+
+    def wants(self, event: Event) -> bool:
+        return any(f.matches(event) for f in self.filters)
+
+    def offer(self, envelope: Envelope) -> None:
+        """Queue a live event, or mark the client too slow; never blocks."""
+        if self.overflowed:
+            return
+        if self.queue.qsize() >= self.maxsize:
+            self.overflowed = True
+            if self._on_overflow is not None:
+                self._on_overflow(self)
+            return
+        self.queue.put_nowait(envelope)
+
+    def push(self, item: Envelope | str) -> None:
+        """Queue a replayed event or a control frame, ahead of later live events."""
+        self.queue.put_nowait(item)
+
+    def get(self, timeout: float | None = None) -> Envelope | str | None:
+        """The next item to send, or ``None`` after ``timeout`` seconds."""
+        try:
+            return self.queue.get(timeout=timeout)
+        except gevent.queue.Empty:
+            return None
+
+
+class Hub:
+    """Tails the store and fans out to subscribers; one per worker process."""
+
+    def __init__(self, store: Store, *, tail_interval: float = 0.05,
+                 on_dispatch: Callable[[Envelope, int], Any] | None = None) -> None:
+        self.store = store
+        self.tail_interval = tail_interval
+        self.position = store.last_seq()
+        self.subscribers: set[Subscriber] = set()
+        self._wake = gevent.event.Event()
+        self._greenlet: gevent.Greenlet | None = None
+        self._on_dispatch = on_dispatch
+
+    def start(self) -> None:
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill()
+            self._greenlet = None
+
+    def notify(self) -> None:
+        """Called after a local write: wake the tailer instead of waiting for its poll."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(timeout=self.tail_interval)
+            self._wake.clear()
+            try:
+                self.pump()
+            except Exception:  # the tailer must outlive a bad read; the next poll retries
+                log.exception("fan-out tail failed")
+                gevent.sleep(min(1.0, self.tail_interval * 20))
+
+    def pump(self) -> int:
+        """Dispatch every stored event past :attr:`position`; return how many."""
+        count = 0
+        while True:
+            rows = self.store.read_after(self.position, _READ_BATCH)
+            for seq, event in rows:
+                self._dispatch(Envelope(seq, event))
+                self.position = seq
+            count += len(rows)
+            if len(rows) < _READ_BATCH:
+                return count
+
+    def _dispatch(self, envelope: Envelope) -> None:
+        delivered = 0
+        for subscriber in list(self.subscribers):
+            if subscriber.wants(envelope.event):
+                subscriber.offer(envelope)
+                delivered += 1
+        if self._on_dispatch is not None:
+            self._on_dispatch(envelope, delivered)
+
+    def add_filter(self, subscriber: Subscriber, match: Filter, since: str | None,
+                   limit: int) -> History:
+        """Add ``match`` to ``subscriber``; return its replay, gapless with what follows live.
+
+        Nothing here yields to another greenlet (SQLite calls and ``put_nowait``
+        do not), which is what makes the hand-over from replay to live exact.
+        """
+        self.pump()
+        history = self.store.history(match, since, self.position, limit)
+        subscriber.filters.append(match)
+        self.subscribers.add(subscriber)
+        return history
+
+    def remove_filter(self, subscriber: Subscriber, match: Filter) -> bool:
+        if match not in subscriber.filters:
+            return False
+        subscriber.filters.remove(match)
+        if not subscriber.filters:
+            self.subscribers.discard(subscriber)
+        return True
+
+    def drop(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+        subscriber.filters.clear()

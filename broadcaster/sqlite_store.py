@@ -1,0 +1,482 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+Why SQLite: a deployment hub must survive a restart or a ``kill -9`` without
+an extra server to operate, and SQLite's WAL journal gives exactly that with
+one writer at a time, which is all one hub needs.  Each request's events are
+written in one ``BEGIN IMMEDIATE`` transaction together with their log lines,
+the re-folded deployment views and the idempotency records, so a request is
+stored whole or not at all.  ``memory://`` is the same code on ``:memory:``.
+
+Event ids are ``<epoch>-<seq>`` with ``seq`` from ``AUTOINCREMENT`` (never
+reused, even after pruning) and the epoch fixed when the file was created.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from app.events import PROJECT_ONLY_TYPES, Event, make_event_id, parse_event_id
+from app.view import LIFECYCLE_TYPES, build_view, content_key, resolve_project
+from broadcaster.backend import Accepted, Batch, History, Page, StoreUnavailable
+from broadcaster.filters import Filter
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL,
+    project TEXT NOT NULL,
+    deployment_id TEXT,
+    received_at REAL NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_deployment ON events (deployment_id, seq);
+CREATE INDEX IF NOT EXISTS events_by_project ON events (project, seq);
+CREATE TABLE IF NOT EXISTS deliveries (
+    key TEXT PRIMARY KEY,
+    ids BLOB NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deployments (
+    deployment_id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    status TEXT NOT NULL,
+    branch TEXT,
+    sort_ts TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    last_activity REAL NOT NULL,
+    view BLOB NOT NULL,
+    metrics BLOB,
+    metrics_key BLOB
+);
+CREATE INDEX IF NOT EXISTS deployments_by_time ON deployments (sort_ts, deployment_id);
+CREATE INDEX IF NOT EXISTS deployments_by_project ON deployments (project, sort_ts);
+CREATE TABLE IF NOT EXISTS log_lines (
+    line INTEGER PRIMARY KEY AUTOINCREMENT,
+    deployment_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    job TEXT,
+    step TEXT,
+    level TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_lines_by_deployment ON log_lines (deployment_id, line);
+"""
+
+_LIFECYCLE_SQL = ",".join(f"'{t}'" for t in LIFECYCLE_TYPES)
+
+
+class SqliteStore:
+    """Event log and deployment view in one SQLite database (see module docstring)."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", retention_days: float = 0.0,
+                 retention_max_events: int = 0) -> None:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.retention_days = retention_days
+        self.retention_max_events = retention_max_events
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                       timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.executescript(_SCHEMA)
+            self.epoch = self._init_epoch()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {path!r}: {exc}") from exc
+
+    def _init_epoch(self) -> int:
+        with self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)",
+                             (str(time.time_ns() // 1_000_000),))
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('pruned_upto', '0')")
+        return int(self._meta("epoch"))
+
+    def _meta(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0])
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"store busy or unavailable: {exc}") from exc
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise StoreUnavailable(f"commit failed: {exc}") from exc
+
+    # -- writing -----------------------------------------------------------------
+
+    def append(self, batch: Batch) -> Accepted:
+        try:
+            with self._transaction():
+                return self._append(batch)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"write failed: {exc}") from exc
+
+    def _append(self, batch: Batch) -> Accepted:
+        if batch.delivery_key is not None:
+            ids = self._delivery(batch.delivery_key)
+            if ids is not None:
+                return Accepted(ids=ids, duplicate=True)
+        ids, stored = [], []
+        for event in batch.events:
+            key = f"event_id:{event.dedup_key}" if event.dedup_key else None
+            earlier = self._delivery(key) if key else None
+            if earlier is not None:
+                ids.extend(earlier)
+                continue
+            saved = self._insert(event)
+            stored.append(saved)
+            ids.append(saved.id)
+            if key:
+                self._remember(key, [saved.id])
+        if batch.delivery_key is not None:
+            self._remember(batch.delivery_key, ids)
+        return Accepted(ids=ids, duplicate=not stored, stored=stored)
+
+    def _delivery(self, key: str) -> list[str] | None:
+        row = self._db.execute("SELECT ids FROM deliveries WHERE key = ?", (key,)).fetchone()
+        return None if row is None else list(orjson.loads(row[0]))
+
+    def _remember(self, key: str, ids: list[str]) -> None:
+        self._db.execute("INSERT INTO deliveries VALUES (?, ?, ?)",
+                         (key, orjson.dumps(ids), time.time()))
+
+    def _next_seq(self) -> int:
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return 1 if row is None else int(row[0]) + 1
+
+    def _resolve(self, event: Event) -> Event:
+        """Give a legacy body its deployment and an ``unknown`` project its real one."""
+        if event.type in PROJECT_ONLY_TYPES:
+            return event
+        deployment_id = event.deployment_id
+        if deployment_id is None:
+            if event.join != "new":
+                row = self._db.execute(
+                    "SELECT deployment_id FROM deployments WHERE project = ? AND status IN "
+                    "('running', 'pending') ORDER BY sort_ts DESC, deployment_id DESC LIMIT 1",
+                    (event.project,)).fetchone()
+                deployment_id = row[0] if row else None
+            if deployment_id is None:
+                deployment_id = f"{event.project}-auto-{self._next_seq()}"
+        project = event.project
+        if project in ("", "unknown"):
+            row = self._db.execute("SELECT project FROM deployments WHERE deployment_id = ?",
+                                   (deployment_id,)).fetchone()
+            project = row[0] if row else "unknown"
+        return event.with_(deployment_id=deployment_id, project=project)
+
+    def _insert(self, event: Event) -> Event:
+        event = self._resolve(event)
+        body = event.to_dict()
+        del body["id"]
+        now = time.time()
+        cursor = self._db.execute(
+            "INSERT INTO events (type, project, deployment_id, received_at, body) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (event.type, event.project, event.deployment_id, now, orjson.dumps(body)))
+        seq = int(cursor.lastrowid or 0)
+        saved = event.with_(id=make_event_id(self.epoch, seq))
+        if event.deployment_id is not None and event.type not in PROJECT_ONLY_TYPES:
+            self._log_lines(saved, seq)
+            self._update_deployment(saved, seq, now)
+        return saved
+
+    def _log_lines(self, event: Event, seq: int) -> None:
+        payload = event.payload
+        rows: list[tuple[Any, ...]] = []
+        texts = [(payload.get("level") or "info", payload.get("message"))] if (
+            event.type == "log_entry") else [("info", payload.get("logs"))]
+        if event.type == "log_entry" and not payload.get("message"):
+            texts = [(payload.get("level") or "info", payload.get("logs"))]
+        if event.type != "log_entry" and payload.get("error"):
+            texts.append(("error", payload["error"]))
+        for level, text in texts:
+            if not text:
+                continue
+            for line in str(text).splitlines() or [""]:
+                rows.append((event.deployment_id, seq, payload.get("job"), payload.get("step"),
+                             level, event.timestamp, line))
+        if rows:
+            self._db.executemany(
+                "INSERT INTO log_lines (deployment_id, seq, job, step, level, ts, message) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _update_deployment(self, event: Event, seq: int, now: float) -> None:
+        deployment_id = event.deployment_id
+        row = self._db.execute(
+            "SELECT project, metrics_key FROM deployments WHERE deployment_id = ?",
+            (deployment_id,)).fetchone()
+        if row is None or event.type in LIFECYCLE_TYPES:
+            lifecycle = [self._decode(s, b) for s, b in self._db.execute(
+                f"SELECT seq, body FROM events WHERE deployment_id = ? "  # noqa: S608 - constant list
+                f"AND type IN ({_LIFECYCLE_SQL})", (deployment_id,))]
+            view = build_view(str(deployment_id), lifecycle)
+            project = resolve_project([view["project"], row[0] if row else "", event.project])
+            view["project"] = project
+            sort_ts = view["started_at"] or event.timestamp
+            self._db.execute(
+                "INSERT INTO deployments (deployment_id, project, status, branch, sort_ts, "
+                "last_seq, last_activity, view) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (deployment_id) DO UPDATE SET project = excluded.project, "
+                "status = excluded.status, branch = excluded.branch, sort_ts = excluded.sort_ts, "
+                "last_seq = excluded.last_seq, last_activity = excluded.last_activity, "
+                "view = excluded.view",
+                (deployment_id, project, view["status"], view["branch"], sort_ts, seq, now,
+                 orjson.dumps(view)))
+        else:
+            self._db.execute(
+                "UPDATE deployments SET last_seq = ?, last_activity = ? WHERE deployment_id = ?",
+                (seq, now, deployment_id))
+        if event.type == "metrics_update":
+            key = event.timestamp.encode() + content_key(event)
+            current = None if row is None else row[1]
+            if current is None or key > current:
+                self._db.execute(
+                    "UPDATE deployments SET metrics = ?, metrics_key = ? WHERE deployment_id = ?",
+                    (orjson.dumps({**event.payload["metrics"], "_at": event.timestamp}), key,
+                     deployment_id))
+
+    # -- the event log -----------------------------------------------------------------
+
+    def _decode(self, seq: int, body: bytes) -> Event:
+        data = orjson.loads(body)
+        data["id"] = make_event_id(self.epoch, seq)
+        return Event.from_dict(data)
+
+    def last_seq(self) -> int:
+        row = self._db.execute("SELECT max(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def read_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
+        rows = self._db.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                                (seq, limit)).fetchall()
+        return [(s, self._decode(s, b)) for s, b in rows]
+
+    def history(self, match: Filter, since: str | None, upto: int, limit: int) -> History:
+        """Events for ``match`` up to ``upto``; ``recovered`` tells if they reach ``since``."""
+        after, recovered = 0, True
+        if since is not None:
+            position = parse_event_id(since)
+            if position is None or position[0] != self.epoch or position[1] > upto:
+                recovered = False  # another epoch, not ours, or from the future: start over
+            else:
+                after = position[1]
+                recovered = after >= int(self._meta("pruned_upto"))
+        column, value = (("project", match.project) if match.project is not None
+                         else ("deployment_id", match.deployment_id))
+        types = sorted(match.types) if match.types else None
+        type_sql = f" AND type IN ({','.join('?' * len(types))})" if types else ""
+        rows = self._db.execute(
+            f"SELECT seq, body FROM events WHERE {column} = ? AND seq > ? AND seq <= ?"  # noqa: S608 - column is one of two literals
+            f"{type_sql} ORDER BY seq DESC LIMIT ?",
+            (value, after, upto, *(types or []), limit + 1)).fetchall()
+        if len(rows) > limit:
+            rows = rows[:limit]
+            recovered = recovered and since is None
+        rows.reverse()
+        return History([self._decode(s, b) for s, b in rows], recovered)
+
+    def events(self, *, project: str | None, deployment_id: str | None, since: str | None,
+               limit: int) -> Page:
+        clauses, params = ["seq > ?"], [0]
+        if since is not None:
+            position = parse_event_id(since)
+            if position is not None and position[0] == self.epoch:
+                params[0] = position[1]
+        for column, value in (("project", project), ("deployment_id", deployment_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        rows = self._db.execute(
+            f"SELECT seq, body FROM events WHERE {' AND '.join(clauses)} "  # noqa: S608 - fixed clauses
+            "ORDER BY seq LIMIT ?", (*params, limit + 1)).fetchall()
+        items = [self._decode(s, b).to_dict() for s, b in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, items[-1]["id"] if more and items else None)
+
+    # -- the deployment view -------------------------------------------------------------
+
+    def list_deployments(self, *, project: str | None, status: str | None, branch: str | None,
+                         limit: int, cursor: str | None) -> Page:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("project", project), ("status", status), ("branch", branch)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if cursor is not None:
+            sort_ts, deployment_id = _decode_cursor(cursor)
+            clauses.append("(sort_ts, deployment_id) < (?, ?)")
+            params += [sort_ts, deployment_id]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.execute(
+            f"SELECT deployment_id, sort_ts, view, metrics FROM deployments {where} "  # noqa: S608 - fixed clauses
+            "ORDER BY sort_ts DESC, deployment_id DESC LIMIT ?", (*params, limit + 1)).fetchall()
+        items = [_summary(orjson.loads(v), m) for _, _, v, m in rows[:limit]]
+        next_cursor = _encode_cursor(rows[limit - 1][1], rows[limit - 1][0]) if (
+            len(rows) > limit) else None
+        return Page(items, next_cursor)
+
+    def get_deployment(self, deployment_id: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT view, metrics, last_seq FROM deployments WHERE deployment_id = ?",
+            (deployment_id,)).fetchone()
+        if row is None:
+            return None
+        view: dict[str, Any] = orjson.loads(row[0])
+        view["metrics"] = orjson.loads(row[1]) if row[1] else None
+        view["last_event_id"] = make_event_id(self.epoch, row[2])
+        view["log_lines"] = self._db.execute(
+            "SELECT count(*) FROM log_lines WHERE deployment_id = ?", (deployment_id,)).fetchone()[0]
+        return view
+
+    def logs(self, deployment_id: str, *, job: str | None, step: str | None, after: str | None,
+             limit: int) -> Page:
+        clauses, params = ["deployment_id = ?"], [deployment_id]
+        for column, value in (("job", job), ("step", step)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if after is not None:
+            clauses.append("line > ?")
+            params.append(after)
+        rows = self._db.execute(
+            f"SELECT line, job, step, level, ts, message, seq FROM log_lines "  # noqa: S608 - fixed clauses
+            f"WHERE {' AND '.join(clauses)} ORDER BY line LIMIT ?",
+            (*params, limit + 1)).fetchall()
+        items = [{"id": str(line), "job": j, "step": s, "level": lvl, "timestamp": ts,
+                  "message": msg, "event_id": make_event_id(self.epoch, seq)}
+                 for line, j, s, lvl, ts, msg, seq in rows[:limit]]
+        return Page(items, items[-1]["id"] if len(rows) > limit else None)
+
+    def projects(self) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT project, count(*), sum(status = 'success'), sum(status = 'failure'), "
+            "sum(status IN ('running', 'pending')), sum(status = 'cancelled') "
+            "FROM deployments GROUP BY project ORDER BY project").fetchall()
+        result = []
+        for project, total, success, failure, running, cancelled in rows:
+            latest = self._db.execute(
+                "SELECT view, metrics FROM deployments WHERE project = ? "
+                "ORDER BY sort_ts DESC, deployment_id DESC LIMIT 1", (project,)).fetchone()
+            result.append({
+                "project": project,
+                "latest_deployment": _summary(orjson.loads(latest[0]), latest[1]),
+                "counts": {"total": total, "success": success, "failure": failure,
+                           "running": running, "cancelled": cancelled},
+            })
+        return result
+
+    # -- upkeep ------------------------------------------------------------------------
+
+    def prune(self) -> int:
+        """Drop whole deployments (and project notes) past the age or count limit.
+
+        Whole deployments go, never part of one, so a view can always be re-folded
+        from what is left; ``pruned_upto`` remembers the newest seq removed, which
+        is how a resuming client learns its history no longer reaches back.
+        """
+        doomed: set[str] = set()
+        cutoff = time.time() - self.retention_days * 86400 if self.retention_days else None
+        with self._transaction():
+            if cutoff is not None:
+                doomed.update(r[0] for r in self._db.execute(
+                    "SELECT deployment_id FROM deployments WHERE last_activity < ?", (cutoff,)))
+            total = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
+            limit_seq = 0
+            if self.retention_max_events and total > self.retention_max_events:
+                limit_seq = self._db.execute(
+                    "SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?",
+                    (total - self.retention_max_events - 1,)).fetchone()[0]
+                doomed.update(r[0] for r in self._db.execute(
+                    "SELECT deployment_id FROM deployments WHERE last_seq <= ?", (limit_seq,)))
+            removed = max_seq = 0
+            for deployment_id in doomed:
+                top = self._db.execute("SELECT max(seq) FROM events WHERE deployment_id = ?",
+                                       (deployment_id,)).fetchone()[0] or 0
+                max_seq = max(max_seq, top)
+                removed += self._db.execute("DELETE FROM events WHERE deployment_id = ?",
+                                            (deployment_id,)).rowcount
+                self._db.execute("DELETE FROM log_lines WHERE deployment_id = ?", (deployment_id,))
+                self._db.execute("DELETE FROM deployments WHERE deployment_id = ?",
+                                 (deployment_id,))
+            loose = "deployment_id IS NULL OR type IN ('project_status', 'test')"
+            for clause, value in (("received_at < ?", cutoff), ("seq <= ?", limit_seq or None)):
+                if value is None:
+                    continue
+                top = self._db.execute(
+                    f"SELECT max(seq) FROM events WHERE ({loose}) AND {clause}",  # noqa: S608 - fixed clauses
+                    (value,)).fetchone()[0] or 0
+                max_seq = max(max_seq, top)
+                removed += self._db.execute(
+                    f"DELETE FROM events WHERE ({loose}) AND {clause}", (value,)).rowcount  # noqa: S608 - fixed clauses
+            if cutoff is not None:
+                self._db.execute("DELETE FROM deliveries WHERE received_at < ?", (cutoff,))
+            if max_seq:
+                self._db.execute(
+                    "UPDATE meta SET value = max(CAST(value AS INTEGER), ?) WHERE key = 'pruned_upto'",
+                    (max_seq,))
+        if removed:
+            log.info("pruned %d events of %d deployments", removed, len(doomed))
+        return int(removed)
+
+    def ping(self) -> None:
+        try:
+            self._db.execute("SELECT 1 FROM meta LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _summary(view: dict[str, Any], metrics: bytes | None) -> dict[str, Any]:
+    """A list row: the view without its step tree, plus step counts."""
+    steps = [step for job in view["jobs"] for step in job["steps"]]
+    row = {key: value for key, value in view.items() if key != "jobs"}
+    row["jobs"] = len(view["jobs"])
+    row["steps"] = {"total": len(steps),
+                    **{s: sum(1 for st in steps if st["status"] == s)
+                       for s in ("success", "failure", "running", "skipped", "cancelled")}}
+    row["metrics"] = orjson.loads(metrics) if metrics else None
+    return row
+
+
+def _encode_cursor(sort_ts: str, deployment_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([sort_ts, deployment_id])).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    """Raise ``ValueError`` for a cursor this store did not hand out."""
+    try:
+        sort_ts, deployment_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError):
+        raise ValueError("not a cursor from this API") from None
+    if not isinstance(sort_ts, str) or not isinstance(deployment_id, str):
+        raise ValueError("not a cursor from this API")
+    return sort_ts, deployment_id

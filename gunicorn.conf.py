@@ -1,0 +1,17 @@
+"""gunicorn settings for the hub: gevent workers, bound from the HUB_* settings."""
+
+from app.config import Settings
+
+_settings = Settings.from_env()
+
+worker_class = "gevent"
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers
+worker_connections = _settings.worker_connections
+# WebSocket and SSE connections live for hours; gevent workers heartbeat on their own.
+timeout = 30
+graceful_timeout = 10
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = _settings.log_level.lower()

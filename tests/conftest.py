@@ -1,0 +1,54 @@
+"""Fixtures shared by every test layer: settings, the app, its test client."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "original-payloads"
+#: Waits scale with this, for slow CI machines; tests never assert timings.
+TIMEOUT_FACTOR = float(os.environ.get("HUB_TEST_TIMEOUT_FACTOR", "1"))
+
+
+def load_manifest() -> list[dict[str, Any]]:
+    """The captured sender bodies with their routes and headers."""
+    entries: list[dict[str, Any]] = json.loads((FIXTURES / "manifest.json").read_text())
+    return entries
+
+
+@pytest.fixture(autouse=True)
+def _clean_hub_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No HUB_* variable of the caller's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("HUB_") and not name.startswith("HUB_TEST_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(broker_url="memory://")
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Flask]:
+    application = create_app(settings)
+    yield application
+    context = application.extensions["hub"]
+    context.hub.stop()
+    context.store.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
