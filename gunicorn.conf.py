@@ -15,3 +15,5 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+# One shared control socket path would make two hubs on one host fight over it.
+control_socket_disable = True
