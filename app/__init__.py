@@ -28,9 +28,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    store = create_store(settings.broker_url, synchronous=settings.sqlite_synchronous,
-                         retention_days=settings.retention_days,
-                         retention_max_events=settings.retention_max_events)
+    store = create_store(
+        settings.broker_url,
+        synchronous=settings.sqlite_synchronous,
+        retention_days=settings.retention_days,
+        retention_max_events=settings.retention_max_events,
+    )
     hub = Hub(store, tail_interval=settings.tail_interval)
     hub.start()
     app.extensions["hub"] = HubContext(settings=settings, store=store, hub=hub)

@@ -23,8 +23,10 @@ def _param(name: str) -> str | None:
     if value is None or value == "":
         return None
     if len(value) > MAX_PARAM_LENGTH:
-        raise BadRequest(f"query parameter {name!r} is too long",
-                         {name: [f"At most {MAX_PARAM_LENGTH} characters."]})
+        raise BadRequest(
+            f"query parameter {name!r} is too long",
+            {name: [f"At most {MAX_PARAM_LENGTH} characters."]},
+        )
     return value
 
 
@@ -33,8 +35,10 @@ def _limit(default: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest("query parameter 'limit' must be a whole number from 1 to "
-                         f"{MAX_LIMIT}", {"limit": [f"Must be between 1 and {MAX_LIMIT}."]})
+        raise BadRequest(
+            f"query parameter 'limit' must be a whole number from 1 to {MAX_LIMIT}",
+            {"limit": [f"Must be between 1 and {MAX_LIMIT}."]},
+        )
     return int(raw)
 
 
@@ -42,12 +46,17 @@ def _limit(default: int) -> int:
 def list_deployments() -> Response:
     status = _param("status")
     if status is not None and status not in STATUSES:
-        raise BadRequest(f"unknown status {status!r}",
-                         {"status": [f"Must be one of: {', '.join(STATUSES)}."]})
+        raise BadRequest(
+            f"unknown status {status!r}", {"status": [f"Must be one of: {', '.join(STATUSES)}."]}
+        )
     try:
         page = current_hub().store.list_deployments(
-            project=_param("project"), status=status, branch=_param("branch"),
-            limit=_limit(50), cursor=_param("cursor"))
+            project=_param("project"),
+            status=status,
+            branch=_param("branch"),
+            limit=_limit(50),
+            cursor=_param("cursor"),
+        )
     except ValueError as exc:
         raise BadRequest(str(exc), {"cursor": [str(exc)]}) from None
     return jsonify({"deployments": page.items, "next_cursor": page.next_cursor})
@@ -66,12 +75,14 @@ def deployment_logs(deployment_id: str) -> Response:
     store = current_hub().store
     after = _param("after")
     if after is not None and not after.isdigit():
-        raise BadRequest("query parameter 'after' must be a log line id",
-                         {"after": ["Not a log line id."]})
+        raise BadRequest(
+            "query parameter 'after' must be a log line id", {"after": ["Not a log line id."]}
+        )
     if store.get_deployment(deployment_id) is None:
         raise NotFound(f"no deployment {deployment_id!r}")
-    page = store.logs(deployment_id, job=_param("job"), step=_param("step"), after=after,
-                      limit=_limit(500))
+    page = store.logs(
+        deployment_id, job=_param("job"), step=_param("step"), after=after, limit=_limit(500)
+    )
     return jsonify({"lines": page.items, "next_cursor": page.next_cursor})
 
 
@@ -83,6 +94,9 @@ def list_projects() -> Response:
 @api.get("/events")
 def list_events() -> Response:
     page = current_hub().store.events(
-        project=_param("project"), deployment_id=_param("deployment_id"),
-        since=_param("since"), limit=_limit(100))
+        project=_param("project"),
+        deployment_id=_param("deployment_id"),
+        since=_param("since"),
+        limit=_limit(100),
+    )
     return jsonify({"events": page.items, "next_cursor": page.next_cursor})

@@ -11,11 +11,17 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping
+from typing import Protocol
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app.errors import Unauthorized
+
+
+class HeaderLookup(Protocol):
+    """What both a dict and werkzeug's case-insensitive ``Headers`` offer."""
+
+    def get(self, key: str, /) -> str | None: ...
 
 
 def _standard_webhook(secret: str) -> Webhook:
@@ -23,8 +29,9 @@ def _standard_webhook(secret: str) -> Webhook:
     return Webhook(secret if secret.startswith("whsec_") else secret.encode())
 
 
-def verify_request(headers: Mapping[str, str], body: bytes, *, secrets: tuple[str, ...],
-                   tokens: tuple[str, ...]) -> str:
+def verify_request(
+    headers: HeaderLookup, body: bytes, *, secrets: tuple[str, ...], tokens: tuple[str, ...]
+) -> str:
     """Return the caller's identity (for logs and rate limits) or raise :class:`Unauthorized`.
 
     With nothing configured every caller is ``anonymous``; the app warns about
@@ -32,7 +39,7 @@ def verify_request(headers: Mapping[str, str], body: bytes, *, secrets: tuple[st
     """
     if not secrets and not tokens:
         return "anonymous"
-    authorization = headers.get("Authorization", "")
+    authorization = headers.get("Authorization") or ""
     if tokens and authorization[:7].lower() == "bearer ":
         offered = authorization[7:].strip().encode()
         for index, token in enumerate(tokens):
@@ -49,13 +56,17 @@ def verify_request(headers: Mapping[str, str], body: bytes, *, secrets: tuple[st
         raise Unauthorized("X-Hub-Signature-256 does not match the body")
     if secrets and headers.get("webhook-signature") is not None:
         return _verify_standard(headers, body, secrets)
-    raise Unauthorized("missing signature or token: send X-Hub-Signature-256, Standard "
-                       "Webhooks headers or Authorization: Bearer")
+    raise Unauthorized(
+        "missing signature or token: send X-Hub-Signature-256, Standard "
+        "Webhooks headers or Authorization: Bearer"
+    )
 
 
-def _verify_standard(headers: Mapping[str, str], body: bytes, secrets: tuple[str, ...]) -> str:
-    wanted = {name: headers.get(name, "") for name in
-              ("webhook-id", "webhook-timestamp", "webhook-signature")}
+def _verify_standard(headers: HeaderLookup, body: bytes, secrets: tuple[str, ...]) -> str:
+    wanted = {
+        name: headers.get(name) or ""
+        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    }
     reason = "webhook-signature does not match the body"
     for index, secret in enumerate(secrets):
         try:

@@ -37,8 +37,9 @@ def _parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
-def _setting(default: Any, *, minimum: float | None = None, choices: tuple[str, ...] = (),
-             doc: str = "") -> Any:
+def _setting(
+    default: Any, *, minimum: float | None = None, choices: tuple[str, ...] = (), doc: str = ""
+) -> Any:
     """Declare a field with the metadata that ``from_env`` and the README table use."""
     return field(default=default, metadata={"minimum": minimum, "choices": choices, "doc": doc})
 
@@ -51,53 +52,75 @@ class Settings:
     port: int = _setting(8000, minimum=0, doc="Port gunicorn binds to (0 picks a free one).")
     workers: int = _setting(1, minimum=1, doc="gunicorn gevent worker processes.")
     worker_connections: int = _setting(
-        10000, minimum=1, doc="Concurrent connections per gevent worker.")
+        10000, minimum=1, doc="Concurrent connections per gevent worker."
+    )
     broker_url: str = _setting(
         "sqlite:///var/hub.sqlite3",
-        doc="Store and fan-out: `sqlite:///relative/path`, `sqlite:////abs/path`, `memory://`.")
+        doc="Store and fan-out: `sqlite:///relative/path`, `sqlite:////abs/path`, `memory://`.",
+    )
     sqlite_synchronous: str = _setting(
-        "NORMAL", choices=("NORMAL", "FULL"),
+        "NORMAL",
+        choices=("NORMAL", "FULL"),
         doc="SQLite `synchronous` in WAL mode: NORMAL survives a crash or kill -9 of the hub, "
-            "FULL also a power loss.")
+        "FULL also a power loss.",
+    )
     webhook_secrets: tuple[str, ...] = _setting(
-        (), doc="Comma-separated HMAC secrets (GitHub `X-Hub-Signature-256` and Standard "
-                "Webhooks); several for rotation. Empty: unsigned posts are accepted.")
+        (),
+        doc="Comma-separated HMAC secrets (GitHub `X-Hub-Signature-256` and Standard "
+        "Webhooks); several for rotation. Empty: unsigned posts are accepted.",
+    )
     webhook_tokens: tuple[str, ...] = _setting(
-        (), doc="Comma-separated bearer tokens accepted on ingest.")
+        (), doc="Comma-separated bearer tokens accepted on ingest."
+    )
     max_body_bytes: int = _setting(1048576, minimum=1, doc="Ingest body cap (413 above it).")
-    max_batch_events: int = _setting(1000, minimum=1, doc="Events per `{\"events\": [...]}` batch.")
+    max_batch_events: int = _setting(1000, minimum=1, doc='Events per `{"events": [...]}` batch.')
     max_json_depth: int = _setting(32, minimum=2, doc="Deepest JSON nesting accepted (422 above).")
     retention_days: float = _setting(
-        30.0, minimum=0, doc="Events older than this are pruned (0 keeps them forever).")
+        30.0, minimum=0, doc="Events older than this are pruned (0 keeps them forever)."
+    )
     retention_max_events: int = _setting(
-        1000000, minimum=0, doc="At most this many events are kept (0: no count limit).")
+        1000000, minimum=0, doc="At most this many events are kept (0: no count limit)."
+    )
     trusted_proxies: tuple[str, ...] = _setting(
         ("127.0.0.1", "::1"),
-        doc="Peer addresses whose X-Forwarded-For/Proto/Prefix headers are believed.")
+        doc="Peer addresses whose X-Forwarded-For/Proto/Prefix headers are believed.",
+    )
     log_level: str = _setting(
-        "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), doc="Log level.")
+        "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), doc="Log level."
+    )
     tail_interval: float = _setting(
-        0.05, minimum=0.001,
-        doc="Seconds between polls of the event log for events other workers stored.")
+        0.05,
+        minimum=0.001,
+        doc="Seconds between polls of the event log for events other workers stored.",
+    )
     ws_ping_interval: float = _setting(
-        25.0, minimum=0.05, doc="Seconds between WebSocket pings; a silent peer is closed.")
+        25.0, minimum=0.05, doc="Seconds between WebSocket pings; a silent peer is closed."
+    )
     ws_max_connections: int = _setting(
-        10000, minimum=1, doc="WebSocket connections per worker (503 before the upgrade).")
+        10000, minimum=1, doc="WebSocket connections per worker (503 before the upgrade)."
+    )
     ws_max_subscriptions: int = _setting(100, minimum=1, doc="Subscriptions per connection.")
     ws_max_frame_bytes: int = _setting(
-        65536, minimum=128, doc="Largest client frame (close 1009 above it).")
+        65536, minimum=128, doc="Largest client frame (close 1009 above it)."
+    )
     ws_send_queue: int = _setting(
-        2000, minimum=1, doc="Frames queued per connection before it counts as too slow (1013).")
+        2000, minimum=1, doc="Frames queued per connection before it counts as too slow (1013)."
+    )
     ws_send_timeout: float = _setting(
-        10.0, minimum=0.1, doc="Seconds one frame may take to write before the peer is dropped.")
+        10.0, minimum=0.1, doc="Seconds one frame may take to write before the peer is dropped."
+    )
     replay_project_limit: int = _setting(
-        200, minimum=1, doc="Events replayed to a project subscription without `since`.")
+        200, minimum=1, doc="Events replayed to a project subscription without `since`."
+    )
     replay_max_events: int = _setting(
-        10000, minimum=1, doc="Most events replayed for one subscription.")
+        10000, minimum=1, doc="Most events replayed for one subscription."
+    )
     read_tokens: tuple[str, ...] = _setting(
-        (), doc="Tokens required to read (WebSocket, SSE, read API); empty: open.")
+        (), doc="Tokens required to read (WebSocket, SSE, read API); empty: open."
+    )
     allowed_origins: tuple[str, ...] = _setting(
-        (), doc="Origins allowed to open a WebSocket; empty: any.")
+        (), doc="Origins allowed to open a WebSocket; empty: any."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -142,7 +165,7 @@ def _cast(name: str, raw: str, spec: dataclasses.Field[Any]) -> Any:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
     choices = spec.metadata["choices"]
     if choices:
-        value = value.upper()
+        value = str(value).upper()
         if value not in choices:
             raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
     return value

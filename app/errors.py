@@ -33,16 +33,22 @@ class HubError(Exception):
     code = "internal_error"
     status = 500
 
-    def __init__(self, message: str, details: dict[str, Any] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
         self.headers = headers or {}
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(code={self.code!r}, status={self.status}, "
-                f"message={self.message!r}, details={self.details!r})")
+        return (
+            f"{type(self).__name__}(code={self.code!r}, status={self.status}, "
+            f"message={self.message!r}, details={self.details!r})"
+        )
 
 
 class InvalidJSON(HubError):
@@ -91,8 +97,12 @@ class BackendUnavailable(HubError):
 
 
 def error_response(error: HubError) -> Response:
-    response = jsonify({"success": False, "error": {
-        "code": error.code, "message": error.message, "details": error.details}})
+    response = jsonify(
+        {
+            "success": False,
+            "error": {"code": error.code, "message": error.message, "details": error.details},
+        }
+    )
     response.status_code = error.status
     response.headers.update(error.headers)
     return response
@@ -105,9 +115,12 @@ def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(error: RequestEntityTooLarge) -> Response:
-        return error_response(PayloadTooLarge(
-            f"request body is over the {max_body_bytes}-byte limit",
-            {"limit_bytes": max_body_bytes}))
+        return error_response(
+            PayloadTooLarge(
+                f"request body is over the {max_body_bytes}-byte limit",
+                {"limit_bytes": max_body_bytes},
+            )
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
@@ -118,5 +131,5 @@ def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        log.exception("unhandled error")
+        log.error("unhandled error")
         return error_response(HubError("internal error; it has been logged"))

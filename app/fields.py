@@ -22,7 +22,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_LENGTH = 200
 
 
-class Text(fields.Field):
+class Text(fields.Field[str | None]):
     """Any Unicode text (ANSI codes included); numbers become their decimal text.
 
     ``""`` and ``null`` load as ``None`` so that "unknown" has one spelling.
@@ -33,8 +33,9 @@ class Text(fields.Field):
         super().__init__(**kwargs)
         self.max_length = max_length
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
-                     **kwargs: Any) -> str | None:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> str | None:
         if isinstance(value, bool):
             raise ValidationError("Not a valid string.")
         if isinstance(value, int | float):
@@ -54,8 +55,9 @@ class Name(Text):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_length=MAX_NAME_LENGTH, **kwargs)
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
-                     **kwargs: Any) -> str | None:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> str | None:
         text = super()._deserialize(value, attr, data, **kwargs)
         if text is None:
             return None
@@ -65,15 +67,16 @@ class Name(Text):
         return text or None
 
 
-class Number(fields.Field):
+class Number(fields.Field[Any]):
     """A finite, non-negative number given as a JSON number or a numeric string."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("allow_none", True)
         super().__init__(**kwargs)
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
-                     **kwargs: Any) -> float | None:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> float | None:
         if isinstance(value, bool):
             raise ValidationError("Not a valid number.")
         if isinstance(value, str):
@@ -93,8 +96,9 @@ class Number(fields.Field):
 class Seconds(Number):
     """A duration in seconds on the wire, in whole milliseconds once loaded."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
-                     **kwargs: Any) -> int | None:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> int | None:
         seconds = super()._deserialize(value, attr, data, **kwargs)
         return None if seconds is None else round(seconds * 1000)
 
@@ -102,8 +106,9 @@ class Seconds(Number):
 class Millis(Number):
     """A duration already in milliseconds."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
-                     **kwargs: Any) -> int | None:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> int | None:
         millis = super()._deserialize(value, attr, data, **kwargs)
         return None if millis is None else round(millis)
 
@@ -111,8 +116,9 @@ class Millis(Number):
 class Count(Number):
     """A whole, non-negative number such as a step's position."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
-                     **kwargs: Any) -> int | None:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> int | None:
         number = super()._deserialize(value, attr, data, **kwargs)
         if number is None:
             return None
@@ -121,15 +127,16 @@ class Count(Number):
         return int(number)
 
 
-class Timestamp(fields.Field):
+class Timestamp(fields.Field[str | None]):
     """ISO-8601 in any of the senders' spellings; loaded as the one normalised spelling."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("allow_none", True)
         super().__init__(**kwargs)
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
-                     **kwargs: Any) -> str | None:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> str | None:
         if value is None or value == "":
             return None
         if not isinstance(value, str) or len(value) > 64:
@@ -140,7 +147,7 @@ class Timestamp(fields.Field):
             raise ValidationError("Not a valid ISO-8601 timestamp.") from None
 
 
-class Status(fields.Field):
+class Status(fields.Field[tuple[str, bool] | None]):
     """A status word in any vocabulary of LEGACY.md, loaded as ``(status, retry)``."""
 
     def __init__(self, *, empty: str | None = None, **kwargs: Any) -> None:
@@ -148,8 +155,9 @@ class Status(fields.Field):
         super().__init__(**kwargs)
         self.empty = empty
 
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
-                     **kwargs: Any) -> tuple[str, bool] | None:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
+    ) -> tuple[str, bool] | None:
         if value is None or value == "":
             return None if self.empty is None else (self.empty, False)
         if not isinstance(value, str):

@@ -67,22 +67,27 @@ def decode_events(body: bytes, route: str, *, max_depth: int, max_batch: int) ->
     data = parse_json(body, route)
     depth = json_depth(data, max_depth)
     if depth > max_depth:
-        raise InvalidEvent(f"JSON is nested deeper than {max_depth} levels",
-                           {"max_depth": max_depth})
+        raise InvalidEvent(
+            f"JSON is nested deeper than {max_depth} levels", {"max_depth": max_depth}
+        )
     if isinstance(data, dict) and "type" not in data and isinstance(data.get("events"), list):
         items: list[Any] = data["events"]
         if not items:
             raise InvalidEvent("batch has no events", {"events": ["Must not be empty."]})
         if len(items) > max_batch:
-            raise InvalidEvent(f"batch has {len(items)} events; at most {max_batch} are allowed",
-                               {"events": [f"At most {max_batch} events."]})
+            raise InvalidEvent(
+                f"batch has {len(items)} events; at most {max_batch} are allowed",
+                {"events": [f"At most {max_batch} events."]},
+            )
         events = []
         for index, item in enumerate(items):
             try:
                 events.append(load_one(item, route))
             except ValidationError as exc:
-                raise InvalidEvent(f"event {index} of the batch is invalid; nothing was stored",
-                                   {"index": index, "events": {str(index): exc.messages}}) from None
+                raise InvalidEvent(
+                    f"event {index} of the batch is invalid; nothing was stored",
+                    {"index": index, "events": {str(index): exc.messages}},
+                ) from None
         return events
     try:
         return [load_one(data, route)]

@@ -31,8 +31,18 @@ SUMMARY_STEPS: dict[str, str] = {
 }
 
 #: ``notify-dashboard.sh`` pastes its arguments unescaped into this ten-key template.
-_TEMPLATE_KEYS = ("project", "status", "duration", "timestamp", "sourceRepo", "runId",
-                  "deployType", "serverHost", "logs", "errorMessage")
+_TEMPLATE_KEYS = (
+    "project",
+    "status",
+    "duration",
+    "timestamp",
+    "sourceRepo",
+    "runId",
+    "deployType",
+    "serverHost",
+    "logs",
+    "errorMessage",
+)
 
 
 def _template_pattern() -> re.Pattern[bytes]:
@@ -40,8 +50,17 @@ def _template_pattern() -> re.Pattern[bytes]:
     for index, key in enumerate(_TEMPLATE_KEYS):
         quote = b"" if key == "duration" else b'"'
         lead = rb"\A\s*\{\s*" if index == 0 else rb",\s*"
-        parts.append(lead + b'"' + key.encode() + rb'"\s*:\s*' + quote
-                     + b"(?P<" + key.encode() + b">.*)" + quote)
+        parts.append(
+            lead
+            + b'"'
+            + key.encode()
+            + rb'"\s*:\s*'
+            + quote
+            + b"(?P<"
+            + key.encode()
+            + b">.*)"
+            + quote
+        )
     return re.compile(b"".join(parts) + rb"\s*\}\s*\Z", re.DOTALL)
 
 
@@ -71,8 +90,8 @@ class LegacyDeploymentSchema(EventSchema):
     default_status = None
     type = fields.String(load_default="legacy")
     duration = Seconds()
-    deployType = Name()  # noqa: N815 - the sender's key, kept as sent
-    serverHost = Name()  # noqa: N815 - the sender's key, kept as sent
+    deployType = Name()
+    serverHost = Name()
 
     @validates_schema
     def _check_project(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -106,8 +125,9 @@ class SummarySchema(DeploymentCompletedSchema):
     branch = Name()
     commit = Name()
     actor = Name()
-    step_details = fields.Dict(keys=fields.String(), values=Status(empty="skipped"),
-                               load_default=None)
+    step_details = fields.Dict(
+        keys=fields.String(), values=Status(empty="skipped"), load_default=None
+    )
 
     @validates_schema
     def _check_project(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -22,8 +22,7 @@ class TrustedProxyFix:
         self.trusted = frozenset(trusted)
         self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse
-                 ) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         target: Any = self.fixed if environ.get("REMOTE_ADDR") in self.trusted else self.app
         result: Iterable[bytes] = target(environ, start_response)
         return result

@@ -12,7 +12,10 @@ over random permutations.  Log lines and metrics are kept beside the view
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -31,19 +34,34 @@ TYPE_RANK = {
 }
 
 #: Types that shape the view; the rest (logs, metrics, project notes) are stored beside it.
-LIFECYCLE_TYPES = ("deployment_started", "step_started", "step_completed",
-                   "deployment_completed", "deployment_rollback")
+LIFECYCLE_TYPES = (
+    "deployment_started",
+    "step_started",
+    "step_completed",
+    "deployment_completed",
+    "deployment_rollback",
+)
 
-_METADATA = ("branch", "commit", "actor", "environment", "repository",
-             "workflow_name", "workflow_id", "run_url")
+_METADATA = (
+    "branch",
+    "commit",
+    "actor",
+    "environment",
+    "repository",
+    "workflow_name",
+    "workflow_id",
+    "run_url",
+)
 
 UNKNOWN_PROJECT = "unknown"
 
 
 def content_key(event: Event) -> bytes:
     """What makes two events the same, whatever id or arrival order they got."""
-    return orjson.dumps([event.type, event.timestamp, event.deployment_id, event.payload],
-                        option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(
+        [event.type, event.timestamp, event.deployment_id, event.payload],
+        option=orjson.OPT_SORT_KEYS,
+    )
 
 
 def sort_key(event: Event) -> tuple[str, int, bytes]:
@@ -140,10 +158,14 @@ class _Deployment:
             self.message = payload.get("message") or payload.get("logs") or self.message
             for number, summary in enumerate(payload.get("steps") or [], start=1):
                 self._step(summary["job"], summary["step"], event.timestamp).apply(
-                    event, {**summary, "step_number": summary.get("step_number", number)})
+                    event, {**summary, "step_number": summary.get("step_number", number)}
+                )
         elif event.type == "deployment_rollback":
-            self.rollback = {"from_deployment_id": payload.get("from_deployment_id"),
-                             "reason": payload.get("reason"), "at": event.timestamp}
+            self.rollback = {
+                "from_deployment_id": payload.get("from_deployment_id"),
+                "reason": payload.get("reason"),
+                "at": event.timestamp,
+            }
         elif event.type in ("step_started", "step_completed"):
             self._step(payload["job"], payload["step"], event.timestamp).apply(event, payload)
 
@@ -177,7 +199,8 @@ def build_view(deployment_id: str, events: list[Event]) -> dict[str, Any]:
     jobs = _jobs(state.steps.values())
     status = state.status or _infer_status([job["status"] for job in jobs])
     started_at = state.started_at or _earliest(
-        [s["started_at"] for j in jobs for s in j["steps"]] + [e.timestamp for e in ordered])
+        [s["started_at"] for j in jobs for s in j["steps"]] + [e.timestamp for e in ordered]
+    )
     completed_at = state.completed_at if status in TERMINAL_STATUSES else None
     duration = state.duration_ms if completed_at else None
     if duration is None:
@@ -207,22 +230,29 @@ def _jobs(steps: Any) -> list[dict[str, Any]]:
         by_job.setdefault(step.job, []).append(step)
     jobs = []
     for name, members in by_job.items():
-        members.sort(key=lambda s: (s.step_number if s.step_number is not None else 1 << 30,
-                                    s.started_at or s.first_seen, s.name))
+        members.sort(
+            key=lambda s: (
+                s.step_number if s.step_number is not None else 1 << 30,
+                s.started_at or s.first_seen,
+                s.name,
+            )
+        )
         rendered = [s.to_dict() for s in members]
         status = _infer_status([s["status"] for s in rendered], settled="success")
         started = _earliest([s["started_at"] for s in rendered])
         ends = [s["completed_at"] for s in rendered]
         completed = max(e for e in ends if e) if status in TERMINAL_STATUSES and any(ends) else None
-        jobs.append({
-            "name": name,
-            "status": status,
-            "started_at": started,
-            "completed_at": completed,
-            "duration_ms": duration_between(started, completed),
-            "steps": rendered,
-            "_order": min(s.started_at or s.first_seen for s in members),
-        })
+        jobs.append(
+            {
+                "name": name,
+                "status": status,
+                "started_at": started,
+                "completed_at": completed,
+                "duration_ms": duration_between(started, completed),
+                "steps": rendered,
+                "_order": min(s.started_at or s.first_seen for s in members),
+            }
+        )
     jobs.sort(key=lambda j: (j.pop("_order"), j["name"]))
     return jobs
 
@@ -250,6 +280,55 @@ def _earliest(times: list[str | None]) -> str | None:
 
 
 def _minus(timestamp: str, millis: int) -> str:
-    from datetime import timedelta
-
     return format_timestamp(parse_timestamp(timestamp) - timedelta(milliseconds=millis))
+
+
+def log_lines_of(event: Event) -> list[tuple[str | None, str | None, str, str, str]]:
+    """``(job, step, level, timestamp, text)`` for each log line an event carries.
+
+    A ``log_entry``'s message, any other event's ``logs`` and its ``error`` (at
+    level ``error``) all become lines, one per line of text.
+    """
+    payload = event.payload
+    if event.type == "log_entry":
+        texts = [(payload.get("level") or "info", payload.get("message") or payload.get("logs"))]
+    else:
+        texts = [("info", payload.get("logs")), ("error", payload.get("error"))]
+    return [
+        (payload.get("job"), payload.get("step"), level, event.timestamp, line)
+        for level, text in texts
+        if text
+        for line in str(text).splitlines() or [""]
+    ]
+
+
+def list_row(view: dict[str, Any], metrics: bytes | None) -> dict[str, Any]:
+    """A deployments-list row: the view without its step tree, plus step counts."""
+    steps = [step for job in view["jobs"] for step in job["steps"]]
+    row = {key: value for key, value in view.items() if key != "jobs"}
+    row["jobs"] = len(view["jobs"])
+    row["steps"] = {
+        "total": len(steps),
+        **{
+            s: sum(1 for st in steps if st["status"] == s)
+            for s in ("success", "failure", "running", "skipped", "cancelled")
+        },
+    }
+    row["metrics"] = orjson.loads(metrics) if metrics else None
+    return row
+
+
+def encode_cursor(sort_ts: str, deployment_id: str) -> str:
+    """An opaque keyset cursor for the newest-first deployments list."""
+    return base64.urlsafe_b64encode(orjson.dumps([sort_ts, deployment_id])).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """Raise ``ValueError`` for a cursor the API did not hand out."""
+    try:
+        sort_ts, deployment_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError):
+        raise ValueError("not a cursor from this API") from None
+    if not isinstance(sort_ts, str) or not isinstance(deployment_id, str):
+        raise ValueError("not a cursor from this API")
+    return sort_ts, deployment_id

@@ -34,8 +34,10 @@ def _ingest(route: str) -> Response:
         response = _accept(route)
     except HubError as error:
         REQUESTS_REJECTED.labels(error.code).inc()
-        log.info("ingest rejected", extra={"route": route, "code": error.code,
-                                           "error_message": error.message})
+        log.info(
+            "ingest rejected",
+            extra={"route": route, "code": error.code, "error_message": error.message},
+        )
         raise
     INGEST_SECONDS.observe(time.perf_counter() - started)
     return response
@@ -46,32 +48,53 @@ def _accept(route: str) -> Response:
     settings = context.settings
     if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
         raise UnsupportedMediaType(
-            f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}")
+            f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}"
+        )
     body = request.get_data(cache=False)
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidJSON(f"body is not UTF-8 (byte {exc.start})") from None
-    identity = verify_request(request.headers, body, secrets=settings.webhook_secrets,
-                              tokens=settings.webhook_tokens)
-    events = decode_events(body, route, max_depth=settings.max_json_depth,
-                           max_batch=settings.max_batch_events)
-    delivery_key = next((f"{name}:{request.headers[name]}" for name in DELIVERY_HEADERS
-                         if request.headers.get(name)), None)
+    identity = verify_request(
+        request.headers, body, secrets=settings.webhook_secrets, tokens=settings.webhook_tokens
+    )
+    events = decode_events(
+        body, route, max_depth=settings.max_json_depth, max_batch=settings.max_batch_events
+    )
+    delivery_key = next(
+        (
+            f"{name}:{request.headers[name]}"
+            for name in DELIVERY_HEADERS
+            if request.headers.get(name)
+        ),
+        None,
+    )
     try:
         accepted = context.store.append(Batch(events, delivery_key))
     except StoreUnavailable as exc:
-        raise BackendUnavailable(f"event store unavailable; nothing was stored ({exc})",
-                                 headers={"Retry-After": "5"}) from None
+        raise BackendUnavailable(
+            f"event store unavailable; nothing was stored ({exc})", headers={"Retry-After": "5"}
+        ) from None
     context.hub.notify()
     for event in accepted.stored:
         EVENTS_ACCEPTED.labels(event.type).inc()
     if len(accepted.stored) < len(events):
         DUPLICATES.inc(len(events) - len(accepted.stored))
-    log.info("ingest accepted", extra={"route": route, "sender": identity,
-                                       "events": len(events), "duplicate": accepted.duplicate})
-    body_out: dict[str, object] = {"success": True, "accepted": len(accepted.ids),
-                                   "ids": accepted.ids, "duplicate": accepted.duplicate}
+    log.info(
+        "ingest accepted",
+        extra={
+            "route": route,
+            "sender": identity,
+            "events": len(events),
+            "duplicate": accepted.duplicate,
+        },
+    )
+    body_out: dict[str, object] = {
+        "success": True,
+        "accepted": len(accepted.ids),
+        "ids": accepted.ids,
+        "duplicate": accepted.duplicate,
+    }
     return jsonify(body_out)
 
 

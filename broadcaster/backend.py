@@ -70,18 +70,33 @@ class Store(Protocol):
 
     def history(self, match: Filter, since: str | None, upto: int, limit: int) -> History: ...
 
-    def list_deployments(self, *, project: str | None, status: str | None, branch: str | None,
-                         limit: int, cursor: str | None) -> Page: ...
+    def list_deployments(
+        self,
+        *,
+        project: str | None,
+        status: str | None,
+        branch: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page: ...
 
     def get_deployment(self, deployment_id: str) -> dict[str, Any] | None: ...
 
-    def logs(self, deployment_id: str, *, job: str | None, step: str | None,
-             after: str | None, limit: int) -> Page: ...
+    def logs(
+        self,
+        deployment_id: str,
+        *,
+        job: str | None,
+        step: str | None,
+        after: str | None,
+        limit: int,
+    ) -> Page: ...
 
     def projects(self) -> list[dict[str, Any]]: ...
 
-    def events(self, *, project: str | None, deployment_id: str | None, since: str | None,
-               limit: int) -> Page: ...
+    def events(
+        self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
+    ) -> Page: ...
 
     def prune(self) -> int: ...
 

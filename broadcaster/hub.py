@@ -59,8 +59,9 @@ class Subscriber:
     always queued, whole, ahead of the live events that follow it.
     """
 
-    def __init__(self, maxsize: int, on_overflow: Callable[[Subscriber], None] | None = None
-                 ) -> None:
+    def __init__(
+        self, maxsize: int, on_overflow: Callable[[Subscriber], None] | None = None
+    ) -> None:
         self.queue: gevent.queue.Queue[Envelope | str] = gevent.queue.Queue()
         self.maxsize = maxsize
         self.filters: list[Filter] = []
@@ -88,16 +89,22 @@ class Subscriber:
     def get(self, timeout: float | None = None) -> Envelope | str | None:
         """The next item to send, or ``None`` after ``timeout`` seconds."""
         try:
-            return self.queue.get(timeout=timeout)
+            item: Envelope | str = self.queue.get(timeout=timeout)
         except gevent.queue.Empty:
             return None
+        return item
 
 
 class Hub:
     """Tails the store and fans out to subscribers; one per worker process."""
 
-    def __init__(self, store: Store, *, tail_interval: float = 0.05,
-                 on_dispatch: Callable[[Envelope, int], Any] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        tail_interval: float = 0.05,
+        on_dispatch: Callable[[Envelope, int], Any] | None = None,
+    ) -> None:
         self.store = store
         self.tail_interval = tail_interval
         self.position = store.last_seq()
@@ -150,8 +157,9 @@ class Hub:
         if self._on_dispatch is not None:
             self._on_dispatch(envelope, delivered)
 
-    def add_filter(self, subscriber: Subscriber, match: Filter, since: str | None,
-                   limit: int) -> History:
+    def add_filter(
+        self, subscriber: Subscriber, match: Filter, since: str | None, limit: int
+    ) -> History:
         """Add ``match`` to ``subscriber``; return its replay, gapless with what follows live.
 
         Nothing here yields to another greenlet (SQLite calls and ``put_nowait``

@@ -13,8 +13,6 @@ reused, even after pruning) and the epoch fixed when the file was created.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import sqlite3
 import time
@@ -26,7 +24,16 @@ from typing import Any
 import orjson
 
 from app.events import PROJECT_ONLY_TYPES, Event, make_event_id, parse_event_id
-from app.view import LIFECYCLE_TYPES, build_view, content_key, resolve_project
+from app.view import (
+    LIFECYCLE_TYPES,
+    build_view,
+    content_key,
+    decode_cursor,
+    encode_cursor,
+    list_row,
+    log_lines_of,
+    resolve_project,
+)
 from broadcaster.backend import Accepted, Batch, History, Page, StoreUnavailable
 from broadcaster.filters import Filter
 
@@ -82,16 +89,23 @@ _LIFECYCLE_SQL = ",".join(f"'{t}'" for t in LIFECYCLE_TYPES)
 class SqliteStore:
     """Event log and deployment view in one SQLite database (see module docstring)."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", retention_days: float = 0.0,
-                 retention_max_events: int = 0) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "NORMAL",
+        retention_days: float = 0.0,
+        retention_max_events: int = 0,
+    ) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.retention_days = retention_days
         self.retention_max_events = retention_max_events
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                       timeout=10.0)
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
@@ -101,8 +115,10 @@ class SqliteStore:
 
     def _init_epoch(self) -> int:
         with self._transaction():
-            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('epoch', ?)",
-                             (str(time.time_ns() // 1_000_000),))
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('epoch', ?)",
+                (str(time.time_ns() // 1_000_000),),
+            )
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('pruned_upto', '0')")
         return int(self._meta("epoch"))
 
@@ -162,8 +178,9 @@ class SqliteStore:
         return None if row is None else list(orjson.loads(row[0]))
 
     def _remember(self, key: str, ids: list[str]) -> None:
-        self._db.execute("INSERT INTO deliveries VALUES (?, ?, ?)",
-                         (key, orjson.dumps(ids), time.time()))
+        self._db.execute(
+            "INSERT INTO deliveries VALUES (?, ?, ?)", (key, orjson.dumps(ids), time.time())
+        )
 
     def _next_seq(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
@@ -179,14 +196,16 @@ class SqliteStore:
                 row = self._db.execute(
                     "SELECT deployment_id FROM deployments WHERE project = ? AND status IN "
                     "('running', 'pending') ORDER BY sort_ts DESC, deployment_id DESC LIMIT 1",
-                    (event.project,)).fetchone()
+                    (event.project,),
+                ).fetchone()
                 deployment_id = row[0] if row else None
             if deployment_id is None:
                 deployment_id = f"{event.project}-auto-{self._next_seq()}"
         project = event.project
         if project in ("", "unknown"):
-            row = self._db.execute("SELECT project FROM deployments WHERE deployment_id = ?",
-                                   (deployment_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT project FROM deployments WHERE deployment_id = ?", (deployment_id,)
+            ).fetchone()
             project = row[0] if row else "unknown"
         return event.with_(deployment_id=deployment_id, project=project)
 
@@ -198,7 +217,8 @@ class SqliteStore:
         cursor = self._db.execute(
             "INSERT INTO events (type, project, deployment_id, received_at, body) "
             "VALUES (?, ?, ?, ?, ?)",
-            (event.type, event.project, event.deployment_id, now, orjson.dumps(body)))
+            (event.type, event.project, event.deployment_id, now, orjson.dumps(body)),
+        )
         seq = int(cursor.lastrowid or 0)
         saved = event.with_(id=make_event_id(self.epoch, seq))
         if event.deployment_id is not None and event.type not in PROJECT_ONLY_TYPES:
@@ -207,34 +227,28 @@ class SqliteStore:
         return saved
 
     def _log_lines(self, event: Event, seq: int) -> None:
-        payload = event.payload
-        rows: list[tuple[Any, ...]] = []
-        texts = [(payload.get("level") or "info", payload.get("message"))] if (
-            event.type == "log_entry") else [("info", payload.get("logs"))]
-        if event.type == "log_entry" and not payload.get("message"):
-            texts = [(payload.get("level") or "info", payload.get("logs"))]
-        if event.type != "log_entry" and payload.get("error"):
-            texts.append(("error", payload["error"]))
-        for level, text in texts:
-            if not text:
-                continue
-            for line in str(text).splitlines() or [""]:
-                rows.append((event.deployment_id, seq, payload.get("job"), payload.get("step"),
-                             level, event.timestamp, line))
+        rows = [(event.deployment_id, seq, *line) for line in log_lines_of(event)]
         if rows:
             self._db.executemany(
                 "INSERT INTO log_lines (deployment_id, seq, job, step, level, ts, message) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
 
     def _update_deployment(self, event: Event, seq: int, now: float) -> None:
         deployment_id = event.deployment_id
         row = self._db.execute(
-            "SELECT project, metrics_key FROM deployments WHERE deployment_id = ?",
-            (deployment_id,)).fetchone()
+            "SELECT project, metrics_key FROM deployments WHERE deployment_id = ?", (deployment_id,)
+        ).fetchone()
         if row is None or event.type in LIFECYCLE_TYPES:
-            lifecycle = [self._decode(s, b) for s, b in self._db.execute(
-                f"SELECT seq, body FROM events WHERE deployment_id = ? "  # noqa: S608 - constant list
-                f"AND type IN ({_LIFECYCLE_SQL})", (deployment_id,))]
+            lifecycle = [
+                self._decode(s, b)
+                for s, b in self._db.execute(
+                    f"SELECT seq, body FROM events WHERE deployment_id = ? "
+                    f"AND type IN ({_LIFECYCLE_SQL})",
+                    (deployment_id,),
+                )
+            ]
             view = build_view(str(deployment_id), lifecycle)
             project = resolve_project([view["project"], row[0] if row else "", event.project])
             view["project"] = project
@@ -246,20 +260,34 @@ class SqliteStore:
                 "status = excluded.status, branch = excluded.branch, sort_ts = excluded.sort_ts, "
                 "last_seq = excluded.last_seq, last_activity = excluded.last_activity, "
                 "view = excluded.view",
-                (deployment_id, project, view["status"], view["branch"], sort_ts, seq, now,
-                 orjson.dumps(view)))
+                (
+                    deployment_id,
+                    project,
+                    view["status"],
+                    view["branch"],
+                    sort_ts,
+                    seq,
+                    now,
+                    orjson.dumps(view),
+                ),
+            )
         else:
             self._db.execute(
                 "UPDATE deployments SET last_seq = ?, last_activity = ? WHERE deployment_id = ?",
-                (seq, now, deployment_id))
+                (seq, now, deployment_id),
+            )
         if event.type == "metrics_update":
             key = event.timestamp.encode() + content_key(event)
             current = None if row is None else row[1]
             if current is None or key > current:
                 self._db.execute(
                     "UPDATE deployments SET metrics = ?, metrics_key = ? WHERE deployment_id = ?",
-                    (orjson.dumps({**event.payload["metrics"], "_at": event.timestamp}), key,
-                     deployment_id))
+                    (
+                        orjson.dumps({**event.payload["metrics"], "_at": event.timestamp}),
+                        key,
+                        deployment_id,
+                    ),
+                )
 
     # -- the event log -----------------------------------------------------------------
 
@@ -273,8 +301,9 @@ class SqliteStore:
         return int(row[0] or 0)
 
     def read_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
-        rows = self._db.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                                (seq, limit)).fetchall()
+        rows = self._db.execute(
+            "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
         return [(s, self._decode(s, b)) for s, b in rows]
 
     def history(self, match: Filter, since: str | None, upto: int, limit: int) -> History:
@@ -287,23 +316,29 @@ class SqliteStore:
             else:
                 after = position[1]
                 recovered = after >= int(self._meta("pruned_upto"))
-        column, value = (("project", match.project) if match.project is not None
-                         else ("deployment_id", match.deployment_id))
+        column, value = (
+            ("project", match.project)
+            if match.project is not None
+            else ("deployment_id", match.deployment_id)
+        )
         types = sorted(match.types) if match.types else None
         type_sql = f" AND type IN ({','.join('?' * len(types))})" if types else ""
         rows = self._db.execute(
-            f"SELECT seq, body FROM events WHERE {column} = ? AND seq > ? AND seq <= ?"  # noqa: S608 - column is one of two literals
+            f"SELECT seq, body FROM events WHERE {column} = ? AND seq > ? AND seq <= ?"
             f"{type_sql} ORDER BY seq DESC LIMIT ?",
-            (value, after, upto, *(types or []), limit + 1)).fetchall()
+            (value, after, upto, *(types or []), limit + 1),
+        ).fetchall()
         if len(rows) > limit:
             rows = rows[:limit]
             recovered = recovered and since is None
         rows.reverse()
         return History([self._decode(s, b) for s, b in rows], recovered)
 
-    def events(self, *, project: str | None, deployment_id: str | None, since: str | None,
-               limit: int) -> Page:
-        clauses, params = ["seq > ?"], [0]
+    def events(
+        self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
+    ) -> Page:
+        clauses: list[str] = ["seq > ?"]
+        params: list[Any] = [0]
         if since is not None:
             position = parse_event_id(since)
             if position is not None and position[0] == self.epoch:
@@ -313,16 +348,25 @@ class SqliteStore:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         rows = self._db.execute(
-            f"SELECT seq, body FROM events WHERE {' AND '.join(clauses)} "  # noqa: S608 - fixed clauses
-            "ORDER BY seq LIMIT ?", (*params, limit + 1)).fetchall()
+            f"SELECT seq, body FROM events WHERE {' AND '.join(clauses)} "
+            "ORDER BY seq LIMIT ?",
+            (*params, limit + 1),
+        ).fetchall()
         items = [self._decode(s, b).to_dict() for s, b in rows[:limit]]
         more = len(rows) > limit
         return Page(items, items[-1]["id"] if more and items else None)
 
     # -- the deployment view -------------------------------------------------------------
 
-    def list_deployments(self, *, project: str | None, status: str | None, branch: str | None,
-                         limit: int, cursor: str | None) -> Page:
+    def list_deployments(
+        self,
+        *,
+        project: str | None,
+        status: str | None,
+        branch: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> Page:
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("project", project), ("status", status), ("branch", branch)):
@@ -330,66 +374,99 @@ class SqliteStore:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         if cursor is not None:
-            sort_ts, deployment_id = _decode_cursor(cursor)
+            sort_ts, deployment_id = decode_cursor(cursor)
             clauses.append("(sort_ts, deployment_id) < (?, ?)")
             params += [sort_ts, deployment_id]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db.execute(
-            f"SELECT deployment_id, sort_ts, view, metrics FROM deployments {where} "  # noqa: S608 - fixed clauses
-            "ORDER BY sort_ts DESC, deployment_id DESC LIMIT ?", (*params, limit + 1)).fetchall()
-        items = [_summary(orjson.loads(v), m) for _, _, v, m in rows[:limit]]
-        next_cursor = _encode_cursor(rows[limit - 1][1], rows[limit - 1][0]) if (
-            len(rows) > limit) else None
+            f"SELECT deployment_id, sort_ts, view, metrics FROM deployments {where} "
+            "ORDER BY sort_ts DESC, deployment_id DESC LIMIT ?",
+            (*params, limit + 1),
+        ).fetchall()
+        items = [list_row(orjson.loads(v), m) for _, _, v, m in rows[:limit]]
+        next_cursor = (
+            encode_cursor(rows[limit - 1][1], rows[limit - 1][0]) if (len(rows) > limit) else None
+        )
         return Page(items, next_cursor)
 
     def get_deployment(self, deployment_id: str) -> dict[str, Any] | None:
         row = self._db.execute(
             "SELECT view, metrics, last_seq FROM deployments WHERE deployment_id = ?",
-            (deployment_id,)).fetchone()
+            (deployment_id,),
+        ).fetchone()
         if row is None:
             return None
         view: dict[str, Any] = orjson.loads(row[0])
         view["metrics"] = orjson.loads(row[1]) if row[1] else None
         view["last_event_id"] = make_event_id(self.epoch, row[2])
         view["log_lines"] = self._db.execute(
-            "SELECT count(*) FROM log_lines WHERE deployment_id = ?", (deployment_id,)).fetchone()[0]
+            "SELECT count(*) FROM log_lines WHERE deployment_id = ?", (deployment_id,)
+        ).fetchone()[0]
         return view
 
-    def logs(self, deployment_id: str, *, job: str | None, step: str | None, after: str | None,
-             limit: int) -> Page:
-        clauses, params = ["deployment_id = ?"], [deployment_id]
+    def logs(
+        self,
+        deployment_id: str,
+        *,
+        job: str | None,
+        step: str | None,
+        after: str | None,
+        limit: int,
+    ) -> Page:
+        clauses: list[str] = ["deployment_id = ?"]
+        params: list[Any] = [deployment_id]
         for column, value in (("job", job), ("step", step)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         if after is not None:
             clauses.append("line > ?")
-            params.append(after)
+            params.append(int(after))
         rows = self._db.execute(
-            f"SELECT line, job, step, level, ts, message, seq FROM log_lines "  # noqa: S608 - fixed clauses
+            f"SELECT line, job, step, level, ts, message, seq FROM log_lines "
             f"WHERE {' AND '.join(clauses)} ORDER BY line LIMIT ?",
-            (*params, limit + 1)).fetchall()
-        items = [{"id": str(line), "job": j, "step": s, "level": lvl, "timestamp": ts,
-                  "message": msg, "event_id": make_event_id(self.epoch, seq)}
-                 for line, j, s, lvl, ts, msg, seq in rows[:limit]]
+            (*params, limit + 1),
+        ).fetchall()
+        items = [
+            {
+                "id": str(line),
+                "job": j,
+                "step": s,
+                "level": lvl,
+                "timestamp": ts,
+                "message": msg,
+                "event_id": make_event_id(self.epoch, seq),
+            }
+            for line, j, s, lvl, ts, msg, seq in rows[:limit]
+        ]
         return Page(items, items[-1]["id"] if len(rows) > limit else None)
 
     def projects(self) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT project, count(*), sum(status = 'success'), sum(status = 'failure'), "
             "sum(status IN ('running', 'pending')), sum(status = 'cancelled') "
-            "FROM deployments GROUP BY project ORDER BY project").fetchall()
+            "FROM deployments GROUP BY project ORDER BY project"
+        ).fetchall()
         result = []
         for project, total, success, failure, running, cancelled in rows:
             latest = self._db.execute(
                 "SELECT view, metrics FROM deployments WHERE project = ? "
-                "ORDER BY sort_ts DESC, deployment_id DESC LIMIT 1", (project,)).fetchone()
-            result.append({
-                "project": project,
-                "latest_deployment": _summary(orjson.loads(latest[0]), latest[1]),
-                "counts": {"total": total, "success": success, "failure": failure,
-                           "running": running, "cancelled": cancelled},
-            })
+                "ORDER BY sort_ts DESC, deployment_id DESC LIMIT 1",
+                (project,),
+            ).fetchone()
+            result.append(
+                {
+                    "project": project,
+                    "latest_deployment": list_row(orjson.loads(latest[0]), latest[1]),
+                    "counts": {
+                        "total": total,
+                        "success": success,
+                        "failure": failure,
+                        "running": running,
+                        "cancelled": cancelled,
+                    },
+                }
+            )
         return result
 
     # -- upkeep ------------------------------------------------------------------------
@@ -405,42 +482,64 @@ class SqliteStore:
         cutoff = time.time() - self.retention_days * 86400 if self.retention_days else None
         with self._transaction():
             if cutoff is not None:
-                doomed.update(r[0] for r in self._db.execute(
-                    "SELECT deployment_id FROM deployments WHERE last_activity < ?", (cutoff,)))
+                doomed.update(
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT deployment_id FROM deployments WHERE last_activity < ?", (cutoff,)
+                    )
+                )
             total = self._db.execute("SELECT count(*) FROM events").fetchone()[0]
             limit_seq = 0
             if self.retention_max_events and total > self.retention_max_events:
                 limit_seq = self._db.execute(
                     "SELECT seq FROM events ORDER BY seq LIMIT 1 OFFSET ?",
-                    (total - self.retention_max_events - 1,)).fetchone()[0]
-                doomed.update(r[0] for r in self._db.execute(
-                    "SELECT deployment_id FROM deployments WHERE last_seq <= ?", (limit_seq,)))
+                    (total - self.retention_max_events - 1,),
+                ).fetchone()[0]
+                doomed.update(
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT deployment_id FROM deployments WHERE last_seq <= ?", (limit_seq,)
+                    )
+                )
             removed = max_seq = 0
             for deployment_id in doomed:
-                top = self._db.execute("SELECT max(seq) FROM events WHERE deployment_id = ?",
-                                       (deployment_id,)).fetchone()[0] or 0
+                top = (
+                    self._db.execute(
+                        "SELECT max(seq) FROM events WHERE deployment_id = ?", (deployment_id,)
+                    ).fetchone()[0]
+                    or 0
+                )
                 max_seq = max(max_seq, top)
-                removed += self._db.execute("DELETE FROM events WHERE deployment_id = ?",
-                                            (deployment_id,)).rowcount
+                removed += self._db.execute(
+                    "DELETE FROM events WHERE deployment_id = ?", (deployment_id,)
+                ).rowcount
                 self._db.execute("DELETE FROM log_lines WHERE deployment_id = ?", (deployment_id,))
-                self._db.execute("DELETE FROM deployments WHERE deployment_id = ?",
-                                 (deployment_id,))
+                self._db.execute(
+                    "DELETE FROM deployments WHERE deployment_id = ?", (deployment_id,)
+                )
             loose = "deployment_id IS NULL OR type IN ('project_status', 'test')"
             for clause, value in (("received_at < ?", cutoff), ("seq <= ?", limit_seq or None)):
                 if value is None:
                     continue
-                top = self._db.execute(
-                    f"SELECT max(seq) FROM events WHERE ({loose}) AND {clause}",  # noqa: S608 - fixed clauses
-                    (value,)).fetchone()[0] or 0
+                top = (
+                    self._db.execute(
+                        f"SELECT max(seq) FROM events WHERE ({loose}) AND {clause}",
+                        (value,),
+                    ).fetchone()[0]
+                    or 0
+                )
                 max_seq = max(max_seq, top)
                 removed += self._db.execute(
-                    f"DELETE FROM events WHERE ({loose}) AND {clause}", (value,)).rowcount  # noqa: S608 - fixed clauses
+                    f"DELETE FROM events WHERE ({loose}) AND {clause}", (value,)
+                ).rowcount
             if cutoff is not None:
                 self._db.execute("DELETE FROM deliveries WHERE received_at < ?", (cutoff,))
             if max_seq:
                 self._db.execute(
-                    "UPDATE meta SET value = max(CAST(value AS INTEGER), ?) WHERE key = 'pruned_upto'",
-                    (max_seq,))
+                    "UPDATE meta SET value = max(CAST(value AS INTEGER), ?) "
+                    "WHERE key = 'pruned_upto'",
+                    (max_seq,),
+                )
         if removed:
             log.info("pruned %d events of %d deployments", removed, len(doomed))
         return int(removed)
@@ -453,30 +552,3 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
-
-
-def _summary(view: dict[str, Any], metrics: bytes | None) -> dict[str, Any]:
-    """A list row: the view without its step tree, plus step counts."""
-    steps = [step for job in view["jobs"] for step in job["steps"]]
-    row = {key: value for key, value in view.items() if key != "jobs"}
-    row["jobs"] = len(view["jobs"])
-    row["steps"] = {"total": len(steps),
-                    **{s: sum(1 for st in steps if st["status"] == s)
-                       for s in ("success", "failure", "running", "skipped", "cancelled")}}
-    row["metrics"] = orjson.loads(metrics) if metrics else None
-    return row
-
-
-def _encode_cursor(sort_ts: str, deployment_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([sort_ts, deployment_id])).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[str, str]:
-    """Raise ``ValueError`` for a cursor this store did not hand out."""
-    try:
-        sort_ts, deployment_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (binascii.Error, orjson.JSONDecodeError, ValueError, TypeError):
-        raise ValueError("not a cursor from this API") from None
-    if not isinstance(sort_ts, str) or not isinstance(deployment_id, str):
-        raise ValueError("not a cursor from this API")
-    return sort_ts, deployment_id

@@ -54,9 +54,20 @@ class HubServer:
         env["PYTHONPATH"] = str(ROOT)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-             "app:create_app()"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                "app:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         self.wait_ready()
         return self
@@ -66,10 +77,12 @@ class HubServer:
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited early:\n{self.log()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response,
+            ):
+                if response.status == 200:
+                    return
             time.sleep(0.05)
         raise RuntimeError(f"gunicorn did not become ready:\n{self.log()}")
 
@@ -97,11 +110,17 @@ class HubServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
         """One HTTP request; returns ``(status, parsed JSON or text)``."""
-        req = urllib.request.Request(self.url + path, data=body, method=method,
-                                     headers=headers or {})
+        req = urllib.request.Request(
+            self.url + path, data=body, method=method, headers=headers or {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=30 * TIMEOUT_FACTOR) as response:
                 status, raw = response.status, response.read()
@@ -112,7 +131,12 @@ class HubServer:
         except ValueError:
             return status, raw.decode(errors="replace")
 
-    def post_json(self, path: str, payload: Any, headers: dict[str, str] | None = None
-                  ) -> tuple[int, Any]:
-        return self.request("POST", path, json.dumps(payload).encode(),
-                            {"Content-Type": "application/json", **(headers or {})})
+    def post_json(
+        self, path: str, payload: Any, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        return self.request(
+            "POST",
+            path,
+            json.dumps(payload).encode(),
+            {"Content-Type": "application/json", **(headers or {})},
+        )
