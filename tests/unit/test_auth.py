@@ -1,0 +1,94 @@
+"""GitHub HMAC, Standard Webhooks and bearer tokens, with rotation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from app.auth import verify_request
+from app.errors import Unauthorized
+
+BODY = b'{"type": "test"}'
+SECRETS = ("old-secret", "new-secret")
+
+
+def github_signature(secret: str, body: bytes = BODY) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def standard_headers(secret: str, body: bytes = BODY, at: float | None = None) -> dict[str, str]:
+    from datetime import UTC, datetime
+
+    moment = datetime.fromtimestamp(time.time() if at is None else at, tz=UTC)
+    signature = Webhook(secret.encode()).sign("msg_1", moment, body.decode())
+    return {"webhook-id": "msg_1", "webhook-timestamp": str(int(moment.timestamp())),
+            "webhook-signature": signature}
+
+
+def verify(headers: dict[str, str], body: bytes = BODY) -> str:
+    return verify_request(headers, body, secrets=SECRETS, tokens=("tok-1", "tok-2"))
+
+
+def test_nothing_configured_accepts_anyone() -> None:
+    assert verify_request({}, BODY, secrets=(), tokens=()) == "anonymous"
+
+
+@pytest.mark.parametrize("secret", SECRETS)
+def test_either_rotated_secret_signs(secret: str) -> None:
+    identity = verify({"X-Hub-Signature-256": github_signature(secret)})
+    assert identity == f"secret#{SECRETS.index(secret)}"
+
+
+def test_signature_of_another_body_is_refused() -> None:
+    with pytest.raises(Unauthorized, match="does not match"):
+        verify({"X-Hub-Signature-256": github_signature("new-secret", b"{}")})
+
+
+@pytest.mark.parametrize("header", ["sha256=", "sha1=abc", "garbage", ""])
+def test_malformed_github_signatures_are_refused(header: str) -> None:
+    with pytest.raises(Unauthorized):
+        verify({"X-Hub-Signature-256": header})
+
+
+def test_bearer_tokens_are_accepted_and_checked() -> None:
+    assert verify({"Authorization": "Bearer tok-2"}) == "token#1"
+    with pytest.raises(Unauthorized, match="bearer token"):
+        verify({"Authorization": "Bearer nope"})
+
+
+def test_missing_credentials_are_refused() -> None:
+    with pytest.raises(Unauthorized, match="missing signature"):
+        verify({})
+
+
+def test_standard_webhooks_signature_is_accepted() -> None:
+    assert verify(standard_headers("new-secret")) == "secret#1"
+
+
+def test_standard_webhooks_whsec_secret_is_base64() -> None:
+    raw = b"0123456789abcdef"
+    secret = "whsec_" + base64.b64encode(raw).decode()
+    headers = standard_headers(raw.decode())
+    assert verify_request(headers, BODY, secrets=(secret,), tokens=()) == "secret#0"
+
+
+def test_stale_standard_webhooks_timestamp_is_refused() -> None:
+    with pytest.raises(Unauthorized, match="too old"):
+        verify(standard_headers("new-secret", at=time.time() - 600))
+
+
+def test_future_standard_webhooks_timestamp_is_refused() -> None:
+    with pytest.raises(Unauthorized, match="too new"):
+        verify(standard_headers("new-secret", at=time.time() + 600))
+
+
+@pytest.mark.parametrize("signature", ["v1", "v1,!!!", "v2,abc", ""])
+def test_malformed_standard_signatures_are_refused(signature: str) -> None:
+    headers = {**standard_headers("new-secret"), "webhook-signature": signature}
+    with pytest.raises(Unauthorized):
+        verify(headers)
