@@ -1,0 +1,161 @@
+"""The read API of CONTRACT.md: filters, cursors, the job/step tree, strict query strings."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+
+def post(client: FlaskClient, payload: Any) -> Any:
+    response = client.post("/api/webhooks/deployment", data=json.dumps(payload),
+                           headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def deployment(client: FlaskClient, deployment_id: str, project: str, minute: int,
+               status: str | None = None, branch: str = "main") -> None:
+    at = f"2025-08-12T11:{minute:02d}:00Z"
+    post(client, {"type": "deployment_started", "project": project,
+                  "deployment_id": deployment_id, "timestamp": at, "branch": branch})
+    if status:
+        post(client, {"type": "deployment_completed", "project": project,
+                      "deployment_id": deployment_id, "status": status,
+                      "timestamp": f"2025-08-12T11:{minute:02d}:30Z"})
+
+
+@pytest.fixture
+def seeded(client: FlaskClient) -> FlaskClient:
+    deployment(client, "1", "web", 1, "success")
+    deployment(client, "2", "web", 2, "failed", branch="dev")
+    deployment(client, "3", "api", 3, "success")
+    deployment(client, "4", "web", 4)
+    return client
+
+
+def ids(response: Any) -> list[str]:
+    return [row["deployment_id"] for row in response.get_json()["deployments"]]
+
+
+def test_deployments_are_newest_first(seeded: FlaskClient) -> None:
+    assert ids(seeded.get("/api/deployments")) == ["4", "3", "2", "1"]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("project=web", ["4", "2", "1"]),
+        ("status=failure", ["2"]),
+        ("status=running", ["4"]),
+        ("branch=dev", ["2"]),
+        ("project=web&status=success", ["1"]),
+        ("project=nobody", []),
+    ],
+)
+def test_deployments_filter(seeded: FlaskClient, query: str, expected: list[str]) -> None:
+    assert ids(seeded.get(f"/api/deployments?{query}")) == expected
+
+
+def test_cursor_pages_through_everything_once(seeded: FlaskClient) -> None:
+    seen, cursor = [], None
+    for _ in range(10):
+        url = "/api/deployments?limit=1" + (f"&cursor={cursor}" if cursor else "")
+        page = seeded.get(url).get_json()
+        seen += [row["deployment_id"] for row in page["deployments"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["4", "3", "2", "1"]
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("limit=0", "limit"),
+        ("limit=abc", "limit"),
+        ("limit=100000", "limit"),
+        ("status=exploded", "status"),
+        ("cursor=!!!", "cursor"),
+        ("cursor=WzFd", "cursor"),
+        ("project=" + "x" * 300, "project"),
+    ],
+)
+def test_bad_query_strings_are_400_naming_the_parameter(
+    seeded: FlaskClient, query: str, param: str
+) -> None:
+    response = seeded.get(f"/api/deployments?{query}")
+    assert response.status_code == 400
+    assert param in response.get_json()["error"]["details"]
+
+
+def test_deployment_detail_has_the_tree_and_metrics(client: FlaskClient) -> None:
+    deployment(client, "9", "web", 1)
+    post(client, {"type": "step_started", "project": "web", "deployment_id": "9",
+                  "job": "build", "step": "compile", "timestamp": "2025-08-12T11:01:05Z"})
+    post(client, {"type": "step_completed", "project": "web", "deployment_id": "9",
+                  "job": "build", "step": "compile", "status": "success",
+                  "timestamp": "2025-08-12T11:01:35Z"})
+    post(client, {"type": "metrics_update", "project": "web", "deployment_id": "9",
+                  "metrics": {"cpu_percent": 50}, "timestamp": "2025-08-12T11:01:10Z"})
+    post(client, {"type": "metrics_update", "project": "web", "deployment_id": "9",
+                  "metrics": {"cpu_percent": 10}, "timestamp": "2025-08-12T11:01:00Z"})
+    view = client.get("/api/deployments/9").get_json()
+    assert view["status"] == "running"
+    step = view["jobs"][0]["steps"][0]
+    assert (step["name"], step["status"], step["duration_ms"]) == ("compile", "success", 30000)
+    assert view["metrics"]["cpu_percent"] == 50  # the newest by timestamp, not by arrival
+    assert view["last_event_id"]
+
+
+def test_unknown_deployment_is_404(client: FlaskClient) -> None:
+    response = client.get("/api/deployments/nope")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+    assert client.get("/api/deployments/nope/logs").status_code == 404
+
+
+def test_logs_page_with_a_cursor_and_filter_by_step(client: FlaskClient) -> None:
+    events = [{"type": "log_entry", "project": "web", "deployment_id": "9",
+               "step_name": f"build / {'a' if i % 2 else 'b'}", "message": f"{i}\n{i}+"}
+              for i in range(4)]
+    post(client, {"events": events})
+    first = client.get("/api/deployments/9/logs?limit=3").get_json()
+    assert [line["message"] for line in first["lines"]] == ["0", "0+", "1"]
+    rest = client.get(f"/api/deployments/9/logs?after={first['next_cursor']}").get_json()
+    assert [line["message"] for line in rest["lines"]] == ["1+", "2", "2+", "3", "3+"]
+    assert rest["next_cursor"] is None
+    only_a = client.get("/api/deployments/9/logs?job=build&step=a").get_json()["lines"]
+    assert {line["message"] for line in only_a} == {"1", "1+", "3", "3+"}
+    assert client.get("/api/deployments/9/logs?after=x").status_code == 400
+
+
+def test_projects_have_latest_deployment_and_counts(seeded: FlaskClient) -> None:
+    projects = {p["project"]: p for p in seeded.get("/api/projects").get_json()["projects"]}
+    assert set(projects) == {"web", "api"}
+    web = projects["web"]
+    assert web["latest_deployment"]["deployment_id"] == "4"
+    assert web["counts"] == {"total": 3, "success": 1, "failure": 1, "running": 1,
+                             "cancelled": 0}
+
+
+def test_event_log_polls_with_since(seeded: FlaskClient) -> None:
+    everything = seeded.get("/api/events?limit=1000").get_json()["events"]
+    assert len(everything) == 7
+    assert [e["id"] for e in everything] == sorted(e["id"] for e in everything)
+    since = everything[3]["id"]
+    later = seeded.get(f"/api/events?since={since}").get_json()["events"]
+    assert later == everything[4:]
+    web = seeded.get("/api/events?project=api").get_json()["events"]
+    assert {e["deployment_id"] for e in web} == {"3"}
+
+
+def test_health_and_readiness(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/project-dashboard/readyz").status_code == 200
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert b"hub_events_accepted_total" in metrics.data
