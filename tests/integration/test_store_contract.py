@@ -1,0 +1,168 @@
+"""The Store contract, run against every implementation (see conftest ``store_factory``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.events import Event, make_event_id, parse_event_id
+from app.ingest import load_one
+from broadcaster.backend import Batch, Store
+from broadcaster.filters import Filter
+from tests.integration.conftest import StoreFactory
+
+
+def event(**body: Any) -> Event:
+    return load_one({"project": "web", "deployment_id": "1", "type": "log_entry",
+                     "message": "m", **body}, "deployment")
+
+
+def append(store: Store, *events: Event, key: str | None = None) -> list[str]:
+    return store.append(Batch(list(events), key)).ids
+
+
+def test_ids_increase_and_encode_the_epoch(store: Store) -> None:
+    ids = append(store, event(), event(), event())
+    assert ids == sorted(ids)
+    assert {parse_event_id(i)[0] for i in ids} == {store.epoch}  # type: ignore[index]
+    assert store.last_seq() == 3
+
+
+def test_read_after_returns_events_in_order(store: Store) -> None:
+    ids = append(store, *[event(message=str(i)) for i in range(5)])
+    rows = store.read_after(2, 10)
+    assert [seq for seq, _ in rows] == [3, 4, 5]
+    assert [e.id for _, e in rows] == ids[2:]
+    assert [e.payload["message"] for _, e in rows] == ["2", "3", "4"]
+
+
+def test_a_delivery_key_is_stored_once(store: Store) -> None:
+    first = store.append(Batch([event()], "Idempotency-Key:a"))
+    again = store.append(Batch([event(), event()], "Idempotency-Key:a"))
+    assert (again.ids, again.duplicate, again.stored) == (first.ids, True, [])
+    assert store.last_seq() == 1
+
+
+def test_history_of_a_deployment_and_a_project(store: Store) -> None:
+    append(store, event(), event(deployment_id="2"), event(project="api", deployment_id="3"))
+    by_deployment = store.history(Filter(deployment_id="1"), None, store.last_seq(), 100)
+    assert [e.deployment_id for e in by_deployment.events] == ["1"]
+    by_project = store.history(Filter(project="web"), None, store.last_seq(), 100)
+    assert [e.deployment_id for e in by_project.events] == ["1", "2"]
+    assert by_project.recovered
+
+
+def test_history_without_since_is_the_latest_events(store: Store) -> None:
+    ids = append(store, *[event(message=str(i)) for i in range(10)])
+    history = store.history(Filter(project="web"), None, store.last_seq(), 3)
+    assert [e.id for e in history.events] == ids[-3:]
+
+
+def test_history_since_returns_exactly_what_was_missed(store: Store) -> None:
+    ids = append(store, *[event(message=str(i)) for i in range(6)])
+    history = store.history(Filter(project="web"), ids[2], store.last_seq(), 100)
+    assert [e.id for e in history.events] == ids[3:]
+    assert history.recovered
+
+
+def test_history_stops_at_upto(store: Store) -> None:
+    ids = append(store, *[event() for _ in range(4)])
+    history = store.history(Filter(project="web"), ids[0], 3, 100)
+    assert [e.id for e in history.events] == ids[1:3]
+
+
+@pytest.mark.parametrize(
+    "since",
+    ["garbage", make_event_id(1, 1), "ahead"],
+    ids=["unparseable", "other-epoch", "ahead-of-newest"],
+)
+def test_history_from_an_unknown_point_is_not_recovered(store: Store, since: str) -> None:
+    ids = append(store, event(), event())
+    if since == "ahead":
+        since = make_event_id(store.epoch, 99)
+    history = store.history(Filter(project="web"), since, store.last_seq(), 100)
+    assert not history.recovered
+    assert [e.id for e in history.events] == ids
+
+
+def test_history_too_long_for_the_limit_is_not_recovered(store: Store) -> None:
+    ids = append(store, *[event() for _ in range(10)])
+    history = store.history(Filter(project="web"), ids[0], store.last_seq(), 4)
+    assert not history.recovered
+    assert [e.id for e in history.events] == ids[-4:]
+
+
+def test_history_filters_by_type(store: Store) -> None:
+    append(store, event(), event(type="deployment_started"))
+    history = store.history(Filter(project="web", types=frozenset({"deployment_started"})),
+                            None, store.last_seq(), 10)
+    assert [e.type for e in history.events] == ["deployment_started"]
+
+
+def test_pruning_by_count_drops_whole_deployments_and_breaks_recovery(
+    store_factory: StoreFactory,
+) -> None:
+    store = store_factory(retention_max_events=3)
+    old = append(store, event(deployment_id="old"), event(deployment_id="old"))
+    new = append(store, *[event(deployment_id="new") for _ in range(3)])
+    assert store.prune() == 2
+    assert store.get_deployment("old") is None
+    assert store.get_deployment("new") is not None
+    since_old = store.history(Filter(project="web"), old[0], store.last_seq(), 100)
+    assert not since_old.recovered
+    assert [e.id for e in since_old.events] == new
+    since_new = store.history(Filter(project="web"), new[0], store.last_seq(), 100)
+    assert since_new.recovered
+    later = append(store, event(deployment_id="new"))
+    assert later[0] > new[-1]
+
+
+def test_pruning_by_age_drops_idle_deployments(store_factory: StoreFactory) -> None:
+    store = store_factory(retention_days=1e-9)
+    append(store, event())
+    assert store.prune() == 1
+    assert store.list_deployments(project=None, status=None, branch=None, limit=10,
+                                  cursor=None).items == []
+
+
+def test_nothing_to_prune_is_a_no_op(store: Store) -> None:
+    append(store, event())
+    assert store.prune() == 0
+
+
+def test_projects_events_and_logs_read_back(store: Store) -> None:
+    append(store, event(type="deployment_started"), event(message="a\nb"))
+    assert [p["project"] for p in store.projects()] == ["web"]
+    assert len(store.events(project="web", deployment_id=None, since=None, limit=10).items) == 2
+    lines = store.logs("1", job=None, step=None, after=None, limit=10).items
+    assert [line["message"] for line in lines] == ["a", "b"]
+
+
+def test_project_only_events_make_no_deployment(store: Store) -> None:
+    append(store, load_one({"type": "test"}, "deployment"),
+           load_one({"project": "web", "status_type": "x"}, "project_status"))
+    assert store.projects() == []
+    assert store.last_seq() == 2
+
+
+def test_ping_answers(store: Store) -> None:
+    store.ping()
+
+
+def test_sqlite_store_survives_reopening(store_factory: StoreFactory,
+                                         request: pytest.FixtureRequest) -> None:
+    """Ids keep increasing in the same epoch after a restart."""
+    if "memory" in request.node.callspec.id:
+        pytest.skip("memory:// is not durable by design")
+    first = store_factory()
+    ids = append(first, event(), event(type="deployment_started"))
+    first.close()
+    second = store_factory()
+    assert second.epoch == first.epoch
+    more = append(second, event())
+    assert more[0] > ids[-1]
+    assert second.get_deployment("1") is not None
+    history = second.history(Filter(project="web"), ids[0], second.last_seq(), 10)
+    assert history.recovered
+    assert [e.id for e in history.events] == [ids[1], more[0]]
