@@ -16,7 +16,13 @@ from marshmallow import ValidationError, fields, pre_load, validates_schema
 
 from app.events import DEFAULT_JOB
 from app.fields import Count, Name, Seconds, Status, Text
-from app.schemas import DeploymentCompletedSchema, EventSchema, StepSchema, step_type_for
+from app.schemas import (
+    DeploymentCompletedSchema,
+    EventSchema,
+    RunSchema,
+    StepSchema,
+    step_type_for,
+)
 
 #: LEGACY.md §3: the summary's step keys, in the order they run, with readable names.
 SUMMARY_STEPS: dict[str, str] = {
@@ -84,7 +90,7 @@ def recover_template(body: bytes) -> dict[str, Any] | None:
     return {**values, "duration": duration, "_repaired": True}
 
 
-class LegacyDeploymentSchema(EventSchema):
+class LegacyDeploymentSchema(RunSchema):
     """LEGACY.md §2: ``notify-dashboard.sh`` and older workflows, no ``type``."""
 
     default_status = None

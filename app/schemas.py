@@ -77,6 +77,8 @@ LEVEL_WORDS: dict[str, str] = {
 
 def apply_aliases(data: dict[str, Any]) -> dict[str, Any]:
     """Rename old keys; when both spellings are sent the new one wins and the old is kept."""
+    if ALIASES.keys().isdisjoint(data):
+        return data
     renamed = dict(data)
     for old, new in ALIASES.items():
         if old in renamed and new not in renamed:
@@ -114,13 +116,8 @@ class EventSchema(Schema):
     deployment_id = Name(load_default=None)
     timestamp = Timestamp(load_default=None)
     event_id = Name(load_default=None)
-    status = Status(load_default=None)
     message = Text()
     logs = Text()
-    error = Text()
-    workflow_name = Name()
-    workflow_id = Name()
-    repository = Name()
 
     @pre_load
     def _rename(self, data: Any, **kwargs: Any) -> Any:
@@ -136,7 +133,11 @@ class EventSchema(Schema):
             raise ValidationError("Missing data for required field.", "deployment_id")
         if not data.get("project") and not data.get("deployment_id"):
             raise ValidationError("Missing data for required field.", "project")
-        if data.get("status") is None and self.default_status is None:
+        if (
+            "status" in self.load_fields
+            and data.get("status") is None
+            and (self.default_status is None)
+        ):
             raise ValidationError("Missing data for required field.", "status")
 
     def join_policy(self, data: dict[str, Any]) -> str | None:
@@ -151,7 +152,8 @@ class EventSchema(Schema):
         for key in _COPIED:
             if key in declared and data.get(key) is not None:
                 payload[key] = data[key]
-        status, retry = data.get("status") or (self.default_status, False)
+        loaded_status = data.get("status") if "status" in declared else None
+        status, retry = loaded_status or (self.default_status, False)
         payload["status"] = status
         payload["retry"] = retry
         payload["source_format"] = data["type"]
@@ -178,7 +180,21 @@ class EventSchema(Schema):
         return self.event_type or str(data["type"])
 
 
-class DeploymentStartedSchema(EventSchema):
+class RunSchema(EventSchema):
+    """Events about a run (not log lines or metrics) may name its workflow and error.
+
+    Kept out of the base so the many ``log_entry`` events of a batch validate
+    only the fields they can carry.
+    """
+
+    status = Status(load_default=None)
+    error = Text()
+    workflow_name = Name()
+    workflow_id = Name()
+    repository = Name()
+
+
+class DeploymentStartedSchema(RunSchema):
     branch = Name()
     commit = Name()
     commit_timestamp = Timestamp()
@@ -193,7 +209,7 @@ class DeploymentStartedSchema(EventSchema):
             payload["extra"]["commit_timestamp"] = data["commit_timestamp"]
 
 
-class DeploymentCompletedSchema(EventSchema):
+class DeploymentCompletedSchema(RunSchema):
     default_status = None
     duration = Seconds()
     duration_ms = Millis()
@@ -206,7 +222,7 @@ class DeploymentCompletedSchema(EventSchema):
         payload["duration_ms"] = _first(data, "duration_ms", "duration")
 
 
-class StepSchema(EventSchema):
+class StepSchema(RunSchema):
     """``step_started``/``step_completed``; ``step_name`` may encode ``"job / step"``."""
 
     step_name = Name()
@@ -301,7 +317,7 @@ class MetricsUpdateSchema(EventSchema):
         payload["metrics"] = metrics
 
 
-class DeploymentRollbackSchema(EventSchema):
+class DeploymentRollbackSchema(RunSchema):
     from_deployment_id = Name()
     reason = Text()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any
 
@@ -64,8 +64,9 @@ def content_key(event: Event) -> bytes:
     )
 
 
-def sort_key(event: Event) -> tuple[str, int, bytes]:
-    return event.timestamp, TYPE_RANK.get(event.type, 9), content_key(event)
+def sort_key(event: Event, key: bytes) -> tuple[str, int, str]:
+    """Fold order: time, then starts before ends, then content (for a total order)."""
+    return event.timestamp, TYPE_RANK.get(event.type, 9), key.decode()
 
 
 def resolve_project(projects: list[str]) -> str:
@@ -130,7 +131,16 @@ class _Step:
 
 
 @dataclass
-class _Deployment:
+class Fold:
+    """The running state of a deployment's fold; serialisable, so it can resume.
+
+    Events almost always arrive in timestamp order, so the store keeps this state
+    beside the view and applies a new event to it directly when the event sorts
+    after every event already folded (``last_key``); only an event that sorts
+    earlier makes the store re-fold from the log.  Both paths give the same
+    result, which ``tests/unit/test_view.py`` checks.
+    """
+
     status: str | None = None
     started_at: str | None = None
     completed_at: str | None = None
@@ -140,12 +150,34 @@ class _Deployment:
     metadata: dict[str, Any] = field(default_factory=dict)
     rollback: dict[str, Any] | None = None
     steps: dict[tuple[str, str], _Step] = field(default_factory=dict)
+    projects: list[str] = field(default_factory=list)
+    first_ts: str | None = None
+    last_ts: str | None = None
+    last_key: tuple[str, int, str] | None = None
 
-    def apply(self, event: Event) -> None:
+    @classmethod
+    def of(cls, events: list[Event]) -> Fold:
+        """Fold from scratch: drop exact duplicates, sort, apply in order."""
+        fold = cls()
+        keyed = {content_key(e): e for e in events if e.type in LIFECYCLE_TYPES}
+        for key, event in sorted(keyed.items(), key=lambda item: sort_key(item[1], item[0])):
+            fold.apply(event, key)
+        return fold
+
+    def follows(self, event: Event, key: bytes) -> bool:
+        """Whether ``event`` sorts after everything folded, so it may simply be applied."""
+        return self.last_key is None or sort_key(event, key) > self.last_key
+
+    def apply(self, event: Event, key: bytes) -> None:
+        self.last_key = sort_key(event, key)
+        if event.project not in self.projects:
+            self.projects.append(event.project)
+        self.first_ts = min(self.first_ts or event.timestamp, event.timestamp)
+        self.last_ts = max(self.last_ts or event.timestamp, event.timestamp)
         payload = event.payload
-        for key in _METADATA:
-            if payload.get(key) is not None:
-                self.metadata[key] = payload[key]
+        for name in _METADATA:
+            if payload.get(name) is not None:
+                self.metadata[name] = payload[name]
         if event.type == "deployment_started":
             self._start(payload.get("started_at") or event.timestamp, payload)
         elif event.type == "deployment_completed":
@@ -188,40 +220,57 @@ class _Deployment:
             step = self.steps[job, name] = _Step(job=job, name=name, first_seen=timestamp)
         return step
 
+    def dumps(self) -> bytes:
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "steps"}
+        state["steps"] = list(self.steps.values())  # orjson writes dataclasses natively
+        return orjson.dumps(state)
+
+    @classmethod
+    def loads(cls, raw: bytes) -> Fold:
+        state = orjson.loads(raw)
+        steps = [_Step(**step) for step in state.pop("steps")]
+        last_key = state.pop("last_key")
+        fold = cls(**state, last_key=tuple(last_key) if last_key else None)
+        fold.steps = {(step.job, step.name): step for step in steps}
+        return fold
+
+    def render(self, deployment_id: str) -> dict[str, Any]:
+        """The tree the read API serves."""
+        jobs = _jobs(self.steps.values())
+        status = self.status or _infer_status([job["status"] for job in jobs])
+        completed_at = self.completed_at if status in TERMINAL_STATUSES else None
+        started_at = self.started_at or _earliest(
+            [s["started_at"] for j in jobs for s in j["steps"]] + [self.first_ts]
+        )
+        if self.duration_ms is not None and completed_at and not self.started_at:
+            started_at = _minus(completed_at, self.duration_ms)
+        duration = self.duration_ms if completed_at else None
+        if duration is None:
+            duration = duration_between(started_at, completed_at)
+        return {
+            "deployment_id": deployment_id,
+            "project": resolve_project(self.projects),
+            "status": status,
+            "status_inferred": self.status is None,
+            "started_at": started_at,
+            "completed_at": completed_at,
+            "duration_ms": duration,
+            "error": self.error,
+            "message": self.message,
+            **{name: self.metadata.get(name) for name in _METADATA},
+            "rollback": self.rollback,
+            "jobs": jobs,
+            "updated_at": self.last_ts,
+        }
+
 
 def build_view(deployment_id: str, events: list[Event]) -> dict[str, Any]:
     """Fold a deployment's lifecycle events into the tree the read API serves."""
-    unique = {content_key(e): e for e in events if e.type in LIFECYCLE_TYPES}
-    ordered = sorted(unique.values(), key=sort_key)
-    state = _Deployment()
-    for event in ordered:
-        state.apply(event)
-    jobs = _jobs(state.steps.values())
-    status = state.status or _infer_status([job["status"] for job in jobs])
-    started_at = state.started_at or _earliest(
-        [s["started_at"] for j in jobs for s in j["steps"]] + [e.timestamp for e in ordered]
-    )
-    completed_at = state.completed_at if status in TERMINAL_STATUSES else None
-    duration = state.duration_ms if completed_at else None
-    if duration is None:
-        duration = duration_between(started_at, completed_at)
-    if state.duration_ms is not None and completed_at and not state.started_at:
-        started_at = _minus(completed_at, state.duration_ms)
-    return {
-        "deployment_id": deployment_id,
-        "project": resolve_project([e.project for e in events]),
-        "status": status,
-        "status_inferred": state.status is None,
-        "started_at": started_at,
-        "completed_at": completed_at,
-        "duration_ms": duration,
-        "error": state.error,
-        "message": state.message,
-        **{key: state.metadata.get(key) for key in _METADATA},
-        "rollback": state.rollback,
-        "jobs": jobs,
-        "updated_at": max((e.timestamp for e in ordered), default=None),
-    }
+    fold = Fold.of(events)
+    for event in events:  # log and metrics events still name the project
+        if event.project not in fold.projects:
+            fold.projects.append(event.project)
+    return fold.render(deployment_id)
 
 
 def _jobs(steps: Any) -> list[dict[str, Any]]:

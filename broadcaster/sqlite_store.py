@@ -18,6 +18,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import orjson
 from app.events import PROJECT_ONLY_TYPES, Event, make_event_id, parse_event_id
 from app.view import (
     LIFECYCLE_TYPES,
-    build_view,
+    Fold,
     content_key,
     decode_cursor,
     encode_cursor,
@@ -65,6 +66,7 @@ CREATE TABLE IF NOT EXISTS deployments (
     last_seq INTEGER NOT NULL,
     last_activity REAL NOT NULL,
     view BLOB NOT NULL,
+    fold BLOB NOT NULL,
     metrics BLOB,
     metrics_key BLOB
 );
@@ -84,6 +86,19 @@ CREATE INDEX IF NOT EXISTS log_lines_by_deployment ON log_lines (deployment_id, 
 """
 
 _LIFECYCLE_SQL = ",".join(f"'{t}'" for t in LIFECYCLE_TYPES)
+
+
+@dataclass
+class _BatchWrites:
+    """What one batch has written so far, so its many log lines skip repeated work.
+
+    A batch is mostly log lines of one deployment: after its first event the
+    others neither look the deployment up nor rewrite its row; ``touched`` is
+    applied once at the end of the batch.
+    """
+
+    known: dict[str, str] = field(default_factory=dict)  # deployment id -> project
+    touched: dict[str, int] = field(default_factory=dict)  # deployment id -> newest seq
 
 
 class SqliteStore:
@@ -158,17 +173,19 @@ class SqliteStore:
             if ids is not None:
                 return Accepted(ids=ids, duplicate=True)
         ids, stored = [], []
+        writes = _BatchWrites()
         for event in batch.events:
             key = f"event_id:{event.dedup_key}" if event.dedup_key else None
             earlier = self._delivery(key) if key else None
             if earlier is not None:
                 ids.extend(earlier)
                 continue
-            saved = self._insert(event)
+            saved = self._insert(event, writes)
             stored.append(saved)
             ids.append(saved.id)
             if key:
                 self._remember(key, [saved.id])
+        self._touch(writes.touched)
         if batch.delivery_key is not None:
             self._remember(batch.delivery_key, ids)
         return Accepted(ids=ids, duplicate=not stored, stored=stored)
@@ -186,9 +203,11 @@ class SqliteStore:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return 1 if row is None else int(row[0]) + 1
 
-    def _resolve(self, event: Event) -> Event:
+    def _resolve(self, event: Event, known: dict[str, str]) -> Event:
         """Give a legacy body its deployment and an ``unknown`` project its real one."""
         if event.type in PROJECT_ONLY_TYPES:
+            return event
+        if event.deployment_id in known and event.project == known[event.deployment_id]:
             return event
         deployment_id = event.deployment_id
         if deployment_id is None:
@@ -209,8 +228,8 @@ class SqliteStore:
             project = row[0] if row else "unknown"
         return event.with_(deployment_id=deployment_id, project=project)
 
-    def _insert(self, event: Event) -> Event:
-        event = self._resolve(event)
+    def _insert(self, event: Event, writes: _BatchWrites) -> Event:
+        event = self._resolve(event, writes.known)
         body = event.to_dict()
         del body["id"]
         now = time.time()
@@ -223,8 +242,19 @@ class SqliteStore:
         saved = event.with_(id=make_event_id(self.epoch, seq))
         if event.deployment_id is not None and event.type not in PROJECT_ONLY_TYPES:
             self._log_lines(saved, seq)
-            self._update_deployment(saved, seq, now)
+            if event.type == "log_entry" and event.deployment_id in writes.known:
+                writes.touched[event.deployment_id] = seq
+            else:
+                writes.known[event.deployment_id] = self._update_deployment(saved, seq, now)
         return saved
+
+    def _touch(self, touched: dict[str, int]) -> None:
+        """Record the newest activity of deployments whose log lines skipped their row."""
+        now = time.time()
+        self._db.executemany(
+            "UPDATE deployments SET last_seq = ?, last_activity = ? WHERE deployment_id = ?",
+            [(seq, now, deployment_id) for deployment_id, seq in touched.items()],
+        )
 
     def _log_lines(self, event: Event, seq: int) -> None:
         rows = [(event.deployment_id, seq, *line) for line in log_lines_of(event)]
@@ -235,43 +265,52 @@ class SqliteStore:
                 rows,
             )
 
-    def _update_deployment(self, event: Event, seq: int, now: float) -> None:
-        deployment_id = event.deployment_id
+    def _fold(self, deployment_id: str, event: Event, saved: bytes | None) -> Fold:
+        """The deployment's fold with ``event`` in it: resumed when it can be, else rebuilt."""
+        if saved is not None and event.type in LIFECYCLE_TYPES:
+            fold = Fold.loads(saved)
+            key = content_key(event)
+            if fold.follows(event, key):
+                fold.apply(event, key)
+                return fold
+        rows = self._db.execute(
+            f"SELECT seq, body FROM events WHERE deployment_id = ? AND type IN ({_LIFECYCLE_SQL})",
+            (deployment_id,),
+        )
+        return Fold.of([self._decode(s, b) for s, b in rows])
+
+    def _update_deployment(self, event: Event, seq: int, now: float) -> str:
+        """Bring the deployment's row up to date with ``event``; return its project."""
+        deployment_id = str(event.deployment_id)
         row = self._db.execute(
-            "SELECT project, metrics_key FROM deployments WHERE deployment_id = ?", (deployment_id,)
+            "SELECT project, metrics_key, fold FROM deployments WHERE deployment_id = ?",
+            (deployment_id,),
         ).fetchone()
         if row is None or event.type in LIFECYCLE_TYPES:
-            lifecycle = [
-                self._decode(s, b)
-                for s, b in self._db.execute(
-                    f"SELECT seq, body FROM events WHERE deployment_id = ? "
-                    f"AND type IN ({_LIFECYCLE_SQL})",
-                    (deployment_id,),
-                )
-            ]
-            view = build_view(str(deployment_id), lifecycle)
-            project = resolve_project([view["project"], row[0] if row else "", event.project])
-            view["project"] = project
-            sort_ts = view["started_at"] or event.timestamp
+            fold = self._fold(deployment_id, event, row[2] if row else None)
+            project = resolve_project([*fold.projects, row[0] if row else "", event.project])
+            view = {**fold.render(deployment_id), "project": project}
             self._db.execute(
                 "INSERT INTO deployments (deployment_id, project, status, branch, sort_ts, "
-                "last_seq, last_activity, view) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "last_seq, last_activity, view, fold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (deployment_id) DO UPDATE SET project = excluded.project, "
                 "status = excluded.status, branch = excluded.branch, sort_ts = excluded.sort_ts, "
                 "last_seq = excluded.last_seq, last_activity = excluded.last_activity, "
-                "view = excluded.view",
+                "view = excluded.view, fold = excluded.fold",
                 (
                     deployment_id,
                     project,
                     view["status"],
                     view["branch"],
-                    sort_ts,
+                    view["started_at"] or event.timestamp,
                     seq,
                     now,
                     orjson.dumps(view),
+                    fold.dumps(),
                 ),
             )
         else:
+            project = row[0]
             self._db.execute(
                 "UPDATE deployments SET last_seq = ?, last_activity = ? WHERE deployment_id = ?",
                 (seq, now, deployment_id),
@@ -288,6 +327,7 @@ class SqliteStore:
                         deployment_id,
                     ),
                 )
+        return str(project)
 
     # -- the event log -----------------------------------------------------------------
 
@@ -348,8 +388,7 @@ class SqliteStore:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         rows = self._db.execute(
-            f"SELECT seq, body FROM events WHERE {' AND '.join(clauses)} "
-            "ORDER BY seq LIMIT ?",
+            f"SELECT seq, body FROM events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
             (*params, limit + 1),
         ).fetchall()
         items = [self._decode(s, b).to_dict() for s, b in rows[:limit]]

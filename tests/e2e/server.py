@@ -34,8 +34,16 @@ def free_port() -> int:
 class HubServer:
     """One gunicorn process tree serving the hub on ``self.url``."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        app_spec: str = "app:create_app()",
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
+        self.app_spec = app_spec
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "gunicorn.log"
@@ -60,7 +68,7 @@ class HubServer:
                 "gunicorn",
                 "-c",
                 str(ROOT / "gunicorn.conf.py"),
-                "app:create_app()",
+                self.app_spec,
             ],
             cwd=ROOT,
             env=env,

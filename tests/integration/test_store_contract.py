@@ -14,8 +14,10 @@ from tests.integration.conftest import StoreFactory
 
 
 def event(**body: Any) -> Event:
-    return load_one({"project": "web", "deployment_id": "1", "type": "log_entry",
-                     "message": "m", **body}, "deployment")
+    return load_one(
+        {"project": "web", "deployment_id": "1", "type": "log_entry", "message": "m", **body},
+        "deployment",
+    )
 
 
 def append(store: Store, *events: Event, key: str | None = None) -> list[str]:
@@ -95,8 +97,9 @@ def test_history_too_long_for_the_limit_is_not_recovered(store: Store) -> None:
 
 def test_history_filters_by_type(store: Store) -> None:
     append(store, event(), event(type="deployment_started"))
-    history = store.history(Filter(project="web", types=frozenset({"deployment_started"})),
-                            None, store.last_seq(), 10)
+    history = store.history(
+        Filter(project="web", types=frozenset({"deployment_started"})), None, store.last_seq(), 10
+    )
     assert [e.type for e in history.events] == ["deployment_started"]
 
 
@@ -122,8 +125,10 @@ def test_pruning_by_age_drops_idle_deployments(store_factory: StoreFactory) -> N
     store = store_factory(retention_days=1e-9)
     append(store, event())
     assert store.prune() == 1
-    assert store.list_deployments(project=None, status=None, branch=None, limit=10,
-                                  cursor=None).items == []
+    assert (
+        store.list_deployments(project=None, status=None, branch=None, limit=10, cursor=None).items
+        == []
+    )
 
 
 def test_nothing_to_prune_is_a_no_op(store: Store) -> None:
@@ -140,8 +145,11 @@ def test_projects_events_and_logs_read_back(store: Store) -> None:
 
 
 def test_project_only_events_make_no_deployment(store: Store) -> None:
-    append(store, load_one({"type": "test"}, "deployment"),
-           load_one({"project": "web", "status_type": "x"}, "project_status"))
+    append(
+        store,
+        load_one({"type": "test"}, "deployment"),
+        load_one({"project": "web", "status_type": "x"}, "project_status"),
+    )
     assert store.projects() == []
     assert store.last_seq() == 2
 
@@ -150,8 +158,9 @@ def test_ping_answers(store: Store) -> None:
     store.ping()
 
 
-def test_sqlite_store_survives_reopening(store_factory: StoreFactory,
-                                         request: pytest.FixtureRequest) -> None:
+def test_sqlite_store_survives_reopening(
+    store_factory: StoreFactory, request: pytest.FixtureRequest
+) -> None:
     """Ids keep increasing in the same epoch after a restart."""
     if "memory" in request.node.callspec.id:
         pytest.skip("memory:// is not durable by design")
@@ -166,3 +175,26 @@ def test_sqlite_store_survives_reopening(store_factory: StoreFactory,
     history = second.history(Filter(project="web"), ids[0], second.last_seq(), 10)
     assert history.recovered
     assert [e.id for e in history.events] == [ids[1], more[0]]
+
+
+def test_stored_view_matches_a_fresh_fold_in_any_arrival_order(
+    store_factory: StoreFactory,
+) -> None:
+    """The store resumes its fold for in-order events and re-folds for late ones."""
+    import random
+
+    from app.view import build_view
+    from tests.unit.test_view import STORY
+
+    expected = build_view("7", STORY)
+    for seed in range(15):
+        store = store_factory()
+        ordering = STORY + STORY[:3]
+        random.Random(seed).shuffle(ordering)
+        for item in ordering:
+            store.append(Batch([item.with_(deployment_id=f"7-{seed}")]))
+        view = store.get_deployment(f"7-{seed}")
+        assert view is not None
+        for extra in ("last_event_id", "log_lines", "metrics"):
+            view.pop(extra)
+        assert view == {**expected, "deployment_id": f"7-{seed}"}

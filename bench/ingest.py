@@ -1,0 +1,157 @@
+"""Ingest throughput of the real hub vs. the bare gunicorn/gevent/Flask ceiling.
+
+Usage: ``python bench/ingest.py [--seconds 10] [--concurrency 16]``
+
+Starts, in this one run, a bare JSON endpoint (bench/bare_app.py) and the hub,
+each as gunicorn with one gevent worker pinned to CPU 0, and drives them from
+this process pinned to CPU 1.  Prints single-event ingest (requests/s, p50,
+p99), batched log ingest (lines/s), the ratios to the ceiling, and the CPU the
+load generator used.  Loopback only; every loop is bounded.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402 - gevent must patch before anything imports socket
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import Result, run  # noqa: E402
+from tests.e2e.server import HubServer  # noqa: E402
+
+BATCH = 100
+
+
+def single_event(index: int) -> bytes:
+    return json.dumps(
+        {
+            "type": "step_completed",
+            "project": "bench",
+            "deployment_id": f"d{index // 50}",
+            "step_name": f"job / step {index % 50}",
+            "step_status": "success",
+            "duration": 3,
+        }
+    ).encode()
+
+
+def log_batch(index: int) -> bytes:
+    return json.dumps(
+        {
+            "events": [
+                {
+                    "type": "log_entry",
+                    "project": "bench",
+                    "deployment_id": f"logs{index // 100}",
+                    "message": f"line {index}.{i} \x1b[32mok\x1b[0m 部署",
+                }
+                for i in range(BATCH)
+            ]
+        }
+    ).encode()
+
+
+def pinned(server: HubServer) -> HubServer:
+    """Start ``server`` with gunicorn pinned to CPU 0 (this process moves to CPU 1)."""
+    server.start()
+    if server.process is not None and hasattr(os, "sched_setaffinity") and os.cpu_count() != 1:
+        for pid in _tree(server.process.pid):
+            os.sched_setaffinity(pid, {0})
+    return server
+
+
+def _tree(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return [pid] + [p for kid in kids for p in _tree(kid)]
+
+
+def show(name: str, result: Result, unit: float = 1.0) -> None:
+    print(
+        f"  {name:<28} {result.rate * unit:>10.0f}/s  p50 {result.percentile(50) * 1e3:6.2f} ms"
+        f"  p99 {result.percentile(99) * 1e3:6.2f} ms  errors {result.errors}"
+        f"  loadgen CPU {result.cpu_seconds / result.seconds * 100:5.1f}%"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    print(
+        f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}; server on CPU 0, load generator on CPU 1"
+    )
+    limit = 10**6
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = pinned(HubServer(Path(tmp) / "bare", app_spec="bench.bare_app:create_app()"))
+        try:
+            run(
+                bare.port,
+                "/api/webhooks/deployment",
+                single_event,
+                total=500,
+                concurrency=args.concurrency,
+                deadline=5,
+            )
+            ceiling = run(
+                bare.port,
+                "/api/webhooks/deployment",
+                single_event,
+                total=limit,
+                concurrency=args.concurrency,
+                deadline=args.seconds,
+            )
+        finally:
+            bare.stop()
+        hub = pinned(HubServer(Path(tmp) / "hub", {"HUB_LOG_LEVEL": "WARNING"}))
+        try:
+            run(
+                hub.port,
+                "/api/webhooks/deployment",
+                single_event,
+                total=500,
+                concurrency=args.concurrency,
+                deadline=5,
+            )
+            single = run(
+                hub.port,
+                "/api/webhooks/deployment",
+                single_event,
+                total=limit,
+                concurrency=args.concurrency,
+                deadline=args.seconds,
+            )
+            batched = run(
+                hub.port,
+                "/api/webhooks/deployment",
+                log_batch,
+                total=limit,
+                concurrency=args.concurrency,
+                deadline=args.seconds,
+            )
+        finally:
+            hub.stop()
+    print("results (one gevent worker):")
+    show("ceiling: bare JSON endpoint", ceiling)
+    show("hub: single event", single)
+    show("hub: batched logs (lines)", batched, unit=BATCH)
+    print(f"  single-event ingest = {single.rate / ceiling.rate:.2f} x ceiling (goal >= 0.50)")
+    print(f"  batched log ingest  = {batched.rate * BATCH:.0f} lines/s (goal >= 10,000)")
+
+
+if __name__ == "__main__":
+    main()
