@@ -65,7 +65,6 @@ CREATE TABLE IF NOT EXISTS deployments (
     sort_ts TEXT NOT NULL,
     last_seq INTEGER NOT NULL,
     last_activity REAL NOT NULL,
-    view BLOB NOT NULL,
     fold BLOB NOT NULL,
     metrics BLOB,
     metrics_key BLOB
@@ -292,11 +291,11 @@ class SqliteStore:
             view = {**fold.render(deployment_id), "project": project}
             self._db.execute(
                 "INSERT INTO deployments (deployment_id, project, status, branch, sort_ts, "
-                "last_seq, last_activity, view, fold) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "last_seq, last_activity, fold) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (deployment_id) DO UPDATE SET project = excluded.project, "
                 "status = excluded.status, branch = excluded.branch, sort_ts = excluded.sort_ts, "
                 "last_seq = excluded.last_seq, last_activity = excluded.last_activity, "
-                "view = excluded.view, fold = excluded.fold",
+                "fold = excluded.fold",
                 (
                     deployment_id,
                     project,
@@ -305,7 +304,6 @@ class SqliteStore:
                     view["started_at"] or event.timestamp,
                     seq,
                     now,
-                    orjson.dumps(view),
                     fold.dumps(),
                 ),
             )
@@ -418,11 +416,11 @@ class SqliteStore:
             params += [sort_ts, deployment_id]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db.execute(
-            f"SELECT deployment_id, sort_ts, view, metrics FROM deployments {where} "
+            f"SELECT deployment_id, sort_ts, project, fold, metrics FROM deployments {where} "
             "ORDER BY sort_ts DESC, deployment_id DESC LIMIT ?",
             (*params, limit + 1),
         ).fetchall()
-        items = [list_row(orjson.loads(v), m) for _, _, v, m in rows[:limit]]
+        items = [list_row(_view(d, p, f), m) for d, _, p, f, m in rows[:limit]]
         next_cursor = (
             encode_cursor(rows[limit - 1][1], rows[limit - 1][0]) if (len(rows) > limit) else None
         )
@@ -430,14 +428,14 @@ class SqliteStore:
 
     def get_deployment(self, deployment_id: str) -> dict[str, Any] | None:
         row = self._db.execute(
-            "SELECT view, metrics, last_seq FROM deployments WHERE deployment_id = ?",
+            "SELECT project, fold, metrics, last_seq FROM deployments WHERE deployment_id = ?",
             (deployment_id,),
         ).fetchone()
         if row is None:
             return None
-        view: dict[str, Any] = orjson.loads(row[0])
-        view["metrics"] = orjson.loads(row[1]) if row[1] else None
-        view["last_event_id"] = make_event_id(self.epoch, row[2])
+        view = _view(deployment_id, row[0], row[1])
+        view["metrics"] = orjson.loads(row[2]) if row[2] else None
+        view["last_event_id"] = make_event_id(self.epoch, row[3])
         view["log_lines"] = self._db.execute(
             "SELECT count(*) FROM log_lines WHERE deployment_id = ?", (deployment_id,)
         ).fetchone()[0]
@@ -489,14 +487,14 @@ class SqliteStore:
         result = []
         for project, total, success, failure, running, cancelled in rows:
             latest = self._db.execute(
-                "SELECT view, metrics FROM deployments WHERE project = ? "
+                "SELECT deployment_id, fold, metrics FROM deployments WHERE project = ? "
                 "ORDER BY sort_ts DESC, deployment_id DESC LIMIT 1",
                 (project,),
             ).fetchone()
             result.append(
                 {
                     "project": project,
-                    "latest_deployment": list_row(orjson.loads(latest[0]), latest[1]),
+                    "latest_deployment": list_row(_view(latest[0], project, latest[1]), latest[2]),
                     "counts": {
                         "total": total,
                         "success": success,
@@ -591,3 +589,8 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _view(deployment_id: str, project: str, fold: bytes) -> dict[str, Any]:
+    """The view is rendered on read: rows keep only the fold, which is half the bytes."""
+    return {**Fold.loads(fold).render(deployment_id), "project": project}
