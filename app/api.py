@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from app.auth import check_read_token
 from app.context import current_hub
 from app.errors import BadRequest, NotFound
 from app.events import STATUSES
 
 api = Blueprint("api", __name__)
+
+
+@api.before_request
+def _read_access() -> None:
+    check_read_token(request.headers, request.args.get("token"), current_hub().settings.read_tokens)
+
 
 MAX_LIMIT = 1000
 MAX_PARAM_LENGTH = 200

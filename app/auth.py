@@ -80,3 +80,20 @@ def _verify_standard(headers: HeaderLookup, body: bytes, secrets: tuple[str, ...
             continue
         return f"secret#{index}"
     raise Unauthorized(reason)
+
+
+def check_read_token(
+    headers: HeaderLookup, query_token: str | None, tokens: tuple[str, ...]
+) -> None:
+    """Reads are open unless read tokens are set; then one must come as ``?token=`` or bearer.
+
+    Browsers cannot set headers on a WebSocket or EventSource, hence the query form.
+    """
+    if not tokens:
+        return
+    authorization = headers.get("Authorization") or ""
+    offered = query_token or (
+        authorization[7:].strip() if authorization[:7].lower() == "bearer " else ""
+    )
+    if not any(hmac.compare_digest(offered.encode(), t.encode()) for t in tokens):
+        raise Unauthorized("a read token is required: ?token=... or Authorization: Bearer")

@@ -177,5 +177,6 @@ def settings_table() -> str:
     for spec in dataclasses.fields(Settings):
         default = spec.default
         shown = ",".join(default) if isinstance(default, tuple) else str(default)
-        rows.append(f"| `{PREFIX}{spec.name.upper()}` | `{shown}` | {spec.metadata['doc']} |")
+        shown = f"`{shown}`" if shown else "(empty)"
+        rows.append(f"| `{PREFIX}{spec.name.upper()}` | {shown} | {spec.metadata['doc']} |")
     return "\n".join(rows)

@@ -159,3 +159,19 @@ def test_health_and_readiness(client: FlaskClient) -> None:
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert b"hub_events_accepted_total" in metrics.data
+
+
+def test_read_tokens_guard_the_read_api() -> None:
+    from app import create_app
+    from app.config import Settings
+
+    app = create_app(Settings(broker_url="memory://", read_tokens=("r1",)))
+    client = app.test_client()
+    refused = client.get("/api/deployments")
+    assert refused.status_code == 401
+    assert refused.get_json()["error"]["code"] == "unauthorized"
+    assert client.get("/api/deployments?token=r1").status_code == 200
+    assert client.get("/api/projects", headers={"Authorization": "Bearer r1"}).status_code == 200
+    assert client.get("/api/projects?token=nope").status_code == 401
+    assert client.get("/healthz").status_code == 200
+    app.extensions["hub"].hub.stop()
