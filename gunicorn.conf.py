@@ -1,8 +1,13 @@
 """gunicorn settings for the hub: gevent workers, bound from the HUB_* settings."""
 
-from app.config import Settings
+import sys
 
-_settings = Settings.from_env()
+from app.config import ConfigError, Settings
+
+try:
+    _settings = Settings.from_env()
+except ConfigError as error:  # one clear line instead of a traceback, and no start
+    sys.exit(f"hub configuration error: {error}")
 
 worker_class = "gevent"
 bind = f"{_settings.host}:{_settings.port}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,3 +95,10 @@ def test_concurrent_senders_lose_and_duplicate_nothing(hub_server: HubServer) ->
     for index in range(8):
         mine = [e["payload"]["message"] for e in stored if e["deployment_id"] == f"d{index}"]
         assert mine == [f"{index}:{i}" for i in range(500)]
+
+
+def test_a_bad_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
+    server = HubServer(tmp_path, {"HUB_WORKERS": "many"})
+    with pytest.raises(RuntimeError, match="HUB_WORKERS='many' is not valid"):
+        server.start()
+    server.stop()
