@@ -50,11 +50,16 @@ def _register_routes(app: Flask) -> None:
     from app.api import api
     from app.health import health
     from app.webhooks import webhooks
+    from broadcaster import ws
+    from broadcaster.sse import stream
 
     for prefix, suffix in (("", ""), (PUBLIC_PREFIX, "_public")):
         app.register_blueprint(webhooks, url_prefix=f"{prefix}/api", name=f"webhooks{suffix}")
         app.register_blueprint(api, url_prefix=f"{prefix}/api", name=f"api{suffix}")
         app.register_blueprint(health, url_prefix=prefix or None, name=f"health{suffix}")
+        app.register_blueprint(stream, url_prefix=f"{prefix}/api", name=f"stream{suffix}")
+        app.register_blueprint(ws.websocket, url_prefix=prefix or None, name=f"websocket{suffix}")
+    ws.init_app(app)
 
 
 def _prune_forever(store: Store) -> None:

@@ -1,0 +1,435 @@
+"""The WebSocket routes: admit before the upgrade, then run one :class:`Session` per connection.
+
+flask-sock hands each connection to us as a simple-websocket ``Server``.  Its
+version 1.1.0 writes a frame with one ``socket.send`` (a large frame can be cut
+short and the stream corrupted), lets its reader greenlet (pongs, pings, close
+replies) write while another greenlet writes, and has no send timeout.  So
+the first thing a connection does is put a :class:`FrameSocket` in place of
+the server's socket: every write, whoever makes it, then goes out whole
+(``sendall``), alone (a lock), and within ``HUB_WS_SEND_TIMEOUT``; a frame
+that misses the deadline abandons the connection, since the stream can no
+longer be trusted.  The deflate context of permessage-deflate stays in order
+because data frames are only ever written by one greenlet.
+
+Each connection runs three greenlets:
+
+* simple-websocket's reader: reads the socket, answers pings, sends the hub's
+  pings every ``HUB_WS_PING_INTERVAL`` and closes (1008) a peer that missed
+  the last pong, closes 1009 on a frame over ``HUB_WS_MAX_FRAME_BYTES`` and
+  1007 on invalid UTF-8 (wsproto);
+* the session greenlet: feeds client frames to the :class:`Session` and
+  carries out its subscriptions on the :class:`Hub`;
+* the request's own greenlet, the one writer: it drains the connection's
+  :class:`Subscriber` queue onto the socket.
+
+A client too slow for its events fills only its own queue: the hub marks it
+overflowed without waiting, and the writer closes it with 1013 once the frame
+in flight is out.  Refusals happen before the upgrade, as plain HTTP errors:
+426 for a WebSocket version other than 13, 401 for a missing or wrong read
+token, 403 for an Origin not allowed, 503 when the worker is full or
+shutting down.  On SIGTERM (gunicorn's graceful shutdown) every connection is
+closed with 1001 so the worker can exit at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import itertools
+import logging
+import os
+import signal
+import socket
+import threading
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from types import FrameType
+from typing import Any, Protocol
+
+import gevent
+import gevent.event
+import gevent.lock
+from flask import Blueprint, Flask, current_app, g, request
+from flask_sock import Sock
+from simple_websocket import ConnectionClosed
+from wsproto.utilities import LocalProtocolError
+
+from app.config import Settings
+from app.context import current_hub
+from app.errors import BadRequest, HubError, Unauthorized
+from app.metrics import (
+    CONNECTIONS,
+    DELIVERIES,
+    DISCONNECTS,
+    REFUSED,
+    SLOW_DISCONNECTS,
+    SUBSCRIPTIONS,
+)
+from broadcaster.backend import StoreUnavailable
+from broadcaster.codes import CloseCode
+from broadcaster.hub import Envelope, Hub, Subscriber
+from broadcaster.session import Limits, Output, Session, Subscribe, replay
+
+log = logging.getLogger(__name__)
+
+try:
+    VERSION = package_version("deploy-dashboard-hub")
+except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
+    VERSION = "unknown"
+
+#: Seconds the writer waits for the client's answer to a close frame before dropping it.
+CLOSE_TIMEOUT = 5.0
+#: Client frames read but not yet handled before the client counts as flooding (1008).
+MAX_PENDING_FRAMES = 1000
+#: Queued in a :class:`Subscriber` only to wake its writer; never sent.
+WAKE = ""
+
+websocket = Blueprint("websocket", __name__)
+sock = Sock()
+
+
+class OriginNotAllowed(HubError):
+    code = "origin_not_allowed"
+    status = 403
+
+
+class UpgradeRequired(HubError):
+    code = "upgrade_required"
+    status = 426
+
+
+class TooManyConnections(HubError):
+    code = "too_many_connections"
+    status = 503
+
+
+class Closable(Protocol):
+    def go_away(self) -> None: ...
+
+
+class Connections:
+    """This worker's open WebSocket and SSE connections: admission and shutdown.
+
+    Admission is counted from before the upgrade to the end of the request,
+    so ``HUB_WS_MAX_CONNECTIONS`` holds even while handshakes are in flight.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.admitted = 0
+        self.open: set[Closable] = set()
+        self.closing = False
+        self._ids = itertools.count(1)
+
+    def admit(self) -> None:
+        if self.closing or self.admitted >= self.limit:
+            why = "shutting down" if self.closing else f"at its limit of {self.limit} connections"
+            REFUSED.labels(TooManyConnections.code).inc()
+            raise TooManyConnections(f"this worker is {why}; try again shortly",
+                                     {"limit": self.limit}, headers={"Retry-After": "5"})
+        self.admitted += 1
+        CONNECTIONS.inc()
+
+    def release(self) -> None:
+        self.admitted -= 1
+        CONNECTIONS.dec()
+
+    def next_id(self) -> str:
+        return f"{os.getpid()}-{next(self._ids)}"
+
+    def shutdown(self) -> None:
+        """Refuse new connections and close the open ones (1001 / end of stream)."""
+        self.closing = True
+        if self.open:
+            log.info("closing %d connections for shutdown", len(self.open))
+        for connection in list(self.open):
+            connection.go_away()
+
+
+def current_connections() -> Connections:
+    connections = current_app.extensions["connections"]
+    assert isinstance(connections, Connections)  # noqa: S101 - init_app always sets it
+    return connections
+
+
+def check_access(settings: Settings, *, check_origin: bool) -> None:
+    """Refuse a reader without a valid read token, or (WebSocket) from a foreign Origin.
+
+    Browsers cannot set headers on a WebSocket, hence ``?token=``; a missing
+    Origin is a non-browser client, which the Origin check does not concern.
+    """
+    if settings.read_tokens:
+        authorization = request.headers.get("Authorization") or ""
+        offered = (authorization[7:].strip() if authorization[:7].lower() == "bearer "
+                   else request.args.get("token", ""))
+        valid = False
+        for token in settings.read_tokens:
+            valid |= hmac.compare_digest(offered.encode(), token.encode())
+        if not valid:
+            REFUSED.labels(Unauthorized.code).inc()
+            raise Unauthorized("a read token is required: ?token=<token> or "
+                               "Authorization: Bearer <token>")
+    origin = request.headers.get("Origin")
+    if check_origin and settings.allowed_origins and origin is not None:
+        allowed = {o.rstrip("/").lower() for o in settings.allowed_origins}
+        if origin.rstrip("/").lower() not in allowed:
+            REFUSED.labels(OriginNotAllowed.code).inc()
+            raise OriginNotAllowed(f"origin {origin[:100]!r} may not open a WebSocket here")
+
+
+class SendTimeout(TimeoutError):
+    """A frame was not written within ``HUB_WS_SEND_TIMEOUT``; the stream is abandoned."""
+
+
+class FrameSocket:
+    """Takes the place of the socket inside simple-websocket (see the module docstring).
+
+    It offers exactly what simple-websocket uses of a socket: ``send``,
+    ``recv``, ``fileno`` and ``close``.
+    """
+
+    def __init__(self, raw: socket.socket, send_timeout: float) -> None:
+        self._raw = raw
+        self._lock = gevent.lock.Semaphore()
+        self.send_timeout = send_timeout
+        self.broken = False
+
+    def send(self, data: bytes) -> int:
+        """Write one whole frame, alone, or raise :class:`SendTimeout`."""
+        if self.broken:
+            raise SendTimeout("an earlier frame was not written in time")
+        try:
+            with gevent.Timeout(self.send_timeout, SendTimeout(
+                    f"frame not written within {self.send_timeout} s")), self._lock:
+                self._raw.sendall(data)
+        except SendTimeout:
+            self.broken = True
+            raise
+        return len(data)
+
+    def recv(self, size: int) -> bytes:
+        # gevent's recv returns without yielding while data is waiting, so a
+        # client that never stops sending would otherwise starve the worker.
+        gevent.sleep(0)
+        return self._raw.recv(size)
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def abort(self) -> None:
+        """Drop the connection without a close frame; the reader sees EOF and ends."""
+        self.broken = True
+        with contextlib.suppress(OSError):
+            self._raw.shutdown(socket.SHUT_RDWR)
+
+
+class Connection:
+    """One WebSocket client: its session, its queue, and the greenlets serving it."""
+
+    def __init__(self, ws: Any, connections: Connections, settings: Settings, hub: Hub) -> None:
+        self.ws = ws
+        self.sock = FrameSocket(ws.sock, settings.ws_send_timeout)
+        ws.sock = self.sock  # before this greenlet yields, so the reader never writes around it
+        self.connections = connections
+        self.hub = hub
+        self.id = connections.next_id()
+        self.session = Session(Limits.from_settings(settings), version=VERSION,
+                               connection_id=self.id)
+        self.subscriber = Subscriber(settings.ws_send_queue, on_overflow=self._overflowed)
+        self.ending = False
+        self.close_code: CloseCode | None = None
+        self.close_reason = ""
+        self._room = gevent.event.Event()
+
+    def run(self) -> None:
+        """Serve until either side ends the connection; the calling greenlet is the writer."""
+        self.connections.open.add(self)
+        log.debug("websocket open", extra={"conn_id": self.id})
+        self.subscriber.push(self.session.welcome())
+        reader = gevent.spawn(self._read)
+        try:
+            self._write()
+            self._close()
+        finally:
+            reader.kill()
+            self.hub.drop(self.subscriber)
+            SUBSCRIPTIONS.dec(len(self.session.subscriptions))
+            self.connections.open.discard(self)
+
+    def end(self, code: CloseCode | None, reason: str = "") -> None:
+        """Ask the writer to stop and send close ``code`` (``None``: the peer is gone)."""
+        if self.ending:
+            return
+        self.ending = True
+        self.close_code, self.close_reason = code, reason
+        self.subscriber.push(WAKE)
+        self._room.set()
+
+    def go_away(self) -> None:
+        self.end(CloseCode.GOING_AWAY, "server shutting down")
+
+    def _overflowed(self, subscriber: Subscriber) -> None:
+        """Called by the hub's fan-out with this client's queue full: never blocks."""
+        SLOW_DISCONNECTS.inc()
+        self.hub.drop(subscriber)
+        log.info("websocket client too slow", extra={"conn_id": self.id})
+        self.end(CloseCode.TRY_AGAIN_LATER,
+                 f"too slow: more than {subscriber.maxsize} frames queued; reconnect with since")
+
+    # -- the session greenlet ----------------------------------------------------------
+
+    def _read(self) -> None:
+        try:
+            while not self.ending:
+                data = self.ws.receive()
+                if len(self.ws.input_buffer) > MAX_PENDING_FRAMES:
+                    self.end(CloseCode.POLICY_VIOLATION, "sending frames faster than reading")
+                    return
+                before = len(self.session.subscriptions)
+                for output in self.session.feed(data):
+                    self._carry_out(output)
+                SUBSCRIPTIONS.inc(len(self.session.subscriptions) - before)
+                self._wait_for_room()
+        except ConnectionClosed:
+            self.end(None)
+        except Exception:  # a bug must end this connection, not leave it half-served
+            log.exception("websocket session failed", extra={"conn_id": self.id})
+            self.end(CloseCode.INTERNAL_ERROR, "internal error")
+
+    def _carry_out(self, output: Output) -> None:
+        if isinstance(output, str):
+            self.subscriber.push(output)
+        elif isinstance(output, Subscribe):
+            if output.replaces is not None:
+                self.hub.remove_filter(self.subscriber, output.replaces)
+            try:
+                history = self.hub.add_filter(self.subscriber, output.match, output.since,
+                                              output.limit)
+            except StoreUnavailable as exc:
+                self.subscriber.push(self.session.failed(output, str(exc)))
+                return
+            for item in replay(output, history):  # no yield since add_filter: gapless
+                self.subscriber.push(item)
+        else:
+            self.hub.remove_filter(self.subscriber, output.match)
+
+    def _wait_for_room(self) -> None:
+        """Read no further frame while the answers to this one overfill the send queue.
+
+        This bounds what a client can make the hub queue by asking (replays,
+        pongs) without reading; meanwhile simple-websocket keeps reading, and
+        ``MAX_PENDING_FRAMES`` bounds that.
+        """
+        while not self.ending and self.subscriber.queue.qsize() > self.subscriber.maxsize:
+            self._room.clear()
+            self._room.wait()
+
+    # -- the writer (the request's greenlet) -----------------------------------------
+
+    def _write(self) -> None:
+        queue = self.subscriber.queue
+        try:
+            while not self.ending:
+                item = self.subscriber.get()
+                if self.ending:
+                    break
+                if isinstance(item, Envelope):
+                    self.ws.send(item.frame)
+                    DELIVERIES.inc()
+                elif item:
+                    self.ws.send(item)
+                if queue.qsize() <= self.subscriber.maxsize:
+                    self._room.set()
+        except SendTimeout:
+            SLOW_DISCONNECTS.inc()
+            log.info("websocket send timed out", extra={"conn_id": self.id})
+            self.end(None, "send timeout")
+        except (ConnectionClosed, LocalProtocolError, OSError):
+            self.end(None, "peer gone")
+
+    def _close(self) -> None:
+        """Send the close frame if one is due, wait for the answer, then let go."""
+        code = self.close_code
+        DISCONNECTS.labels(_label(code, self.close_reason)).inc()
+        log.debug("websocket closing", extra={"conn_id": self.id, "code": code,
+                                               "reason": self.close_reason})
+        if code is None or self.sock.broken:
+            if not self.sock.broken:  # let the reader finish answering the peer's close
+                self.ws.thread.join(CLOSE_TIMEOUT)
+            self.sock.abort()
+            return
+        try:
+            self.ws.close(int(code), self.close_reason)
+        except (ConnectionClosed, LocalProtocolError, OSError):
+            self.sock.abort()
+            return
+        self.ws.thread.join(CLOSE_TIMEOUT)
+        self.sock.abort()
+
+
+def _label(code: CloseCode | None, reason: str) -> str:
+    if code is None:
+        return reason.replace(" ", "_") or "peer_closed"
+    return {CloseCode.GOING_AWAY: "shutdown", CloseCode.TRY_AGAIN_LATER: "slow",
+            CloseCode.POLICY_VIOLATION: "flood"}.get(code, "error")
+
+
+@websocket.before_request
+def _admit() -> None:
+    """Everything that can refuse a client, done while it can still get an HTTP status."""
+    if request.headers.get("Sec-WebSocket-Version") != "13":
+        raise UpgradeRequired("only WebSocket version 13 is supported",
+                              headers={"Sec-WebSocket-Version": "13"})
+    if not request.headers.get("Sec-WebSocket-Key"):
+        raise BadRequest("missing Sec-WebSocket-Key")
+    check_access(current_hub().settings, check_origin=True)
+    current_connections().admit()
+    g.websocket_admitted = True
+
+
+@websocket.teardown_request
+def _release(_: BaseException | None) -> None:
+    if g.pop("websocket_admitted", False):
+        current_connections().release()
+
+
+def _serve(ws: Any) -> None:
+    context = current_hub()
+    Connection(ws, current_connections(), context.settings, context.hub).run()
+
+
+for _path, _endpoint in (("/ws", "connect"), ("/ws/", "connect_slash")):
+    sock.route(_path, bp=websocket, endpoint=_endpoint)(_serve)
+
+
+def init_app(app: Flask) -> None:
+    """Per-worker state for the routes of this module and of ``sse.py``."""
+    settings: Settings = app.extensions["hub"].settings
+    connections = Connections(settings.ws_max_connections)
+    app.extensions["connections"] = connections
+    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": settings.ws_ping_interval,
+                                         "max_message_size": settings.ws_max_frame_bytes}
+    _close_on_sigterm(connections)
+
+
+def _close_on_sigterm(connections: Connections) -> None:
+    """Chain a SIGTERM handler that closes every connection before the worker's own runs.
+
+    gunicorn's worker installs its handler before loading the app; it only
+    stops accepting and waits ``graceful_timeout`` for requests to end, which
+    WebSockets never do on their own.  Elsewhere (tests, scripts) SIGTERM has
+    no Python handler and is left alone.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        gevent.spawn(connections.shutdown)
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn set it: no EINTR mid-request
