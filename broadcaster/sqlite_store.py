@@ -84,6 +84,8 @@ CREATE TABLE IF NOT EXISTS log_lines (
 CREATE INDEX IF NOT EXISTS log_lines_by_deployment ON log_lines (deployment_id, line);
 """
 
+#: Decoded folds kept for the deployments written most recently.
+_FOLD_CACHE_SIZE = 256
 _LIFECYCLE_SQL = ",".join(f"'{t}'" for t in LIFECYCLE_TYPES)
 
 
@@ -114,6 +116,7 @@ class SqliteStore:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._folds: dict[str, tuple[bytes, Fold]] = {}  # deployment -> (stored bytes, fold)
         self.retention_days = retention_days
         self.retention_max_events = retention_max_events
         try:
@@ -150,11 +153,13 @@ class SqliteStore:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._folds.clear()  # they may hold events that were not stored
             raise
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._db.execute("ROLLBACK")
+            self._folds.clear()
             raise StoreUnavailable(f"commit failed: {exc}") from exc
 
     # -- writing -----------------------------------------------------------------
@@ -265,9 +270,15 @@ class SqliteStore:
             )
 
     def _fold(self, deployment_id: str, event: Event, saved: bytes | None) -> Fold:
-        """The deployment's fold with ``event`` in it: resumed when it can be, else rebuilt."""
+        """The deployment's fold with ``event`` in it: resumed when it can be, else rebuilt.
+
+        The last folds written are kept decoded in memory; one is reused only while
+        the stored bytes are still exactly what this process wrote (another worker
+        may have written since), and the cache is dropped on any rollback.
+        """
         if saved is not None and event.type in LIFECYCLE_TYPES:
-            fold = Fold.loads(saved)
+            cached = self._folds.get(deployment_id)
+            fold = cached[1] if cached and cached[0] == saved else Fold.loads(saved)
             key = content_key(event)
             if fold.follows(event, key):
                 fold.apply(event, key)
@@ -277,6 +288,12 @@ class SqliteStore:
             (deployment_id,),
         )
         return Fold.of([self._decode(s, b) for s, b in rows])
+
+    def _remember_fold(self, deployment_id: str, encoded: bytes, fold: Fold) -> None:
+        self._folds.pop(deployment_id, None)
+        self._folds[deployment_id] = (encoded, fold)
+        while len(self._folds) > _FOLD_CACHE_SIZE:
+            del self._folds[next(iter(self._folds))]
 
     def _update_deployment(self, event: Event, seq: int, now: float) -> str:
         """Bring the deployment's row up to date with ``event``; return its project."""
@@ -288,7 +305,9 @@ class SqliteStore:
         if row is None or event.type in LIFECYCLE_TYPES:
             fold = self._fold(deployment_id, event, row[2] if row else None)
             project = resolve_project([*fold.projects, row[0] if row else "", event.project])
-            view = {**fold.render(deployment_id), "project": project}
+            status, _, started_at = fold.headline()
+            encoded = fold.dumps()
+            self._remember_fold(deployment_id, encoded, fold)
             self._db.execute(
                 "INSERT INTO deployments (deployment_id, project, status, branch, sort_ts, "
                 "last_seq, last_activity, fold) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -299,12 +318,12 @@ class SqliteStore:
                 (
                     deployment_id,
                     project,
-                    view["status"],
-                    view["branch"],
-                    view["started_at"] or event.timestamp,
+                    status,
+                    fold.metadata.get("branch"),
+                    started_at or event.timestamp,
                     seq,
                     now,
-                    fold.dumps(),
+                    encoded,
                 ),
             )
         else:
