@@ -106,11 +106,20 @@ class Store(Protocol):
 
 
 def create_store(url: str, **options: Any) -> Store:
-    """A store for ``sqlite:///path`` (relative), ``sqlite:////abs/path`` or ``memory://``."""
+    """A store for ``sqlite:///path`` (relative), ``sqlite:////abs/path``, ``memory://``
+    or ``redis://host:port/db[?prefix=name]`` (``rediss://`` for TLS).
+    """
     from broadcaster.sqlite_store import SqliteStore
 
     if url.startswith("sqlite:///"):
         return SqliteStore(url.removeprefix("sqlite:///"), **options)
     if url == "memory://":
         return SqliteStore(":memory:", **options)
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///path or memory://")
+    if url.startswith(("redis://", "rediss://")):
+        from broadcaster.redis_store import RedisStore
+
+        options.pop("synchronous", None)  # SQLite's; Redis persistence is its own config
+        return RedisStore(url, **options)
+    raise ValueError(
+        f"unsupported store URL {url!r}: use sqlite:///path, memory:// or redis://host:port/db"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,17 +10,30 @@ from typing import Any
 import pytest
 
 from broadcaster.backend import Store, create_store
+from tests.redis_server import RedisServer
 
 StoreFactory = Callable[..., Store]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session; each test keeps to its own key prefix."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     """Make stores of one kind; calling it again with the same args reopens the same data."""
     opened: list[Store] = []
+    urls = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'hub.db'}"}
+    if request.param == "redis":
+        redis = request.getfixturevalue("redis_server")
+        urls["redis"] = redis.url(prefix=f"test-{uuid.uuid4().hex}")
 
     def make(**options: Any) -> Store:
-        url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'hub.db'}"
+        url = urls[request.param]
         store = create_store(url, **options)
         opened.append(store)
         return store

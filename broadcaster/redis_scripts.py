@@ -1,0 +1,395 @@
+"""The Lua scripts behind :class:`~broadcaster.redis_store.RedisStore`.
+
+Redis runs a script alone, start to end, so each write here is one step that
+every worker on every host sees whole or not at all: that is what replaces
+SQLite's ``BEGIN IMMEDIATE``.  Redis does not roll a script back when it fails
+half-way, so the append script reads and decides everything first and writes
+only after nothing can fail any more; the ``#!lua`` line makes Redis refuse
+the whole script up front when it is out of memory, instead of at its first
+write.  Values are JSON built in Python (orjson) and stored as they are; the
+scripts only compose a few JSON strings with ``cjson.encode``.
+
+Key layout, under the store's prefix ``P``::
+
+    P meta            hash: epoch, floor (last seq of the previous epoch), pruned_upto
+    P seq, P lines    counters: event seq, log line number
+    P log             stream of every event, entry id <seq>-0 (the hub tails it)
+    P ps:<project>    per-project stream, same entries (replay, trimmed, TTL)
+    P ds:<deployment> per-deployment stream, same entries (replay, trimmed, TTL)
+    P dep:<id>        hash: project, last_seq, last_id, last_activity, ts0, view,
+                      view_seq (newest lifecycle seq the view folds), life_seq (newest
+                      lifecycle seq stored), metrics, metrics_key, ix_* (its place in
+                      the lists)
+    P dirty           set of deployments whose stored view may lag their events
+    P life:<id>       list of the deployment's lifecycle events (what the view folds)
+    P logs:<id>       stream of its log lines, entry id <line>-0
+    P dl:<p>|<s>|<b>  lex-sorted sets "<sort_ts>\\0<id>" for each project/status/branch
+                      filter combination ("*" where a filter is absent)
+    P projects        set of projects with deployments
+    P activity        sorted set: deployment -> last_activity (pruning by age)
+    P lastseq         sorted set: deployment -> last_seq (pruning by count)
+    P dedup:<key>     ids of a delivery or an event_id, expiring with retention
+    P txn:<token>     the answer of one append call, so a retried call is not a repeat
+    P notify          pub/sub channel: "something was appended" (payload: last seq)
+"""
+
+from __future__ import annotations
+
+_HELPERS = r"""
+local P = ARGV[1]
+
+-- Byte order, which is how Python and SQLite compare these strings (Lua's own
+-- comparison follows the server's locale).
+local function lt(a, b)
+  if a == b then return false end
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+local function int(n) return string.format('%d', n) end
+
+local function part(v)
+  if not v then return '*' end
+  return int(#v) .. ':' .. v
+end
+
+-- The listing sets a deployment belongs to: every combination of its project,
+-- status and branch with "any"; a deployment without a branch only in "any".
+local function list_keys(project, status, branch)
+  local out = {}
+  for _, p in ipairs({part(project), '*'}) do
+    for _, s in ipairs({part(status), '*'}) do
+      out[#out + 1] = P .. 'dl:' .. p .. '|' .. s .. '|*'
+      if branch then out[#out + 1] = P .. 'dl:' .. p .. '|' .. s .. '|' .. part(branch) end
+    end
+  end
+  return out
+end
+
+local function stored_branch(flagged)
+  if flagged and string.sub(flagged, 1, 1) == '1' then return string.sub(flagged, 2) end
+  return false
+end
+
+-- Take a deployment out of the listing sets it was last put in.
+local function unlist(cur_project, cur_status, cur_branch, cur_member)
+  if not cur_member then return end
+  for _, k in ipairs(list_keys(cur_project, cur_status, stored_branch(cur_branch))) do
+    redis.call('ZREM', k, cur_member)
+  end
+  if redis.call('ZCARD', P .. 'dl:' .. part(cur_project) .. '|*|*') == 0 then
+    redis.call('SREM', P .. 'projects', cur_project)
+  end
+end
+
+-- The epoch and the counter; a new epoch when Redis has lost the store's data
+-- (flushed, restarted without persistence, or the log stream deleted), newer
+-- than any epoch the caller has seen, so ids keep increasing.
+local function current_epoch(known)
+  local meta = redis.call('HMGET', P .. 'meta', 'epoch', 'floor')
+  local counter = tonumber(redis.call('GET', P .. 'seq') or '0')
+  local top = 0
+  local last = redis.call('XREVRANGE', P .. 'log', '+', '-', 'COUNT', 1)
+  if last[1] then top = tonumber(string.match(last[1][1], '^%d+')) end
+  local lost = meta[1] and counter > tonumber(meta[2]) and redis.call('EXISTS', P .. 'log') == 0
+  if meta[1] and not lost then
+    if counter < top then
+      counter = top
+      redis.call('SET', P .. 'seq', int(counter))
+    end
+    return meta[1], counter
+  end
+  local t = redis.call('TIME')
+  local e = math.max(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(known) + 1)
+  if meta[1] then e = math.max(e, tonumber(meta[1]) + 1) end
+  counter = math.max(counter, top)
+  local epoch = int(e)
+  redis.call('SET', P .. 'seq', int(counter))
+  redis.call('HSET', P .. 'meta', 'epoch', epoch, 'floor', int(counter),
+             'pruned_upto', int(counter))
+  redis.log(redis.LOG_WARNING, 'deployment hub store ' .. P .. ': new epoch ' .. epoch)
+  return epoch, counter
+end
+"""
+
+#: ARGV: prefix, known epoch.  Returns the epoch.
+INIT = (
+    "#!lua\n"
+    + _HELPERS
+    + r"""
+local epoch = current_epoch(ARGV[2])
+return epoch
+"""
+)
+
+#: Fields per event after the nine leading arguments of :data:`APPEND`.
+APPEND_FIELDS = 11
+
+#: ARGV: prefix, known epoch, call token, delivery key (or ""), dedup TTL s (0: none),
+#: stream MAXLEN (0: none), stream TTL ms (0: none), token TTL s, event count; then per
+#: event: type, project, mode, deployment, dedup key, lifecycle "1"/"0", body JSON,
+#: timestamp, log lines (JSON arrays joined by "\n"), metrics key, metrics JSON.
+#: mode: "n" no deployment, "p" project-only event naming a deployment, "d" this
+#: deployment, "a" a new "<project>-auto-<seq>", "r" the deployment of event #<deployment>.
+#: Returns JSON {epoch, duplicate, ids, stored: [[index, id, project, deployment]], views}.
+APPEND = (
+    "#!lua\n"
+    + _HELPERS
+    + r"""
+local token, delivery = ARGV[3], ARGV[4]
+local dedup_ttl, maxlen = tonumber(ARGV[5]), ARGV[6]
+local stream_ttl, token_ttl, n = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local NF = 11
+
+local done = redis.call('GET', P .. 'txn:' .. token)
+if done then return done end
+local epoch, seq = current_epoch(ARGV[2])
+
+if delivery ~= '' then
+  local earlier = redis.call('GET', P .. 'dedup:' .. delivery)
+  if earlier then
+    return '{"epoch":"' .. epoch .. '","duplicate":true,"ids":' .. earlier .. '}'
+  end
+end
+
+local t = redis.call('TIME')
+local received = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+
+-- Pass 1: decide everything, write nothing.
+local rows, plan, ids, seen, resolved = {}, {}, {}, {}, {}
+local function row(d)
+  local r = rows[d]
+  if not r then
+    local h = redis.call('HMGET', P .. 'dep:' .. d, 'project', 'metrics_key')
+    r = {exists = h[1] ~= false, project = h[1] or nil, mkey = h[2] or nil}
+    rows[d] = r
+  end
+  return r
+end
+local function named(p) return p and p ~= '' and p ~= 'unknown' end
+-- A deployment's project: the first real name in byte order (app.view.resolve_project).
+local function first_named(a, b)
+  if not named(a) then
+    if named(b) then return b end
+    return 'unknown'
+  end
+  if named(b) and lt(b, a) then return b end
+  return a
+end
+
+for i = 1, n do
+  local b = 9 + (i - 1) * NF
+  local project, mode, dep, key = ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
+  local prior = false
+  if key ~= '' then prior = seen[key] or redis.call('GET', P .. 'dedup:' .. key) end
+  if prior then
+    ids[#ids + 1] = prior
+  else
+    seq = seq + 1
+    local id = epoch .. '-' .. string.format('%012d', seq)
+    local d, owned = false, true
+    if mode == 'd' then d = dep
+    elseif mode == 'p' then d, owned = dep, false
+    elseif mode == 'r' then d = resolved[tonumber(dep)] end
+    if (mode == 'a' or mode == 'r') and not d then d = project .. '-auto-' .. int(seq) end
+    resolved[i] = d
+    if d and owned then
+      local r = row(d)
+      if project == '' or project == 'unknown' then project = r.project or 'unknown' end
+      if not r.exists or ARGV[b + 6] == '1' then
+        r.project = first_named(r.project, project)
+        r.view = true
+      end
+      if not r.exists then r.exists, r.created, r.ts0 = true, true, ARGV[b + 8] end
+      r.last_seq, r.last_id = seq, id
+    end
+    if key ~= '' then seen[key] = id end
+    plan[#plan + 1] = {i = i, b = b, seq = seq, id = id, d = d, owned = owned, project = project}
+    ids[#ids + 1] = id
+  end
+end
+
+-- Pass 2: write.
+local trim = {}
+if maxlen ~= '0' then trim = {'MAXLEN', '~', maxlen} end
+local function xadd(key, id, fields, trimmed)
+  local args = {'XADD', key}
+  if trimmed then for _, v in ipairs(trim) do args[#args + 1] = v end end
+  args[#args + 1] = id
+  for _, v in ipairs(fields) do args[#args + 1] = v end
+  return args
+end
+-- A replay stream is secondary: should it refuse an id (only after Redis lost
+-- data), the event is still stored; it is logged, not half-written.
+local function side(args, ttl)
+  local ok = redis.pcall(unpack(args))
+  if type(ok) == 'table' and ok.err then
+    redis.log(redis.LOG_WARNING, 'deployment hub store: ' .. args[2] .. ': ' .. ok.err)
+  end
+  if ttl > 0 then redis.call('PEXPIRE', args[2], ttl) end
+end
+
+local lineno = tonumber(redis.call('GET', P .. 'lines') or '0')
+local first_line = lineno
+local stored = {}
+for _, e in ipairs(plan) do
+  local b = e.b
+  local etype = ARGV[b + 1]
+  local fields = {'i', e.id, 't', etype, 'p', e.project, 'r', received, 'b', ARGV[b + 7]}
+  if e.d then
+    fields[#fields + 1] = 'd'
+    fields[#fields + 1] = e.d
+  end
+  local sid = int(e.seq) .. '-0'
+  redis.call(unpack(xadd(P .. 'log', sid, fields, true)))
+  side(xadd(P .. 'ps:' .. e.project, sid, fields, true), stream_ttl)
+  if e.d then side(xadd(P .. 'ds:' .. e.d, sid, fields, true), stream_ttl) end
+  if e.d and e.owned then
+    local d, r = e.d, rows[e.d]
+    if ARGV[b + 6] == '1' then
+      r.life_seq = e.seq
+      redis.call('RPUSH', P .. 'life:' .. d, '[' .. cjson.encode(e.id) .. ',' .. cjson.encode(etype)
+        .. ',' .. cjson.encode(e.project) .. ',' .. ARGV[b + 7] .. ']')
+    end
+    if ARGV[b + 9] ~= '' then
+      for line in string.gmatch(ARGV[b + 9], '[^\n]+') do
+        lineno = lineno + 1
+        side(xadd(P .. 'logs:' .. d, int(lineno) .. '-0', {'l', line, 'e', e.id}, false), 0)
+      end
+    end
+    if etype == 'metrics_update' and ARGV[b + 10] ~= '' then
+      if not r.mkey or lt(r.mkey, ARGV[b + 10]) then
+        r.mkey, r.metrics = ARGV[b + 10], ARGV[b + 11]
+      end
+    end
+  end
+  local key = ARGV[b + 5]
+  if key ~= '' then
+    if dedup_ttl > 0 then
+      redis.call('SET', P .. 'dedup:' .. key, e.id, 'EX', dedup_ttl)
+    else
+      redis.call('SET', P .. 'dedup:' .. key, e.id)
+    end
+  end
+  stored[#stored + 1] = {e.i, e.id, e.project, e.d or cjson.null}
+end
+
+if #plan > 0 then redis.call('SET', P .. 'seq', int(seq)) end
+if lineno > first_line then redis.call('SET', P .. 'lines', int(lineno)) end
+local views = {}
+for d, r in pairs(rows) do
+  local h = {'project', r.project, 'last_seq', int(r.last_seq), 'last_id', r.last_id,
+             'last_activity', received}
+  if r.created then
+    h[#h + 1] = 'ts0'
+    h[#h + 1] = r.ts0
+  end
+  if r.life_seq then
+    h[#h + 1] = 'life_seq'
+    h[#h + 1] = int(r.life_seq)
+  end
+  if r.metrics then
+    h[#h + 1] = 'metrics'
+    h[#h + 1] = r.metrics
+    h[#h + 1] = 'metrics_key'
+    h[#h + 1] = r.mkey
+  end
+  redis.call('HSET', P .. 'dep:' .. d, unpack(h))
+  redis.call('ZADD', P .. 'activity', received, d)
+  redis.call('ZADD', P .. 'lastseq', int(r.last_seq), d)
+  if r.view then
+    views[#views + 1] = d
+    redis.call('SADD', P .. 'dirty', d)
+  end
+end
+
+local ids_json = '[]'
+if #ids > 0 then ids_json = cjson.encode(ids) end
+if delivery ~= '' then
+  if dedup_ttl > 0 then
+    redis.call('SET', P .. 'dedup:' .. delivery, ids_json, 'EX', dedup_ttl)
+  else
+    redis.call('SET', P .. 'dedup:' .. delivery, ids_json)
+  end
+end
+if #plan > 0 then redis.call('PUBLISH', P .. 'notify', int(seq)) end
+
+local stored_json, views_json = '[]', '[]'
+if #stored > 0 then stored_json = cjson.encode(stored) end
+if #views > 0 then views_json = cjson.encode(views) end
+local answer = '{"epoch":"' .. epoch .. '","duplicate":' .. tostring(#plan == 0)
+  .. ',"ids":' .. ids_json .. ',"stored":' .. stored_json .. ',"views":' .. views_json .. '}'
+redis.call('SET', P .. 'txn:' .. token, answer, 'EX', token_ttl)
+return answer
+"""
+)
+
+#: ARGV: prefix, deployment, view_seq, project, status, branch ("1<branch>" or "0"),
+#: list member "<sort_ts>\0<id>", view JSON.  Writes the view only when it was folded
+#: from more of the deployment's lifecycle than the stored one; returns 1 if it did.
+SET_VIEW = (
+    "#!lua\n"
+    + _HELPERS
+    + r"""
+local d, view_seq = ARGV[2], tonumber(ARGV[3])
+local project, status, branch, member = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local key = P .. 'dep:' .. d
+local cur = redis.call('HMGET', key, 'project', 'view_seq', 'ix_project', 'ix_status',
+                       'ix_branch', 'ix_member', 'life_seq')
+if not cur[1] then
+  redis.call('SREM', P .. 'dirty', d)
+  return 0
+end
+local life_seq = tonumber(cur[7] or '0')
+if cur[2] and tonumber(cur[2]) >= view_seq then
+  if tonumber(cur[2]) >= life_seq then redis.call('SREM', P .. 'dirty', d) end
+  return 0
+end
+if view_seq >= life_seq then redis.call('SREM', P .. 'dirty', d) end
+unlist(cur[3], cur[4], cur[5], cur[6])
+for _, k in ipairs(list_keys(project, status, stored_branch(branch))) do
+  redis.call('ZADD', k, 0, member)
+end
+redis.call('SADD', P .. 'projects', project)
+redis.call('HSET', key, 'view', ARGV[8], 'view_seq', ARGV[3], 'ix_project', project,
+           'ix_status', status, 'ix_branch', branch, 'ix_member', member)
+return 1
+"""
+)
+
+#: ARGV: prefix, deployment, age cutoff (seconds, or ""), count cutoff seq (0: none).
+#: Deletes the whole deployment if it is still past a limit; returns its last seq.
+DROP_DEPLOYMENT = (
+    "#!lua\n"
+    + _HELPERS
+    + r"""
+local d, cutoff, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local key = P .. 'dep:' .. d
+local cur = redis.call('HMGET', key, 'last_activity', 'last_seq', 'ix_project', 'ix_status',
+                       'ix_branch', 'ix_member')
+if cur[1] then
+  local old = cutoff ~= '' and tonumber(cur[1]) < tonumber(cutoff)
+  local many = limit > 0 and tonumber(cur[2]) <= limit
+  if not (old or many) then return false end
+end
+redis.call('ZREM', P .. 'activity', d)
+redis.call('ZREM', P .. 'lastseq', d)
+if not cur[1] then return false end
+unlist(cur[3], cur[4], cur[5], cur[6])
+redis.call('DEL', key, P .. 'life:' .. d, P .. 'logs:' .. d, P .. 'ds:' .. d)
+redis.call('SREM', P .. 'dirty', d)
+return cur[2]
+"""
+)
+
+#: ARGV: prefix, seq.  Raises ``pruned_upto`` to seq (never lowers it).
+RAISE_PRUNED = r"""
+local P = ARGV[1]
+local cur = tonumber(redis.call('HGET', P .. 'meta', 'pruned_upto') or '0')
+if tonumber(ARGV[2]) > cur then redis.call('HSET', P .. 'meta', 'pruned_upto', ARGV[2]) end
+return 1
+"""
