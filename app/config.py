@@ -121,6 +121,12 @@ class Settings:
     allowed_origins: tuple[str, ...] = _setting(
         (), doc="Origins allowed to open a WebSocket; empty: any."
     )
+    github_repositories: tuple[str, ...] = _setting(
+        (),
+        doc="Repositories (`owner/repo`, or `owner/repo=project` to name the project) whose "
+        "`workflow_run`/`workflow_job` deliveries on `/api/webhooks/github` are recorded; "
+        "empty: none.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
