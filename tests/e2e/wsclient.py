@@ -1,0 +1,212 @@
+"""WebSocket and SSE clients for the end-to-end tests, over real sockets.
+
+``websocket-client`` serves most tests: it exposes raw frames, so tests can
+send what a well-behaved client never would.  It cannot negotiate
+permessage-deflate, so :class:`DeflateClient` is a small wsproto client for
+that.  The raw helpers at the end (a handshake and an unmasked-frame parser)
+let the scale test and bench/fanout.py hold thousands of connections without
+a thread each.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import socket
+import struct
+import time
+from collections import deque
+from typing import Any
+
+import websocket
+from websocket import ABNF
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Message, Ping, Request, TextMessage
+from wsproto.extensions import PerMessageDeflate
+
+from tests.conftest import TIMEOUT_FACTOR
+from tests.e2e.server import HubServer
+
+#: How long a test waits for any one frame before calling the hub stuck.
+WAIT = 15 * TIMEOUT_FACTOR
+
+
+def ws_url(server: HubServer, path: str = "/ws") -> str:
+    return "ws" + server.url.removeprefix("http") + path
+
+
+def connect(server: HubServer, path: str = "/ws", **options: Any) -> websocket.WebSocket:
+    """An open connection whose welcome frame has been read."""
+    ws = websocket.create_connection(ws_url(server, path), timeout=WAIT, **options)
+    welcome = receive(ws)
+    assert welcome["type"] == "welcome", welcome
+    return ws
+
+
+def send(ws: websocket.WebSocket, frame: Any) -> None:
+    ws.send(json.dumps(frame))
+
+
+def receive(ws: websocket.WebSocket) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(ws.recv())
+    return frame
+
+
+def subscribe(ws: websocket.WebSocket, frame: Any
+              ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Send a subscribe frame; return ``subscribed``, the replayed events, ``replay_complete``."""
+    send(ws, frame)
+    subscribed = receive(ws)
+    assert subscribed["type"] == "subscribed", subscribed
+    events = []
+    while (item := receive(ws))["type"] == "event":
+        events.append(item["event"])
+    assert item["type"] == "replay_complete", item
+    assert item["replayed"] == subscribed["replayed"] == len(events)
+    return subscribed, events, item
+
+
+def close_code(ws: websocket.WebSocket) -> int | None:
+    """Read past data and pings to the hub's close frame and answer it: its code, ``None`` at EOF.
+
+    Pings are not answered, so this also serves as a client that went silent.
+    """
+    while True:
+        try:
+            frame = ws.recv_frame()
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            return None
+        if frame is None:
+            return None
+        if frame.opcode == ABNF.OPCODE_CLOSE:
+            code: int = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else 1005
+            with contextlib.suppress(websocket.WebSocketException, OSError):
+                ws.send_close(code)
+            ws.shutdown()
+            return code
+
+
+def log_event(project: str, deployment_id: str, message: str = "line") -> dict[str, Any]:
+    return {"type": "log_entry", "project": project, "deployment_id": deployment_id,
+            "message": message}
+
+
+def post(server: HubServer, *events: dict[str, Any]) -> list[str]:
+    """Ingest ``events`` in one request; their ids."""
+    body = events[0] if len(events) == 1 else {"events": list(events)}
+    status, answer = server.post_json("/api/webhooks/deployment", body)
+    assert status == 200, answer
+    ids: list[str] = answer["ids"]
+    return ids
+
+
+def metric(server: HubServer, name: str) -> float:
+    """The sum of one Prometheus metric's samples whose line starts with ``name``."""
+    status, text = server.request("GET", "/metrics")
+    assert status == 200
+    return sum(float(line.rsplit(" ", 1)[1]) for line in str(text).splitlines()
+               if line.startswith(name))
+
+
+def wait_for(condition: Any, what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class DeflateClient:
+    """A WebSocket client that negotiates permessage-deflate (wsproto over a socket)."""
+
+    def __init__(self, server: HubServer, path: str = "/ws") -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+        self.conn = WSConnection(ConnectionType.CLIENT)
+        self.pending: deque[Any] = deque()
+        self.sock.sendall(self.conn.send(Request(host="127.0.0.1", target=path,
+                                                 extensions=[PerMessageDeflate()])))
+        accepted = self._next()
+        assert isinstance(accepted, AcceptConnection), accepted
+        self.extensions = accepted.extensions
+
+    def _next(self) -> Any:
+        while not self.pending:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise ConnectionError("hub closed the connection")
+            self.conn.receive_data(data)
+            self.pending.extend(self.conn.events())
+        return self.pending.popleft()
+
+    def send(self, frame: Any) -> None:
+        self.sock.sendall(self.conn.send(TextMessage(data=json.dumps(frame))))
+
+    def receive(self) -> dict[str, Any]:
+        parts: list[str] = []
+        while True:
+            event = self._next()
+            if isinstance(event, Ping):
+                self.sock.sendall(self.conn.send(event.response()))
+            elif isinstance(event, Message):
+                assert isinstance(event, TextMessage), event
+                parts.append(event.data)
+                if event.message_finished:
+                    frame: dict[str, Any] = json.loads("".join(parts))
+                    return frame
+            else:
+                raise AssertionError(f"unexpected {event!r}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# -- raw frames, for clients that must stay cheap ----------------------------------------
+
+
+def handshake(port: int, path: str = "/ws", extra: str = "") -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
+
+
+def masked(text: str) -> bytes:
+    """One client text frame (masked, as RFC 6455 requires of clients)."""
+    payload = text.encode()
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        head = struct.pack("!BB", 0x81, 0x80 | length)
+    elif length < 65536:
+        head = struct.pack("!BBH", 0x81, 0x80 | 126, length)
+    else:
+        head = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return head + mask + body
+
+
+def split_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
+    """Take every complete unmasked server frame off ``buffer``: ``(opcode, payload)``.
+
+    The hub sends each message as one frame (no fragmentation), which is all
+    these cheap clients need to handle.
+    """
+    frames = []
+    while len(buffer) >= 2:
+        opcode, length = buffer[0] & 0x0F, buffer[1] & 0x7F
+        offset = 2
+        if length == 126:
+            if len(buffer) < 4:
+                break
+            length, offset = struct.unpack_from("!H", buffer, 2)[0], 4
+        elif length == 127:
+            if len(buffer) < 10:
+                break
+            length, offset = struct.unpack_from("!Q", buffer, 2)[0], 10
+        if len(buffer) < offset + length:
+            break
+        frames.append((opcode, bytes(buffer[offset:offset + length])))
+        del buffer[:offset + length]
+    return frames
