@@ -24,6 +24,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
 import gevent.queue
 import orjson
 
@@ -110,6 +111,11 @@ class Hub:
         self.position = store.last_seq()
         self.subscribers: set[Subscriber] = set()
         self._wake = gevent.event.Event()
+        # One reader of the log at a time: with a store whose calls yield to other
+        # greenlets (Redis), the tailer and a joining subscriber could otherwise
+        # both read past the same position and deliver events twice, or the
+        # tailer could dispatch between a subscriber's replay and its registration.
+        self._reading = gevent.lock.Semaphore()
         self._greenlet: gevent.Greenlet | None = None
         self._on_dispatch = on_dispatch
 
@@ -138,6 +144,10 @@ class Hub:
 
     def pump(self) -> int:
         """Dispatch every stored event past :attr:`position`; return how many."""
+        with self._reading:
+            return self._pump()
+
+    def _pump(self) -> int:
         if not self.subscribers:  # nobody to tell: skip reading and decoding the events
             self.position = self.store.last_seq()
             return 0
@@ -165,13 +175,15 @@ class Hub:
     ) -> History:
         """Add ``match`` to ``subscriber``; return its replay, gapless with what follows live.
 
-        Nothing here yields to another greenlet (SQLite calls and ``put_nowait``
-        do not), which is what makes the hand-over from replay to live exact.
+        No other read of the log runs in between (``_reading``), even when store
+        calls yield to other greenlets, which is what makes the hand-over from
+        replay to live exact.
         """
-        self.pump()
-        history = self.store.history(match, since, self.position, limit)
-        subscriber.filters.append(match)
-        self.subscribers.add(subscriber)
+        with self._reading:
+            self._pump()
+            history = self.store.history(match, since, self.position, limit)
+            subscriber.filters.append(match)
+            self.subscribers.add(subscriber)
         return history
 
     def remove_filter(self, subscriber: Subscriber, match: Filter) -> bool:
