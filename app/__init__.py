@@ -12,7 +12,7 @@ from app.context import HubContext
 from app.errors import register_error_handlers
 from app.logconfig import configure_logging
 from app.proxy import TrustedProxyFix
-from broadcaster.backend import Store, create_store
+from broadcaster.backend import Notifier, Store, create_store
 from broadcaster.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         retention_max_events=settings.retention_max_events,
     )
     hub = Hub(store, tail_interval=settings.tail_interval)
-    hub.start()
+    if settings.role != "INGEST":  # an ingest-only process fans nothing out
+        hub.start()
+        if isinstance(store, Notifier):
+            store.start_listener(hub.notify)
     app.extensions["hub"] = HubContext(settings=settings, store=store, hub=hub)
-    _register_routes(app)
+    _register_routes(app, settings.role)
     register_error_handlers(app, settings.max_body_bytes)
     app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
     gevent.spawn(_prune_forever, store)
@@ -46,7 +49,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
-def _register_routes(app: Flask) -> None:
+def _register_routes(app: Flask, role: str) -> None:
+    """The read API and health everywhere; webhooks unless ``stream``; WS/SSE unless ``ingest``."""
     from app.api import api
     from app.health import health
     from app.webhooks import webhooks
@@ -54,12 +58,17 @@ def _register_routes(app: Flask) -> None:
     from broadcaster.sse import stream
 
     for prefix, suffix in (("", ""), (PUBLIC_PREFIX, "_public")):
-        app.register_blueprint(webhooks, url_prefix=f"{prefix}/api", name=f"webhooks{suffix}")
+        if role != "STREAM":
+            app.register_blueprint(webhooks, url_prefix=f"{prefix}/api", name=f"webhooks{suffix}")
         app.register_blueprint(api, url_prefix=f"{prefix}/api", name=f"api{suffix}")
         app.register_blueprint(health, url_prefix=prefix or None, name=f"health{suffix}")
-        app.register_blueprint(stream, url_prefix=f"{prefix}/api", name=f"stream{suffix}")
-        app.register_blueprint(ws.websocket, url_prefix=prefix or None, name=f"websocket{suffix}")
-    ws.init_app(app)
+        if role != "INGEST":
+            app.register_blueprint(stream, url_prefix=f"{prefix}/api", name=f"stream{suffix}")
+            app.register_blueprint(
+                ws.websocket, url_prefix=prefix or None, name=f"websocket{suffix}"
+            )
+    if role != "INGEST":
+        ws.init_app(app)
 
 
 def _prune_forever(store: Store) -> None:

@@ -56,7 +56,16 @@ class Settings:
     )
     broker_url: str = _setting(
         "sqlite:///var/hub.sqlite3",
-        doc="Store and fan-out: `sqlite:///relative/path`, `sqlite:////abs/path`, `memory://`.",
+        doc="Store and fan-out: `sqlite:///relative/path`, `sqlite:////abs/path`, `memory://`, "
+        "or `redis://host:port/db?prefix=name` to share one store between many processes "
+        "and hosts (docs/SCALING.md).",
+    )
+    role: str = _setting(
+        "ALL",
+        choices=("ALL", "INGEST", "STREAM"),
+        doc="What this process serves besides the read API: `all`; `ingest` (webhooks, no "
+        "WebSocket/SSE and no tailer); `stream` (WebSocket/SSE, no webhooks). Scale the two "
+        "separately on Redis.",
     )
     sqlite_synchronous: str = _setting(
         "NORMAL",

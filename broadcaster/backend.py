@@ -9,8 +9,9 @@ tests in ``tests/integration/test_store_contract.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from app.events import Event
 from broadcaster.filters import Filter
@@ -103,6 +104,17 @@ class Store(Protocol):
     def ping(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """A store shared by several processes that can wake this one when another appends.
+
+    The hub polls the log every ``tail_interval`` regardless; a listener only
+    cuts the wait for events other processes stored.
+    """
+
+    def start_listener(self, notify: Callable[[], None]) -> None: ...
 
 
 def create_store(url: str, **options: Any) -> Store:

@@ -85,8 +85,10 @@ _UNAVAILABLE_REPLIES = ("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "
 
 
 @contextlib.contextmanager
-def _available() -> Iterator[None]:
+def _available(closed: bool = False) -> Iterator[None]:
     """Turn Redis being away (or refusing writes) into :class:`StoreUnavailable`."""
+    if closed:
+        raise StoreUnavailable("the store is closed")
     try:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -164,8 +166,9 @@ class RedisStore:
         self._drop = self._redis.register_script(redis_scripts.DROP_DEPLOYMENT)
         self._raise_pruned = self._redis.register_script(redis_scripts.RAISE_PRUNED)
         self._listener: gevent.Greenlet | None = None
+        self._closed = False
         self.epoch = 0
-        with _available():
+        with _available(self._closed):
             self.epoch = int(self._init(args=[self.prefix, 0]))
         self._tail_epoch = self.epoch
 
@@ -184,7 +187,7 @@ class RedisStore:
                 if e.join != "new"
             }
         )
-        with _available(), self._join_locks(projects):
+        with _available(self._closed), self._join_locks(projects):
             routes = self._join(batch.events) if projects else [_route(e) for e in batch.events]
             answer = orjson.loads(self._append(args=self._append_args(batch, routes)))
             self.epoch = int(answer["epoch"])
@@ -245,7 +248,7 @@ class RedisStore:
 
     def repair_views(self) -> int:
         """Re-fold every view that may lag its events; return how many were looked at."""
-        with _available():
+        with _available(self._closed):
             dirty = [_text(d) for d in cast(set[bytes], self._redis.smembers(self._key("dirty")))]
             self._refresh_views(dirty)
         return len(dirty)
@@ -411,8 +414,13 @@ class RedisStore:
         return cast(list[Entry], rows or [])
 
     def last_seq(self) -> int:
-        with _available():
-            rows = self._range(self._key("log"), "-", "+", 1, newest_first=True)
+        """The log's newest seq; like :meth:`read_after`, it positions the tail in the epoch."""
+        with _available(self._closed), self._redis.pipeline(transaction=True) as pipe:
+            pipe.hget(self._key("meta"), "epoch")
+            pipe.xrevrange(self._key("log"), "+", "-", count=1)
+            epoch, rows = pipe.execute()
+        if epoch is not None:
+            self._tail_epoch = int(epoch)
         return _seq(rows[0][0]) if rows else 0
 
     def read_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
@@ -421,7 +429,7 @@ class RedisStore:
         The caller's position belongs to the old epoch then, and the new
         epoch's seqs may be lower, so the tail starts over where it begins.
         """
-        with _available():
+        with _available(self._closed):
             with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hmget(self._key("meta"), "epoch", "floor")
                 pipe.xrange(self._key("log"), f"({seq}-0", "+", count=limit)
@@ -478,7 +486,7 @@ class RedisStore:
 
     def history(self, match: Filter, since: str | None, upto: int, limit: int) -> History:
         """Events for ``match`` up to ``upto``; ``recovered`` tells if they reach ``since``."""
-        with _available():
+        with _available(self._closed):
             epoch, pruned_upto = self._meta()
             after, recovered = 0, True
             key = (
@@ -511,7 +519,7 @@ class RedisStore:
     def events(
         self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
     ) -> Page:
-        with _available():
+        with _available(self._closed):
             after = 0
             if since is not None:
                 position = parse_event_id(since)
@@ -562,7 +570,7 @@ class RedisStore:
         if cursor is not None:
             sort_ts, deployment_id = decode_cursor(cursor)
             top = f"({sort_ts}\0{deployment_id}"
-        with _available():
+        with _available(self._closed):
             members = self._redis.zrevrangebylex(
                 self._list_key(project, status, branch), top, "-", 0, limit + 1
             )
@@ -573,7 +581,7 @@ class RedisStore:
         return Page(items, next_cursor)
 
     def get_deployment(self, deployment_id: str) -> dict[str, Any] | None:
-        with _available(), self._redis.pipeline(transaction=True) as pipe:
+        with _available(self._closed), self._redis.pipeline(transaction=True) as pipe:
             pipe.hmget(self._key("dep:", deployment_id), "view", "metrics", "last_id")
             pipe.xlen(self._key("logs:", deployment_id))
             (raw, metrics, last_id), lines = pipe.execute()
@@ -597,7 +605,7 @@ class RedisStore:
         key = self._key("logs:", deployment_id)
         start = f"({int(after)}-0" if after is not None else "-"
         found: list[dict[str, Any]] = []
-        with _available():
+        with _available(self._closed):
             while len(found) <= limit:
                 count = max(limit + 1 - len(found), SCAN_CHUNK if job or step else 0)
                 rows = self._range(key, start, "+", count)
@@ -623,7 +631,7 @@ class RedisStore:
 
     def projects(self) -> list[dict[str, Any]]:
         counted = ("success", "failure", "running", "pending", "cancelled")
-        with _available():
+        with _available(self._closed):
             members = cast(set[bytes], self._redis.smembers(self._key("projects")))
             names = sorted(member.decode() for member in members)
             with self._redis.pipeline(transaction=True) as pipe:
@@ -677,7 +685,7 @@ class RedisStore:
         """
         if not (self.retention_days or self.retention_max_events):
             return 0
-        with _available():
+        with _available(self._closed):
             lock = self._redis.lock(self._key("lock:prune"), timeout=300, blocking=False)
             if not lock.acquire():
                 return 0
@@ -756,7 +764,7 @@ class RedisStore:
             start = f"({rows[-1][0].decode()}"
 
     def ping(self) -> None:
-        with _available():
+        with _available(self._closed):
             self._redis.ping()
 
     # -- cross-process wake-ups ------------------------------------------------------------
@@ -798,6 +806,7 @@ class RedisStore:
                     pubsub.close()
 
     def close(self) -> None:
+        self._closed = True
         if self._listener is not None:
             self._listener.kill()
             self._listener = None
