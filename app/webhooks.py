@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from flask import Blueprint, Response, jsonify, request
 
 from app.auth import verify_request
 from app.context import current_hub
 from app.errors import BackendUnavailable, HubError, InvalidJSON, UnsupportedMediaType
+from app.events import Event
+from app.github import IgnoredDelivery, decode_delivery, repository_projects
 from app.ingest import decode_events
 from app.metrics import DUPLICATES, EVENTS_ACCEPTED, INGEST_SECONDS, REQUESTS_REJECTED
 from broadcaster.backend import Batch, StoreUnavailable
@@ -28,10 +31,14 @@ webhooks = Blueprint("webhooks", __name__)
 DELIVERY_HEADERS = ("X-GitHub-Delivery", "Idempotency-Key", "webhook-id")
 
 
-def _ingest(route: str) -> Response:
+#: Turns a request body (already size-, type- and signature-checked) into its events.
+Decoder = Callable[[bytes], list[Event]]
+
+
+def _ingest(route: str, decode: Decoder | None = None) -> Response:
     started = time.perf_counter()
     try:
-        response = _accept(route)
+        response = _accept(route, decode)
     except HubError as error:
         REQUESTS_REJECTED.labels(error.code).inc()
         log.info(
@@ -43,7 +50,7 @@ def _ingest(route: str) -> Response:
     return response
 
 
-def _accept(route: str) -> Response:
+def _accept(route: str, decode: Decoder | None = None) -> Response:
     context = current_hub()
     settings = context.settings
     if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
@@ -58,8 +65,12 @@ def _accept(route: str) -> Response:
     identity = verify_request(
         request.headers, body, secrets=settings.webhook_secrets, tokens=settings.webhook_tokens
     )
-    events = decode_events(
-        body, route, max_depth=settings.max_json_depth, max_batch=settings.max_batch_events
+    events = (
+        decode(body)
+        if decode is not None
+        else decode_events(
+            body, route, max_depth=settings.max_json_depth, max_batch=settings.max_batch_events
+        )
     )
     delivery_key = next(
         (
@@ -120,3 +131,34 @@ def step_report() -> Response:
 def project_status() -> Response:
     """A project-level note (LEGACY.md §5)."""
     return _ingest("project_status")
+
+
+@webhooks.post("/webhooks/github")
+def github_delivery() -> Response:
+    """GitHub ``workflow_run``/``workflow_job`` deliveries (LEGACY.md §5, ``app/github.py``).
+
+    Signed like every ingest; other events and repositories not in
+    ``HUB_GITHUB_REPOSITORIES`` are acknowledged with 200 and store nothing,
+    so GitHub does not mark the hook as failing.
+    """
+    try:
+        return _ingest("github", _github_events)
+    except IgnoredDelivery as ignored:
+        log.info("github delivery ignored", extra={"reason": ignored.reason})
+        body: dict[str, object] = {
+            "success": True,
+            "accepted": 0,
+            "ids": [],
+            "ignored": ignored.reason,
+        }
+        return jsonify(body)
+
+
+def _github_events(body: bytes) -> list[Event]:
+    settings = current_hub().settings
+    return decode_delivery(
+        body,
+        request.headers.get("X-GitHub-Event"),
+        repository_projects(settings.github_repositories),
+        max_depth=settings.max_json_depth,
+    )
