@@ -81,7 +81,7 @@ _OPEN = ("running", "pending")
 #: A stream entry as redis-py returns it (bytes, since responses are not decoded).
 Entry = tuple[bytes, dict[bytes, bytes]]
 #: Redis errors that mean "not available now", as opposed to a bug.
-_UNAVAILABLE_REPLIES = ("OOM", "READONLY", "MISCONF", "LOADING", "MASTERDOWN", "NOREPLICAS")
+_UNAVAILABLE_REPLIES = ("MISCONF", "MASTERDOWN", "NOREPLICAS")
 
 
 @contextlib.contextmanager
@@ -93,6 +93,8 @@ def _available(closed: bool = False) -> Iterator[None]:
         yield
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise StoreUnavailable(f"Redis unreachable: {exc}") from exc
+    except (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError) as exc:
+        raise StoreUnavailable(f"Redis refused: {type(exc).__name__}: {exc}") from exc
     except redis.ResponseError as exc:
         if str(exc).startswith(_UNAVAILABLE_REPLIES):
             raise StoreUnavailable(f"Redis refused: {exc}") from exc
@@ -150,15 +152,19 @@ class RedisStore:
         retention_seconds = retention_days * 86400
         self._dedup_ttl = math.ceil(retention_seconds) if retention_days else 0
         self._stream_ttl_ms = math.ceil(retention_seconds * 1000) if retention_days else 0
-        self._pool = redis.BlockingConnectionPool.from_url(
-            plain_url,
-            max_connections=POOL_SIZE,
-            timeout=POOL_TIMEOUT,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            health_check_interval=30,
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 2),
-        )
+        try:
+            self._pool = redis.BlockingConnectionPool.from_url(
+                plain_url,
+                max_connections=POOL_SIZE,
+                timeout=POOL_TIMEOUT,
+                socket_timeout=SOCKET_TIMEOUT,
+                socket_connect_timeout=CONNECT_TIMEOUT,
+                health_check_interval=30,
+                retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 2),
+            )
+            self._pool.make_connection()  # checks the URL's options without connecting
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"bad Redis URL {plain_url!r}: {exc}") from None
         self._redis = redis.Redis(connection_pool=self._pool)
         self._init = self._redis.register_script(redis_scripts.INIT)
         self._append = self._redis.register_script(redis_scripts.APPEND)
@@ -449,13 +455,23 @@ class RedisStore:
             return int(self._init(args=[self.prefix, self.epoch])), 0
         return int(epoch), int(pruned or 0)
 
-    def _max_deleted(self, key: str) -> int:
-        """The newest entry trimming or pruning removed from a replay stream."""
+    def _reaches_back(self, key: str, after: int) -> bool:
+        """Whether a replay stream still holds every entry it got after seq ``after``.
+
+        Pruning deletes entries (Redis records the newest deleted id); the
+        ``MAXLEN ~`` cap trims the oldest, so a point before the first entry
+        kept, in a stream that lost entries, is out of reach.
+        """
         try:
             info = self._redis.xinfo_stream(key)
         except redis.ResponseError:  # no such stream: nothing kept yet, or it expired
-            return 0
-        return _seq(info.get("max-deleted-entry-id") or b"0-0")
+            return True
+        if after < _seq(info.get("max-deleted-entry-id") or b"0-0"):
+            return False
+        if info["entries-added"] > info["length"]:
+            first = info.get("recorded-first-entry-id") or b"0-0"
+            return after >= _seq(first) or info["length"] == 0
+        return True
 
     def _scan(
         self,
@@ -500,7 +516,7 @@ class RedisStore:
                     recovered = False  # another epoch, not ours, or from the future
                 else:
                     after = position[1]
-                    recovered = after >= max(pruned_upto, self._max_deleted(key))
+                    recovered = after >= pruned_upto and self._reaches_back(key, after)
             types = match.types
             rows = self._scan(
                 key,
