@@ -1,0 +1,340 @@
+"""The ``hubctl`` command line: argument parsing, environment, output and exit codes.
+
+Exit codes: 0 done; 1 the hub (or the input) refused; 2 bad usage; 3 the hub
+could not be reached; 4 GitHub refused or failed; 130 interrupted.  Every
+failure is one line on stderr starting with ``hubctl:``, with the hub's field
+errors indented below it.
+
+Settings come from flags or the environment a pipeline already has:
+``DASHBOARD_HUB`` (or the shell script's ``DASHBOARD_URL``),
+``DASHBOARD_SECRET`` / ``DASHBOARD_TOKEN`` to sign or authorise posts,
+``DASHBOARD_READ_TOKEN`` for reads, and for ``github watch``
+``GITHUB_TOKEN``, ``GITHUB_API_URL``, ``GITHUB_REPOSITORY``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
+from urllib.parse import quote
+
+from hubctl.hub import ROUTES, CommandError, HubClient, hub_from_env
+from hubctl.render import Painter, deployment_tree, event_lines, use_colour
+
+Say = Callable[[str], None]
+
+#: Largest JSON read from stdin by ``send`` (the hub's own default cap is 1 MiB).
+MAX_STDIN_BYTES = 64 * 1024 * 1024
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hubctl",
+        description="Send, follow and inspect deployment events on a dashboard hub.",
+        epilog="Environment: DASHBOARD_HUB, DASHBOARD_SECRET, DASHBOARD_TOKEN, "
+        "DASHBOARD_READ_TOKEN; for github watch: GITHUB_TOKEN, GITHUB_API_URL.",
+    )
+    parser.add_argument(
+        "--hub",
+        default=hub_from_env(environ),
+        help="the hub's base URL, under which /api and /ws live (default: %(default)s)",
+    )
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument(
+        "--retries", type=int, default=3, help="retries of unanswered or 5xx posts (default: 3)"
+    )
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    send = commands.add_parser("send", help="send one event (from flags) or JSON from stdin")
+    send.add_argument(
+        "--json",
+        action="store_true",
+        help="read the body from stdin: an event, {'events': [...]}, a list or JSON lines",
+    )
+    send.add_argument("--route", choices=sorted(ROUTES), default="deployment")
+    send.add_argument("--type", dest="event_type", help="event type, e.g. step_started")
+    for flag, help_text in (
+        ("--project", "project name"),
+        ("--deployment-id", "deployment (GitHub run) id"),
+        ("--status", "status word, e.g. running, success, failed"),
+        ("--step", 'step name; "job / step" names the job too'),
+        ("--job", "job name"),
+        ("--duration", "duration in seconds"),
+        ("--message", "message text"),
+        ("--logs", "log text (any Unicode, ANSI codes kept)"),
+        ("--error", "error text"),
+        ("--level", "log level of a log_entry"),
+        ("--timestamp", "ISO-8601 time (default: when the hub receives it)"),
+        ("--event-id", "idempotency key: a repeat with the same id is stored once"),
+    ):
+        send.add_argument(flag, help=help_text)
+    send.add_argument(
+        "--field", action="append", default=[], metavar="KEY=VALUE", help="any other key"
+    )
+
+    status = commands.add_parser("status", help="a deployment's job/step tree")
+    status.add_argument("deployment_id")
+    status.add_argument("--json", action="store_true", help="print the hub's JSON as is")
+
+    tail = commands.add_parser("tail", help="follow events live over the WebSocket")
+    target = tail.add_mutually_exclusive_group(required=True)
+    target.add_argument("--project")
+    target.add_argument("--deployment", dest="deployment_id")
+    tail.add_argument("--since", help="start after this event id")
+    tail.add_argument("--types", help="comma-separated event types to show")
+    tail.add_argument("--json", action="store_true", help="one normalised event per line")
+    tail.add_argument("--count", type=int, help="stop after this many events")
+    tail.add_argument(
+        "--until-complete", action="store_true", help="stop after a deployment_completed event"
+    )
+
+    replay = commands.add_parser("replay", help="re-post events from a file or another hub")
+    source = replay.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", help="JSON lines (e.g. from tail --json), - for stdin")
+    source.add_argument("--from-hub", metavar="URL", help="another hub's base URL")
+    replay.add_argument("--project", help="with --from-hub: only this project")
+    replay.add_argument("--deployment-id", help="with --from-hub: only this deployment")
+    replay.add_argument("--since", help="with --from-hub: only events after this id")
+    replay.add_argument(
+        "--dry-run", action="store_true", help="print the bodies that would be posted"
+    )
+
+    github = commands.add_parser("github", help="GitHub Actions runs as step events")
+    github_commands = github.add_subparsers(dest="github_command", required=True, metavar="ACTION")
+    watch = github_commands.add_parser("watch", help="follow a run until it ends")
+    watch.add_argument(
+        "--repo",
+        default=environ.get("GITHUB_REPOSITORY"),
+        required=not environ.get("GITHUB_REPOSITORY"),
+        help="OWNER/REPO (default: $GITHUB_REPOSITORY)",
+    )
+    watch.add_argument("--run-id", required=True, help="the workflow run's id")
+    watch.add_argument(
+        "--api-url",
+        default=environ.get("GITHUB_API_URL") or "https://api.github.com",
+        help="GitHub's REST API (default: %(default)s)",
+    )
+    watch.add_argument("--project", help="project name on the hub (default: the repo's name)")
+    watch.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    watch.add_argument("--once", action="store_true", help="poll once, send, and exit")
+    watch.add_argument(
+        "--max-wait",
+        type=float,
+        default=900.0,
+        help="longest total wait for GitHub rate limits, in seconds (default: %(default)s)",
+    )
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    env = os.environ if environ is None else environ
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    args = build_parser(env).parse_args(argv)
+    paint = Painter(use_colour(args.color, out, env))
+    client = HubClient(
+        args.hub,
+        secret=env.get("DASHBOARD_SECRET"),
+        token=env.get("DASHBOARD_TOKEN"),
+        read_token=env.get("DASHBOARD_READ_TOKEN"),
+        timeout=args.timeout,
+        attempts=args.retries + 1,
+    )
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    def notice(line: str) -> None:
+        print(f"hubctl: {line}", file=err, flush=True)
+
+    try:
+        if args.command == "send":
+            return _send(args, client, stdin or sys.stdin, say)
+        if args.command == "status":
+            view = client.get(f"/deployments/{_path_part(args.deployment_id)}")
+            for line in (
+                [json.dumps(view, ensure_ascii=False, indent=2)]
+                if args.json
+                else deployment_tree(view, paint)
+            ):
+                say(line)
+            return 0
+        if args.command == "tail":
+            return _tail(args, client, paint, say, notice)
+        if args.command == "replay":
+            return _replay(args, client, env, say)
+        return _watch(args, client, env, say, notice)
+    except CommandError as exc:
+        notice(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _path_part(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _send(args: argparse.Namespace, client: HubClient, stdin: TextIO, say: Say) -> int:
+    if args.json:
+        text = stdin.read(MAX_STDIN_BYTES + 1)
+        if len(text) > MAX_STDIN_BYTES:
+            raise CommandError(f"stdin holds more than {MAX_STDIN_BYTES} bytes")
+        posted = client.post_events(_stdin_events(text), args.route)
+    else:
+        if not args.event_type and args.route == "deployment":
+            raise CommandError("give --type (e.g. step_started) or pipe JSON in with --json")
+        body: dict[str, Any] = {"type": args.event_type} if args.event_type else {}
+        for name in (
+            "project",
+            "deployment_id",
+            "status",
+            "job",
+            "duration",
+            "message",
+            "logs",
+            "error",
+            "level",
+            "timestamp",
+            "event_id",
+        ):
+            value = getattr(args, name)
+            if value is not None:
+                body[name] = value
+        if args.step is not None:
+            body["step_name" if " / " in args.step and not args.job else "step"] = args.step
+        for item in args.field:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise CommandError(f"--field wants KEY=VALUE, not {item[:100]!r}")
+            body[key] = value
+        posted = client.post_events([body], args.route)
+    count = len(posted.ids)
+    noun = "event" if count == 1 else "events"
+    if posted.duplicate:
+        say(f"already accepted earlier ({count} {noun}): {' '.join(posted.ids)}")
+    else:
+        say(f"accepted {count} {noun}: {' '.join(posted.ids)}")
+    return 0
+
+
+def _stdin_events(text: str) -> list[dict[str, Any]]:
+    """An event, ``{"events": [...]}``, a JSON list, or JSON lines, as a list of bodies."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+        lines = [line for line in text.splitlines() if line.strip()]
+        try:
+            items = [json.loads(line) for line in lines]
+        except ValueError as exc:
+            raise CommandError(f"stdin is not JSON or JSON lines: {exc}") from None
+    else:
+        if isinstance(value, dict) and isinstance(value.get("events"), list):
+            items = value["events"]
+        elif isinstance(value, list):
+            items = value
+        else:
+            items = [value]
+    if not items or not all(isinstance(item, dict) for item in items):
+        raise CommandError("stdin must hold one or more JSON objects (events)")
+    return items
+
+
+def _tail(
+    args: argparse.Namespace, client: HubClient, paint: Painter, say: Say, notice: Say
+) -> int:
+    from hubctl.tail import Tail
+
+    seen = 0
+
+    def show(event: dict[str, Any]) -> bool:
+        nonlocal seen
+        seen += 1
+        if args.json:
+            say(json.dumps(event, ensure_ascii=False))
+        else:
+            for line in event_lines(event, paint):
+                say(line)
+        if args.count is not None and seen >= args.count:
+            return True
+        return bool(args.until_complete and event.get("type") == "deployment_completed")
+
+    types = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else None
+    Tail(
+        client,
+        project=args.project,
+        deployment_id=args.deployment_id,
+        since=args.since,
+        types=types,
+        on_event=show,
+        notice=notice,
+        connect_timeout=min(args.timeout, 10.0),
+    ).run()
+    return 0
+
+
+def _replay(args: argparse.Namespace, client: HubClient, env: Mapping[str, str], say: Say) -> int:
+    from hubctl.replay import read_file, replay, to_bodies
+
+    if args.from_hub:
+        source = HubClient(
+            args.from_hub,
+            read_token=env.get("DASHBOARD_SOURCE_READ_TOKEN"),
+            timeout=args.timeout,
+            attempts=client.attempts,
+        )
+        events = source.events(
+            project=args.project, deployment_id=args.deployment_id, since=args.since
+        )
+    else:
+        events = read_file(args.file)
+    if args.dry_run:
+        for event in events:
+            for route, body in to_bodies(event):
+                say(json.dumps({"route": route, "body": body}, ensure_ascii=False))
+        return 0
+    count, posted = replay(events, client)
+    if posted.duplicate:
+        say(f"replayed {count} events: all were already on {client.base_url}")
+    else:
+        say(f"replayed {count} events to {client.base_url}")
+    return 0
+
+
+def _watch(
+    args: argparse.Namespace, client: HubClient, env: Mapping[str, str], say: Say, notice: Say
+) -> int:
+    from hubctl.watch import GitHub, Watcher
+
+    token = env.get("GITHUB_TOKEN") or env.get("GH_TOKEN")
+    if not token:
+        notice("GITHUB_TOKEN is not set: public repositories only, and no job logs")
+    github = GitHub(
+        repo=args.repo,
+        token=token,
+        api_url=args.api_url,
+        timeout=args.timeout,
+        max_wait=args.max_wait,
+        notice=notice,
+    )
+    watcher = Watcher(
+        github, client, args.run_id, project=args.project, interval=args.interval, say=say
+    )
+    run = watcher.watch(once=args.once)
+    counts = ", ".join(f"{n} {kind}" for kind, n in sorted(watcher.counts.items())) or "nothing new"
+    state = run.get("conclusion") or run.get("status")
+    say(f"run {args.run_id} {state}: sent {counts}")
+    return 0

@@ -1,0 +1,172 @@
+"""How events and deployments look in a terminal: one line per event, a tree per deployment.
+
+Colour follows the usual conventions: only when writing to a terminal (or
+when asked), never when ``NO_COLOR`` is set (https://no-color.org).  The
+text of log lines is printed as the pipeline wrote it, ANSI codes included,
+since those are the pipeline's own colours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+_CODES = {
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "blue": "34",
+    "magenta": "35",
+    "cyan": "36",
+    "dim": "2",
+    "bold": "1",
+}
+
+STATUS_COLOURS = {
+    "success": "green",
+    "failure": "red",
+    "running": "yellow",
+    "pending": "cyan",
+    "cancelled": "magenta",
+    "skipped": "dim",
+}
+LEVEL_COLOURS = {"error": "red", "warning": "yellow", "debug": "dim"}
+STATUS_MARKS = {
+    "success": "✓",
+    "failure": "✗",
+    "running": "…",
+    "pending": "·",
+    "cancelled": "⊘",
+    "skipped": "-",
+}
+
+
+def use_colour(choice: str, stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """``always``/``never``, or ``auto``: a terminal and no ``NO_COLOR``."""
+    if choice != "auto":
+        return choice == "always"
+    return not environ.get("NO_COLOR") and stream.isatty()
+
+
+class Painter:
+    """Wraps text in ANSI colour codes, or leaves it alone when colour is off."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, text: str, colour: str | None) -> str:
+        if not self.enabled or colour is None:
+            return text
+        return f"\x1b[{_CODES[colour]}m{text}\x1b[0m"
+
+    def status(self, status: str | None) -> str:
+        word = status or "?"
+        return self(word, STATUS_COLOURS.get(word))
+
+
+def duration(millis: int | None) -> str:
+    """``850ms``, ``12.3s``, ``4m 05s``, ``1h 02m``: short and aligned enough."""
+    if millis is None:
+        return ""
+    if millis < 1000:
+        return f"{millis}ms"
+    seconds = millis / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def clock(timestamp: str | None) -> str:
+    """``HH:MM:SS.mmm`` of a normalised timestamp (the date is in the deployment)."""
+    if not timestamp or "T" not in timestamp:
+        return " " * 12
+    return timestamp.split("T", 1)[1].removesuffix("Z")[:12].ljust(12)
+
+
+def event_lines(event: Mapping[str, Any], paint: Painter) -> list[str]:
+    """One event as terminal lines (a log entry gives one line per line of text)."""
+    payload: Mapping[str, Any] = event.get("payload") or {}
+    kind = str(event.get("type"))
+    head = " ".join(
+        [
+            paint(clock(event.get("timestamp")), "dim"),
+            paint(str(event.get("project") or "-"), "bold"),
+            paint(f"#{event.get('deployment_id') or '-'}", "blue"),
+        ]
+    )
+    where = " / ".join(str(payload[k]) for k in ("job", "step") if payload.get(k))
+    if kind == "log_entry":
+        level = str(payload.get("level") or "info")
+        text = str(payload.get("message") or payload.get("logs") or "")
+        prefix = f"{head} {paint(where or 'log', 'dim')} "
+        return [prefix + paint(line, LEVEL_COLOURS.get(level)) for line in text.split("\n")]
+    parts = [head, paint(kind, "cyan")]
+    if where:
+        parts.append(where)
+    if payload.get("status"):
+        parts.append(paint.status(payload["status"]))
+    if payload.get("duration_ms") is not None:
+        parts.append(duration(payload["duration_ms"]))
+    if payload.get("metrics"):
+        parts.append(" ".join(f"{k}={v}" for k, v in payload["metrics"].items()))
+    note = payload.get("error") or payload.get("message") or payload.get("logs")
+    lines = [" ".join(parts)]
+    if note:
+        first, *rest = str(note).split("\n")
+        lines[0] += " " + paint(first, "red" if payload.get("error") else None)
+        lines += [" " * 13 + line for line in rest]
+    return lines
+
+
+def deployment_tree(view: Mapping[str, Any], paint: Painter) -> list[str]:
+    """A deployment from ``GET /api/deployments/<id>`` as an indented job/step tree."""
+    status = view.get("status")
+    head = (
+        f"{paint(str(view.get('project')), 'bold')} "
+        f"{paint('#' + str(view.get('deployment_id')), 'blue')}  "
+        f"{paint.status(status)}  {duration(view.get('duration_ms'))}"
+    ).rstrip()
+    lines = [head]
+    facts = [
+        f"{label} {view[key]}"
+        for key, label in (
+            ("workflow_name", "workflow"),
+            ("branch", "branch"),
+            ("commit", "commit"),
+            ("actor", "by"),
+            ("started_at", "started"),
+            ("completed_at", "ended"),
+        )
+        if view.get(key)
+    ]
+    if facts:
+        lines.append("  " + paint("  ".join(facts), "dim"))
+    if view.get("error"):
+        lines.append("  " + paint(f"error: {view['error']}", "red"))
+    jobs = view.get("jobs") or []
+    width = max((len(str(s.get("name"))) for j in jobs for s in j.get("steps") or []), default=0)
+    for job in jobs:
+        lines.append(
+            f"  {paint(str(job.get('name')), 'bold')}  {paint.status(job.get('status'))}  "
+            f"{duration(job.get('duration_ms'))}".rstrip()
+        )
+        for step in job.get("steps") or []:
+            step_status = step.get("status")
+            colour = STATUS_COLOURS.get(step_status or "")
+            mark = paint(STATUS_MARKS.get(step_status or "", "?"), colour)
+            name = str(step.get("name")).ljust(width)
+            lines.append(
+                f"    {mark} {name}  {paint((step_status or '?').ljust(9), colour)}  "
+                f"{duration(step.get('duration_ms'))}".rstrip()
+            )
+            if step.get("error"):
+                lines.append("      " + paint(str(step["error"]).split("\n")[0], "red"))
+    if not jobs:
+        lines.append("  " + paint("(no steps reported)", "dim"))
+    if view.get("log_lines"):
+        lines.append("  " + paint(f"{view['log_lines']} log lines", "dim"))
+    return lines
