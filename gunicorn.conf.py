@@ -1,13 +1,37 @@
-"""gunicorn settings for the hub: gevent workers, bound from the HUB_* settings."""
+"""gunicorn settings for the hub: gevent workers, bound from the HUB_* settings.
 
+Start-up stops here, before any worker, when a setting is wrong: one line per
+problem (``app.validation``).  It also sets up prometheus-client's
+multiprocess mode, so that ``/metrics`` adds up every worker whichever one
+answers: the workers write their samples to files in
+``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory per start unless
+the operator sets one, which is then emptied at start), and a dead worker's
+live gauges are dropped.  The request log comes from the app (one line per
+request, with its request id and without query-string tokens), so gunicorn's
+own access log is off.
+"""
+
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
-from app.config import ConfigError, Settings
+#: Set when this file made the metrics directory, so that it is removed at exit.
+_OWNED_METRICS_DIR = "_HUB_OWNED_METRICS_DIR"
+# Before anything imports prometheus_client: it picks multiprocess storage at import time.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # read again on reload: keep the same one
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hub-metrics-")
+    os.environ[_OWNED_METRICS_DIR] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+from app.config import ConfigError  # noqa: E402 - after the metrics directory is set
+from app.validation import load_settings  # noqa: E402 - likewise
 
 try:
-    _settings = Settings.from_env()
-except ConfigError as error:  # one clear line instead of a traceback, and no start
-    sys.exit(f"hub configuration error: {error}")
+    _settings = load_settings()
+except ConfigError as error:  # one clear line per problem instead of a traceback, and no start
+    sys.exit("\n".join(f"hub configuration error: {problem}" for problem in error.problems))
 
 worker_class = "gevent"
 bind = f"{_settings.host}:{_settings.port}"
@@ -17,8 +41,29 @@ worker_connections = _settings.worker_connections
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
-accesslog = "-"
+accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 # One shared control socket path would make two hubs on one host fight over it.
 control_socket_disable = True
+
+
+def on_starting(server: Any) -> None:
+    """Start the metrics from zero: files left by an earlier run would be added in."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone: its live gauges (connections, subscriptions) no longer count."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    owned = os.environ.get(_OWNED_METRICS_DIR)
+    if owned:
+        shutil.rmtree(owned, ignore_errors=True)

@@ -7,11 +7,15 @@ import logging
 import gevent
 from flask import Flask
 
+from app import ratelimit
 from app.config import Settings
 from app.context import HubContext
 from app.errors import register_error_handlers
 from app.logconfig import configure_logging
+from app.metrics import FANOUT_CLOCK
 from app.proxy import TrustedProxyFix
+from app.requestlog import RequestLog
+from app.validation import check_settings, load_settings
 from broadcaster.backend import Notifier, Store, create_store
 from broadcaster.hub import Hub
 
@@ -23,7 +27,10 @@ PRUNE_INTERVAL_SECONDS = 300.0
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or Settings.from_env()
+    if settings is None:
+        settings = load_settings()
+    else:
+        check_settings(settings)
     configure_logging(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -34,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         retention_days=settings.retention_days,
         retention_max_events=settings.retention_max_events,
     )
-    hub = Hub(store, tail_interval=settings.tail_interval)
+    hub = Hub(store, tail_interval=settings.tail_interval, on_dispatch=FANOUT_CLOCK.dispatched)
     if settings.role != "INGEST":  # an ingest-only process fans nothing out
         hub.start()
         if isinstance(store, Notifier):
@@ -42,7 +49,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["hub"] = HubContext(settings=settings, store=store, hub=hub)
     _register_routes(app, settings.role)
     register_error_handlers(app, settings.max_body_bytes)
-    app.wsgi_app = TrustedProxyFix(app.wsgi_app, settings.trusted_proxies)  # type: ignore[method-assign]
+    ratelimit.init_app(app, settings)
+    app.wsgi_app = TrustedProxyFix(  # type: ignore[method-assign]
+        RequestLog(app.wsgi_app), settings.trusted_proxies
+    )
     gevent.spawn(_prune_forever, store)
     if not settings.auth_required:
         log.warning("no HUB_WEBHOOK_SECRETS or HUB_WEBHOOK_TOKENS set: unsigned posts are accepted")

@@ -21,7 +21,14 @@ PREFIX = "HUB_"
 
 
 class ConfigError(ValueError):
-    """A setting could not be parsed; the message names the variable."""
+    """Settings that cannot be used; each problem names its variable.
+
+    All problems are collected before start-up stops, so one restart fixes them all.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
 
 
 def _parse_bool(raw: str) -> bool:
@@ -136,23 +143,123 @@ class Settings:
         "`workflow_run`/`workflow_job` deliveries on `/api/webhooks/github` are recorded; "
         "empty: none.",
     )
+    allow_unauthenticated: bool = _setting(
+        False,
+        doc="Start even though no webhook secret or token is set while `HUB_HOST` is not a "
+        "loopback address (anyone who reaches the port could post).",
+    )
+    log_format: str = _setting(
+        "PLAIN",
+        choices=("PLAIN", "JSON"),
+        doc="Log lines as PLAIN text or one JSON object per line; either way with the request id.",
+    )
+    ingest_rate: float = _setting(
+        50.0,
+        minimum=0,
+        doc="Ingest requests per second allowed per sender identity (secret or token; 0: no "
+        "limit). Per worker process.",
+    )
+    ingest_burst: int = _setting(
+        500,
+        minimum=1,
+        doc="Ingest requests a sender identity may make at once before the rate applies.",
+    )
+    ingest_address_rate: float = _setting(
+        100.0,
+        minimum=0,
+        doc="Ingest requests per second allowed per client address (0: no limit). Per worker.",
+    )
+    ingest_address_burst: int = _setting(
+        1000, minimum=1, doc="Ingest requests one address may make at once before the rate applies."
+    )
+    ws_connect_rate: float = _setting(
+        10.0,
+        minimum=0,
+        doc="New WebSocket connections per second allowed per client address (0: no limit). "
+        "Per worker.",
+    )
+    ws_connect_burst: int = _setting(
+        100, minimum=1, doc="New WebSocket connections one address may open at once."
+    )
+    rate_limit_loopback: bool = _setting(
+        False, doc="Rate-limit loopback clients too (by default they are exempt)."
+    )
+    alerts: bool = _setting(
+        False,
+        doc="Send alerts from this process (set it on one process only; workers of one gunicorn "
+        "elect a single sender among themselves).",
+    )
+    alert_webhook_urls: tuple[str, ...] = _setting(
+        (), doc="Comma-separated URLs that receive alerts as generic JSON."
+    )
+    alert_slack_urls: tuple[str, ...] = _setting(
+        (), doc="Comma-separated Slack incoming-webhook URLs for alerts."
+    )
+    alert_feishu_urls: tuple[str, ...] = _setting(
+        (), doc="Comma-separated Feishu/Lark custom-bot webhook URLs for alerts."
+    )
+    alert_dingtalk_urls: tuple[str, ...] = _setting(
+        (), doc="Comma-separated DingTalk custom-robot webhook URLs for alerts."
+    )
+    alert_long_running_seconds: float = _setting(
+        0.0,
+        minimum=0,
+        doc="Alert when a deployment has been running longer than this (0: off).",
+    )
+    alert_long_running_p95_factor: float = _setting(
+        0.0,
+        minimum=0,
+        doc="Alert when a deployment runs longer than this many times its project's p95 "
+        "duration over recent deployments (0: off; e.g. 2).",
+    )
+    alert_stalled_step_seconds: float = _setting(
+        0.0,
+        minimum=0,
+        doc="Alert when a step has been running this long with no news of its deployment (0: off).",
+    )
+    alert_check_interval: float = _setting(
+        30.0, minimum=0.05, doc="Seconds between checks for long-running and stalled deployments."
+    )
+    alert_retries: int = _setting(
+        5, minimum=1, doc="Attempts to deliver one alert to one target (backoff in between)."
+    )
+    alert_state_path: str = _setting(
+        "var/alerts.sqlite3",
+        doc="SQLite file remembering which alerts were sent, so a restart sends none twice.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``HUB_*`` variables; raise :class:`ConfigError` on a bad one."""
         env = os.environ if environ is None else environ
+        settings, problems = cls.parse(env)
+        if problems:
+            raise ConfigError(*problems)
+        return settings
+
+    @classmethod
+    def parse(cls, environ: Mapping[str, str]) -> tuple[Settings, list[str]]:
+        """Settings from the variables that parse, and one problem per variable that does not.
+
+        A variable that does not parse keeps its default, so that the other
+        checks of ``app.validation`` can still run and report at the same time.
+        """
         values: dict[str, Any] = {}
+        problems: list[str] = []
         known = set()
         for spec in dataclasses.fields(cls):
             name = PREFIX + spec.name.upper()
             known.add(name)
-            if name not in env:
+            if name not in environ:
                 continue
-            values[spec.name] = _cast(name, env[name], spec)
-        for name in sorted(set(env) - known):
+            try:
+                values[spec.name] = _cast(name, environ[name], spec)
+            except ConfigError as error:
+                problems.extend(error.problems)
+        for name in sorted(set(environ) - known):
             if name.startswith(PREFIX) and not name.startswith("HUB_TEST_"):
                 log.warning("unknown setting %s is ignored", name)
-        return cls(**values)
+        return cls(**values), problems
 
     @property
     def auth_required(self) -> bool:

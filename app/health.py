@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.context import current_hub
 from app.errors import BackendUnavailable
+from app.metrics import exposition
 from broadcaster.backend import StoreUnavailable
 
 health = Blueprint("health", __name__)
@@ -30,4 +30,6 @@ def readyz() -> Response:
 
 @health.get("/metrics")
 def metrics() -> Response:
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    """Every worker's samples added up (``app.metrics.exposition``)."""
+    body, content_type = exposition()
+    return Response(body, content_type=content_type)

@@ -1,7 +1,8 @@
 """The ingest routes: check, authenticate, validate, store whole, then broadcast.
 
-Order of checks, cheapest and least revealing first: size (413), media type
-(415), text encoding (400), signature or token (401), JSON (400), shape and
+Order of checks, cheapest and least revealing first: the client address's
+rate limit (429), size (413), media type (415), text encoding (400), signature
+or token (401), the sender identity's rate limit (429), JSON (400), shape and
 values (422).  Only a request that passes all of them reaches the store, in
 one transaction; the broadcaster is told after the commit.
 """
@@ -17,10 +18,18 @@ from flask import Blueprint, Response, jsonify, request
 from app.auth import verify_request
 from app.context import current_hub
 from app.errors import BackendUnavailable, HubError, InvalidJSON, UnsupportedMediaType
-from app.events import Event
+from app.events import Event, parse_event_id
 from app.github import IgnoredDelivery, decode_delivery, repository_projects
 from app.ingest import decode_events
-from app.metrics import DUPLICATES, EVENTS_ACCEPTED, INGEST_SECONDS, REQUESTS_REJECTED
+from app.metrics import (
+    DUPLICATES,
+    EVENTS_ACCEPTED,
+    FANOUT_CLOCK,
+    INGEST_SECONDS,
+    REQUESTS_REJECTED,
+    STORE_SECONDS,
+)
+from app.ratelimit import current_limits
 from broadcaster.backend import Batch, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -53,6 +62,8 @@ def _ingest(route: str, decode: Decoder | None = None) -> Response:
 def _accept(route: str, decode: Decoder | None = None) -> Response:
     context = current_hub()
     settings = context.settings
+    limits = current_limits()
+    limits.check_ingest_address(request.remote_addr)
     if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}"
@@ -65,6 +76,7 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
     identity = verify_request(
         request.headers, body, secrets=settings.webhook_secrets, tokens=settings.webhook_tokens
     )
+    limits.check_ingest_identity(identity, request.remote_addr)
     events = (
         decode(body)
         if decode is not None
@@ -81,11 +93,15 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
         None,
     )
     try:
-        accepted = context.store.append(Batch(events, delivery_key))
+        with STORE_SECONDS.time():
+            accepted = context.store.append(Batch(events, delivery_key))
     except StoreUnavailable as exc:
         raise BackendUnavailable(
             f"event store unavailable; nothing was stored ({exc})", headers={"Retry-After": "5"}
         ) from None
+    FANOUT_CLOCK.stored(
+        parsed[1] for parsed in (parse_event_id(e.id) for e in accepted.stored) if parsed
+    )
     context.hub.notify()
     for event in accepted.stored:
         EVENTS_ACCEPTED.labels(event.type).inc()

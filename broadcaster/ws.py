@@ -65,6 +65,8 @@ from app.metrics import (
     SLOW_DISCONNECTS,
     SUBSCRIPTIONS,
 )
+from app.ratelimit import current_limits
+from app.requestlog import REQUEST_ID
 from broadcaster.backend import StoreUnavailable
 from broadcaster.codes import CloseCode
 from broadcaster.hub import Envelope, Hub, Subscriber
@@ -236,6 +238,7 @@ class Connection:
         self.connections = connections
         self.hub = hub
         self.id = connections.next_id()
+        self.request_id = REQUEST_ID.get() or "-"  # for lines logged by the other greenlets
         self.session = Session(Limits.from_settings(settings), version=VERSION,
                                connection_id=self.id)
         self.subscriber = Subscriber(settings.ws_send_queue, on_overflow=self._overflowed)
@@ -247,7 +250,7 @@ class Connection:
     def run(self) -> None:
         """Serve until either side ends the connection; the calling greenlet is the writer."""
         self.connections.open.add(self)
-        log.debug("websocket open", extra={"conn_id": self.id})
+        log.info("websocket open", extra={"conn_id": self.id})
         self.subscriber.push(self.session.welcome())
         reader = gevent.spawn(self._read)
         try:
@@ -275,7 +278,8 @@ class Connection:
         """Called by the hub's fan-out with this client's queue full: never blocks."""
         SLOW_DISCONNECTS.inc()
         self.hub.drop(subscriber)
-        log.info("websocket client too slow", extra={"conn_id": self.id})
+        log.info("websocket client too slow",
+                 extra={"conn_id": self.id, "request_id": self.request_id})
         self.end(CloseCode.TRY_AGAIN_LATER,
                  f"too slow: more than {subscriber.maxsize} frames queued; reconnect with since")
 
@@ -296,7 +300,8 @@ class Connection:
         except ConnectionClosed:
             self.end(None)
         except Exception:  # a bug must end this connection, not leave it half-served
-            log.exception("websocket session failed", extra={"conn_id": self.id})
+            log.exception("websocket session failed",
+                          extra={"conn_id": self.id, "request_id": self.request_id})
             self.end(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _carry_out(self, output: Output) -> None:
@@ -354,7 +359,7 @@ class Connection:
         """Send the close frame if one is due, wait for the answer, then let go."""
         code = self.close_code
         DISCONNECTS.labels(_label(code, self.close_reason)).inc()
-        log.debug("websocket closing", extra={"conn_id": self.id, "code": code,
+        log.info("websocket closing", extra={"conn_id": self.id, "code": code,
                                                "reason": self.close_reason})
         if code is None or self.sock.broken:
             if not self.sock.broken:  # let the reader finish answering the peer's close
@@ -385,6 +390,7 @@ def _admit() -> None:
                               headers={"Sec-WebSocket-Version": "13"})
     if not request.headers.get("Sec-WebSocket-Key"):
         raise BadRequest("missing Sec-WebSocket-Key")
+    current_limits().check_ws_connect(request.remote_addr)
     check_access(current_hub().settings, check_origin=True)
     current_connections().admit()
     g.websocket_admitted = True
