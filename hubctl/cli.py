@@ -336,5 +336,6 @@ def _watch(
     run = watcher.watch(once=args.once)
     counts = ", ".join(f"{n} {kind}" for kind, n in sorted(watcher.counts.items())) or "nothing new"
     state = run.get("conclusion") or run.get("status")
-    say(f"run {args.run_id} {state}: sent {counts}")
+    repeated = f" ({watcher.repeated} the hub already had)" if watcher.repeated else ""
+    say(f"run {args.run_id} {state}: sent {counts}{repeated}")
     return 0

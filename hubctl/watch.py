@@ -207,7 +207,9 @@ class Watcher:
     logs_done: set[int] = field(default_factory=set)
     log_tries: Counter[int] = field(default_factory=Counter)
     settle_polls: int = 0
+    #: Events sent per type, and events the hub already had (a restarted watch).
     counts: Counter[str] = field(default_factory=Counter)
+    repeated: int = 0
 
     def watch(self, *, once: bool = False) -> dict[str, Any]:
         """Poll until the run and everything about it has been sent; return the run."""
@@ -248,15 +250,21 @@ class Watcher:
         new = [body for body in bodies if body["event_id"] not in self.sent]
         if new:
             try:
-                self.hub.post_events(new)
+                posted = self.hub.post_events(new)
             except HubUnreachable as exc:
                 if finished:
                     raise
                 self.say(f"{exc.message}; will send again next poll")
                 return run, False
             self.sent.update(body["event_id"] for body in new)
-            self.counts.update(body["type"] for body in new)
-            self.say(f"run {self.run_id} {run.get('status')}: sent {len(new)} events")
+            if posted.duplicate:
+                self.repeated += len(new)
+                self.say(
+                    f"run {self.run_id} {run.get('status')}: the hub already had {len(new)} events"
+                )
+            else:
+                self.counts.update(body["type"] for body in new)
+                self.say(f"run {self.run_id} {run.get('status')}: sent {len(new)} events")
         return run, finished
 
 
