@@ -15,6 +15,8 @@ import contextlib
 import itertools
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -25,7 +27,7 @@ from typing import Any
 import pytest
 import websocket
 
-from tests.conftest import TIMEOUT_FACTOR
+from tests.conftest import ROOT, TIMEOUT_FACTOR
 from tests.e2e.server import HubServer
 from tests.e2e.wsclient import WAIT, connect, receive, subscribe, wait_for
 from tests.redis_server import RedisServer
@@ -372,3 +374,36 @@ def test_an_ingest_instance_and_a_stream_instance_split_the_work(
     finally:
         ingest.stop()
         stream.stop()
+
+
+def test_the_procfile_starts_an_ingest_and_a_stream_process(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Each Procfile line, run as a process manager would (``sh -c`` with ``PORT`` set)."""
+    lines = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines())
+    url = redis_server.url(prefix=f"procfile-{uuid.uuid4().hex}")
+    servers = {}
+    try:
+        for kind in ("ingest", "stream"):
+            server = servers[kind] = HubServer(tmp_path / kind)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+            env.update(PORT=str(server.port), HUB_BROKER_URL=url, PYTHONPATH=str(ROOT), **UNLIMITED)
+            env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+            with server.log_path.open("ab") as log:
+                server.process = subprocess.Popen(
+                    ["sh", "-c", lines[kind]],
+                    cwd=ROOT,
+                    env=env,
+                    start_new_session=True,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            server.wait_ready()
+        assert servers["stream"].post_json(ROUTE, {"type": "test"})[0] == 404
+        assert servers["ingest"].post_json(ROUTE, {"type": "test"})[0] == 200
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            connect(servers["ingest"])
+        connect(servers["stream"]).close()
+    finally:
+        for server in servers.values():
+            server.stop()
