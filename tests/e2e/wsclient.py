@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import os
+import selectors
 import socket
 import struct
 import time
@@ -172,18 +173,18 @@ def handshake(port: int, path: str = "/ws", extra: str = "") -> bytes:
             f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
 
 
-def masked(text: str) -> bytes:
-    """One client text frame (masked, as RFC 6455 requires of clients)."""
-    payload = text.encode()
+def masked(payload: str | bytes, opcode: int = 0x1) -> bytes:
+    """One client frame (masked, as RFC 6455 requires of clients); text unless ``opcode`` says."""
+    data = payload.encode() if isinstance(payload, str) else payload
     mask = os.urandom(4)
-    length = len(payload)
+    length = len(data)
     if length < 126:
-        head = struct.pack("!BB", 0x81, 0x80 | length)
+        head = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
     elif length < 65536:
-        head = struct.pack("!BBH", 0x81, 0x80 | 126, length)
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
     else:
-        head = struct.pack("!BBQ", 0x81, 0x80 | 127, length)
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
     return head + mask + body
 
 
@@ -210,3 +211,88 @@ def split_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
         frames.append((opcode, bytes(buffer[offset:offset + length])))
         del buffer[:offset + length]
     return frames
+
+
+class Crowd:
+    """Many WebSocket clients on one selector, cheap enough for thousands in one thread.
+
+    Each client answers pings and keeps every JSON frame it receives in
+    ``frames[i]``; ``close_codes[i]`` is set when the hub closes it.
+    """
+
+    def __init__(self, server: HubServer, count: int, path: str = "/ws", batch: int = 250,
+                 query: str = "") -> None:
+        self.selector = selectors.DefaultSelector()
+        self.socks: list[socket.socket] = []
+        self.buffers: list[bytearray] = []
+        self.frames: list[list[dict[str, Any]]] = []
+        self.close_codes: list[int | None] = []
+        for start in range(0, count, batch):  # handshakes in flight together, within the backlog
+            group = []
+            for _ in range(min(batch, count - start)):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
+                sock.sendall(handshake(server.port, path + query))
+                group.append(sock)
+            for sock in group:
+                self._accepted(sock)
+
+    def _accepted(self, sock: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("hub closed the connection during the handshake")
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head[:200]
+        index = len(self.socks)
+        sock.setblocking(False)
+        self.socks.append(sock)
+        self.buffers.append(bytearray(rest))
+        self.frames.append([])
+        self.close_codes.append(None)
+        self.selector.register(sock, selectors.EVENT_READ, index)
+        self._parse(index)
+
+    def __len__(self) -> int:
+        return len(self.socks)
+
+    def _parse(self, index: int) -> None:
+        for opcode, payload in split_frames(self.buffers[index]):
+            if opcode == 0x1:
+                self.frames[index].append(json.loads(payload))
+            elif opcode == 0x9:
+                self.socks[index].sendall(masked(payload, 0xA))
+            elif opcode == 0x8:
+                self.close_codes[index] = int.from_bytes(payload[:2], "big")
+
+    def send_all(self, frame: Any) -> None:
+        text = json.dumps(frame)
+        for sock in self.socks:
+            sock.sendall(masked(text))
+
+    def wait(self, satisfied: Any, what: str, timeout: float = WAIT) -> None:
+        """Read until ``satisfied(frames)`` holds for every client."""
+        pending = {i for i, frames in enumerate(self.frames) if not satisfied(frames)}
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(pending)} of {len(self)} clients still wait for {what}")
+            for key, _ in self.selector.select(timeout=0.1):
+                index = key.data
+                try:
+                    data = self.socks[index].recv(1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    self.selector.unregister(self.socks[index])
+                    continue
+                self.buffers[index] += data
+                self._parse(index)
+                if index in pending and satisfied(self.frames[index]):
+                    pending.discard(index)
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+        self.selector.close()
