@@ -8,6 +8,7 @@ import gevent
 from flask import Flask
 
 from app import ratelimit
+from app.alerts import start_alerts
 from app.config import Settings
 from app.context import HubContext
 from app.errors import register_error_handlers
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         if isinstance(store, Notifier):
             store.start_listener(hub.notify)
     app.extensions["hub"] = HubContext(settings=settings, store=store, hub=hub)
+    app.extensions["alerts"] = start_alerts(settings, store, hub)
     _register_routes(app, settings.role)
     register_error_handlers(app, settings.max_body_bytes)
     ratelimit.init_app(app, settings)
