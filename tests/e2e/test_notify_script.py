@@ -1,0 +1,429 @@
+"""``scripts/notify-dashboard.sh`` run for real, with bash, against the real hub under gunicorn."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import threading
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, TIMEOUT_FACTOR
+from tests.e2e.server import HubServer, free_port
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = ROOT / "scripts" / "notify-dashboard.sh"
+INGEST = "/project-dashboard/api/webhooks/deployment"
+SECRET = "script-secret"
+TOKEN = "script-token"
+
+HOSTILE = {
+    "quotes": "he said \"deploy\" and 'ok'",
+    "newlines": "line 1\nline 2\r\nline 3\n\nlast",
+    "backslashes": 'C:\\path\\to\\new \\n is not a newline \\" \\',
+    "command-substitution": "$(touch {marker}) `touch {marker}` ${{HOME}} $HOME",
+    "chinese": "部署成功 ✅ 构建完成，耗时 45 秒",
+    "ansi": "\x1b[31mERROR\x1b[0m \x1b[1;32mOK\x1b[0m \x1b]0;title\x07",
+    "control": "".join(chr(c) for c in range(1, 32)) + "\x7f",
+    "template": '", "errorMessage": "injected", "x": "',
+}
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    server = HubServer(
+        tmp_path_factory.mktemp("notify-open"),
+        env={"HUB_MAX_BODY_BYTES": str(16 * 1024 * 1024)},
+    ).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def guarded_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    server = HubServer(
+        tmp_path_factory.mktemp("notify-guarded"),
+        env={"HUB_WEBHOOK_SECRETS": SECRET, "HUB_WEBHOOK_TOKENS": TOKEN},
+    ).start()
+    yield server
+    server.stop()
+
+
+def run_script(
+    *args: str, url: str, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", str(ROOT)),
+        "LANG": "C.UTF-8",
+        "DASHBOARD_URL": url,
+        "DASHBOARD_RETRY_DELAY": "0.01",
+        **(env or {}),
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        input=stdin.decode() if stdin is not None else None,
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60 * TIMEOUT_FACTOR,
+        check=False,
+    )
+
+
+def run_id() -> str:
+    return str(900000 + next(_ids))
+
+
+def events_of(hub: HubServer, deployment_id: str) -> list[dict[str, Any]]:
+    status, page = hub.request("GET", f"/api/events?deployment_id={deployment_id}&limit=1000")
+    assert status == 200
+    return list(page["events"])
+
+
+def test_the_script_passes_bash_n_and_shellcheck() -> None:
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed")
+    result = subprocess.run(
+        ["shellcheck", str(SCRIPT)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_logs_and_errors_arrive_byte_for_byte(
+    hub: HubServer, tmp_path: Path, case: str
+) -> None:
+    marker = tmp_path / "executed"
+    text = HOSTILE[case].format(marker=marker)
+    deployment = run_id()
+    result = run_script(
+        "web",
+        "failed",
+        "45",
+        "MoseLu/web",
+        deployment,
+        "backend",
+        "example.com",
+        text,
+        "error: " + text,
+        url=hub.url + INGEST,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("notify-dashboard: sent deployment failed of web")
+    (event,) = events_of(hub, deployment)
+    assert event["type"] == "deployment_completed"
+    assert event["payload"]["logs"] == text
+    assert event["payload"]["error"] == "error: " + text
+    assert event["payload"]["duration_ms"] == 45000
+    assert event["payload"]["repository"] == "MoseLu/web"
+    assert event["payload"]["extra"] == {"deployType": "backend", "serverHost": "example.com"}
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_a_megabyte_of_logs_arrives_unchanged(hub: HubServer, tmp_path: Path, source: str) -> None:
+    """1 MiB of hostile text is more than one argument may hold, hence --logs-file."""
+    unit = "".join(HOSTILE[k] for k in sorted(HOSTILE)).replace("{marker}", "m")
+    text = (unit * (1024 * 1024 // len(unit) + 1))[: 1024 * 1024]
+    path = tmp_path / "deploy.log"
+    path.write_text(text, encoding="utf-8", newline="")
+    deployment = run_id()
+    logs_file = str(path) if source == "file" else "-"
+    result = run_script(
+        "--logs-file",
+        logs_file,
+        "web",
+        "success",
+        "3",
+        "",
+        deployment,
+        url=hub.url + INGEST,
+        stdin=text.encode() if source == "stdin" else None,
+    )
+    assert result.returncode == 0, result.stderr
+    (event,) = events_of(hub, deployment)
+    assert event["payload"]["logs"] == text
+
+
+def test_the_original_defaults_are_kept(hub: HubServer) -> None:
+    deployment = run_id()
+    result = run_script("web", "running", "", "", deployment, url=hub.url + INGEST)
+    assert result.returncode == 0, result.stderr
+    (event,) = events_of(hub, deployment)
+    assert event["type"] == "deployment_started"
+    assert event["payload"]["extra"] == {"deployType": "static", "serverHost": "redamancy.com.cn"}
+
+
+def test_the_legacy_path_is_accepted_too(hub: HubServer) -> None:
+    deployment = run_id()
+    result = run_script(
+        "web", "success", "1", "", deployment, url=hub.url + "/api/webhooks/deployment"
+    )
+    assert result.returncode == 0, result.stderr
+    assert [e["type"] for e in events_of(hub, deployment)] == ["deployment_completed"]
+
+
+@pytest.mark.parametrize(
+    ("env", "accepted"),
+    [
+        ({"DASHBOARD_SECRET": SECRET}, True),
+        ({"DASHBOARD_TOKEN": TOKEN}, True),
+        ({"DASHBOARD_SECRET": "not-the-secret"}, False),
+        ({"DASHBOARD_TOKEN": "not-the-token"}, False),
+        ({}, False),
+    ],
+    ids=["signed", "bearer", "wrong-secret", "wrong-token", "unsigned"],
+)
+def test_posts_are_signed_or_carry_a_token(
+    guarded_hub: HubServer, env: dict[str, str], accepted: bool
+) -> None:
+    deployment = run_id()
+    text = HOSTILE["chinese"] + HOSTILE["ansi"]
+    result = run_script(
+        "web", "success", "1", "", deployment, "", "", text, url=guarded_hub.url + INGEST, env=env
+    )
+    assert result.returncode == 0
+    if accepted:
+        assert "sent deployment success of web" in result.stdout
+        assert events_of(guarded_hub, deployment)[0]["payload"]["logs"] == text
+    else:
+        assert result.stderr.startswith("notify-dashboard: not sent: ")
+        assert "HTTP 401" in result.stderr
+        assert events_of(guarded_hub, deployment) == []
+        strict = run_script(
+            "--strict", "web", "success", "1", "", deployment, url=guarded_hub.url + INGEST, env=env
+        )
+        assert strict.returncode == 1
+
+
+def test_a_hub_that_is_down_is_retried_and_the_deploy_goes_on() -> None:
+    url = f"http://127.0.0.1:{free_port()}{INGEST}"
+    result = run_script("web", "success", url=url, env={"DASHBOARD_RETRIES": "2"})
+    assert result.returncode == 0
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("notify-dashboard: not sent: deployment success of web after 3 attempts")
+    assert "no answer from" in line
+    strict = run_script("--strict", "web", "success", url=url, env={"DASHBOARD_RETRIES": "1"})
+    assert strict.returncode == 1
+
+
+def test_failures_become_a_warning_annotation_in_github_actions() -> None:
+    url = f"http://127.0.0.1:{free_port()}{INGEST}"
+    result = run_script(
+        "web", "success", url=url, env={"DASHBOARD_RETRIES": "0", "GITHUB_ACTIONS": "true"}
+    )
+    assert result.returncode == 0
+    assert result.stderr.startswith("::warning title=dashboard notification::notify-dashboard:")
+
+
+class FlakyProxy:
+    """Answers 503 to the first ``failures`` posts, then passes posts on to the hub."""
+
+    def __init__(self, target: str, failures: int) -> None:
+        self.target = target
+        self.failures = failures
+        self.seen: list[tuple[bytes, dict[str, str]]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "content-length", "connection")
+                }
+                proxy.seen.append((body, headers))
+                if len(proxy.seen) <= proxy.failures:
+                    status, answer = (
+                        503,
+                        b'{"success": false, "error": {"code": "down", '
+                        b'"message": "upstream restarting", "details": {}}}',
+                    )
+                else:
+                    request = urllib.request.Request(proxy.target, data=body, headers=headers)
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        status, answer = response.status, response.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{INGEST}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_5xx_answers_are_retried_with_the_same_body_and_idempotency_key(
+    guarded_hub: HubServer,
+) -> None:
+    proxy = FlakyProxy(guarded_hub.url + INGEST, failures=2)
+    try:
+        deployment = run_id()
+        result = run_script(
+            "web",
+            "success",
+            "2",
+            "",
+            deployment,
+            "",
+            "",
+            HOSTILE["newlines"],
+            url=proxy.url,
+            env={"DASHBOARD_SECRET": SECRET},
+        )
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stderr
+    assert "sent deployment success" in result.stdout
+    assert len(proxy.seen) == 3
+    assert len({body for body, _ in proxy.seen}) == 1
+    assert len({headers["Idempotency-Key"] for _, headers in proxy.seen}) == 1
+    assert len(events_of(guarded_hub, deployment)) == 1
+
+
+def test_typed_step_events_build_the_deployment_tree(hub: HubServer) -> None:
+    deployment = run_id()
+    url = hub.url + INGEST
+    steps = [
+        ("--type", "deployment_started", "web"),
+        ("--type", "step_started", "--step", "build / compile", "web"),
+        ("--type", "log_entry", "--step", "build / compile", "--logs", HOSTILE["ansi"], "web"),
+        (
+            "--type",
+            "step_completed",
+            "--step",
+            "build / compile",
+            "--status",
+            "success",
+            "--duration",
+            "3.5",
+            "web",
+        ),
+        ("--type", "step_completed", "--job", "deploy", "--step", "upload", "web", "failed", "12"),
+        ("--type", "deployment_completed", "--status", "failed", "--error", "upload failed", "web"),
+    ]
+    for args in steps:
+        result = run_script(*args, "--deployment-id", deployment, url=url)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"notify-dashboard: sent {args[1]}")
+    status, view = hub.request("GET", f"/api/deployments/{deployment}")
+    assert status == 200
+    assert (view["status"], view["error"]) == ("failure", "upload failed")
+    assert [
+        (j["name"], [(s["name"], s["status"], s["duration_ms"]) for s in j["steps"]])
+        for j in view["jobs"]
+    ] == [("build", [("compile", "success", 3500)]), ("deploy", [("upload", "failure", 12000)])]
+    status, page = hub.request("GET", f"/api/deployments/{deployment}/logs?job=build")
+    assert [line["message"] for line in page["lines"]] == [HOSTILE["ansi"]]
+
+
+def test_typed_events_default_to_the_runs_id_in_github_actions(hub: HubServer) -> None:
+    deployment = run_id()
+    result = run_script(
+        "--type",
+        "step_started",
+        "--step",
+        "lint",
+        "web",
+        url=hub.url + INGEST,
+        env={"GITHUB_RUN_ID": deployment},
+    )
+    assert result.returncode == 0, result.stderr
+    assert [e["payload"]["step"] for e in events_of(hub, deployment)] == ["lint"]
+
+
+def test_a_repeated_event_id_is_stored_once(hub: HubServer) -> None:
+    deployment = run_id()
+    for _ in range(2):
+        result = run_script(
+            "--type",
+            "step_started",
+            "--step",
+            "lint",
+            "--event-id",
+            f"lint-{deployment}",
+            "web",
+            "running",
+            "",
+            "",
+            deployment,
+            url=hub.url + INGEST,
+        )
+        assert result.returncode == 0, result.stderr
+    assert "already accepted earlier" in result.stdout
+    assert len(events_of(hub, deployment)) == 1
+
+
+def test_a_rejected_event_prints_the_hubs_field_errors(hub: HubServer) -> None:
+    deployment = run_id()
+    result = run_script("web", "exploded", "1", "", deployment, url=hub.url + INGEST)
+    assert result.returncode == 0
+    assert "HTTP 422" in result.stderr
+    assert "status: Unknown status 'exploded'" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    strict = run_script("--strict", "web", "exploded", url=hub.url + INGEST)
+    assert strict.returncode == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("web",), (), ("--type", "step_started"), ("--step",), ("a", "b", *"123456789")],
+    ids=["no-status", "nothing", "typed-without-project", "option-without-value", "too-many"],
+)
+def test_bad_usage_never_fails_the_deploy_unless_strict(args: tuple[str, ...]) -> None:
+    url = f"http://127.0.0.1:{free_port()}{INGEST}"
+    result = run_script(*args, url=url)
+    assert (result.returncode, result.stdout) == (0, "")
+    assert result.stderr.startswith("notify-dashboard: not sent: ")
+    assert run_script("--strict", *args, url=url).returncode == 2
+
+
+def test_dry_run_prints_the_body_it_would_send() -> None:
+    result = run_script(
+        "--dry-run",
+        "web",
+        "failed",
+        "7",
+        "o/r",
+        "5",
+        "",
+        "",
+        HOSTILE["template"],
+        url="http://127.0.0.1:9/",
+    )
+    body = json.loads(result.stdout)
+    assert list(body) == [
+        "project",
+        "status",
+        "duration",
+        "timestamp",
+        "sourceRepo",
+        "runId",
+        "deployType",
+        "serverHost",
+        "logs",
+        "errorMessage",
+    ]
+    assert (body["logs"], body["errorMessage"], body["duration"]) == (HOSTILE["template"], "", 7)
