@@ -205,6 +205,8 @@ class ProjectStatusSchema(EventSchema):
     @pre_load
     def _free_status(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """A project's status is free text here, not the deployment status vocabulary."""
+        if not isinstance(data, dict):  # marshmallow answers "Invalid input type." (422)
+            return data
         data = dict(data)
         if "status" in data:
             data["status_value"] = data.pop("status")
