@@ -38,19 +38,43 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         epilog="Environment: DASHBOARD_HUB, DASHBOARD_SECRET, DASHBOARD_TOKEN, "
         "DASHBOARD_READ_TOKEN; for github watch: GITHUB_TOKEN, GITHUB_API_URL.",
     )
-    parser.add_argument(
-        "--hub",
-        default=hub_from_env(environ),
-        help="the hub's base URL, under which /api and /ws live (default: %(default)s)",
-    )
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
-    parser.add_argument(
-        "--retries", type=int, default=3, help="retries of unanswered or 5xx posts (default: 3)"
-    )
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    defaults = {
+        "hub": hub_from_env(environ),
+        "timeout": 30.0,
+        "retries": 3,
+        "color": "auto",
+    }
+    # The common options work before the command and after it; given after, they win.
+    common = argparse.ArgumentParser(add_help=False)
+    hub_help = f"the hub's base URL, under which /api and /ws live (default: {defaults['hub']})"
+    for owner, default in ((parser, None), (common, argparse.SUPPRESS)):
+        owner.add_argument(
+            "--hub",
+            default=default or defaults["hub"],
+            help=hub_help,
+        )
+        owner.add_argument(
+            "--timeout",
+            type=float,
+            default=default or defaults["timeout"],
+            help="seconds per request (default: 30)",
+        )
+        owner.add_argument(
+            "--retries",
+            type=int,
+            default=default or defaults["retries"],
+            help="retries of unanswered or 5xx posts (default: 3)",
+        )
+        owner.add_argument(
+            "--color", choices=("auto", "always", "never"), default=default or defaults["color"]
+        )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    send = commands.add_parser("send", help="send one event (from flags) or JSON from stdin")
+    def command(group: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, help=help_text, parents=[common])
+        return sub
+
+    send = command(commands, "send", "send one event (from flags) or JSON from stdin")
     send.add_argument(
         "--json",
         action="store_true",
@@ -74,14 +98,21 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     ):
         send.add_argument(flag, help=help_text)
     send.add_argument(
-        "--field", action="append", default=[], metavar="KEY=VALUE", help="any other key"
+        "--field", action="append", default=[], metavar="KEY=VALUE", help="any other key (text)"
+    )
+    send.add_argument(
+        "--json-field",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="any other key with a JSON value, e.g. cpu_percent=12.5",
     )
 
-    status = commands.add_parser("status", help="a deployment's job/step tree")
+    status = command(commands, "status", "a deployment's job/step tree")
     status.add_argument("deployment_id")
     status.add_argument("--json", action="store_true", help="print the hub's JSON as is")
 
-    tail = commands.add_parser("tail", help="follow events live over the WebSocket")
+    tail = command(commands, "tail", "follow events live over the WebSocket")
     target = tail.add_mutually_exclusive_group(required=True)
     target.add_argument("--project")
     target.add_argument("--deployment", dest="deployment_id")
@@ -93,7 +124,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--until-complete", action="store_true", help="stop after a deployment_completed event"
     )
 
-    replay = commands.add_parser("replay", help="re-post events from a file or another hub")
+    replay = command(commands, "replay", "re-post events from a file or another hub")
     source = replay.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", help="JSON lines (e.g. from tail --json), - for stdin")
     source.add_argument("--from-hub", metavar="URL", help="another hub's base URL")
@@ -106,7 +137,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
 
     github = commands.add_parser("github", help="GitHub Actions runs as step events")
     github_commands = github.add_subparsers(dest="github_command", required=True, metavar="ACTION")
-    watch = github_commands.add_parser("watch", help="follow a run until it ends")
+    watch = command(github_commands, "watch", "follow a run until it ends")
     watch.add_argument(
         "--repo",
         default=environ.get("GITHUB_REPOSITORY"),
@@ -220,6 +251,14 @@ def _send(args: argparse.Namespace, client: HubClient, stdin: TextIO, say: Say) 
             if not sep or not key:
                 raise CommandError(f"--field wants KEY=VALUE, not {item[:100]!r}")
             body[key] = value
+        for item in args.json_field:
+            key, sep, value = item.partition("=")
+            try:
+                body[key] = json.loads(value)
+            except ValueError:
+                sep = ""
+            if not sep or not key:
+                raise CommandError(f"--json-field wants KEY=JSON, not {item[:100]!r}")
         posted = client.post_events([body], args.route)
     count = len(posted.ids)
     noun = "event" if count == 1 else "events"
