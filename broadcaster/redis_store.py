@@ -162,7 +162,8 @@ class RedisStore:
                 health_check_interval=30,
                 retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), 2),
             )
-            self._pool.make_connection()  # checks the URL's options without connecting
+            # An unknown option in the URL fails here, not at the first command.
+            self._pool.connection_class(**self._pool.connection_kwargs)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"bad Redis URL {plain_url!r}: {exc}") from None
         self._redis = redis.Redis(connection_pool=self._pool)
@@ -807,6 +808,8 @@ class RedisStore:
                 pubsub.subscribe(self._key("notify"))
                 if failures:
                     log.info("Redis listener reconnected")
+                    with contextlib.suppress(StoreUnavailable):
+                        self.repair_views()  # writes cut short by the outage
                 failures = 0
                 notify()  # whatever was appended while we were away is in the log
                 while True:

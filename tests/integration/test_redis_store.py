@@ -508,7 +508,12 @@ def test_an_unreachable_redis_fails_start_up_clearly() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["redis://127.0.0.1:notaport/0", "redis://127.0.0.1:6379/0?socket_timeout=soon"]
+    "url",
+    [
+        "redis://127.0.0.1:notaport/0",
+        "redis://127.0.0.1:6379/0?socket_timeout=soon",
+        "redis://127.0.0.1:6379/0?no_such_option=1",
+    ],
 )
 def test_a_malformed_redis_url_is_refused_naming_it(url: str) -> None:
     with pytest.raises(ValueError, match="Redis URL"):
