@@ -87,26 +87,32 @@ local function unlist(cur_project, cur_status, cur_branch, cur_member)
 end
 
 -- The epoch and the counter; a new epoch when Redis has lost the store's data
--- (flushed, restarted without persistence, or the log stream deleted), newer
--- than any epoch the caller has seen, so ids keep increasing.
+-- (flushed, restarted without persistence or with the last writes missing from
+-- its append-only file, the log stream deleted), newer than any epoch the
+-- caller has seen, so ids keep increasing and are never handed out twice.
+-- known: "<epoch>:<seq>", the newest the calling process has seen.
 local function current_epoch(known)
+  local known_epoch, known_seq = string.match(known, '^(%d+):(%d+)$')
+  known_epoch, known_seq = tonumber(known_epoch), tonumber(known_seq)
   local meta = redis.call('HMGET', P .. 'meta', 'epoch', 'floor')
   local counter = tonumber(redis.call('GET', P .. 'seq') or '0')
   local top = 0
   local last = redis.call('XREVRANGE', P .. 'log', '+', '-', 'COUNT', 1)
   if last[1] then top = tonumber(string.match(last[1][1], '^%d+')) end
-  local lost = meta[1] and counter > tonumber(meta[2]) and redis.call('EXISTS', P .. 'log') == 0
+  counter = math.max(counter, top)
+  local lost = meta[1] and (
+    (counter > tonumber(meta[2]) and redis.call('EXISTS', P .. 'log') == 0)
+    or (tonumber(meta[1]) == known_epoch and counter < known_seq))
   if meta[1] and not lost then
-    if counter < top then
-      counter = top
+    if counter > tonumber(redis.call('GET', P .. 'seq') or '0') then
       redis.call('SET', P .. 'seq', int(counter))
     end
     return meta[1], counter
   end
   local t = redis.call('TIME')
-  local e = math.max(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(known) + 1)
+  local e = math.max(tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), known_epoch + 1)
   if meta[1] then e = math.max(e, tonumber(meta[1]) + 1) end
-  counter = math.max(counter, top)
+  counter = math.max(counter, known_seq)
   local epoch = int(e)
   redis.call('SET', P .. 'seq', int(counter))
   redis.call('HSET', P .. 'meta', 'epoch', epoch, 'floor', int(counter),
@@ -116,7 +122,7 @@ local function current_epoch(known)
 end
 """
 
-#: ARGV: prefix, known epoch.  Returns the epoch.
+#: ARGV: prefix, "<epoch>:<seq>" newest known to the caller.  Returns the epoch.
 INIT = (
     "#!lua\n"
     + _HELPERS
@@ -126,13 +132,11 @@ return epoch
 """
 )
 
-#: Fields per event after the nine leading arguments of :data:`APPEND`.
-APPEND_FIELDS = 11
-
-#: ARGV: prefix, known epoch, call token, delivery key (or ""), dedup TTL s (0: none),
-#: stream MAXLEN (0: none), stream TTL ms (0: none), token TTL s, event count; then per
-#: event: type, project, mode, deployment, dedup key, lifecycle "1"/"0", body JSON,
-#: timestamp, log lines (JSON arrays joined by "\n"), metrics key, metrics JSON.
+#: ARGV: prefix, "<epoch>:<seq>" newest known to the caller, call token, delivery key
+#: (or ""), dedup TTL s (0: none), stream MAXLEN (0: none), stream TTL ms (0: none), token
+#: TTL s, event count; then 11 per event: type, project, mode, deployment, dedup key,
+#: lifecycle "1"/"0", body JSON, timestamp, log lines (JSON arrays joined by "\n"),
+#: metrics key, metrics JSON.
 #: mode: "n" no deployment, "p" project-only event naming a deployment, "d" this
 #: deployment, "a" a new "<project>-auto-<seq>", "r" the deployment of event #<deployment>.
 #: Returns JSON {epoch, duplicate, ids, stored: [[index, id, project, deployment]], views}.

@@ -175,12 +175,23 @@ class RedisStore:
         self._listener: gevent.Greenlet | None = None
         self._closed = False
         self.epoch = 0
+        self._high = 0  # the newest seq of ``epoch`` this process has seen
         with _available(self._closed):
-            self.epoch = int(self._init(args=[self.prefix, 0]))
+            self.epoch = int(self._init(args=[self.prefix, self._known()]))
         self._tail_epoch = self.epoch
 
     def _key(self, *parts: str) -> str:
         return self.prefix + "".join(parts)
+
+    def _known(self) -> str:
+        """What the scripts compare with Redis to notice that it lost recent writes."""
+        return f"{self.epoch}:{self._high}"
+
+    def _saw(self, epoch: int, seq: int) -> None:
+        if epoch > self.epoch:
+            self.epoch, self._high = epoch, 0
+        if epoch == self.epoch:
+            self._high = max(self._high, seq)
 
     # -- writing -----------------------------------------------------------------
 
@@ -197,7 +208,7 @@ class RedisStore:
         with _available(self._closed), self._join_locks(projects):
             routes = self._join(batch.events) if projects else [_route(e) for e in batch.events]
             answer = orjson.loads(self._append(args=self._append_args(batch, routes)))
-            self.epoch = int(answer["epoch"])
+            self._saw(int(answer["epoch"]), max(map(_event_seq, answer["ids"]), default=0))
             self._refresh_views(answer.get("views", []))
         stored = [
             batch.events[index - 1].with_(id=event_id, project=project, deployment_id=deployment)
@@ -208,7 +219,7 @@ class RedisStore:
     def _append_args(self, batch: Batch, routes: list[tuple[str, str]]) -> list[Any]:
         args: list[Any] = [
             self.prefix,
-            self.epoch,
+            self._known(),
             uuid.uuid4().hex,
             batch.delivery_key or "",
             self._dedup_ttl,
@@ -426,9 +437,11 @@ class RedisStore:
             pipe.hget(self._key("meta"), "epoch")
             pipe.xrevrange(self._key("log"), "+", "-", count=1)
             epoch, rows = pipe.execute()
+        top = _seq(rows[0][0]) if rows else 0
         if epoch is not None:
             self._tail_epoch = int(epoch)
-        return _seq(rows[0][0]) if rows else 0
+            self._saw(int(epoch), top)
+        return top
 
     def read_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
         """Events past ``seq`` in order; after a new epoch, the new epoch's events from its start.
@@ -445,6 +458,8 @@ class RedisStore:
                 log.warning("store epoch changed from %s to %s", self._tail_epoch, int(epoch))
                 self._tail_epoch = int(epoch)
                 rows = self._range(self._key("log"), f"({int(floor)}-0", "+", limit)
+            if rows:
+                self._saw(self._tail_epoch, _seq(rows[-1][0]))
         return [(_seq(entry_id), self._entry(fields)) for entry_id, fields in rows]
 
     def _meta(self) -> tuple[int, int]:
@@ -453,7 +468,7 @@ class RedisStore:
             list[bytes | None], self._redis.hmget(self._key("meta"), "epoch", "pruned_upto")
         )
         if epoch is None:  # Redis lost everything since we last wrote: recreate the epoch
-            return int(self._init(args=[self.prefix, self.epoch])), 0
+            return int(self._init(args=[self.prefix, self._known()])), 0
         return int(epoch), int(pruned or 0)
 
     def _reaches_back(self, key: str, after: int) -> bool:
@@ -698,11 +713,13 @@ class RedisStore:
 
         As in SQLite: whole deployments go, never part of one, and
         ``pruned_upto`` remembers the newest seq removed.  One process prunes
-        at a time (a lock); the others skip their turn.
+        at a time (a lock); the others skip their turn.  Every call also
+        re-folds views that a write cut short by an outage left behind.
         """
-        if not (self.retention_days or self.retention_max_events):
-            return 0
         with _available(self._closed):
+            self.repair_views()
+            if not (self.retention_days or self.retention_max_events):
+                return 0
             lock = self._redis.lock(self._key("lock:prune"), timeout=300, blocking=False)
             if not lock.acquire():
                 return 0
@@ -712,7 +729,6 @@ class RedisStore:
                 _release(lock)
 
     def _prune(self) -> int:
-        self.repair_views()
         seconds, micros = self._redis.time()
         cutoff = (
             seconds + micros / 1e6 - self.retention_days * 86400 if self.retention_days else None

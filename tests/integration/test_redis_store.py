@@ -427,6 +427,39 @@ def test_lost_data_starts_a_newer_epoch_that_clients_can_tell(
     assert writer.append(Batch([event()])).ids[0] > new[0]
 
 
+def test_a_redis_that_lost_its_last_writes_starts_a_newer_epoch(
+    redis_server: RedisServer, make: RedisFactory
+) -> None:
+    """As after a crash with ``appendfsync everysec``: the counter and the log went back."""
+    store = make()
+    ids = store.append(Batch([event(message=str(i)) for i in range(5)])).ids
+    client = redis_server.client()
+    client.set(f"{store.prefix}seq", 3)
+    client.xdel(f"{store.prefix}log", "4-0", "5-0")
+    again = store.append(Batch([event(message="after")])).ids
+    assert parse_event_id(again[0])[0] > parse_event_id(ids[0])[0]  # type: ignore[index]
+    assert again[0] > ids[-1]
+    history = store.history(Filter(project="web"), ids[-1], store.last_seq(), 100)
+    assert not history.recovered
+
+
+def test_a_view_left_behind_by_an_outage_is_refolded_by_the_next_prune(
+    redis_server: RedisServer, make: RedisFactory
+) -> None:
+    """Events stored, then Redis went away before the view was written: prune repairs it."""
+    store = make()
+    store.append(Batch([event(type="deployment_started")]))
+    store.append(Batch([event(type="deployment_completed", status="success")]))
+    expected = store.get_deployment("1")
+    client = redis_server.client()
+    client.hset(f"{store.prefix}dep:1", "view_seq", 1)  # as folded before the completion
+    client.sadd(f"{store.prefix}dirty", "1")
+    client.hset(f"{store.prefix}dep:1", "view", b'{"stale": true}')
+    store.prune()
+    assert store.get_deployment("1") == expected
+    assert client.smembers(f"{store.prefix}dirty") == set()
+
+
 def test_a_trimmed_replay_stream_is_not_recovered(make: RedisFactory) -> None:
     """A project stream capped by MAXLEN ~ cannot replay from before its first entry."""
     store = make(retention_max_events=10)
