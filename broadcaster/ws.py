@@ -5,11 +5,18 @@ version 1.1.0 writes a frame with one ``socket.send`` (a large frame can be cut
 short and the stream corrupted), lets its reader greenlet (pongs, pings, close
 replies) write while another greenlet writes, and has no send timeout.  So
 the first thing a connection does is put a :class:`FrameSocket` in place of
-the server's socket: every write, whoever makes it, then goes out whole
-(``sendall``), alone (a lock), and within ``HUB_WS_SEND_TIMEOUT``; a frame
-that misses the deadline abandons the connection, since the stream can no
-longer be trusted.  The deflate context of permessage-deflate stays in order
-because data frames are only ever written by one greenlet.
+the server's socket: every write, whoever makes it, then goes out whole (a
+``send`` loop), alone (a lock), and with ``HUB_WS_SEND_TIMEOUT`` as the
+longest the peer may take no data; a write that misses it abandons the
+connection, since the stream can no longer be trusted.  The deflate context
+of permessage-deflate stays in order because data frames are only ever
+written by one greenlet.
+
+The writer does not go through wsproto for a client that did not offer
+permessage-deflate: a server's uncompressed frame is the same bytes for every
+client, so each event is framed once per worker (:class:`FrameCache`) and
+whatever is queued goes out in one write.  That is what lets one worker keep
+up with a thousand subscribers (docs/BENCHMARKS.md).
 
 Each connection runs three greenlets:
 
@@ -40,6 +47,7 @@ import logging
 import os
 import signal
 import socket
+import struct
 import threading
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -52,6 +60,7 @@ import gevent.lock
 from flask import Blueprint, Flask, current_app, g, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
+from wsproto.events import TextMessage
 from wsproto.utilities import LocalProtocolError
 
 from app.config import Settings
@@ -85,6 +94,8 @@ CLOSE_TIMEOUT = 5.0
 MAX_PENDING_FRAMES = 1000
 #: Queued in a :class:`Subscriber` only to wake its writer; never sent.
 WAKE = ""
+#: The writer sends what is queued in one write, up to about this many bytes.
+WRITE_BATCH_BYTES = 262144
 
 websocket = Blueprint("websocket", __name__)
 sock = Sock()
@@ -187,7 +198,9 @@ class FrameSocket:
     """Takes the place of the socket inside simple-websocket (see the module docstring).
 
     It offers exactly what simple-websocket uses of a socket: ``send``,
-    ``recv``, ``fileno`` and ``close``.
+    ``recv``, ``fileno`` and ``close``.  The send timeout is the raw socket's
+    own timeout, which gevent applies to each wait for the peer to make
+    room: it costs nothing while the peer keeps up.
     """
 
     def __init__(self, raw: socket.socket, send_timeout: float) -> None:
@@ -195,25 +208,31 @@ class FrameSocket:
         self._lock = gevent.lock.Semaphore()
         self.send_timeout = send_timeout
         self.broken = False
+        raw.settimeout(send_timeout)
 
     def send(self, data: bytes) -> int:
-        """Write one whole frame, alone, or raise :class:`SendTimeout`."""
+        """Write whole frames, alone, or raise :class:`SendTimeout`."""
         if self.broken:
             raise SendTimeout("an earlier frame was not written in time")
-        try:
-            with gevent.Timeout(self.send_timeout, SendTimeout(
-                    f"frame not written within {self.send_timeout} s")), self._lock:
-                self._raw.sendall(data)
-        except SendTimeout:
-            self.broken = True
-            raise
+        view = memoryview(data)
+        with self._lock:
+            try:
+                while view:
+                    view = view[self._raw.send(view):]
+            except TimeoutError:
+                self.broken = True
+                raise SendTimeout(f"peer took no data for {self.send_timeout} s") from None
         return len(data)
 
     def recv(self, size: int) -> bytes:
         # gevent's recv returns without yielding while data is waiting, so a
         # client that never stops sending would otherwise starve the worker.
         gevent.sleep(0)
-        return self._raw.recv(size)
+        while True:
+            try:
+                return self._raw.recv(size)
+            except TimeoutError:  # the socket's timeout is meant for sends: keep waiting
+                continue
 
     def fileno(self) -> int:
         return self._raw.fileno()
@@ -228,11 +247,53 @@ class FrameSocket:
             self._raw.shutdown(socket.SHUT_RDWR)
 
 
+def text_frame(payload: bytes) -> bytes:
+    """An unfragmented text frame as a server sends it (unmasked; RFC 6455 section 5.2)."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length) + payload
+    return struct.pack("!BBQ", 0x81, 127, length) + payload
+
+
+class FrameCache:
+    """Each event's frame bytes, built once for every connection that sends it.
+
+    Without compression a server's frame is the same bytes for every client,
+    so fan-out to K clients encodes an event once, not K times (wsproto would
+    rebuild it per client).  Bounded in bytes; the oldest go first.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._frames: dict[int, bytes] = {}
+        self._bytes = 0
+
+    def get(self, envelope: Envelope) -> bytes:
+        frame = self._frames.get(envelope.seq)
+        if frame is not None:
+            return frame
+        frame = text_frame(envelope.frame.encode())
+        if envelope.seq and len(frame) <= self.max_bytes:
+            self._frames[envelope.seq] = frame
+            self._bytes += len(frame)
+            while self._bytes > self.max_bytes:
+                self._bytes -= len(self._frames.pop(next(iter(self._frames))))
+        return frame
+
+
+#: This worker's frames; an event's seq names it within the worker's store.
+FRAMES = FrameCache(32 * 1024 * 1024)
+
+
 class Connection:
     """One WebSocket client: its session, its queue, and the greenlets serving it."""
 
-    def __init__(self, ws: Any, connections: Connections, settings: Settings, hub: Hub) -> None:
+    def __init__(self, ws: Any, connections: Connections, settings: Settings, hub: Hub,
+                 *, deflate: bool) -> None:
         self.ws = ws
+        self.deflate = deflate
         self.sock = FrameSocket(ws.sock, settings.ws_send_timeout)
         ws.sock = self.sock  # before this greenlet yields, so the reader never writes around it
         self.connections = connections
@@ -335,18 +396,29 @@ class Connection:
     # -- the writer (the request's greenlet) -----------------------------------------
 
     def _write(self) -> None:
+        """Drain the queue onto the socket, whatever is ready in one write (up to a bound)."""
         queue = self.subscriber.queue
         try:
             while not self.ending:
                 item = self.subscriber.get()
+                frames: list[bytes] = []
+                size = events = 0
+                while not self.ending:
+                    if item:
+                        frames.append(self._encode(item))
+                        size += len(frames[-1])
+                        events += isinstance(item, Envelope)
+                    if size >= WRITE_BATCH_BYTES or not queue.qsize():
+                        break
+                    item = queue.get()  # does not block: the queue is not empty
                 if self.ending:
                     break
-                if isinstance(item, Envelope):
-                    self.ws.send(item.frame)
-                    DELIVERIES.inc()
-                elif item:
-                    self.ws.send(item)
-                if queue.qsize() <= self.subscriber.maxsize:
+                if frames:
+                    if not self.ws.connected:  # the reader saw the peer's close
+                        raise ConnectionClosed()
+                    self.sock.send(frames[0] if len(frames) == 1 else b"".join(frames))
+                    DELIVERIES.inc(events)
+                if not self._room.is_set() and queue.qsize() <= self.subscriber.maxsize:
                     self._room.set()
         except SendTimeout:
             SLOW_DISCONNECTS.inc()
@@ -354,6 +426,15 @@ class Connection:
             self.end(None, "send timeout")
         except (ConnectionClosed, LocalProtocolError, OSError):
             self.end(None, "peer gone")
+
+    def _encode(self, item: Envelope | str) -> bytes:
+        if self.deflate:  # the deflate context lives in wsproto: every frame goes through it
+            text = item.frame if isinstance(item, Envelope) else item
+            frame: bytes = self.ws.ws.send(TextMessage(data=text))
+            return frame
+        if isinstance(item, Envelope):
+            return FRAMES.get(item)
+        return text_frame(item.encode())
 
     def _close(self) -> None:
         """Send the close frame if one is due, wait for the answer, then let go."""
@@ -404,7 +485,9 @@ def _release(_: BaseException | None) -> None:
 
 def _serve(ws: Any) -> None:
     context = current_hub()
-    Connection(ws, current_connections(), context.settings, context.hub).run()
+    offered = request.headers.get("Sec-WebSocket-Extensions", "").lower()
+    Connection(ws, current_connections(), context.settings, context.hub,
+               deflate="permessage-deflate" in offered).run()
 
 
 for _path, _endpoint in (("/ws", "connect"), ("/ws/", "connect_slash")):

@@ -236,10 +236,13 @@ def test_concurrent_writes_to_one_connection_stay_well_formed(server: HubServer)
     messages = [f"{n}:" + "x" * 5_000_000 for n in range(2)]
     posted: list[str] = []
 
-    def pinger() -> None:
+    def pinger() -> None:  # while the hub is in the middle of the first event frame
+        while not posted:
+            time.sleep(0.001)
         for i in range(pings):
             ws.ping(str(i))
             send(ws, {"type": "ping"})
+            time.sleep(0.002)
 
     def poster() -> None:
         posted.extend(post(server, log_event("busy", "busy", m))[0] for m in messages)
@@ -247,7 +250,7 @@ def test_concurrent_writes_to_one_connection_stay_well_formed(server: HubServer)
     threads = [threading.Thread(target=poster), threading.Thread(target=pinger)]
     for thread in threads:
         thread.start()
-    time.sleep(0.5 * TIMEOUT_FACTOR)  # let the hub's writes pile up against the small buffer
+    time.sleep(0.8 * TIMEOUT_FACTOR)  # let the hub's writes pile up against the small buffer
     events, app_pongs, ws_pongs = [], 0, []
     while len(events) < len(messages) or app_pongs < pings or len(ws_pongs) < pings:
         opcode, frame = ws.recv_data_frame(control_frame=True)

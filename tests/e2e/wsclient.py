@@ -195,21 +195,23 @@ def split_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
     these cheap clients need to handle.
     """
     frames = []
-    while len(buffer) >= 2:
-        opcode, length = buffer[0] & 0x0F, buffer[1] & 0x7F
-        offset = 2
+    offset, end = 0, len(buffer)
+    while end - offset >= 2:
+        opcode, length = buffer[offset] & 0x0F, buffer[offset + 1] & 0x7F
+        start = offset + 2
         if length == 126:
-            if len(buffer) < 4:
+            if end - offset < 4:
                 break
-            length, offset = struct.unpack_from("!H", buffer, 2)[0], 4
+            length, start = struct.unpack_from("!H", buffer, offset + 2)[0], offset + 4
         elif length == 127:
-            if len(buffer) < 10:
+            if end - offset < 10:
                 break
-            length, offset = struct.unpack_from("!Q", buffer, 2)[0], 10
-        if len(buffer) < offset + length:
+            length, start = struct.unpack_from("!Q", buffer, offset + 2)[0], offset + 10
+        if end < start + length:
             break
-        frames.append((opcode, bytes(buffer[offset:offset + length])))
-        del buffer[:offset + length]
+        frames.append((opcode, bytes(buffer[start:start + length])))
+        offset = start + length
+    del buffer[:offset]
     return frames
 
 

@@ -1,0 +1,367 @@
+"""Fan-out of the real hub vs. a Flask-SocketIO baseline, under the same gunicorn/gevent stack.
+
+Usage: ``python bench/fanout.py [--clients 1000] [--rate 100] [--seconds 20]
+[--max-clients 10] [--max-seconds 10] [--idle 2000] [--only hub|socketio]``
+
+Each server runs as gunicorn with one gevent worker pinned to CPU 0; this
+process (the load generator: gevent, raw sockets, one greenlet per client)
+is pinned to CPU 1 and reports its own CPU, since a saturated generator
+would cap what it measures.  For the hub and then for the baseline
+(bench/socketio_app.py: ``emit`` to a room on webhook receipt, nothing
+stored), in one run:
+
+* paced: K subscribers of one project, events POSTed one per request at R/s;
+* max rate: 10 subscribers, batches of 20 events POSTed as fast as 4
+  keep-alive connections allow;
+* idle: the worker's RSS before and after N idle subscribed connections
+  (for the hub also with permessage-deflate negotiated, as browsers do).
+
+Per case: deliveries/s, end-to-end latency (POST sent -> frame received)
+p50/p95/p99/max, lost and duplicated deliveries, server CPU and RSS.
+Loopback only; every loop is bounded by a count and a deadline.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402 - gevent must patch before anything imports socket
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import socket  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.ingest import _tree, pinned  # noqa: E402
+from bench.loadgen import run  # noqa: E402
+from tests.e2e.server import HubServer  # noqa: E402
+from tests.e2e.wsclient import handshake, masked, split_frames  # noqa: E402
+
+MARK = b'"message":"seq='
+BATCH = 20
+DRAIN_SECONDS = 15.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Target:
+    """How to reach one server's fan-out: its app, its socket path, its subscribe frames."""
+
+    name: str
+    app_spec: str
+    path: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def socketio(self) -> bool:
+        return self.name == "socketio"
+
+    def greeting(self) -> list[bytes]:
+        """Frames a client sends after the upgrade, before subscribing."""
+        return [masked("40")] if self.socketio else []
+
+    def subscribe(self, project: str) -> bytes:
+        if self.socketio:
+            return masked("421" + json.dumps(["subscribe_project", project]))
+        return masked(json.dumps(["subscribe_project", project]))
+
+    def subscribed(self, payload: bytes) -> bool:
+        """Whether ``payload`` confirms the subscription (the hub: its replay is done)."""
+        if self.socketio:
+            return payload.startswith(b"431")
+        return payload.startswith(b'{"type":"replay_complete"')
+
+
+HUB = Target("hub", "app:create_app()", "/ws", {"HUB_LOG_LEVEL": "WARNING"})
+SOCKETIO = Target("socketio", "bench.socketio_app:create_app()",
+                  "/socket.io/?EIO=4&transport=websocket")
+
+
+@dataclass
+class Tally:
+    """What every client of one case received."""
+
+    events: int
+    sent: list[float]
+    posted: int = 0
+    latencies: list[float] = field(default_factory=list)
+    unique: int = 0
+    duplicates: int = 0
+    closed: int = 0
+
+
+class Client:
+    """One subscriber on a raw socket: handshake, subscribe, then count event frames."""
+
+    def __init__(self, target: Target, port: int, project: str, tally: Tally | None,
+                 extra: str = "") -> None:
+        self.target = target
+        self.tally = tally
+        self.seen = bytearray(tally.events if tally else 0)
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock.sendall(handshake(port, target.path, extra))
+        self.buffer = bytearray()
+        while b"\r\n\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed during the handshake")
+            self.buffer += chunk
+        head, _, rest = bytes(self.buffer).partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(head[:200].decode(errors="replace"))
+        self.buffer = bytearray(rest)
+        for frame in target.greeting():
+            self.sock.sendall(frame)
+        self.sock.sendall(target.subscribe(project))
+        self.ready = gevent.event.Event()
+        self.frames = 0
+        self.now = time.perf_counter()
+        self.closing = False
+        self.greenlet = gevent.spawn(self._read)
+
+    def _read(self) -> None:
+        while True:
+            for opcode, payload in split_frames(self.buffer):
+                self._frame(opcode, payload)
+            try:
+                chunk = self.sock.recv(262144)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.buffer += chunk
+            self.now = time.perf_counter()
+        if self.tally is not None and not self.closing:
+            self.tally.closed += 1
+
+    def _frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == 0x9:
+            self.sock.sendall(masked(payload, 0xA))
+            return
+        if opcode == 0x8:
+            self.sock.close()
+            return
+        self.frames += 1
+        if payload == b"2":  # Engine.IO ping
+            self.sock.sendall(masked("3"))
+            return
+        if not self.ready.is_set():
+            if self.target.subscribed(payload) or (self.tally is None and self.frames >= 3):
+                self.ready.set()
+            return
+        at = payload.find(MARK)
+        if at < 0 or self.tally is None:
+            return
+        start = at + len(MARK)
+        seq = int(payload[start:payload.index(b'"', start)])
+        if self.seen[seq]:
+            self.tally.duplicates += 1
+            return
+        self.seen[seq] = 1
+        self.tally.unique += 1
+        self.tally.latencies.append(self.now - self.tally.sent[seq])
+
+    def close(self) -> None:
+        self.closing = True
+        self.greenlet.kill()
+        self.sock.close()
+
+
+def connect_all(target: Target, port: int, count: int, project: str, tally: Tally | None,
+                extra: str = "") -> list[Client]:
+    clients: list[Client] = []
+    for start in range(0, count, 200):
+        group = [gevent.spawn(Client, target, port, project, tally, extra)
+                 for _ in range(min(200, count - start))]
+        gevent.joinall(group, raise_error=True)
+        clients.extend(g.value for g in group)
+    for client in clients:
+        if not client.ready.wait(timeout=60):
+            raise RuntimeError("a client's subscription was never confirmed")
+    return clients
+
+
+def body(project: str, seqs: range, tally: Tally) -> bytes:
+    now = time.perf_counter()
+    events = []
+    tally.posted = max(tally.posted, seqs.stop)
+    for seq in seqs:
+        tally.sent[seq] = now
+        events.append({"type": "log_entry", "project": project,
+                       "deployment_id": f"{project}-{seq // 100}", "message": f"seq={seq}"})
+    return json.dumps(events[0] if len(events) == 1 else {"events": events}).encode()
+
+
+class Usage:
+    """CPU seconds and RSS of the server's processes, and this process's CPU, over a window."""
+
+    def __init__(self, server: HubServer) -> None:
+        if server.process is None:
+            raise RuntimeError("the server is not running")
+        self.pids = _tree(server.process.pid)[1:]  # the worker, not the idle master
+        self.server_cpu = self._server_cpu()
+        self.own = resource.getrusage(resource.RUSAGE_SELF)
+        self.started = time.perf_counter()
+
+    def _server_cpu(self) -> float:
+        total = 0
+        for pid in self.pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / TICKS
+
+    def rss_mb(self) -> float:
+        return sum(_rss_kb(pid) for pid in self.pids) / 1024
+
+    def finish(self) -> tuple[float, float, float]:
+        """(seconds, server CPU %, load generator CPU %)."""
+        seconds = time.perf_counter() - self.started
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        mine = (own.ru_utime - self.own.ru_utime) + (own.ru_stime - self.own.ru_stime)
+        return seconds, (self._server_cpu() - self.server_cpu) / seconds * 100, mine / seconds * 100
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def percentile(ordered: list[float], p: float) -> float:
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+def fan_out(target: Target, server: HubServer, clients: int, events: int, project: str,
+            post: Callable[[int, Tally], object]) -> dict[str, object]:
+    """Subscribe ``clients``, run ``post``, wait for the deliveries; the case's figures."""
+    tally = Tally(events, [0.0] * events)
+    subscribers = connect_all(target, server.port, clients, project, tally)
+    usage = Usage(server)
+    post(server.port, tally)
+    deadline = time.perf_counter() + DRAIN_SECONDS
+    while tally.unique < clients * tally.posted and time.perf_counter() < deadline:
+        gevent.sleep(0.05)
+    seconds, server_cpu, own_cpu = usage.finish()
+    rss = usage.rss_mb()
+    for client in subscribers:
+        client.close()
+    ordered = sorted(tally.latencies)
+    return {
+        "deliveries/s": tally.unique / seconds,
+        "p50 ms": percentile(ordered, 50) * 1e3, "p95 ms": percentile(ordered, 95) * 1e3,
+        "p99 ms": percentile(ordered, 99) * 1e3, "max ms": (ordered[-1] if ordered else 0) * 1e3,
+        "events": tally.posted, "lost": clients * tally.posted - tally.unique,
+        "duplicates": tally.duplicates, "closed by server": tally.closed,
+        "server CPU %": server_cpu, "server RSS MB": rss, "loadgen CPU %": own_cpu,
+    }
+
+
+def paced(project: str, rate: float, events: int) -> Callable[[int, Tally], object]:
+    """One event per request, R requests a second."""
+    def post(port: int, tally: Tally) -> None:
+        started = time.perf_counter()
+
+        def one(index: int) -> bytes:
+            gevent.sleep(max(0.0, started + index / rate - time.perf_counter()))
+            return body(project, range(index, index + 1), tally)
+
+        run(port, "/api/webhooks/deployment", one, total=events, concurrency=4,
+            deadline=events / rate + 30)
+    return post
+
+
+def flat_out(project: str, seconds: float, events: int) -> Callable[[int, Tally], object]:
+    """Batches of events, as fast as four keep-alive connections go, for ``seconds``."""
+    def post(port: int, tally: Tally) -> None:
+        def batch(index: int) -> bytes:
+            return body(project, range(index * BATCH, (index + 1) * BATCH), tally)
+
+        run(port, "/api/webhooks/deployment", batch, total=events // BATCH,
+            concurrency=4, deadline=seconds)
+    return post
+
+
+def idle_memory(target: Target, server: HubServer, count: int, extra: str = "") -> float:
+    """KB of worker RSS per idle subscribed connection."""
+    usage = Usage(server)
+    gevent.sleep(1)
+    before = usage.rss_mb()
+    clients = connect_all(target, server.port, count, "idle", None, extra)
+    gevent.sleep(2)
+    after = usage.rss_mb()
+    for client in clients:
+        client.close()
+    return (after - before) * 1024 / count
+
+
+def measure(target: Target, args: argparse.Namespace, workdir: Path
+            ) -> dict[str, dict[str, object]]:
+    server = pinned(HubServer(workdir / target.name, {
+        **target.env, "HUB_WS_MAX_CONNECTIONS": "20000", "HUB_WORKER_CONNECTIONS": "20000",
+        "HUB_MAX_BATCH_EVENTS": "1000"}, app_spec=target.app_spec))
+    results: dict[str, dict[str, object]] = {}
+    try:
+        paced_events = int(args.rate * args.seconds)
+        results[f"paced K={args.clients} R={args.rate:g}/s"] = fan_out(
+            target, server, args.clients, paced_events, "paced",
+            paced("paced", args.rate, paced_events))
+        cap = 10**6
+        results[f"max rate K={args.max_clients}"] = fan_out(
+            target, server, args.max_clients, cap, "flat", flat_out("flat", args.max_seconds, cap))
+        results["idle KB/connection"] = {"KB": idle_memory(target, server, args.idle)}
+        if not target.socketio:
+            results["idle KB/connection, deflate"] = {"KB": idle_memory(
+                target, server, args.idle, "Sec-WebSocket-Extensions: permessage-deflate\r\n")}
+    finally:
+        server.stop()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--max-clients", type=int, default=10)
+    parser.add_argument("--max-seconds", type=float, default=10.0)
+    parser.add_argument("--idle", type=int, default=2000)
+    parser.add_argument("--only", choices=("hub", "socketio"))
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, 4 * (args.clients + args.idle) + 1000)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {1})
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.processor())
+    print(f"machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
+          "server on CPU 0, load generator on CPU 1")
+    targets = [t for t in (HUB, SOCKETIO) if args.only in (None, t.name)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for target in targets:
+            print(f"\n{target.name}:")
+            for case, figures in measure(target, args, Path(tmp)).items():
+                shown = "  ".join(f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}"
+                                  for k, v in figures.items())
+                print(f"  {case:<32} {shown}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
