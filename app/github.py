@@ -419,9 +419,18 @@ def load_bodies(bodies: Sequence[dict[str, Any]]) -> list[Event]:
 
 
 def decode_delivery(
-    body: bytes, event_name: str | None, projects: Mapping[str, str], *, max_depth: int
+    body: bytes,
+    event_name: str | None,
+    projects: Mapping[str, str],
+    *,
+    max_depth: int,
+    max_events: int,
 ) -> list[Event]:
-    """The events of one ``POST /api/webhooks/github`` body (after its signature was checked)."""
+    """The events of one ``POST /api/webhooks/github`` body (after its signature was checked).
+
+    The same bounds as any other ingest apply: nesting depth, and as many
+    events as one batch may hold (a job's steps give two events each).
+    """
     if event_name not in WORKFLOW_EVENTS:
         shown = repr(event_name[:50]) if event_name else "a delivery without X-GitHub-Event"
         raise IgnoredDelivery(f"{shown} is not recorded; only {' and '.join(WORKFLOW_EVENTS)}")
@@ -430,4 +439,10 @@ def decode_delivery(
         raise InvalidEvent(
             f"JSON is nested deeper than {max_depth} levels", {"max_depth": max_depth}
         )
-    return load_bodies(delivery_bodies(event_name, payload, projects))
+    bodies = delivery_bodies(event_name, payload, projects)
+    if len(bodies) > max_events:
+        raise InvalidEvent(
+            f"the delivery gives {len(bodies)} events; at most {max_events} are allowed",
+            {"events": [f"At most {max_events} events."]},
+        )
+    return load_bodies(bodies)

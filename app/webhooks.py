@@ -177,4 +177,5 @@ def _github_events(body: bytes) -> list[Event]:
         request.headers.get("X-GitHub-Event"),
         repository_projects(settings.github_repositories),
         max_depth=settings.max_json_depth,
+        max_events=settings.max_batch_events,
     )

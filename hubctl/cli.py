@@ -63,7 +63,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
             "--retries",
             type=int,
             default=default or defaults["retries"],
-            help="retries of unanswered or 5xx posts (default: 3)",
+            help="retries of unanswered, 429 and 5xx requests (default: 3)",
         )
         owner.add_argument(
             "--color", choices=("auto", "always", "never"), default=default or defaults["color"]
@@ -358,6 +358,8 @@ def _watch(
 ) -> int:
     from hubctl.watch import GitHub, Watcher
 
+    if not args.run_id.isdigit():
+        raise CommandError(f"--run-id must be a run's number, not {args.run_id[:100]!r}")
     token = env.get("GITHUB_TOKEN") or env.get("GH_TOKEN")
     if not token:
         notice("GITHUB_TOKEN is not set: public repositories only, and no job logs")
@@ -367,6 +369,7 @@ def _watch(
         api_url=args.api_url,
         timeout=args.timeout,
         max_wait=args.max_wait,
+        attempts=args.retries + 1,
         notice=notice,
     )
     watcher = Watcher(

@@ -90,7 +90,12 @@ class GitHub:
             raise CommandError(f"--repo must be OWNER/REPO, not {self.repo[:100]!r}")
 
     def run(self, run_id: str) -> dict[str, Any]:
-        data = self._json(self.get(f"/repos/{self.repo}/actions/runs/{run_id}", f"run {run_id}"))
+        answer = self.get(f"/repos/{self.repo}/actions/runs/{run_id}", f"run {run_id}")
+        data = self._json(answer)
+        if not _whole(data.get("id")):
+            raise GitHubError(
+                f"GitHub's answer for run {run_id} is not a run: {answer.text(120)!r}"
+            )
         return data
 
     def jobs(self, run_id: str) -> list[dict[str, Any]]:
@@ -109,7 +114,15 @@ class GitHub:
             page = self._json(answer).get("jobs")
             if not isinstance(page, list):
                 raise GitHubError(f"GitHub's jobs answer has no job list: {answer.text(120)!r}")
-            jobs += [job for job in page if isinstance(job, dict)]
+            for job in page:
+                if not (
+                    isinstance(job, dict) and _whole(job.get("id")) and _whole(job.get("run_id"))
+                ):
+                    raise GitHubError(
+                        f"GitHub's jobs answer holds something that is not a job: "
+                        f"{str(job)[:120]!r}"
+                    )
+                jobs.append(job)
             url = next_link(answer.headers)
         raise GitHubError(f"run {run_id} has more than {MAX_PAGES} pages of jobs")
 
@@ -266,6 +279,10 @@ class Watcher:
                 self.counts.update(body["type"] for body in new)
                 self.say(f"run {self.run_id} {run.get('status')}: sent {len(new)} events")
         return run, finished
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _repository_name(run: Mapping[str, Any], repo: str) -> str:

@@ -277,11 +277,15 @@ class FakeGitHub:
         self.limits: list[str] = []
         #: Log requests per job to answer 404 before the log is offered.
         self.log_delays: dict[int, int] = {}
+        #: Path -> (status, JSON body) answered instead of the real thing: broken answers.
+        self.overrides: dict[str, tuple[int, Any]] = {}
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"fake": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> FakeGitHub:
         self._thread.start()
@@ -319,6 +323,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fake.limits:
                 self._limit(fake.limits.pop(0))
+                return
+            if parts.path in fake.overrides:
+                self._json(*fake.overrides[parts.path])
                 return
             self._api(parts.path, parse_qs(parts.query))
 

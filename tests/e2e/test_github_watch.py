@@ -278,3 +278,39 @@ def test_a_run_reported_by_webhooks_and_the_watcher_is_stored_once(
     after = stored_events(hub, 8050)
     assert [e for e in after if e["type"] != "log_entry"] == lifecycle
     assert any(e["type"] == "log_entry" for e in after)
+
+
+@pytest.mark.parametrize(
+    ("path", "answer", "message"),
+    [
+        ("/runs/8060", (200, {"message": "ok"}), "is not a run"),
+        ("/runs/8060/jobs", (200, {"total_count": 1, "jobs": [{"name": "no id"}]}), "not a job"),
+        ("/runs/8060/jobs", (200, {"total_count": 1}), "has no job list"),
+        ("/runs/8060", (502, {"message": "bad gateway"}), "HTTP 502 (after 2 attempts)"),
+    ],
+    ids=["run-without-id", "job-without-id", "no-job-list", "server-errors"],
+)
+def test_broken_github_answers_are_reported_not_crashed_on(
+    hub: HubServer, github: FakeGitHub, path: str, answer: tuple[int, Any], message: str
+) -> None:
+    github.add(build_run(8060, THREE_JOBS[:1], conclusion="success"))
+    github.overrides[f"/repos/{OWNER_REPO}/actions{path}"] = answer
+    code, _, err = watch(hub, github, 8060, "--retries", "1")
+    assert code == 4
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--run-id", "../../x"], "--run-id must be a run's number"),
+        (["--repo", "not a repo"], "--repo must be OWNER/REPO"),
+    ],
+    ids=["run-id", "repo"],
+)
+def test_bad_watch_arguments_are_refused(
+    hub: HubServer, github: FakeGitHub, args: list[str], message: str
+) -> None:
+    code, _, err = watch(hub, github, 1, *args)
+    assert code == 1
+    assert message in err

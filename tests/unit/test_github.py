@@ -286,17 +286,19 @@ def test_unlisted_repositories_and_queued_jobs_are_ignored() -> None:
 @pytest.mark.parametrize("event_name", ["ping", "push", "check_run", None])
 def test_other_events_are_ignored_before_the_body_is_read(event_name: str | None) -> None:
     with pytest.raises(IgnoredDelivery):
-        decode_delivery(b"not json at all", event_name, PROJECTS, max_depth=32)
+        decode_delivery(b"not json at all", event_name, PROJECTS, max_depth=32, max_events=1000)
 
 
 def test_bad_json_and_deep_json_are_refused() -> None:
     with pytest.raises(InvalidJSON):
-        decode_delivery(b"{", "workflow_run", PROJECTS, max_depth=32)
+        decode_delivery(b"{", "workflow_run", PROJECTS, max_depth=32, max_events=1000)
     deep: Any = {}
     for _ in range(40):
         deep = {"x": deep}
     with pytest.raises(InvalidEvent, match="nested deeper"):
-        decode_delivery(json.dumps(deep).encode(), "workflow_run", PROJECTS, max_depth=32)
+        decode_delivery(
+            json.dumps(deep).encode(), "workflow_run", PROJECTS, max_depth=32, max_events=1000
+        )
 
 
 def test_an_invalid_translated_event_names_its_index() -> None:
@@ -320,3 +322,11 @@ def test_an_invalid_translated_event_names_its_index() -> None:
             ]
         )
     assert caught.value.details["index"] == 1
+
+
+def test_a_delivery_with_more_events_than_a_batch_may_hold_is_refused() -> None:
+    run = failed_run()
+    payload = json.dumps(run.webhook_job(run.jobs[0], "completed")).encode()
+    with pytest.raises(InvalidEvent, match="at most 4 are allowed"):
+        decode_delivery(payload, "workflow_job", PROJECTS, max_depth=32, max_events=4)
+    assert len(decode_delivery(payload, "workflow_job", PROJECTS, max_depth=32, max_events=9)) == 9
