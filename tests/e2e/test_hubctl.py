@@ -473,3 +473,34 @@ def test_the_console_script_is_installed() -> None:
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0
     assert "github" in result.stdout
+
+
+def test_tail_says_so_when_history_no_longer_reaches_back(hub: HubServer) -> None:
+    """An id from an epoch the hub no longer holds is answered with recovered: false."""
+    code, _, err = hubctl(
+        hub.url,
+        "send",
+        "--type",
+        "log_entry",
+        "--project",
+        "live",
+        "--deployment-id",
+        "650",
+        "--message",
+        "still here",
+    )
+    assert code == 0, err
+    tail = TailProcess(
+        hub.url,
+        "--deployment",
+        "650",
+        "--since",
+        "0000000000001-000000000001",
+        "--count",
+        "1",
+        "--json",
+    )
+    code, stderr = tail.finish()
+    assert code == 0, stderr
+    assert json.loads(tail.read(1)[0])["payload"]["message"] == "still here"
+    assert "history no longer reaches back to 0000000000001-000000000001" in stderr
