@@ -47,6 +47,7 @@ fmt: $(STAMP)
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/ingest.py
 	@if [ -f bench/fanout.py ]; then $(BIN)/python bench/fanout.py; fi
+	$(BIN)/python bench/soak.py --seconds 180
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
