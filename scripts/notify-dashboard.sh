@@ -107,7 +107,16 @@ for index in "${!positional[@]}"; do
     args+=("arg_${names[$index]}=${positional[$index]}")
 done
 
-if ! command -v python3 >/dev/null 2>&1; then
+# python3 on Linux and macOS runners; Windows runners' Git Bash calls it python.
+python=""
+for candidate in python3 python; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+        "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 6))' 2>/dev/null; then
+        python=$candidate
+        break
+    fi
+done
+if [ -z "$python" ]; then
     echo "notify-dashboard: not sent: python3 is not installed" >&2
     if [ "$strict" = 1 ]; then exit 1; fi
     exit 0
@@ -301,4 +310,4 @@ finish(False, "%s after %d attempts; last: %s" % (what, retries + 1, reason))
 PY
 
 # ${a[@]+"${a[@]}"}: an empty array under set -u, also on macOS's bash 3.2
-exec python3 -I -c "$PROGRAM" "$strict" "$dry_run" ${fields[@]+"${fields[@]}"} ${args[@]+"${args[@]}"}
+exec "$python" -I -c "$PROGRAM" "$strict" "$dry_run" ${fields[@]+"${fields[@]}"} ${args[@]+"${args[@]}"}

@@ -427,3 +427,24 @@ def test_dry_run_prints_the_body_it_would_send() -> None:
         "errorMessage",
     ]
     assert (body["logs"], body["errorMessage"], body["duration"]) == (HOSTILE["template"], "", 7)
+
+
+def test_a_runner_without_python_is_told_so_and_the_deploy_goes_on(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    bash = shutil.which("bash")
+    assert bash is not None
+    (bin_dir / "bash").symlink_to(bash)
+    for strict, code in (([], 0), (["--strict"], 1)):
+        result = subprocess.run(
+            [str(bin_dir / "bash"), str(SCRIPT), *strict, "web", "success"],
+            capture_output=True,
+            text=True,
+            env={"PATH": str(bin_dir)},
+            check=False,
+            timeout=60 * TIMEOUT_FACTOR,
+        )
+        assert (result.returncode, result.stderr) == (
+            code,
+            "notify-dashboard: not sent: python3 is not installed\n",
+        )
