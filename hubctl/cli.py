@@ -55,7 +55,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         )
         owner.add_argument(
             "--timeout",
-            type=float,
+            type=_positive(float),
             default=default or defaults["timeout"],
             help="seconds per request (default: 30)",
         )
@@ -119,7 +119,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     tail.add_argument("--since", help="start after this event id")
     tail.add_argument("--types", help="comma-separated event types to show")
     tail.add_argument("--json", action="store_true", help="one normalised event per line")
-    tail.add_argument("--count", type=int, help="stop after this many events")
+    tail.add_argument("--count", type=_positive(int), help="stop after this many events")
     tail.add_argument(
         "--until-complete", action="store_true", help="stop after a deployment_completed event"
     )
@@ -151,11 +151,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="GitHub's REST API (default: %(default)s)",
     )
     watch.add_argument("--project", help="project name on the hub (default: the repo's name)")
-    watch.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
+    watch.add_argument(
+        "--interval", type=_positive(float), default=10.0, help="seconds between polls"
+    )
     watch.add_argument("--once", action="store_true", help="poll once, send, and exit")
     watch.add_argument(
         "--max-wait",
-        type=float,
+        type=_positive(float),
         default=900.0,
         help="longest total wait for GitHub rate limits, in seconds (default: %(default)s)",
     )
@@ -247,18 +249,14 @@ def _send(args: argparse.Namespace, client: HubClient, stdin: TextIO, say: Say) 
         if args.step is not None:
             body["step_name" if " / " in args.step and not args.job else "step"] = args.step
         for item in args.field:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise CommandError(f"--field wants KEY=VALUE, not {item[:100]!r}")
+            key, value = _pair(item, "--field wants KEY=VALUE")
             body[key] = value
         for item in args.json_field:
-            key, sep, value = item.partition("=")
+            key, value = _pair(item, "--json-field wants KEY=JSON")
             try:
                 body[key] = json.loads(value)
             except ValueError:
-                sep = ""
-            if not sep or not key:
-                raise CommandError(f"--json-field wants KEY=JSON, not {item[:100]!r}")
+                raise CommandError(f"--json-field {key}: not JSON: {value[:100]!r}") from None
         posted = client.post_events([body], args.route)
     count = len(posted.ids)
     noun = "event" if count == 1 else "events"
@@ -267,6 +265,25 @@ def _send(args: argparse.Namespace, client: HubClient, stdin: TextIO, say: Say) 
     else:
         say(f"accepted {count} {noun}: {' '.join(posted.ids)}")
     return 0
+
+
+def _pair(item: str, usage: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise CommandError(f"{usage}, not {item[:100]!r}")
+    return key, value
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], Any]:
+    """An argparse type for numbers above zero, so no wait or count can be negative."""
+
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+        return value
+
+    return parse
 
 
 def _stdin_events(text: str) -> list[dict[str, Any]]:

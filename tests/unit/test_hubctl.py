@@ -12,7 +12,7 @@ import pytest
 from app.auth import verify_request
 from app.legacy import PROJECT_STATUS, SUMMARY
 from app.schemas import load_typed_event, load_with
-from hubctl.cli import _stdin_events
+from hubctl.cli import _stdin_events, main
 from hubctl.hub import (
     BATCH_BYTES,
     BATCH_EVENTS,
@@ -374,3 +374,39 @@ def test_the_next_page_comes_from_the_link_header() -> None:
     )
     assert next_link(headers(Link='<https://x/?page=1>; rel="prev"')) is None
     assert next_link(headers()) is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tail", "--project", "p", "--count", "0"],
+        ["--timeout", "-1", "status", "1"],
+        ["github", "watch", "--repo", "o/r", "--run-id", "1", "--interval", "-5"],
+        ["github", "watch", "--repo", "o/r", "--run-id", "1", "--max-wait", "nan"],
+    ],
+    ids=["count", "timeout", "interval", "max-wait"],
+)
+def test_numbers_that_make_no_sense_are_usage_errors(args: list[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(args, environ={}, stderr=io.StringIO())
+    assert caught.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--field", "novalue"], "--field wants KEY=VALUE, not 'novalue'"),
+        (["--json-field", "=1"], "--json-field wants KEY=JSON, not '=1'"),
+        (["--json-field", "cpu=12,5"], "--json-field cpu: not JSON: '12,5'"),
+    ],
+    ids=["field", "json-field-key", "json-field-value"],
+)
+def test_bad_send_fields_are_named_before_anything_is_sent(args: list[str], message: str) -> None:
+    err = io.StringIO()
+    code = main(
+        ["--hub", "http://127.0.0.1:9", "send", "--type", "test", *args],
+        environ={},
+        stdout=io.StringIO(),
+        stderr=err,
+    )
+    assert (code, err.getvalue()) == (1, f"hubctl: {message}\n")
