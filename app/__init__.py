@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     else:
         check_settings(settings)
     configure_logging(settings)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # app/static is served by app.dashboard
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     store = create_store(
@@ -62,8 +62,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def _register_routes(app: Flask, role: str) -> None:
-    """The read API and health everywhere; webhooks unless ``stream``; WS/SSE unless ``ingest``."""
+    """Read API, health and dashboard everywhere; webhooks unless stream; WS/SSE unless ingest."""
     from app.api import api
+    from app.dashboard import dashboard
     from app.health import health
     from app.webhooks import webhooks
     from broadcaster import ws
@@ -74,6 +75,7 @@ def _register_routes(app: Flask, role: str) -> None:
             app.register_blueprint(webhooks, url_prefix=f"{prefix}/api", name=f"webhooks{suffix}")
         app.register_blueprint(api, url_prefix=f"{prefix}/api", name=f"api{suffix}")
         app.register_blueprint(health, url_prefix=prefix or None, name=f"health{suffix}")
+        app.register_blueprint(dashboard, url_prefix=prefix or None, name=f"dashboard{suffix}")
         if role != "INGEST":
             app.register_blueprint(stream, url_prefix=f"{prefix}/api", name=f"stream{suffix}")
             app.register_blueprint(

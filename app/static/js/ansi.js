@@ -1,0 +1,68 @@
+// ANSI colour codes in log lines, parsed by anser (vendor/anser.js) into styled
+// chunks that become <span>s holding text nodes: the text is never parsed as HTML.
+
+const Anser = window.module.exports;
+delete window.module;
+
+const PALETTE_BASE = [
+  [0, 0, 0], [205, 49, 49], [13, 188, 121], [229, 229, 16],
+  [36, 114, 200], [188, 63, 188], [17, 168, 205], [229, 229, 229],
+  [102, 102, 102], [241, 76, 76], [35, 209, 139], [245, 245, 67],
+  [59, 142, 234], [214, 112, 214], [41, 184, 219], [255, 255, 255],
+];
+
+/** The xterm 256-colour palette entry `index` as "r, g, b". */
+function paletteColour(index) {
+  if (index < 16) return PALETTE_BASE[index].join(", ");
+  if (index < 232) {
+    const n = index - 16;
+    const level = (v) => (v === 0 ? 0 : 55 + v * 40);
+    return [level(Math.floor(n / 36)), level(Math.floor(n / 6) % 6), level(n % 6)].join(", ");
+  }
+  const grey = 8 + (index - 232) * 10;
+  return [grey, grey, grey].join(", ");
+}
+
+function applyColour(span, cls, truecolor, property) {
+  if (!cls) return;
+  const palette = /^ansi-palette-(\d{1,3})$/.exec(cls);
+  if (cls === "ansi-truecolor" && truecolor) span.style[property] = `rgb(${truecolor})`;
+  else if (palette) span.style[property] = `rgb(${paletteColour(Number(palette[1]) % 256)})`;
+  else if (/^ansi-[a-z-]+$/.test(cls)) span.classList.add(`${cls}-${property === "color" ? "fg" : "bg"}`);
+}
+
+/** A fragment of text nodes in <span>s styled by the line's escape codes. */
+export function renderAnsi(text) {
+  const fragment = document.createDocumentFragment();
+  let chunks;
+  try {
+    chunks = Anser.ansiToJson(text, { use_classes: true, remove_empty: true });
+  } catch {
+    chunks = [{ content: text }];
+  }
+  for (const chunk of chunks) {
+    const styled = chunk.fg || chunk.bg || (chunk.decorations && chunk.decorations.length);
+    if (!styled) {
+      fragment.append(document.createTextNode(chunk.content));
+      continue;
+    }
+    const span = document.createElement("span");
+    span.textContent = chunk.content;
+    applyColour(span, chunk.fg, chunk.fg_truecolor, "color");
+    applyColour(span, chunk.bg, chunk.bg_truecolor, "backgroundColor");
+    for (const decoration of chunk.decorations || []) {
+      if (/^[a-z]+$/.test(decoration)) span.classList.add(`ansi-${decoration}`);
+    }
+    fragment.append(span);
+  }
+  return fragment;
+}
+
+/** The text without escape codes (search, download). */
+export function stripAnsi(text) {
+  try {
+    return Anser.ansiToText(text);
+  } catch {
+    return text;
+  }
+}

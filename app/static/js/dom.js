@@ -1,0 +1,207 @@
+// Building DOM from data without ever parsing data as HTML, and formatting values.
+//
+// Every value shown on the page comes from senders we do not control (a log line
+// may hold `<script>`), so elements are made with createElement and filled with
+// textContent; no code here or elsewhere assigns innerHTML.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function fill(el, attrs, children) {
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "text") el.textContent = String(value);
+    else if (key === "class") el.setAttribute("class", value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2), value);
+    } else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+/** An HTML element; attributes are set as attributes, children as nodes or text. */
+export function h(tag, attrs, ...children) {
+  return fill(document.createElement(tag), attrs, children);
+}
+
+/** An SVG element (sparklines). */
+export function svg(tag, attrs, ...children) {
+  return fill(document.createElementNS(SVG_NS, tag), attrs, children);
+}
+
+export function clear(el) {
+  el.replaceChildren();
+  return el;
+}
+
+/** Only http(s) links from data become hrefs; anything else (javascript:, data:) is dropped. */
+export function safeUrl(value) {
+  if (typeof value !== "string") return null;
+  try {
+    const url = new URL(value);
+    return url.protocol === "https:" || url.protocol === "http:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+export const STATUS_ICONS = {
+  success: "✓",
+  failure: "✕",
+  running: "●",
+  pending: "○",
+  cancelled: "⊘",
+  skipped: "↷",
+};
+
+export function statusBadge(status, extraClass = "") {
+  const known = status in STATUS_ICONS ? status : "pending";
+  return h(
+    "span",
+    { class: `badge badge-${known} ${extraClass}`.trim(), dataset: { status: known } },
+    h("span", { class: "badge-icon", "aria-hidden": "true" }, STATUS_ICONS[known]),
+    h("span", { class: "badge-text" }, String(status || "unknown")),
+  );
+}
+
+export function parseTime(value) {
+  if (!value) return null;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? null : ms;
+}
+
+/** 850 ms, 12.3 s, 4m 05s, 1h 02m. */
+export function formatDuration(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "—";
+  ms = Math.max(0, ms);
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+  const whole = Math.floor(seconds);
+  const hours = Math.floor(whole / 3600);
+  const minutes = Math.floor((whole % 3600) / 60);
+  const rest = whole % 60;
+  if (hours > 0) return `${hours}h ${String(minutes).padStart(2, "0")}m`;
+  return `${minutes}m ${String(rest).padStart(2, "0")}s`;
+}
+
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+
+export function formatRelative(value, now = Date.now()) {
+  const at = parseTime(value);
+  if (at === null) return "—";
+  const seconds = Math.round((at - now) / 1000);
+  const abs = Math.abs(seconds);
+  if (abs < 45) return relative.format(Math.round(seconds), "second");
+  if (abs < 2700) return relative.format(Math.round(seconds / 60), "minute");
+  if (abs < 64800) return relative.format(Math.round(seconds / 3600), "hour");
+  return relative.format(Math.round(seconds / 86400), "day");
+}
+
+const absolute = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+const clock = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
+
+export function formatAbsolute(value) {
+  const at = parseTime(value);
+  return at === null ? "" : absolute.format(at);
+}
+
+export function formatClock(value) {
+  const at = parseTime(value);
+  return at === null ? "" : clock.format(at);
+}
+
+/** A <time> that says "3 minutes ago" and shows the exact moment on hover. */
+export function timeAgo(value) {
+  return h(
+    "time",
+    { datetime: value || null, title: formatAbsolute(value) || null, dataset: { ago: value || "" } },
+    formatRelative(value),
+  );
+}
+
+/** Elapsed time of something still running; the page ticker keeps it current. */
+export function elapsed(startedAt, extraClass = "") {
+  return h(
+    "span",
+    { class: `elapsed ${extraClass}`.trim(), dataset: { since: startedAt || "" } },
+    formatDuration(Date.now() - (parseTime(startedAt) ?? Date.now())),
+  );
+}
+
+/** A deployment's duration: fixed once it ended, ticking while it runs. */
+export function durationOf(item, extraClass = "") {
+  if ((item.status === "running" || item.status === "pending") && item.started_at) {
+    return elapsed(item.started_at, extraClass);
+  }
+  return h("span", { class: extraClass || null }, formatDuration(item.duration_ms));
+}
+
+/** Refresh every ticking duration and relative time on the page. */
+export function tick(root = document) {
+  const now = Date.now();
+  for (const el of root.querySelectorAll("[data-since]")) {
+    const since = parseTime(el.dataset.since);
+    if (since !== null) el.textContent = formatDuration(now - since);
+  }
+  for (const el of root.querySelectorAll("[data-ago]")) {
+    if (el.dataset.ago) el.textContent = formatRelative(el.dataset.ago, now);
+  }
+}
+
+export function shortCommit(commit) {
+  return typeof commit === "string" && /^[0-9a-f]{12,}$/i.test(commit) ? commit.slice(0, 7) : commit;
+}
+
+export function percent(value) {
+  return value === null || value === undefined ? "—" : `${(value * 100).toFixed(value < 0.1 ? 1 : 0)}%`;
+}
+
+export function median(values) {
+  const known = values.filter((v) => typeof v === "number").sort((a, b) => a - b);
+  if (!known.length) return null;
+  const mid = Math.floor(known.length / 2);
+  return known.length % 2 ? known[mid] : (known[mid - 1] + known[mid]) / 2;
+}
+
+/** Run `fn` once, `wait` ms after the last call (re-fetches after a burst of events). */
+export function debounce(fn, wait) {
+  let timer = null;
+  const debounced = (...args) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      fn(...args);
+    }, wait);
+  };
+  debounced.cancel = () => clearTimeout(timer);
+  return debounced;
+}
+
+/** A serial runner: at most one call in flight, and one more queued behind it. */
+export function serial(fn) {
+  let running = null;
+  let again = false;
+  const run = async () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      try {
+        do {
+          again = false;
+          await fn();
+        } while (again);
+      } finally {
+        running = null;
+      }
+    })();
+    return running;
+  };
+  return run;
+}

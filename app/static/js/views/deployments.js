@@ -1,0 +1,181 @@
+// Deployment history: newest first, filtered by project, status and branch, with
+// rows that update (and appear) live and running durations that tick.
+
+import { deploymentPath, getJSON } from "../api.js";
+import { debounce, durationOf, h, serial, shortCommit, statusBadge, timeAgo } from "../dom.js";
+import { watchProjects } from "./watch.js";
+
+const PAGE_SIZE = 50;
+const STATUSES = ["pending", "running", "success", "failure", "cancelled", "skipped"];
+
+function row(item) {
+  const link = `#/deployments/${encodeURIComponent(item.deployment_id)}`;
+  return h(
+    "tr",
+    { dataset: { id: item.deployment_id, status: item.status, started: item.started_at || "" } },
+    h("td", { "data-label": "Status" }, statusBadge(item.status)),
+    h("td", { "data-label": "Project" }, h("a", { href: `#/deployments?project=${encodeURIComponent(item.project)}` }, item.project)),
+    h("td", { "data-label": "Deployment" }, h("a", { href: link, class: "mono" }, item.deployment_id)),
+    h("td", { "data-label": "Branch" }, item.branch || "—"),
+    h("td", { "data-label": "Commit", class: "mono", title: item.commit || null }, shortCommit(item.commit) || "—"),
+    h("td", { "data-label": "Actor" }, item.actor || "—"),
+    h("td", { "data-label": "Started" }, item.started_at ? timeAgo(item.started_at) : "—"),
+    h("td", { "data-label": "Duration", class: "num" }, durationOf(item)),
+  );
+}
+
+function matches(item, filters) {
+  return (
+    (!filters.project || item.project === filters.project) &&
+    (!filters.status || item.status === filters.status) &&
+    (!filters.branch || item.branch === filters.branch)
+  );
+}
+
+export function deploymentsView(main, live, query) {
+  const filters = { project: query.get("project") || "", status: query.get("status") || "", branch: query.get("branch") || "" };
+  let cursor = null;
+  let disposed = false;
+
+  const projectSelect = h("select", { id: "filter-project", name: "project" }, h("option", { value: "" }, "All projects"));
+  if (filters.project) projectSelect.append(h("option", { value: filters.project }, filters.project));
+  projectSelect.value = filters.project;
+  const statusSelect = h(
+    "select",
+    { id: "filter-status", name: "status" },
+    h("option", { value: "" }, "Any status"),
+    STATUSES.map((s) => h("option", { value: s }, s)),
+  );
+  statusSelect.value = filters.status;
+  const branchInput = h("input", { id: "filter-branch", name: "branch", type: "search", placeholder: "any branch", value: filters.branch, maxlength: "200" });
+  const tbody = h("tbody");
+  const status = h("p", { class: "muted", role: "status", hidden: true });
+  const showStatus = (text) => {
+    status.textContent = text;
+    status.hidden = !text;
+  };
+  const more = h("button", { type: "button", class: "button", hidden: true, onclick: () => loadPage(false) }, "Load more");
+
+  main.replaceChildren(
+    h("div", { class: "page-head" }, h("h1", null, "History"), h("p", { class: "muted" }, "Every deployment, newest first.")),
+    h(
+      "form",
+      { class: "card filters", role: "search", "aria-label": "Filter deployments", onsubmit: (e) => e.preventDefault() },
+      h("label", { for: "filter-project" }, "Project", projectSelect),
+      h("label", { for: "filter-status" }, "Status", statusSelect),
+      h("label", { for: "filter-branch" }, "Branch", branchInput),
+    ),
+    h(
+      "div",
+      { class: "card table-card" },
+      h(
+        "table",
+        { class: "deployments" },
+        h("caption", { class: "sr-only" }, "Deployments, newest first"),
+        h(
+          "thead",
+          null,
+          h("tr", null, ["Status", "Project", "Deployment", "Branch", "Commit", "Actor", "Started", "Duration"].map((t) => h("th", { scope: "col" }, t))),
+        ),
+        tbody,
+      ),
+      status,
+      more,
+    ),
+  );
+
+  getJSON("projects")
+    .then((answer) => {
+      for (const p of answer.projects) {
+        if (p.project !== filters.project) projectSelect.append(h("option", { value: p.project }, p.project));
+      }
+    })
+    .catch(() => {});
+
+  let generation = 0; // a newer first page makes older answers moot
+  async function loadPage(first) {
+    const mine = first ? ++generation : generation;
+    let answer;
+    try {
+      answer = await getJSON("deployments", { ...filters, limit: PAGE_SIZE, cursor: first ? null : cursor });
+    } catch (error) {
+      showStatus(`Could not load deployments: ${error.message}`);
+      return;
+    }
+    if (disposed || mine !== generation) return;
+    const rows = answer.deployments.map(row);
+    if (first) tbody.replaceChildren(...rows);
+    else tbody.append(...rows);
+    cursor = answer.next_cursor;
+    more.hidden = !cursor;
+    showStatus(tbody.children.length ? "" : "No deployments match these filters.");
+  }
+
+  function applyFilters() {
+    filters.project = projectSelect.value;
+    filters.status = statusSelect.value;
+    filters.branch = branchInput.value.trim();
+    const params = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
+    const text = params.toString();
+    history.replaceState(null, "", `#/deployments${text ? `?${text}` : ""}`);
+    loadPage(true);
+    watch.stop();
+    watch = watchAll();
+  }
+  projectSelect.addEventListener("change", applyFilters);
+  statusSelect.addEventListener("change", applyFilters);
+  branchInput.addEventListener("input", debounce(applyFilters, 300));
+
+  // Live: fetch each changed deployment and put its row in place.
+  const changed = new Set();
+  const update = serial(async () => {
+    const ids = [...changed];
+    changed.clear();
+    for (const id of ids) {
+      let item;
+      try {
+        item = await getJSON(deploymentPath(id));
+      } catch {
+        continue;
+      }
+      if (disposed) return;
+      const existing = tbody.querySelector(`tr[data-id="${CSS.escape(id)}"]`);
+      if (!matches(item, filters)) {
+        existing?.remove();
+        continue;
+      }
+      const fresh = row(item);
+      if (existing) existing.replaceWith(fresh);
+      else {
+        const after = [...tbody.children].find((tr) => (tr.dataset.started || "") < (item.started_at || ""));
+        if (after) tbody.insertBefore(fresh, after);
+        else if (!cursor) tbody.append(fresh);
+      }
+    }
+    showStatus(tbody.children.length ? "" : "No deployments match these filters.");
+  });
+  const soon = debounce(update, 150);
+
+  function watchAll() {
+    return watchProjects(live, {
+      projects: filters.project ? [filters.project] : null,
+      onEvent(event) {
+        if (!event.deployment_id) return;
+        changed.add(event.deployment_id);
+        soon();
+      },
+      onNewProject: () => loadPage(true),
+      onReset: () => loadPage(true),
+    });
+  }
+  let watch = watchAll();
+  loadPage(true);
+
+  return {
+    dispose() {
+      disposed = true;
+      soon.cancel();
+      watch.stop();
+    },
+  };
+}

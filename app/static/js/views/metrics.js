@@ -1,0 +1,256 @@
+// Delivery metrics over a chosen window: deployment frequency, change failure
+// rate, time to restore and duration percentiles, per project, as charts (Chart.js,
+// loaded only when this page is opened) with the same numbers in a table.
+
+import { getJSON } from "../api.js";
+import { debounce, formatDuration, h, percent } from "../dom.js";
+import { watchProjects } from "./watch.js";
+
+const WINDOWS = [7, 30, 90, 365];
+const COLOURS = {
+  success: "#2e7d32",
+  failure: "#c62828",
+  other: "#90a4ae",
+  p50: "#1f4fd1",
+  p90: "#7b61ff",
+  p95: "#ef6c00",
+  rate: "#c62828",
+  restore: "#00897b",
+};
+const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif';
+
+let chartLibrary = null;
+
+function loadChartLibrary() {
+  if (window.Chart) return Promise.resolve(window.Chart);
+  if (!chartLibrary) {
+    chartLibrary = new Promise((resolve, reject) => {
+      const script = h("script", { src: `${document.body.dataset.assets}/vendor/chart.umd.min.js` });
+      script.addEventListener("load", () => resolve(window.Chart));
+      script.addEventListener("error", () => {
+        chartLibrary = null;
+        script.remove();
+        reject(new Error("the chart library did not load"));
+      });
+      document.head.append(script);
+    });
+  }
+  return chartLibrary;
+}
+
+/** Hours or minutes, whichever reads better for the largest value. */
+function timeUnit(values) {
+  const largest = Math.max(0, ...values.filter((v) => typeof v === "number"));
+  if (largest >= 2 * 3600000) return { name: "hours", ms: 3600000 };
+  if (largest >= 2 * 60000) return { name: "minutes", ms: 60000 };
+  return { name: "seconds", ms: 1000 };
+}
+
+function scaled(value, unit) {
+  return typeof value === "number" ? Math.round((value / unit.ms) * 100) / 100 : null;
+}
+
+function kpi(label, value, hint) {
+  return h("div", { class: "kpi" }, h("span", { class: "kpi-label" }, label), h("span", { class: "kpi-value" }, value), hint ? h("span", { class: "kpi-hint muted" }, hint) : null);
+}
+
+function chartCard(id, title, description) {
+  const canvas = h("canvas", { id, role: "img", "aria-label": `${title}: ${description}` });
+  return {
+    canvas,
+    el: h("section", { class: "card chart-card", "aria-labelledby": `${id}-title` }, h("h2", { id: `${id}-title` }, title), h("p", { class: "muted chart-note" }, description), h("div", { class: "chart-box" }, canvas)),
+  };
+}
+
+function baseOptions(extra = {}) {
+  return {
+    animation: false,
+    responsive: true,
+    maintainAspectRatio: false,
+    plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
+    ...extra,
+  };
+}
+
+export function metricsView(main, live, query) {
+  let days = Number(query.get("days")) || 30;
+  if (!WINDOWS.includes(days)) days = 30;
+  let project = query.get("project") || "";
+  let disposed = false;
+  let charts = [];
+
+  const windowSelect = h("select", { id: "metrics-window" }, WINDOWS.map((d) => h("option", { value: String(d) }, d === 365 ? "Last year" : `Last ${d} days`)));
+  windowSelect.value = String(days);
+  const projectSelect = h("select", { id: "metrics-project" }, h("option", { value: "" }, "All projects"));
+  if (project) projectSelect.append(h("option", { value: project }, project));
+  projectSelect.value = project;
+  const status = h("p", { class: "muted", role: "status" }, "Loading metrics…");
+  const body = h("div", { class: "metrics-body" });
+
+  main.replaceChildren(
+    h("div", { class: "page-head" }, h("h1", null, "Delivery metrics"), h("p", { class: "muted" }, "How often each project deploys, how often that fails, and how fast it recovers.")),
+    h(
+      "form",
+      { class: "card filters", "aria-label": "Metrics window", onsubmit: (e) => e.preventDefault() },
+      h("label", { for: "metrics-window" }, "Window", windowSelect),
+      h("label", { for: "metrics-project" }, "Project", projectSelect),
+    ),
+    status,
+    body,
+  );
+
+  getJSON("projects")
+    .then((answer) => {
+      for (const p of answer.projects) if (p.project !== project) projectSelect.append(h("option", { value: p.project }, p.project));
+    })
+    .catch(() => {});
+
+  function destroyCharts() {
+    for (const chart of charts) chart.destroy();
+    charts = [];
+  }
+
+  function render(data, Chart) {
+    destroyCharts();
+    Chart.defaults.font.family = FONT;
+    Chart.defaults.color = "#3d4451";
+    const overall = data.overall;
+    const projects = data.projects;
+    const names = projects.map((p) => p.project);
+
+    const kpis = h(
+      "div",
+      { class: "kpis" },
+      kpi("Deployments per day", overall.per_day.toLocaleString(undefined, { maximumFractionDigits: 2 }), `${overall.deployments} in ${days} days`),
+      kpi("Change failure rate", percent(overall.change_failure_rate), `${overall.statuses.failure || 0} failed`),
+      kpi("Median time to restore", formatDuration(overall.time_to_restore_ms.median), `${overall.time_to_restore_ms.count} recoveries`),
+      kpi("Duration p50 / p95", `${formatDuration(overall.duration_ms.p50)} / ${formatDuration(overall.duration_ms.p95)}`, `${overall.duration_ms.count} finished`),
+    );
+
+    const frequency = chartCard("chart-frequency", "Deployment frequency", "deployments started per day, by outcome");
+    const failure = chartCard("chart-failure", "Change failure rate", "share of finished deployments that failed, per project");
+    const restoreUnit = timeUnit(projects.map((p) => p.time_to_restore_ms.median));
+    const restore = chartCard("chart-restore", "Time to restore", `median time from a failure to the next success, in ${restoreUnit.name}`);
+    const durationUnit = timeUnit(projects.flatMap((p) => [p.duration_ms.p50, p.duration_ms.p90, p.duration_ms.p95]));
+    const durations = chartCard("chart-durations", "Duration percentiles", `p50, p90 and p95 of finished deployments, in ${durationUnit.name}`);
+
+    const table = h(
+      "table",
+      { class: "metrics-table" },
+      h("caption", null, "Per project"),
+      h(
+        "thead",
+        null,
+        h("tr", null, ["Project", "Deployments", "Per day", "Change failure rate", "Median time to restore", "p50", "p90", "p95", "Failing since"].map((t) => h("th", { scope: "col" }, t))),
+      ),
+      h(
+        "tbody",
+        null,
+        projects.map((p) =>
+          h(
+            "tr",
+            { dataset: { project: p.project } },
+            h("th", { scope: "row" }, p.project),
+            h("td", { class: "num" }, String(p.deployments)),
+            h("td", { class: "num" }, p.per_day.toLocaleString(undefined, { maximumFractionDigits: 2 })),
+            h("td", { class: "num" }, percent(p.change_failure_rate)),
+            h("td", { class: "num" }, formatDuration(p.time_to_restore_ms.median)),
+            h("td", { class: "num" }, formatDuration(p.duration_ms.p50)),
+            h("td", { class: "num" }, formatDuration(p.duration_ms.p90)),
+            h("td", { class: "num" }, formatDuration(p.duration_ms.p95)),
+            h("td", null, p.failing_since ? new Date(p.failing_since).toLocaleString() : "—"),
+          ),
+        ),
+      ),
+    );
+
+    body.replaceChildren(
+      ...[
+        kpis,
+        data.truncated ? h("p", { class: "callout callout-warning" }, "Only the most recent deployments of this window were counted.") : null,
+        h("div", { class: "chart-grid" }, frequency.el, failure.el, restore.el, durations.el),
+        h("div", { class: "card table-card scroll-x" }, table),
+      ].filter(Boolean),
+    );
+
+    const dayLabels = data.daily.map((d) => d.date.slice(5));
+    const plots = [
+      [frequency, {
+        type: "bar",
+        data: {
+          labels: dayLabels,
+          datasets: ["success", "failure", "other"].map((key) => ({ label: key, data: data.daily.map((d) => d[key]), backgroundColor: COLOURS[key], stack: "runs" })),
+        },
+        options: baseOptions({ scales: { x: { stacked: true, ticks: { maxRotation: 0, autoSkipPadding: 8 } }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } } }),
+      }],
+      [failure, {
+        type: "bar",
+        data: { labels: names, datasets: [{ label: "change failure rate (%)", data: projects.map((p) => (p.change_failure_rate === null ? null : Math.round(p.change_failure_rate * 1000) / 10)), backgroundColor: COLOURS.rate }] },
+        options: baseOptions({ indexAxis: "y", scales: { x: { beginAtZero: true, max: 100 } } }),
+      }],
+      [restore, {
+        type: "bar",
+        data: { labels: names, datasets: [{ label: `median (${restoreUnit.name})`, data: projects.map((p) => scaled(p.time_to_restore_ms.median, restoreUnit)), backgroundColor: COLOURS.restore }] },
+        options: baseOptions({ indexAxis: "y", scales: { x: { beginAtZero: true } } }),
+      }],
+      [durations, {
+        type: "bar",
+        data: {
+          labels: names,
+          datasets: ["p50", "p90", "p95"].map((key) => ({ label: key, data: projects.map((p) => scaled(p.duration_ms[key], durationUnit)), backgroundColor: COLOURS[key] })),
+        },
+        options: baseOptions({ scales: { y: { beginAtZero: true, title: { display: true, text: durationUnit.name } } } }),
+      }],
+    ];
+    for (const [card, config] of plots) {
+      const anything = config.data.datasets.some((set) => set.data.some((v) => v !== null && v !== 0));
+      if (anything) charts.push(new Chart(card.canvas, config));
+      else card.canvas.parentElement.replaceWith(h("p", { class: "chart-empty muted" }, "Nothing to show in this window yet."));
+    }
+  }
+
+  let generation = 0;
+  async function load() {
+    const mine = ++generation;
+    try {
+      const [data, Chart] = await Promise.all([getJSON("delivery-metrics", { days, project }), loadChartLibrary()]);
+      if (disposed || mine !== generation) return;
+      status.hidden = true;
+      render(data, Chart);
+    } catch (error) {
+      if (disposed || mine !== generation) return;
+      status.hidden = false;
+      status.textContent = `Could not load metrics: ${error.message}`;
+    }
+  }
+
+  function applyControls() {
+    days = Number(windowSelect.value);
+    project = projectSelect.value;
+    const params = new URLSearchParams({ days: String(days) });
+    if (project) params.set("project", project);
+    history.replaceState(null, "", `#/metrics?${params}`);
+    load();
+  }
+  windowSelect.addEventListener("change", applyControls);
+  projectSelect.addEventListener("change", applyControls);
+
+  const soon = debounce(load, 2000);
+  const watch = watchProjects(live, {
+    onEvent(event) {
+      if (event.type === "deployment_completed" || event.type === "deployment_started") soon();
+    },
+    onNewProject: load,
+    onReset: load,
+  });
+  load();
+
+  return {
+    dispose() {
+      disposed = true;
+      soon.cancel();
+      watch.stop();
+      destroyCharts();
+    },
+  };
+}
