@@ -49,6 +49,8 @@ import signal
 import socket
 import struct
 import threading
+import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from types import FrameType
@@ -90,6 +92,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a tree that was 
 
 #: Seconds the writer waits for the client's answer to a close frame before dropping it.
 CLOSE_TIMEOUT = 5.0
+#: Seconds a closing connection keeps reading (and dropping) what the peer still sends.
+LINGER_SECONDS = 2.0
 #: Client frames read but not yet handled before the client counts as flooding (1008).
 MAX_PENDING_FRAMES = 1000
 #: Queued in a :class:`Subscriber` only to wake its writer; never sent.
@@ -203,11 +207,13 @@ class FrameSocket:
     room: it costs nothing while the peer keeps up.
     """
 
-    def __init__(self, raw: socket.socket, send_timeout: float) -> None:
+    def __init__(self, raw: socket.socket, send_timeout: float,
+                 before_read: Callable[[], None]) -> None:
         self._raw = raw
         self._lock = gevent.lock.Semaphore()
         self.send_timeout = send_timeout
         self.broken = False
+        self._before_read = before_read
         raw.settimeout(send_timeout)
 
     def send(self, data: bytes) -> int:
@@ -228,6 +234,7 @@ class FrameSocket:
         # gevent's recv returns without yielding while data is waiting, so a
         # client that never stops sending would otherwise starve the worker.
         gevent.sleep(0)
+        self._before_read()
         while True:
             try:
                 return self._raw.recv(size)
@@ -238,6 +245,21 @@ class FrameSocket:
         return self._raw.fileno()
 
     def close(self) -> None:
+        """Close so that the peer reads everything sent, the close frame above all.
+
+        Closing a socket with unread input makes the kernel answer with a
+        reset, which can destroy what the peer has not read yet: a client
+        closed for a flood or an oversize frame would never learn why.  So
+        the sending side is shut first and the input drained (for at most
+        ``LINGER_SECONDS``) until the peer closes too.
+        """
+        with contextlib.suppress(OSError):
+            self._raw.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_SECONDS
+            while (left := deadline - time.monotonic()) > 0:
+                self._raw.settimeout(left)
+                if not self._raw.recv(65536):
+                    break
         self._raw.close()
 
     def abort(self) -> None:
@@ -294,7 +316,7 @@ class Connection:
                  *, deflate: bool) -> None:
         self.ws = ws
         self.deflate = deflate
-        self.sock = FrameSocket(ws.sock, settings.ws_send_timeout)
+        self.sock = FrameSocket(ws.sock, settings.ws_send_timeout, self._check_backlog)
         ws.sock = self.sock  # before this greenlet yields, so the reader never writes around it
         self.connections = connections
         self.hub = hub
@@ -350,9 +372,6 @@ class Connection:
         try:
             while not self.ending:
                 data = self.ws.receive()
-                if len(self.ws.input_buffer) > MAX_PENDING_FRAMES:
-                    self.end(CloseCode.POLICY_VIOLATION, "sending frames faster than reading")
-                    return
                 before = len(self.session.subscriptions)
                 for output in self.session.feed(data):
                     self._carry_out(output)
@@ -387,11 +406,26 @@ class Connection:
 
         This bounds what a client can make the hub queue by asking (replays,
         pongs) without reading; meanwhile simple-websocket keeps reading, and
-        ``MAX_PENDING_FRAMES`` bounds that.
+        :meth:`_check_backlog` bounds that.
         """
         while not self.ending and self.subscriber.queue.qsize() > self.subscriber.maxsize:
             self._room.clear()
             self._room.wait()
+
+    def _check_backlog(self) -> None:
+        """Before each read of the socket: refuse to buffer frames the session cannot keep up with.
+
+        simple-websocket reads on while the session waits (above), queueing
+        every frame; past ``MAX_PENDING_FRAMES`` the client is closed with 1008
+        and the read fails, which ends simple-websocket's reader.
+        """
+        if len(self.ws.input_buffer) <= MAX_PENDING_FRAMES:
+            return
+        reason = "sending frames faster than it reads the answers"
+        self.end(CloseCode.POLICY_VIOLATION, reason)
+        with contextlib.suppress(ConnectionClosed, LocalProtocolError, OSError):
+            self.ws.close(int(CloseCode.POLICY_VIOLATION), reason)
+        raise ConnectionAbortedError(reason)
 
     # -- the writer (the request's greenlet) -----------------------------------------
 
@@ -437,24 +471,22 @@ class Connection:
         return text_frame(item.encode())
 
     def _close(self) -> None:
-        """Send the close frame if one is due, wait for the answer, then let go."""
+        """Send the close frame if one is due, let the reader see the answer, then let go.
+
+        The reader (simple-websocket's) ends at the peer's close reply or at
+        EOF, and closes the socket so the peer can still read the close frame
+        (:meth:`FrameSocket.close`); only a broken or silent peer is aborted.
+        """
         code = self.close_code
         DISCONNECTS.labels(_label(code, self.close_reason)).inc()
         log.info("websocket closing", extra={"conn_id": self.id, "code": code,
-                                               "reason": self.close_reason})
-        if code is None or self.sock.broken:
-            if not self.sock.broken:  # let the reader finish answering the peer's close
-                self.ws.thread.join(CLOSE_TIMEOUT)
-            self.sock.abort()
-            return
-        try:
-            self.ws.close(int(code), self.close_reason)
-        except (ConnectionClosed, LocalProtocolError, OSError):
-            self.sock.abort()
-            return
-        self.ws.thread.join(CLOSE_TIMEOUT)
+                                             "reason": self.close_reason})
+        if not self.sock.broken:
+            if code is not None:
+                with contextlib.suppress(ConnectionClosed, LocalProtocolError, OSError):
+                    self.ws.close(int(code), self.close_reason)
+            self.ws.thread.join(CLOSE_TIMEOUT)
         self.sock.abort()
-
 
 def _label(code: CloseCode | None, reason: str) -> str:
     if code is None:

@@ -163,9 +163,11 @@ def test_too_many_subscriptions_is_an_error_and_the_connection_stays(server: Hub
     ws.close()
 
 
-def test_a_frame_over_the_limit_is_closed_with_1009(server: HubServer) -> None:
+@pytest.mark.parametrize("size", [MAX_FRAME + 1, 2_000_000], ids=["just-over", "megabytes"])
+def test_a_frame_over_the_limit_is_closed_with_1009(server: HubServer, size: int) -> None:
+    """Even when most of the frame is still unread, the close frame reaches the client."""
     ws = connect(server)
-    send(ws, {"type": "ping", "padding": "x" * (MAX_FRAME + 1)})
+    send(ws, {"type": "ping", "padding": "x" * size})
     assert close_code(ws) == 1009
 
 

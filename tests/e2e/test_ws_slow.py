@@ -124,3 +124,29 @@ def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(tmp_path:
         assert got == posted[:len(got)]
     finally:
         hub.stop()
+
+
+def test_a_client_that_floods_frames_without_reading_is_closed_with_1008(tmp_path: Path) -> None:
+    """Its replay fills the send queue, so the hub stops taking its frames; it keeps sending."""
+    hub = HubServer(tmp_path, env={"HUB_WS_SEND_QUEUE": "8",
+                                   "HUB_WS_SEND_TIMEOUT": str(WAIT * 4)}).start()
+    try:
+        posted = [post(hub, log_event("fat", "fat-1", f"{n} {BULK * 2}"))[0] for n in range(60)]
+        flooder = connect(hub, sockopt=TINY_BUFFER)
+        flooder.send(json.dumps(["subscribe_deployment", "fat-1"]))
+        for _ in range(1500):
+            flooder.send('{"type": "ping"}')
+        frames: list[dict[str, Any]] = []
+        while True:
+            frame = flooder.recv_frame()
+            if frame.opcode == ABNF.OPCODE_CLOSE:
+                break
+            frames.append(json.loads(frame.data))
+        assert int.from_bytes(frame.data[:2], "big") == 1008
+        assert frames[0]["type"] == "subscribed"
+        replayed = [f["event"]["id"] for f in frames if f["type"] == "event"]
+        assert replayed == posted[:len(replayed)]
+        flooder.shutdown()
+        assert metric(hub, 'hub_stream_disconnects_total{reason="flood"}') == 1
+    finally:
+        hub.stop()
