@@ -69,7 +69,7 @@ def list_deployments() -> Response:
     return jsonify({"deployments": page.items, "next_cursor": page.next_cursor})
 
 
-@api.get("/deployments/<deployment_id>")
+@api.get("/deployments/<path:deployment_id>")
 def get_deployment(deployment_id: str) -> Response:
     view = current_hub().store.get_deployment(deployment_id)
     if view is None:
@@ -77,7 +77,7 @@ def get_deployment(deployment_id: str) -> Response:
     return jsonify(view)
 
 
-@api.get("/deployments/<deployment_id>/logs")
+@api.get("/deployments/<path:deployment_id>/logs")
 def deployment_logs(deployment_id: str) -> Response:
     store = current_hub().store
     after = _param("after")

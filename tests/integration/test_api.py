@@ -175,3 +175,12 @@ def test_read_tokens_guard_the_read_api() -> None:
     assert client.get("/api/projects?token=nope").status_code == 401
     assert client.get("/healthz").status_code == 200
     app.extensions["hub"].hub.stop()
+
+
+def test_ids_with_slashes_are_readable(client: FlaskClient) -> None:
+    """Deployment ids are the sender's; some senders put a slash in them."""
+    post(client, {"type": "log_entry", "project": "web", "deployment_id": "owner/repo#12",
+                  "message": "hello"})
+    assert client.get("/api/deployments/owner/repo%2312").get_json()["log_lines"] == 1
+    lines = client.get("/api/deployments/owner/repo%2312/logs").get_json()["lines"]
+    assert [line["message"] for line in lines] == ["hello"]
