@@ -132,7 +132,6 @@ class _Draft:
     sort: tuple[str, str] | None = None
     ts0: str | None = None
     lifecycle: list[Event] = field(default_factory=list)
-    created_by: int | None = None
 
 
 class RedisStore:
@@ -334,10 +333,10 @@ class RedisStore:
             routes.append(route)
             if route[0] in ("n", "p"):
                 continue
-            key = route[1] if route[0] == "d" else f"#{route[1] if route[0] == 'r' else index}"
+            key = _draft_key(route, index)
             draft = drafts.get(key)
             if draft is None:
-                draft = drafts[key] = _Draft(project=None, created_by=index)
+                draft = drafts[key] = _Draft(project=None)
             project = event.project
             if project in ("", "unknown"):
                 project = draft.project or "unknown"
@@ -349,12 +348,12 @@ class RedisStore:
                 draft.ts0 = event.timestamp
             if event.type in LIFECYCLE_TYPES:
                 draft.lifecycle.append(event.with_(project=project))
-            view = build_view(key, draft.lifecycle)
+            view = build_view(key[1], draft.lifecycle)
             draft.status = view["status"]
-            draft.sort = (view["started_at"] or draft.ts0 or "", key)
+            draft.sort = (view["started_at"] or draft.ts0 or "", key[1])
         return routes
 
-    def _drafts(self, events: list[Event]) -> dict[str, _Draft]:
+    def _drafts(self, events: list[Event]) -> dict[tuple[str, str], _Draft]:
         """Snapshot of the deployments a batch of legacy bodies may join or touch."""
         named = {e.deployment_id for e in events if e.deployment_id is not None}
         projects = {
@@ -379,7 +378,7 @@ class RedisStore:
                 )
                 pipe.lrange(self._key("life:", deployment_id), 0, -1)
             replies = pipe.execute()
-        drafts: dict[str, _Draft] = {}
+        drafts: dict[tuple[str, str], _Draft] = {}
         for deployment_id, (row, entries) in zip(
             ids, zip(replies[::2], replies[1::2], strict=True), strict=True
         ):
@@ -387,7 +386,7 @@ class RedisStore:
             if project is None:
                 continue
             sort_ts = (member or "").partition("\0")[0]
-            drafts[deployment_id] = _Draft(
+            drafts["d", deployment_id] = _Draft(
                 project=project,
                 status=status,
                 sort=(sort_ts, deployment_id) if member else None,
@@ -857,19 +856,21 @@ def _route(event: Event) -> tuple[str, str]:
     return "a", ""
 
 
-def _newest_open(drafts: dict[str, _Draft], project: str) -> tuple[str, str] | None:
+def _draft_key(route: tuple[str, str], index: int) -> tuple[str, str]:
+    """A draft's key: ``("d", id)`` for a named deployment, ``("r", n)`` for event n's new one."""
+    if route[0] == "d":
+        return route
+    return "r", route[1] if route[0] == "r" else str(index)
+
+
+def _newest_open(drafts: dict[tuple[str, str], _Draft], project: str) -> tuple[str, str] | None:
     """The route to the project's newest running or pending deployment, if any."""
     open_ = [
-        (draft.sort, key, draft)
+        (draft.sort, key)
         for key, draft in drafts.items()
         if draft.project == project and draft.status in _OPEN and draft.sort is not None
     ]
-    if not open_:
-        return None
-    _, key, draft = max(open_, key=lambda item: item[0] or ("", ""))
-    if draft.created_by is not None and key.startswith("#"):
-        return "r", str(draft.created_by)
-    return "d", key
+    return max(open_)[1] if open_ else None
 
 
 def _event_seq(event_id: str) -> int:
