@@ -254,6 +254,7 @@ def fan_out(target: Target, server: HubServer, clients: int, events: int, projec
     subscribers = connect_all(target, server.port, clients, project, tally)
     usage = Usage(server)
     post(server.port, tally)
+    posting = time.perf_counter() - usage.started
     deadline = time.perf_counter() + DRAIN_SECONDS
     while tally.unique < clients * tally.posted and time.perf_counter() < deadline:
         gevent.sleep(0.05)
@@ -266,7 +267,8 @@ def fan_out(target: Target, server: HubServer, clients: int, events: int, projec
         "deliveries/s": tally.unique / seconds,
         "p50 ms": percentile(ordered, 50) * 1e3, "p95 ms": percentile(ordered, 95) * 1e3,
         "p99 ms": percentile(ordered, 99) * 1e3, "max ms": (ordered[-1] if ordered else 0) * 1e3,
-        "events": tally.posted, "lost": clients * tally.posted - tally.unique,
+        "events": tally.posted, "posted/s": tally.posted / posting,
+        "lost": clients * tally.posted - tally.unique,
         "duplicates": tally.duplicates, "closed by server": tally.closed,
         "server CPU %": server_cpu, "server RSS MB": rss, "loadgen CPU %": own_cpu,
     }
@@ -316,7 +318,11 @@ def measure(target: Target, args: argparse.Namespace, workdir: Path
         **target.env, "HUB_WS_MAX_CONNECTIONS": "20000", "HUB_WORKER_CONNECTIONS": "20000",
         "HUB_MAX_BATCH_EVENTS": "1000"}, app_spec=target.app_spec))
     results: dict[str, dict[str, object]] = {}
-    try:
+    try:  # idle first, on a fresh worker, so earlier cases' garbage does not blur it
+        results["idle KB/connection"] = {"KB": idle_memory(target, server, args.idle)}
+        if not target.socketio:
+            results["idle KB/connection, deflate"] = {"KB": idle_memory(
+                target, server, args.idle, "Sec-WebSocket-Extensions: permessage-deflate\r\n")}
         paced_events = int(args.rate * args.seconds)
         results[f"paced K={args.clients} R={args.rate:g}/s"] = fan_out(
             target, server, args.clients, paced_events, "paced",
@@ -324,10 +330,6 @@ def measure(target: Target, args: argparse.Namespace, workdir: Path
         cap = 10**6
         results[f"max rate K={args.max_clients}"] = fan_out(
             target, server, args.max_clients, cap, "flat", flat_out("flat", args.max_seconds, cap))
-        results["idle KB/connection"] = {"KB": idle_memory(target, server, args.idle)}
-        if not target.socketio:
-            results["idle KB/connection, deflate"] = {"KB": idle_memory(
-                target, server, args.idle, "Sec-WebSocket-Extensions: permessage-deflate\r\n")}
     finally:
         server.stop()
     return results
@@ -356,7 +358,7 @@ def main() -> None:
     targets = [t for t in (HUB, SOCKETIO) if args.only in (None, t.name)]
     with tempfile.TemporaryDirectory() as tmp:
         for target in targets:
-            print(f"\n{target.name}:")
+            print(f"\n{target.name} (load average {os.getloadavg()[0]:.2f}):")
             for case, figures in measure(target, args, Path(tmp)).items():
                 shown = "  ".join(f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}"
                                   for k, v in figures.items())
