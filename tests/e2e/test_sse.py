@@ -59,14 +59,14 @@ class Stream:
         """``subscribed`` and the replayed event ids, through ``replay_complete``."""
         _, subscribed = self.frame()
         assert subscribed["type"] == "subscribed", subscribed
-        ids = []
+        ids: list[str] = []
         while True:
             event_id, frame = self.frame()
             if frame["type"] == "replay_complete":
                 return subscribed, ids
             assert frame["type"] == "event"
             assert frame["event"]["id"] == event_id
-            ids.append(event_id)
+            ids.append(frame["event"]["id"])
 
     def close(self) -> None:
         self.connection.close()

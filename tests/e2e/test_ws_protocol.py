@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import websocket
@@ -201,7 +202,9 @@ def test_a_client_close_is_answered_with_the_same_code(server: HubServer) -> Non
     ws = connect(server)
     ws.close(status=1000, reason=b"bye")
     assert ws.close_frame is not None
-    assert int.from_bytes(ws.close_frame.data[:2], "big") == 1000
+    data = ws.close_frame.data
+    assert isinstance(data, bytes)
+    assert int.from_bytes(data[:2], "big") == 1000
 
 
 def test_permessage_deflate_carries_multi_megabyte_events(server: HubServer) -> None:
@@ -253,7 +256,9 @@ def test_concurrent_writes_to_one_connection_stay_well_formed(server: HubServer)
     for thread in threads:
         thread.start()
     time.sleep(0.8 * TIMEOUT_FACTOR)  # let the hub's writes pile up against the small buffer
-    events, app_pongs, ws_pongs = [], 0, []
+    events: list[dict[str, Any]] = []
+    ws_pongs: list[str] = []
+    app_pongs = 0
     while len(events) < len(messages) or app_pongs < pings or len(ws_pongs) < pings:
         opcode, frame = ws.recv_data_frame(control_frame=True)
         if opcode == ABNF.OPCODE_PONG:

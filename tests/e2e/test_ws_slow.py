@@ -45,7 +45,7 @@ def post_until(hub: HubServer, counter: str, posted: list[str], project: str,
 
 def read_frames(ws: websocket.WebSocket) -> tuple[list[str], int | None]:
     """Event ids up to the close frame, and its code (``None``: the stream just ended)."""
-    ids = []
+    ids: list[str] = []
     try:
         while True:
             try:

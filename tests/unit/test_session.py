@@ -254,3 +254,24 @@ def test_a_failed_subscription_is_forgotten_and_reported(session: Session) -> No
 def test_replay_limit_is_shared_with_the_sse_stream(
         target: Filter, since: str | None, limit: int) -> None:
     assert LIMITS.replay_limit(target, since) == limit
+
+
+@pytest.mark.parametrize("length", [0, 125, 126, 65535, 65536, 70000])
+def test_prebuilt_text_frames_parse_at_every_length_boundary(length: int) -> None:
+    """The writer's own framing (used without compression) is what any client parses."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    from broadcaster.ws import text_frame
+
+    client = WSConnection(ConnectionType.CLIENT)
+    server = WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="hub", target="/ws")))
+    assert isinstance(next(server.events()), Request)
+    client.receive_data(server.send(AcceptConnection()))
+    list(client.events())
+    text = "é" * (length // 2) + "x" * (length % 2)  # `length` bytes of UTF-8
+    client.receive_data(text_frame(text.encode()))
+    messages = [m for m in client.events() if isinstance(m, TextMessage)]
+    assert messages[-1].message_finished
+    assert "".join(m.data for m in messages) == text
