@@ -43,14 +43,15 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 #: What an incoming ``X-Request-ID`` may look like to be reused: short, no spaces or markup.
 _SANE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}")
-#: Query parameters whose values never reach a log line.
+#: Query parameters whose values never reach a log line.  The patterns stop at a quote or a
+#: backslash, so that a JSON line stays valid JSON after redaction.
 SECRET_PARAMS = ("token", "access_token", "secret", "signature", "sig", "key", "password")
 _SECRET_PATTERNS = (
-    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;]+"), r"\1 [redacted]"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[^\s\"',;\\]+"), r"\1 [redacted]"),
     (re.compile(r"(?i)\bsha(1|256)=[0-9a-f]{8,}"), r"sha\1=[redacted]"),
     (re.compile(r"\bv1[,=][A-Za-z0-9+/=_-]{8,}"), "v1,[redacted]"),
     (
-        re.compile(r"(?i)([?&](?:" + "|".join(SECRET_PARAMS) + r")=)[^&\s\"']+"),
+        re.compile(r"(?i)([?&](?:" + "|".join(SECRET_PARAMS) + r")=)[^&\s\"'\\]+"),
         r"\1[redacted]",
     ),
 )

@@ -72,6 +72,7 @@ class Stats:
     replayed: int = 0
     resumes: int = 0
     reconnect_attempts: int = 0
+    error_frames: int = 0
     unrecovered: int = 0
     out_of_order: int = 0
     refused_connects: int = 0
@@ -166,6 +167,11 @@ class SoakClient:
                 self.stats.resumes += 1
                 if self.last_id is not None and frame.get("recovered") is False:
                     self.stats.unrecovered += 1
+        elif kind == "error":
+            # e.g. "unavailable": the store did not answer the subscription; like any
+            # client, start over with since.
+            self.stats.error_frames += 1
+            raise ConnectionError(f"hub answered {frame.get('code')}")
         elif kind == "replay_complete":
             self.subscribed.set()
             return True
@@ -406,6 +412,7 @@ def main() -> int:
         "out_of_order": stats.out_of_order,
         "resumes": stats.resumes,
         "reconnect_attempts": stats.reconnect_attempts,
+        "error_frames": stats.error_frames,
         "unrecovered": stats.unrecovered,
         "replayed_frames": stats.replayed,
         "live_frames": len(latencies),
