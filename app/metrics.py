@@ -37,7 +37,9 @@ INGEST_SECONDS = Histogram("hub_ingest_seconds", "Time to validate and store one
 CONNECTIONS = Gauge(
     "hub_ws_connections", "Open WebSocket and SSE connections.", multiprocess_mode="livesum"
 )
-DELIVERIES = Counter("hub_deliveries_total", "Event frames written to WebSocket and SSE clients.")
+DELIVERIES = Counter(
+    "hub_deliveries_total", "Live event frames queued to WebSocket and SSE clients."
+)
 SUBSCRIPTIONS = Gauge(
     "hub_ws_subscriptions",
     "Subscriptions held by open WebSocket connections.",
@@ -98,6 +100,8 @@ class FanoutClock:
         self._stored.extend((seq, now) for seq in seqs)
 
     def dispatched(self, envelope: Envelope, delivered: int) -> None:
+        if delivered:  # counted here, once per event, not by each connection's writer
+            DELIVERIES.inc(delivered)
         stored = self._stored
         while stored and stored[0][0] < envelope.seq:
             stored.popleft()

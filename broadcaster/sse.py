@@ -29,7 +29,7 @@ from flask import Blueprint, Response, request
 
 from app.context import current_hub
 from app.errors import BackendUnavailable, BadRequest
-from app.metrics import DELIVERIES, DISCONNECTS, SLOW_DISCONNECTS
+from app.metrics import DISCONNECTS, SLOW_DISCONNECTS
 from broadcaster.backend import StoreUnavailable
 from broadcaster.codes import ErrorCode
 from broadcaster.filters import Filter
@@ -148,7 +148,6 @@ class EventStream:
 
 def _encode(item: Envelope | str) -> bytes:
     if isinstance(item, Envelope):
-        DELIVERIES.inc()
         return f"id: {item.event.id}\ndata: {item.frame}\n\n".encode()
     return f"data: {item}\n\n".encode() if item else b""
 

@@ -70,7 +70,6 @@ from app.context import current_hub
 from app.errors import BadRequest, HubError, Unauthorized
 from app.metrics import (
     CONNECTIONS,
-    DELIVERIES,
     DISCONNECTS,
     REFUSED,
     SLOW_DISCONNECTS,
@@ -436,12 +435,11 @@ class Connection:
             while not self.ending:
                 item = self.subscriber.get()
                 frames: list[bytes] = []
-                size = events = 0
+                size = 0
                 while not self.ending:
                     if item:
                         frames.append(self._encode(item))
                         size += len(frames[-1])
-                        events += isinstance(item, Envelope)
                     if size >= WRITE_BATCH_BYTES or not queue.qsize():
                         break
                     item = queue.get()  # does not block: the queue is not empty
@@ -451,7 +449,6 @@ class Connection:
                     if not self.ws.connected:  # the reader saw the peer's close
                         raise ConnectionClosed()
                     self.sock.send(frames[0] if len(frames) == 1 else b"".join(frames))
-                    DELIVERIES.inc(events)
                 if not self._room.is_set() and queue.qsize() <= self.subscriber.maxsize:
                     self._room.set()
         except SendTimeout:
