@@ -72,7 +72,16 @@ http {{
 def test_the_site_and_each_upstream_file_pass_nginx_t(tmp_path: Path, upstream: str) -> None:
     conf = nginx_conf(tmp_path, free_port(), upstream, None)
     result = subprocess.run(
-        [NGINX, "-t", "-p", str(tmp_path), "-c", str(conf)],
+        [
+            NGINX,
+            "-t",
+            "-p",
+            str(tmp_path),
+            "-e",
+            str(tmp_path / "logs" / "error.log"),
+            "-c",
+            str(conf),
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -101,7 +110,17 @@ def proxy(
     prefix, port = tmp_path_factory.mktemp("nginx"), free_port()
     conf = nginx_conf(prefix, port, "hub-redis.conf", {"8001": a.port, "8002": b.port})
     process = subprocess.Popen(
-        [NGINX, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+        [
+            NGINX,
+            "-p",
+            str(prefix),
+            "-e",
+            str(prefix / "logs" / "error.log"),
+            "-c",
+            str(conf),
+            "-g",
+            "daemon off;",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
