@@ -26,6 +26,8 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from broadcaster.backend import StoreUnavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -112,6 +114,13 @@ def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
     @app.errorhandler(HubError)
     def _hub_error(error: HubError) -> Response:
         return error_response(error)
+
+    @app.errorhandler(StoreUnavailable)
+    def _store_unavailable(error: StoreUnavailable) -> Response:
+        """A read during a store outage: 503 so clients and balancers retry, not 500."""
+        return error_response(
+            BackendUnavailable(f"event store unavailable: {error}", headers={"Retry-After": "5"})
+        )
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(error: RequestEntityTooLarge) -> Response:

@@ -29,7 +29,7 @@ import gevent.queue
 import orjson
 
 from app.events import Event
-from broadcaster.backend import History, Store
+from broadcaster.backend import History, Store, StoreUnavailable
 from broadcaster.filters import Filter
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,9 @@ class Hub:
             self._wake.clear()
             try:
                 self.pump()
+            except StoreUnavailable as exc:  # an outage: say so once a second, no traceback
+                log.warning("fan-out paused, store unavailable: %s", exc)
+                gevent.sleep(1.0)
             except Exception:  # the tailer must outlive a bad read; the next poll retries
                 log.exception("fan-out tail failed")
                 gevent.sleep(min(1.0, self.tail_interval * 20))

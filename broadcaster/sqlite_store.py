@@ -13,14 +13,15 @@ reused, even after pruning) and the epoch fixed when the file was created.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
@@ -39,6 +40,9 @@ from broadcaster.backend import Accepted, Batch, History, Page, StoreUnavailable
 from broadcaster.filters import Filter
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -100,6 +104,19 @@ class _BatchWrites:
 
     known: dict[str, str] = field(default_factory=dict)  # deployment id -> project
     touched: dict[str, int] = field(default_factory=dict)  # deployment id -> newest seq
+
+
+def _store_errors(method: Callable[P, T]) -> Callable[P, T]:
+    """SQLite failures on reads surface as :class:`StoreUnavailable`, as on writes (503)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"read failed: {exc}") from exc
+
+    return wrapper
 
 
 class SqliteStore:
@@ -353,16 +370,19 @@ class SqliteStore:
         data["id"] = make_event_id(self.epoch, seq)
         return Event.from_dict(data)
 
+    @_store_errors
     def last_seq(self) -> int:
         row = self._db.execute("SELECT max(seq) FROM events").fetchone()
         return int(row[0] or 0)
 
+    @_store_errors
     def read_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
         rows = self._db.execute(
             "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         ).fetchall()
         return [(s, self._decode(s, b)) for s, b in rows]
 
+    @_store_errors
     def history(self, match: Filter, since: str | None, upto: int, limit: int) -> History:
         """Events for ``match`` up to ``upto``; ``recovered`` tells if they reach ``since``."""
         after, recovered = 0, True
@@ -391,6 +411,7 @@ class SqliteStore:
         rows.reverse()
         return History([self._decode(s, b) for s, b in rows], recovered)
 
+    @_store_errors
     def events(
         self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
     ) -> Page:
@@ -414,6 +435,7 @@ class SqliteStore:
 
     # -- the deployment view -------------------------------------------------------------
 
+    @_store_errors
     def list_deployments(
         self,
         *,
@@ -445,6 +467,7 @@ class SqliteStore:
         )
         return Page(items, next_cursor)
 
+    @_store_errors
     def get_deployment(self, deployment_id: str) -> dict[str, Any] | None:
         row = self._db.execute(
             "SELECT project, fold, metrics, last_seq FROM deployments WHERE deployment_id = ?",
@@ -460,6 +483,7 @@ class SqliteStore:
         ).fetchone()[0]
         return view
 
+    @_store_errors
     def logs(
         self,
         deployment_id: str,
@@ -497,6 +521,7 @@ class SqliteStore:
         ]
         return Page(items, items[-1]["id"] if len(rows) > limit else None)
 
+    @_store_errors
     def projects(self) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT project, count(*), sum(status = 'success'), sum(status = 'failure'), "

@@ -184,3 +184,12 @@ def test_ids_with_slashes_are_readable(client: FlaskClient) -> None:
     assert client.get("/api/deployments/owner/repo%2312").get_json()["log_lines"] == 1
     lines = client.get("/api/deployments/owner/repo%2312/logs").get_json()["lines"]
     assert [line["message"] for line in lines] == ["hello"]
+
+
+def test_reads_during_a_store_outage_are_503(client: FlaskClient, app: Any) -> None:
+    app.extensions["hub"].store.close()
+    for url in ("/api/deployments", "/api/projects", "/api/events", "/api/deployments/1"):
+        response = client.get(url)
+        assert response.status_code == 503, url
+        assert response.get_json()["error"]["code"] == "backend_unavailable"
+        assert response.headers["Retry-After"]
