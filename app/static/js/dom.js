@@ -2,7 +2,7 @@
 //
 // Every value shown on the page comes from senders we do not control (a log line
 // may hold `<script>`), so elements are made with createElement and filled with
-// textContent; no code here or elsewhere assigns innerHTML.
+// textContent; no code here or elsewhere hands an HTML string to the browser.
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 

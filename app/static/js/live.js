@@ -9,7 +9,7 @@
 import { webSocketUrl } from "./api.js";
 
 const BACKOFF_START_MS = 500;
-const BACKOFF_MAX_MS = 15000;
+const BACKOFF_MAX_MS = 5000;
 const DEFAULT_HEARTBEAT_S = 25;
 /** Types that change what lists show; logs are left out of project subscriptions. */
 export const LIFECYCLE_TYPES = [
@@ -43,6 +43,7 @@ class Subscription {
     const field = this.kind === "project" ? "project" : "deployment_id";
     const frame = { type: `subscribe_${this.kind}`, [field]: this.target };
     if (this.since) frame.since = this.since;
+    else if (this.quiet) frame.limit = 1; // the latest event is enough to know where we are
     if (this.types) frame.types = this.types;
     return frame;
   }

@@ -94,8 +94,12 @@ function renderHeader(view) {
 }
 
 function renderMetrics(metrics) {
-  const section = h("section", { class: "card", "aria-labelledby": "metrics-title" }, h("h2", { id: "metrics-title" }, "Metrics"));
-  const entries = metrics && typeof metrics === "object" ? Object.entries(metrics) : [];
+  const section = h("section", { class: "card", "aria-labelledby": "metrics-title" });
+  const { at = null, ...values } = metrics && typeof metrics === "object" ? metrics : {};
+  section.append(
+    h("div", { class: "card-head" }, h("h2", { id: "metrics-title" }, "Metrics"), at ? h("span", { class: "muted" }, "reported ", timeAgo(at)) : null),
+  );
+  const entries = Object.entries(values);
   if (!entries.length) {
     section.append(h("p", { class: "muted" }, "No metrics reported."));
     return section;
