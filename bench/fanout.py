@@ -252,6 +252,11 @@ def fan_out(target: Target, server: HubServer, clients: int, events: int, projec
     """Subscribe ``clients``, run ``post``, wait for the deliveries; the case's figures."""
     tally = Tally(events, [0.0] * events)
     subscribers = connect_all(target, server.port, clients, project, tally)
+    warm_up = json.dumps({"type": "log_entry", "project": project, "deployment_id": "warm-up",
+                          "message": "warm-up"}).encode()  # no seq: the clients skip it
+    run(server.port, "/api/webhooks/deployment", lambda _: warm_up, total=20, concurrency=1,
+        deadline=30)
+    gevent.sleep(1)
     usage = Usage(server)
     post(server.port, tally)
     posting = time.perf_counter() - usage.started
@@ -300,9 +305,16 @@ def flat_out(project: str, seconds: float, events: int) -> Callable[[int, Tally]
 
 
 def idle_memory(target: Target, server: HubServer, count: int, extra: str = "") -> float:
-    """KB of worker RSS per idle subscribed connection."""
+    """KB of worker RSS per idle subscribed connection.
+
+    A first round of connections loads whatever the worker loads lazily (modules,
+    caches) and is closed again, so that only the connections themselves are counted.
+    """
+    warm = connect_all(target, server.port, 50, "idle", None, extra)
+    for client in warm:
+        client.close()
     usage = Usage(server)
-    gevent.sleep(1)
+    gevent.sleep(2)
     before = usage.rss_mb()
     clients = connect_all(target, server.port, count, "idle", None, extra)
     gevent.sleep(2)
@@ -312,26 +324,40 @@ def idle_memory(target: Target, server: HubServer, count: int, extra: str = "") 
     return (after - before) * 1024 / count
 
 
-def measure(target: Target, args: argparse.Namespace, workdir: Path
-            ) -> dict[str, dict[str, object]]:
-    server = pinned(HubServer(workdir / target.name, {
+def start(target: Target, workdir: Path) -> HubServer:
+    """A fresh server for each measurement, so one case's garbage does not blur the next."""
+    return pinned(HubServer(workdir, {
         **target.env, "HUB_WS_MAX_CONNECTIONS": "20000", "HUB_WORKER_CONNECTIONS": "20000",
         "HUB_MAX_BATCH_EVENTS": "1000"}, app_spec=target.app_spec))
+
+
+def measure(target: Target, args: argparse.Namespace, workdir: Path
+            ) -> dict[str, dict[str, object]]:
+    paced_events = int(args.rate * args.seconds)
+
+    def idle(extra: str) -> Callable[[HubServer], dict[str, object]]:
+        return lambda server: {"KB": idle_memory(target, server, args.idle, extra)}
+
+    cases: list[tuple[str, Callable[[HubServer], dict[str, object]]]] = [
+        ("idle KB/connection", idle(""))]
+    if not target.socketio:
+        cases.append(("idle KB/connection, deflate",
+                      idle("Sec-WebSocket-Extensions: permessage-deflate\r\n")))
+    cases += [
+        (f"paced K={args.clients} R={args.rate:g}/s",
+         lambda server: fan_out(target, server, args.clients, paced_events, "paced",
+                                paced("paced", args.rate, paced_events))),
+        (f"max rate K={args.max_clients}",
+         lambda server: fan_out(target, server, args.max_clients, 10**6, "flat",
+                                flat_out("flat", args.max_seconds, 10**6))),
+    ]
     results: dict[str, dict[str, object]] = {}
-    try:  # idle first, on a fresh worker, so earlier cases' garbage does not blur it
-        results["idle KB/connection"] = {"KB": idle_memory(target, server, args.idle)}
-        if not target.socketio:
-            results["idle KB/connection, deflate"] = {"KB": idle_memory(
-                target, server, args.idle, "Sec-WebSocket-Extensions: permessage-deflate\r\n")}
-        paced_events = int(args.rate * args.seconds)
-        results[f"paced K={args.clients} R={args.rate:g}/s"] = fan_out(
-            target, server, args.clients, paced_events, "paced",
-            paced("paced", args.rate, paced_events))
-        cap = 10**6
-        results[f"max rate K={args.max_clients}"] = fan_out(
-            target, server, args.max_clients, cap, "flat", flat_out("flat", args.max_seconds, cap))
-    finally:
-        server.stop()
+    for index, (name, case) in enumerate(cases):
+        server = start(target, workdir / f"{target.name}-{index}")
+        try:
+            results[name] = case(server)
+        finally:
+            server.stop()
     return results
 
 
