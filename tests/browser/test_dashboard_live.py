@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -185,6 +186,26 @@ def test_history_rows_appear_live_and_running_durations_tick(
     assert watched.errors == []
 
 
+def test_project_cards_follow_their_latest_deployment(hub: HubServer, watched: Watched) -> None:
+    post(
+        hub,
+        event("deployment_started", "cards", "card-1"),
+        event("deployment_completed", "cards", "card-1", status="success", duration_ms=60000),
+    )
+    page = open_page(watched, hub, "#/")
+    card = page.locator(".project-card[data-project='cards']")
+    expect(card).to_have_attribute("data-status", "success")
+    expect(card.locator(".stat dd").first).to_have_text("100%")
+
+    post(hub, event("deployment_started", "cards", "card-2"))
+    expect(card).to_have_attribute("data-status", "running", timeout=LIVE_MS)
+    post(hub, event("deployment_completed", "cards", "card-2", status="failure"))
+    expect(card).to_have_attribute("data-status", "failure", timeout=LIVE_MS)
+    expect(card.locator(".stat dd").first).to_have_text("50%")
+    expect(card.locator(".spark-bar")).to_have_count(2)
+    assert watched.errors == []
+
+
 def test_a_step_log_opens_from_the_keyboard(hub: HubServer, watched: Watched) -> None:
     post(
         hub,
@@ -247,4 +268,47 @@ def test_page_recovers_after_a_hub_restart_and_shows_what_was_missed(
         ["posted while the page was away"]
     )
     assert "offline" in page.evaluate("window.__states")
+    assert watched.unexpected_errors(*OUTAGE_ERRORS) == []
+
+
+def test_page_reloads_its_state_when_the_hub_lost_its_history(
+    hub: HubServer, watched: Watched
+) -> None:
+    """After the store is wiped, resuming answers recovered: false and the page reloads."""
+    project, deployment = "amnesia", "wiped-1"
+    post(
+        hub,
+        event("deployment_started", project, deployment),
+        event("step_started", project, deployment, job="ci", step="build"),
+        event("log_entry", project, deployment, job="ci", step="build", message="before"),
+    )
+    page = open_page(watched, hub, f"#/deployments/{deployment}")
+    subscribed: list[dict[str, Any]] = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on(
+            "framereceived",
+            lambda frame: subscribed.append(json.loads(frame)) if '"subscribed"' in frame else None,
+        ),
+    )
+    build = step_row(page, "build")
+    build.locator(".step-toggle").click()
+    expect(build.locator(".log-text")).to_have_text(["before"])
+
+    hub.stop()
+    for path in hub.workdir.glob("hub.sqlite3*"):
+        path.unlink()
+    hub.start()
+    post(
+        hub,
+        event("deployment_started", project, deployment),
+        event("step_started", project, deployment, job="ci", step="build"),
+        event("log_entry", project, deployment, job="ci", step="build", message="after"),
+        event("step_completed", project, deployment, job="ci", step="build", status="success"),
+    )
+
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=SLOW_MS)
+    expect(build).to_have_attribute("data-status", "success")
+    expect(build.locator(".log-text")).to_have_text(["after"])
+    assert any(frame.get("recovered") is False for frame in subscribed), subscribed
     assert watched.unexpected_errors(*OUTAGE_ERRORS) == []

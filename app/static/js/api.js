@@ -41,7 +41,7 @@ export class ApiError extends Error {
   }
 }
 
-export function apiUrl(path, params = {}) {
+function apiUrl(path, params = {}) {
   const url = new URL(`api/${path}`, base);
   for (const [key, value] of Object.entries(params)) {
     if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, value);

@@ -33,11 +33,6 @@ export function svg(tag, attrs, ...children) {
   return fill(document.createElementNS(SVG_NS, tag), attrs, children);
 }
 
-export function clear(el) {
-  el.replaceChildren();
-  return el;
-}
-
 /** Only http(s) links from data become hrefs; anything else (javascript:, data:) is dropped. */
 export function safeUrl(value) {
   if (typeof value !== "string") return null;
@@ -91,7 +86,7 @@ export function formatDuration(ms) {
 
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
 
-export function formatRelative(value, now = Date.now()) {
+function formatRelative(value, now = Date.now()) {
   const at = parseTime(value);
   if (at === null) return "—";
   const seconds = Math.round((at - now) / 1000);
@@ -125,7 +120,7 @@ export function timeAgo(value) {
 }
 
 /** Elapsed time of something still running; the page ticker keeps it current. */
-export function elapsed(startedAt, extraClass = "") {
+function elapsed(startedAt, extraClass = "") {
   return h(
     "span",
     { class: `elapsed ${extraClass}`.trim(), dataset: { since: startedAt || "" } },

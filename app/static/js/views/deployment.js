@@ -67,7 +67,7 @@ function renderHeader(view) {
       metaItem("Actor", view.actor),
       metaItem("Environment", view.environment),
       metaItem("Repository", view.repository),
-      metaItem("Workflow run", view.workflow_id, runUrl ? h("a", { href: runUrl, rel: "noopener noreferrer", target: "_blank" }, view.workflow_id || "open") : null),
+      metaItem("Workflow run", view.workflow_id || runUrl, runUrl ? h("a", { href: runUrl, rel: "noopener noreferrer", target: "_blank" }, view.workflow_id || "open") : null),
       metaItem("Started", formatAbsolute(view.started_at)),
       metaItem("Finished", formatAbsolute(view.completed_at)),
     ),
@@ -95,7 +95,8 @@ function renderHeader(view) {
 
 function renderMetrics(metrics) {
   const section = h("section", { class: "card", "aria-labelledby": "metrics-title" });
-  const { at = null, ...values } = metrics && typeof metrics === "object" ? metrics : {};
+  // `_at` is when the hub received these numbers, not one of them
+  const { _at: at = null, ...values } = metrics && typeof metrics === "object" ? metrics : {};
   section.append(
     h("div", { class: "card-head" }, h("h2", { id: "metrics-title" }, "Metrics"), at ? h("span", { class: "muted" }, "reported ", timeAgo(at)) : null),
   );
