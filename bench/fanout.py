@@ -280,7 +280,8 @@ def fan_out(target: Target, server: HubServer, clients: int, events: int, projec
 
 
 def paced(project: str, rate: float, events: int) -> Callable[[int, Tally], object]:
-    """One event per request, R requests a second."""
+    """One event per request, R requests a second (16 in flight at most, so a slow answer
+    does not lower the rate)."""
     def post(port: int, tally: Tally) -> None:
         started = time.perf_counter()
 
@@ -288,7 +289,7 @@ def paced(project: str, rate: float, events: int) -> Callable[[int, Tally], obje
             gevent.sleep(max(0.0, started + index / rate - time.perf_counter()))
             return body(project, range(index, index + 1), tally)
 
-        run(port, "/api/webhooks/deployment", one, total=events, concurrency=4,
+        run(port, "/api/webhooks/deployment", one, total=events, concurrency=16,
             deadline=events / rate + 30)
     return post
 
