@@ -53,6 +53,18 @@ STATUS_WORDS: dict[str, str] = {
 
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 
+#: What a run is: its source and workflow; the view keeps the latest value of each.
+RUN_METADATA: tuple[str, ...] = (
+    "branch",
+    "commit",
+    "actor",
+    "environment",
+    "repository",
+    "workflow_name",
+    "workflow_id",
+    "run_url",
+)
+
 #: Keys of ``Event.payload``: always all present (``None`` when unknown), whatever the type.
 PAYLOAD_KEYS: tuple[str, ...] = (
     "job",
@@ -69,14 +81,7 @@ PAYLOAD_KEYS: tuple[str, ...] = (
     "error",
     "metrics",
     "steps",
-    "branch",
-    "commit",
-    "actor",
-    "environment",
-    "repository",
-    "workflow_name",
-    "workflow_id",
-    "run_url",
+    *RUN_METADATA,
     "from_deployment_id",
     "reason",
     "source_format",

@@ -20,7 +20,14 @@ from typing import Any
 
 import orjson
 
-from app.events import TERMINAL_STATUSES, Event, duration_between, format_timestamp, parse_timestamp
+from app.events import (
+    RUN_METADATA,
+    TERMINAL_STATUSES,
+    Event,
+    duration_between,
+    format_timestamp,
+    parse_timestamp,
+)
 
 #: Tie-break for events stamped with the same instant: starts before ends.
 TYPE_RANK = {
@@ -40,17 +47,6 @@ LIFECYCLE_TYPES = (
     "step_completed",
     "deployment_completed",
     "deployment_rollback",
-)
-
-_METADATA = (
-    "branch",
-    "commit",
-    "actor",
-    "environment",
-    "repository",
-    "workflow_name",
-    "workflow_id",
-    "run_url",
 )
 
 UNKNOWN_PROJECT = "unknown"
@@ -175,7 +171,7 @@ class Fold:
         self.first_ts = min(self.first_ts or event.timestamp, event.timestamp)
         self.last_ts = max(self.last_ts or event.timestamp, event.timestamp)
         payload = event.payload
-        for name in _METADATA:
+        for name in RUN_METADATA:
             if payload.get(name) is not None:
                 self.metadata[name] = payload[name]
         if event.type == "deployment_started":
@@ -265,7 +261,7 @@ class Fold:
             "duration_ms": duration,
             "error": self.error,
             "message": self.message,
-            **{name: self.metadata.get(name) for name in _METADATA},
+            **{name: self.metadata.get(name) for name in RUN_METADATA},
             "rollback": self.rollback,
             "jobs": _jobs(self.steps.values()),
             "updated_at": self.last_ts,

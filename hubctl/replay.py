@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from app.events import RUN_METADATA
 from hubctl.hub import CommandError, HubClient, Posted
 
 #: Payload keys that typed bodies carry under the same name.
@@ -33,14 +34,7 @@ PAYLOAD_FIELDS = (
     "level",
     "error",
     "metrics",
-    "branch",
-    "commit",
-    "actor",
-    "environment",
-    "repository",
-    "workflow_name",
-    "workflow_id",
-    "run_url",
+    *RUN_METADATA,
     "from_deployment_id",
     "reason",
 )
