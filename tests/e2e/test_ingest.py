@@ -51,12 +51,21 @@ def test_every_captured_body_over_http(hub_server: HubServer) -> None:
 def test_accepted_events_survive_a_restart(hub_server: HubServer, how: str) -> None:
     ids = []
     for i in range(50):
-        status, answer = hub_server.post_json(ROUTE, {
-            "type": "log_entry", "project": "web", "deployment_id": "1", "message": f"line {i}"})
+        status, answer = hub_server.post_json(
+            ROUTE,
+            {"type": "log_entry", "project": "web", "deployment_id": "1", "message": f"line {i}"},
+        )
         assert status == 200
         ids += answer["ids"]
-    hub_server.post_json(ROUTE, {"type": "deployment_completed", "project": "web",
-                                 "deployment_id": "1", "status": "success"})
+    hub_server.post_json(
+        ROUTE,
+        {
+            "type": "deployment_completed",
+            "project": "web",
+            "deployment_id": "1",
+            "status": "success",
+        },
+    )
     if how == "graceful":
         hub_server.restart()
     else:
@@ -77,8 +86,14 @@ def test_concurrent_senders_lose_and_duplicate_nothing(hub_server: HubServer) ->
         connection = http.client.HTTPConnection("127.0.0.1", hub_server.port, timeout=30)
         ids = []
         for i in range(500):
-            body = json.dumps({"type": "log_entry", "project": "load",
-                               "deployment_id": f"d{index}", "message": f"{index}:{i}"})
+            body = json.dumps(
+                {
+                    "type": "log_entry",
+                    "project": "load",
+                    "deployment_id": f"d{index}",
+                    "message": f"{index}:{i}",
+                }
+            )
             connection.request("POST", ROUTE, body, {"Content-Type": "application/json"})
             response = connection.getresponse()
             answer = json.loads(response.read())

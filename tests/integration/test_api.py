@@ -10,21 +10,45 @@ from flask.testing import FlaskClient
 
 
 def post(client: FlaskClient, payload: Any) -> Any:
-    response = client.post("/api/webhooks/deployment", data=json.dumps(payload),
-                           headers={"Content-Type": "application/json"})
+    response = client.post(
+        "/api/webhooks/deployment",
+        data=json.dumps(payload),
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()
 
 
-def deployment(client: FlaskClient, deployment_id: str, project: str, minute: int,
-               status: str | None = None, branch: str = "main") -> None:
+def deployment(
+    client: FlaskClient,
+    deployment_id: str,
+    project: str,
+    minute: int,
+    status: str | None = None,
+    branch: str = "main",
+) -> None:
     at = f"2025-08-12T11:{minute:02d}:00Z"
-    post(client, {"type": "deployment_started", "project": project,
-                  "deployment_id": deployment_id, "timestamp": at, "branch": branch})
+    post(
+        client,
+        {
+            "type": "deployment_started",
+            "project": project,
+            "deployment_id": deployment_id,
+            "timestamp": at,
+            "branch": branch,
+        },
+    )
     if status:
-        post(client, {"type": "deployment_completed", "project": project,
-                      "deployment_id": deployment_id, "status": status,
-                      "timestamp": f"2025-08-12T11:{minute:02d}:30Z"})
+        post(
+            client,
+            {
+                "type": "deployment_completed",
+                "project": project,
+                "deployment_id": deployment_id,
+                "status": status,
+                "timestamp": f"2025-08-12T11:{minute:02d}:30Z",
+            },
+        )
 
 
 @pytest.fixture
@@ -93,15 +117,49 @@ def test_bad_query_strings_are_400_naming_the_parameter(
 
 def test_deployment_detail_has_the_tree_and_metrics(client: FlaskClient) -> None:
     deployment(client, "9", "web", 1)
-    post(client, {"type": "step_started", "project": "web", "deployment_id": "9",
-                  "job": "build", "step": "compile", "timestamp": "2025-08-12T11:01:05Z"})
-    post(client, {"type": "step_completed", "project": "web", "deployment_id": "9",
-                  "job": "build", "step": "compile", "status": "success",
-                  "timestamp": "2025-08-12T11:01:35Z"})
-    post(client, {"type": "metrics_update", "project": "web", "deployment_id": "9",
-                  "metrics": {"cpu_percent": 50}, "timestamp": "2025-08-12T11:01:10Z"})
-    post(client, {"type": "metrics_update", "project": "web", "deployment_id": "9",
-                  "metrics": {"cpu_percent": 10}, "timestamp": "2025-08-12T11:01:00Z"})
+    post(
+        client,
+        {
+            "type": "step_started",
+            "project": "web",
+            "deployment_id": "9",
+            "job": "build",
+            "step": "compile",
+            "timestamp": "2025-08-12T11:01:05Z",
+        },
+    )
+    post(
+        client,
+        {
+            "type": "step_completed",
+            "project": "web",
+            "deployment_id": "9",
+            "job": "build",
+            "step": "compile",
+            "status": "success",
+            "timestamp": "2025-08-12T11:01:35Z",
+        },
+    )
+    post(
+        client,
+        {
+            "type": "metrics_update",
+            "project": "web",
+            "deployment_id": "9",
+            "metrics": {"cpu_percent": 50},
+            "timestamp": "2025-08-12T11:01:10Z",
+        },
+    )
+    post(
+        client,
+        {
+            "type": "metrics_update",
+            "project": "web",
+            "deployment_id": "9",
+            "metrics": {"cpu_percent": 10},
+            "timestamp": "2025-08-12T11:01:00Z",
+        },
+    )
     view = client.get("/api/deployments/9").get_json()
     assert view["status"] == "running"
     step = view["jobs"][0]["steps"][0]
@@ -118,9 +176,16 @@ def test_unknown_deployment_is_404(client: FlaskClient) -> None:
 
 
 def test_logs_page_with_a_cursor_and_filter_by_step(client: FlaskClient) -> None:
-    events = [{"type": "log_entry", "project": "web", "deployment_id": "9",
-               "step_name": f"build / {'a' if i % 2 else 'b'}", "message": f"{i}\n{i}+"}
-              for i in range(4)]
+    events = [
+        {
+            "type": "log_entry",
+            "project": "web",
+            "deployment_id": "9",
+            "step_name": f"build / {'a' if i % 2 else 'b'}",
+            "message": f"{i}\n{i}+",
+        }
+        for i in range(4)
+    ]
     post(client, {"events": events})
     first = client.get("/api/deployments/9/logs?limit=3").get_json()
     assert [line["message"] for line in first["lines"]] == ["0", "0+", "1"]
@@ -137,8 +202,7 @@ def test_projects_have_latest_deployment_and_counts(seeded: FlaskClient) -> None
     assert set(projects) == {"web", "api"}
     web = projects["web"]
     assert web["latest_deployment"]["deployment_id"] == "4"
-    assert web["counts"] == {"total": 3, "success": 1, "failure": 1, "running": 1,
-                             "cancelled": 0}
+    assert web["counts"] == {"total": 3, "success": 1, "failure": 1, "running": 1, "cancelled": 0}
 
 
 def test_event_log_polls_with_since(seeded: FlaskClient) -> None:
@@ -179,8 +243,15 @@ def test_read_tokens_guard_the_read_api() -> None:
 
 def test_ids_with_slashes_are_readable(client: FlaskClient) -> None:
     """Deployment ids are the sender's; some senders put a slash in them."""
-    post(client, {"type": "log_entry", "project": "web", "deployment_id": "owner/repo#12",
-                  "message": "hello"})
+    post(
+        client,
+        {
+            "type": "log_entry",
+            "project": "web",
+            "deployment_id": "owner/repo#12",
+            "message": "hello",
+        },
+    )
     assert client.get("/api/deployments/owner/repo%2312").get_json()["log_lines"] == 1
     lines = client.get("/api/deployments/owner/repo%2312/logs").get_json()["lines"]
     assert [line["message"] for line in lines] == ["hello"]

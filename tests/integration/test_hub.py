@@ -11,8 +11,10 @@ from broadcaster.hub import Envelope, Hub, Subscriber
 
 
 def publish(store: Store, hub: Hub, message: str, deployment_id: str = "1") -> str:
-    event = load_one({"type": "log_entry", "project": "web", "deployment_id": deployment_id,
-                      "message": message}, "deployment")
+    event = load_one(
+        {"type": "log_entry", "project": "web", "deployment_id": deployment_id, "message": message},
+        "deployment",
+    )
     ids = store.append(Batch([event])).ids
     hub.notify()
     return ids[0]

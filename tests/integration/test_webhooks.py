@@ -38,8 +38,9 @@ def snapshot(app: Flask) -> tuple[int, list[dict[str, Any]]]:
 
 
 def post(client: FlaskClient, payload: Any, path: str = ROUTE, **headers: str) -> Any:
-    return client.post(path, data=json.dumps(payload), headers={
-        "Content-Type": "application/json", **headers})
+    return client.post(
+        path, data=json.dumps(payload), headers={"Content-Type": "application/json", **headers}
+    )
 
 
 @pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
@@ -66,8 +67,9 @@ def test_all_captured_bodies_build_the_expected_deployments(
     client: FlaskClient, app: Flask
 ) -> None:
     for entry in MANIFEST:
-        client.post(entry["path"], data=(FIXTURES / entry["file"]).read_bytes(),
-                    headers=entry["headers"])
+        client.post(
+            entry["path"], data=(FIXTURES / entry["file"]).read_bytes(), headers=entry["headers"]
+        )
     store = store_of(app)
     run = store.get_deployment("16899001122")
     assert run is not None
@@ -79,8 +81,9 @@ def test_all_captured_bodies_build_the_expected_deployments(
     failed = store.get_deployment("16898770011")
     assert failed is not None
     assert failed["error"] == "部署失败，请查看 GitHub Actions 日志"
-    summaries = store.list_deployments(project="axi-docs", status=None, branch=None, limit=50,
-                                       cursor=None).items
+    summaries = store.list_deployments(
+        project="axi-docs", status=None, branch=None, limit=50, cursor=None
+    ).items
     assert any(row["steps"]["total"] == 8 for row in summaries)
 
 
@@ -103,19 +106,43 @@ def test_public_prefix_serves_the_same_routes(client: FlaskClient) -> None:
         (b"[1, 2]", "application/json", 422, "validation_failed"),
         (b'"just a string"', "application/json", 422, "validation_failed"),
         (b"null", "application/json", 422, "validation_failed"),
-        (b'{"type": "deployment_started", "project": "p", "deployment_id": "1", "x": NaN}',
-         "application/json", 400, "invalid_json"),
-        (b'{"type": "deployment_started", "project": ["p"], "deployment_id": "1"}',
-         "application/json", 422, "validation_failed"),
-        (b'{"type": "mystery", "project": "p", "deployment_id": "1"}', "application/json", 422,
-         "validation_failed"),
+        (
+            b'{"type": "deployment_started", "project": "p", "deployment_id": "1", "x": NaN}',
+            "application/json",
+            400,
+            "invalid_json",
+        ),
+        (
+            b'{"type": "deployment_started", "project": ["p"], "deployment_id": "1"}',
+            "application/json",
+            422,
+            "validation_failed",
+        ),
+        (
+            b'{"type": "mystery", "project": "p", "deployment_id": "1"}',
+            "application/json",
+            422,
+            "validation_failed",
+        ),
         (b'{"events": []}', "application/json", 422, "validation_failed"),
         (b"", "application/json", 400, "invalid_json"),
     ],
     ids=[
-        "malformed", "invalid-utf8", "text-plain", "form", "no-content-type", "nested-50",
-        "nested-100000", "array", "string", "null", "nan", "wrong-type", "unknown-type",
-        "empty-batch", "empty-body",
+        "malformed",
+        "invalid-utf8",
+        "text-plain",
+        "form",
+        "no-content-type",
+        "nested-50",
+        "nested-100000",
+        "array",
+        "string",
+        "null",
+        "nan",
+        "wrong-type",
+        "unknown-type",
+        "empty-batch",
+        "empty-body",
     ],
 )
 def test_bad_bodies_get_structured_errors_and_write_nothing(
@@ -150,22 +177,27 @@ def test_validation_errors_name_the_fields(client: FlaskClient) -> None:
 
 
 def test_a_batch_is_stored_whole(client: FlaskClient, app: Flask) -> None:
-    events = [{"type": "log_entry", "project": "p", "deployment_id": "1", "message": f"line {i}"}
-              for i in range(5)]
+    events = [
+        {"type": "log_entry", "project": "p", "deployment_id": "1", "message": f"line {i}"}
+        for i in range(5)
+    ]
     response = post(client, {"events": events})
     assert response.get_json()["accepted"] == 5
     lines = store_of(app).logs("1", job=None, step=None, after=None, limit=10).items
     assert [line["message"] for line in lines] == [f"line {i}" for i in range(5)]
 
 
-def test_one_bad_event_rejects_the_batch_naming_its_index(
-    client: FlaskClient, app: Flask
-) -> None:
+def test_one_bad_event_rejects_the_batch_naming_its_index(client: FlaskClient, app: Flask) -> None:
     events: list[dict[str, Any]] = [
         {"type": "log_entry", "project": "p", "deployment_id": "1", "message": "fine"},
         {"type": "log_entry", "project": "p", "deployment_id": "1", "message": "fine"},
-        {"type": "log_entry", "project": "p", "deployment_id": "1", "level": "shouting",
-         "message": "bad"},
+        {
+            "type": "log_entry",
+            "project": "p",
+            "deployment_id": "1",
+            "level": "shouting",
+            "message": "bad",
+        },
     ]
     before = snapshot(app)
     response = post(client, {"events": events})
@@ -198,8 +230,13 @@ def test_a_redelivery_changes_nothing(client: FlaskClient, app: Flask, header: s
 def test_event_ids_deduplicate_single_events_inside_batches(
     client: FlaskClient, app: Flask
 ) -> None:
-    one = {"type": "log_entry", "project": "p", "deployment_id": "1", "message": "a",
-           "event_id": "e1"}
+    one = {
+        "type": "log_entry",
+        "project": "p",
+        "deployment_id": "1",
+        "message": "a",
+        "event_id": "e1",
+    }
     two = {**one, "event_id": "e2", "message": "b"}
     first = post(client, one).get_json()
     batch = post(client, {"events": [one, two]}).get_json()
@@ -213,13 +250,20 @@ def test_event_ids_deduplicate_single_events_inside_batches(
 def test_legacy_running_then_completion_without_run_id_join_up(
     client: FlaskClient, app: Flask
 ) -> None:
-    running = {"project": "site", "status": "running", "runId": "", "timestamp":
-               "2025-08-12T11:40:00Z"}
+    running = {
+        "project": "site",
+        "status": "running",
+        "runId": "",
+        "timestamp": "2025-08-12T11:40:00Z",
+    }
     done = {**running, "status": "success", "duration": "30", "timestamp": "2025-08-12T11:40:30Z"}
     started = post(client, running).get_json()["ids"][0]
     post(client, done)
-    rows = store_of(app).list_deployments(project="site", status=None, branch=None, limit=10,
-                                          cursor=None).items
+    rows = (
+        store_of(app)
+        .list_deployments(project="site", status=None, branch=None, limit=10, cursor=None)
+        .items
+    )
     assert len(rows) == 1
     assert rows[0]["status"] == "success"
     assert rows[0]["duration_ms"] == 30000
@@ -231,8 +275,11 @@ def test_completion_without_run_id_and_nothing_running_creates_one(
     client: FlaskClient, app: Flask
 ) -> None:
     post(client, {"project": "solo", "status": "failed", "errorMessage": "boom"})
-    rows = store_of(app).list_deployments(project="solo", status=None, branch=None, limit=10,
-                                          cursor=None).items
+    rows = (
+        store_of(app)
+        .list_deployments(project="solo", status=None, branch=None, limit=10, cursor=None)
+        .items
+    )
     assert [(r["status"], r["error"]) for r in rows] == [("failure", "boom")]
 
 
@@ -240,8 +287,10 @@ def test_unknown_project_attaches_to_the_deployments_project(
     client: FlaskClient, app: Flask
 ) -> None:
     post(client, {"type": "deployment_started", "project": "real", "deployment_id": "5"})
-    response = post(client, {"type": "step_started", "project": "unknown", "deployment_id": "5",
-                             "step_name": "s"}).get_json()
+    response = post(
+        client,
+        {"type": "step_started", "project": "unknown", "deployment_id": "5", "step_name": "s"},
+    ).get_json()
     events = store_of(app).events(project="real", deployment_id=None, since=None, limit=10).items
     assert [e["id"] for e in events][-1] == response["ids"][0]
 
@@ -260,8 +309,9 @@ SECRET = "s3cret"
 
 @pytest.fixture
 def signed_client() -> FlaskClient:
-    app = create_app(Settings(broker_url="memory://", webhook_secrets=("old", SECRET),
-                              webhook_tokens=("tok",)))
+    app = create_app(
+        Settings(broker_url="memory://", webhook_secrets=("old", SECRET), webhook_tokens=("tok",))
+    )
     return app.test_client()
 
 
@@ -284,8 +334,12 @@ def test_signed_posts_are_accepted(signed_client: FlaskClient) -> None:
         {"Content-Type": "application/json"},
         {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=00"},
         {"Content-Type": "application/json", "Authorization": "Bearer wrong"},
-        {"Content-Type": "application/json", "webhook-id": "1", "webhook-timestamp": "1",
-         "webhook-signature": "v1,AAAA"},
+        {
+            "Content-Type": "application/json",
+            "webhook-id": "1",
+            "webhook-timestamp": "1",
+            "webhook-signature": "v1,AAAA",
+        },
     ],
     ids=["missing", "bad-hmac", "bad-token", "stale-standard"],
 )

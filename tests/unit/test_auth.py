@@ -26,8 +26,11 @@ def standard_headers(secret: str, body: bytes = BODY, at: float | None = None) -
 
     moment = datetime.fromtimestamp(time.time() if at is None else at, tz=UTC)
     signature = Webhook(secret.encode()).sign("msg_1", moment, body.decode())
-    return {"webhook-id": "msg_1", "webhook-timestamp": str(int(moment.timestamp())),
-            "webhook-signature": signature}
+    return {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(int(moment.timestamp())),
+        "webhook-signature": signature,
+    }
 
 
 def verify(headers: dict[str, str], body: bytes = BODY) -> str:

@@ -17,12 +17,14 @@ def test_defaults_need_no_environment() -> None:
 
 
 def test_values_are_cast_by_type() -> None:
-    settings = Settings.from_env({
-        "HUB_PORT": "9000",
-        "HUB_RETENTION_DAYS": "1.5",
-        "HUB_WEBHOOK_SECRETS": " a, b ,,c ",
-        "HUB_LOG_LEVEL": "debug",
-    })
+    settings = Settings.from_env(
+        {
+            "HUB_PORT": "9000",
+            "HUB_RETENTION_DAYS": "1.5",
+            "HUB_WEBHOOK_SECRETS": " a, b ,,c ",
+            "HUB_LOG_LEVEL": "debug",
+        }
+    )
     assert settings.port == 9000
     assert settings.retention_days == 1.5
     assert settings.webhook_secrets == ("a", "b", "c")
@@ -40,9 +42,7 @@ def test_values_are_cast_by_type() -> None:
         ("HUB_SQLITE_SYNCHRONOUS", "OFF", "must be one of NORMAL, FULL"),
     ],
 )
-def test_bad_values_stop_start_up_naming_the_variable(
-    name: str, value: str, fragment: str
-) -> None:
+def test_bad_values_stop_start_up_naming_the_variable(name: str, value: str, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         Settings.from_env({name: value})
 

@@ -16,6 +16,9 @@ def test_readme_starts_with_the_two_commands() -> None:
 
 def test_readme_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
-    missing = [f"{PREFIX}{f.name.upper()}" for f in dataclasses.fields(Settings)
-               if f"`{PREFIX}{f.name.upper()}`" not in readme]
+    missing = [
+        f"{PREFIX}{f.name.upper()}"
+        for f in dataclasses.fields(Settings)
+        if f"`{PREFIX}{f.name.upper()}`" not in readme
+    ]
     assert missing == []

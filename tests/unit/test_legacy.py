@@ -90,8 +90,13 @@ def test_summary_steps_come_in_the_documented_order_with_readable_names() -> Non
     assert [s["key"] for s in steps] == [*SUMMARY_STEPS, "custom_step"]
     assert steps[0]["step"] == "Validate artifact"
     assert steps[6]["status"] == "skipped"
-    assert steps[8] == {"job": "default", "step": "Custom step", "key": "custom_step",
-                        "status": "failure", "step_number": 9}
+    assert steps[8] == {
+        "job": "default",
+        "step": "Custom step",
+        "key": "custom_step",
+        "status": "failure",
+        "step_number": 9,
+    }
     assert event.payload["commit"] is None
     assert event.payload["extra"]["commit_hash"] == "latest"
     assert event.join == "close_latest"
@@ -107,13 +112,38 @@ def test_summary_rejects_an_unknown_step_result() -> None:
 @pytest.mark.parametrize(
     ("body", "kind", "status"),
     [
-        ({"project": "p", "step_name": "deploy-project", "status": "running",
-          "step_duration": "0"}, "step_started", "running"),
-        ({"project": "p", "step_name": "start-service", "status": "failed",
-          "step_duration": "38", "error_message": "端口 8080 已被占用"}, "step_completed",
-         "failure"),
-        ({"project": "p", "step_name": "deploy-project", "step_status": "success",
-          "step_order": 1, "logs": "部署日志内容..."}, "step_completed", "success"),
+        (
+            {
+                "project": "p",
+                "step_name": "deploy-project",
+                "status": "running",
+                "step_duration": "0",
+            },
+            "step_started",
+            "running",
+        ),
+        (
+            {
+                "project": "p",
+                "step_name": "start-service",
+                "status": "failed",
+                "step_duration": "38",
+                "error_message": "端口 8080 已被占用",
+            },
+            "step_completed",
+            "failure",
+        ),
+        (
+            {
+                "project": "p",
+                "step_name": "deploy-project",
+                "step_status": "success",
+                "step_order": 1,
+                "logs": "部署日志内容...",
+            },
+            "step_completed",
+            "success",
+        ),
     ],
     ids=["running-from-status", "failed-with-error", "documented-minimal"],
 )
@@ -131,8 +161,9 @@ def test_step_body_duration_string_is_seconds() -> None:
 
 
 def test_project_status_is_a_project_event() -> None:
-    event = load_one({"project": "p", "status_type": "maintenance", "status": "on"},
-                     "project_status")
+    event = load_one(
+        {"project": "p", "status_type": "maintenance", "status": "on"}, "project_status"
+    )
     assert event.type == "project_status"
     assert event.deployment_id is None
     assert event.payload["extra"] == {"status_type": "maintenance", "status": "on"}

@@ -51,9 +51,7 @@ def test_durations_in_seconds_accept_numbers_and_numeric_strings(
     assert load_one(body, "deployment").payload["duration_ms"] == millis
 
 
-@pytest.mark.parametrize(
-    "duration", ["abc", -1, "-3", True, [1], "nan", "inf"], ids=repr
-)
+@pytest.mark.parametrize("duration", ["abc", -1, "-3", True, [1], "nan", "inf"], ids=repr)
 def test_meaningless_durations_are_rejected(duration: Any) -> None:
     body = typed(type="deployment_completed", status="success", duration=duration)
     with pytest.raises(ValidationError) as info:
@@ -177,23 +175,53 @@ def test_a_missing_timestamp_is_the_receipt_time() -> None:
         ({"type": "deployment_started", "deployment_id": "1", "project": 5.5j}, "project"),
         ({"type": "nope", "project": "p", "deployment_id": "1"}, "type"),
         ({"type": 7, "project": "p", "deployment_id": "1"}, "type"),
-        ({"type": "log_entry", "project": "p", "deployment_id": "1", "message": "m",
-          "level": "loud"}, "level"),
-        ({"type": "deployment_started", "project": "p", "deployment_id": "a\nb"},
-         "deployment_id"),
-        ({"type": "deployment_started", "project": "p", "deployment_id": "x" * 201},
-         "deployment_id"),
-        ({"type": "deployment_started", "project": "p", "deployment_id": "1",
-          "timestamp": "yesterday"}, "timestamp"),
-        ({"type": "metrics_update", "project": "p", "deployment_id": "1", "metrics": [1]},
-         "metrics"),
+        (
+            {
+                "type": "log_entry",
+                "project": "p",
+                "deployment_id": "1",
+                "message": "m",
+                "level": "loud",
+            },
+            "level",
+        ),
+        ({"type": "deployment_started", "project": "p", "deployment_id": "a\nb"}, "deployment_id"),
+        (
+            {"type": "deployment_started", "project": "p", "deployment_id": "x" * 201},
+            "deployment_id",
+        ),
+        (
+            {
+                "type": "deployment_started",
+                "project": "p",
+                "deployment_id": "1",
+                "timestamp": "yesterday",
+            },
+            "timestamp",
+        ),
+        (
+            {"type": "metrics_update", "project": "p", "deployment_id": "1", "metrics": [1]},
+            "metrics",
+        ),
         ({"project": "", "status": "running"}, "project"),
         ({"project": "p"}, "status"),
     ],
     ids=[
-        "no-deployment", "no-status", "no-step", "no-message", "no-metrics", "project-type",
-        "unknown-type", "type-not-string", "unknown-level", "control-char-id", "long-id",
-        "bad-timestamp", "metrics-not-object", "legacy-no-project", "legacy-no-status",
+        "no-deployment",
+        "no-status",
+        "no-step",
+        "no-message",
+        "no-metrics",
+        "project-type",
+        "unknown-type",
+        "type-not-string",
+        "unknown-level",
+        "control-char-id",
+        "long-id",
+        "bad-timestamp",
+        "metrics-not-object",
+        "legacy-no-project",
+        "legacy-no-status",
     ],
 )
 def test_invalid_bodies_name_the_failing_field(body: dict[str, Any], field: str) -> None:
@@ -209,8 +237,9 @@ def test_unknown_project_with_a_deployment_id_is_accepted() -> None:
 
 
 def test_numeric_ids_become_strings() -> None:
-    event = load_one({"type": "deployment_started", "project": "p", "deployment_id": 16898765432},
-                     "deployment")
+    event = load_one(
+        {"type": "deployment_started", "project": "p", "deployment_id": 16898765432}, "deployment"
+    )
     assert event.deployment_id == "16898765432"
 
 

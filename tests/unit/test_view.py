@@ -17,21 +17,48 @@ def event(**body: Any) -> Event:
 
 
 STORY = [
-    event(type="deployment_started", timestamp="2025-08-12T11:20:00Z", branch="main",
-          commit="abc123", actor="alice"),
+    event(
+        type="deployment_started",
+        timestamp="2025-08-12T11:20:00Z",
+        branch="main",
+        commit="abc123",
+        actor="alice",
+    ),
     event(type="step_started", step_name="build / compile", timestamp="2025-08-12T11:20:01Z"),
-    event(type="step_completed", step_name="build / compile", step_status="success",
-          timestamp="2025-08-12T11:20:31Z"),
+    event(
+        type="step_completed",
+        step_name="build / compile",
+        step_status="success",
+        timestamp="2025-08-12T11:20:31Z",
+    ),
     event(type="step_started", step_name="build / test", timestamp="2025-08-12T11:20:31Z"),
-    event(type="step_completed", step_name="build / test", step_status="failure",
-          timestamp="2025-08-12T11:21:00Z", errorMessage="2 tests failed"),
+    event(
+        type="step_completed",
+        step_name="build / test",
+        step_status="failure",
+        timestamp="2025-08-12T11:21:00Z",
+        errorMessage="2 tests failed",
+    ),
     event(type="step_started", step_name="deploy / upload", timestamp="2025-08-12T11:21:00Z"),
-    event(type="step_completed", step_name="deploy / upload", step_status="skipped",
-          timestamp="2025-08-12T11:21:00Z"),
-    event(type="deployment_completed", status="failed", timestamp="2025-08-12T11:21:05Z",
-          started_at="2025-08-12T11:20:00Z", completed_at="2025-08-12T11:21:05Z"),
-    event(type="step_manual", step_name="notify", step_status="retrying",
-          timestamp="2025-08-12T11:21:06Z"),
+    event(
+        type="step_completed",
+        step_name="deploy / upload",
+        step_status="skipped",
+        timestamp="2025-08-12T11:21:00Z",
+    ),
+    event(
+        type="deployment_completed",
+        status="failed",
+        timestamp="2025-08-12T11:21:05Z",
+        started_at="2025-08-12T11:20:00Z",
+        completed_at="2025-08-12T11:21:05Z",
+    ),
+    event(
+        type="step_manual",
+        step_name="notify",
+        step_status="retrying",
+        timestamp="2025-08-12T11:21:06Z",
+    ),
 ]
 
 
@@ -90,32 +117,58 @@ def test_steps_without_deployment_events_infer_status() -> None:
 
 
 def test_legacy_completion_with_duration_derives_its_start() -> None:
-    done = load_one({"project": "p", "status": "success", "duration": "45", "runId": "9",
-                     "timestamp": "2025-08-12T11:20:45Z"}, "deployment")
+    done = load_one(
+        {
+            "project": "p",
+            "status": "success",
+            "duration": "45",
+            "runId": "9",
+            "timestamp": "2025-08-12T11:20:45Z",
+        },
+        "deployment",
+    )
     view = build_view("9", [done])
     assert view["started_at"] == "2025-08-12T11:20:00.000Z"
     assert view["duration_ms"] == 45000
 
 
 def test_step_numbers_order_steps() -> None:
-    second = event(type="step_completed", step="b", job="j", step_number=2, status="success",
-                   timestamp="2025-08-12T11:20:00Z")
-    first = event(type="step_completed", step="a", job="j", step_number=1, status="success",
-                  timestamp="2025-08-12T11:25:00Z")
+    second = event(
+        type="step_completed",
+        step="b",
+        job="j",
+        step_number=2,
+        status="success",
+        timestamp="2025-08-12T11:20:00Z",
+    )
+    first = event(
+        type="step_completed",
+        step="a",
+        job="j",
+        step_number=1,
+        status="success",
+        timestamp="2025-08-12T11:25:00Z",
+    )
     view = build_view("7", [second, first])
     assert [s["name"] for s in view["jobs"][0]["steps"]] == ["a", "b"]
 
 
 def test_unknown_project_takes_the_real_one() -> None:
-    anonymous = load_one({"type": "step_started", "project": "unknown", "deployment_id": "7",
-                          "step_name": "s"}, "deployment")
+    anonymous = load_one(
+        {"type": "step_started", "project": "unknown", "deployment_id": "7", "step_name": "s"},
+        "deployment",
+    )
     assert build_view("7", [anonymous, STORY[0]])["project"] == "web"
     assert build_view("7", [anonymous])["project"] == "unknown"
 
 
 def test_rollback_is_recorded() -> None:
-    rollback = event(type="deployment_rollback", from_deployment_id="6", reason="broken",
-                     timestamp="2025-08-12T11:22:00Z")
+    rollback = event(
+        type="deployment_rollback",
+        from_deployment_id="6",
+        reason="broken",
+        timestamp="2025-08-12T11:22:00Z",
+    )
     view = build_view("7", [*STORY, rollback])
     assert view["rollback"]["from_deployment_id"] == "6"
     assert view["rollback"]["reason"] == "broken"
