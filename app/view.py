@@ -238,8 +238,11 @@ class Fold:
         """
         status = self.status or _infer_status([s.status for s in self.steps.values()])
         completed_at = self.completed_at if status in TERMINAL_STATUSES else None
+        # The first event's time stands in for an unknown start, unless that event is
+        # the completion itself: then the start is unknown, not "0 ms before the end".
+        first_seen = self.first_ts if self.first_ts != completed_at else None
         started_at = self.started_at or _earliest(
-            [s.started_at for s in self.steps.values()] + [self.first_ts]
+            [s.started_at for s in self.steps.values()] + [first_seen]
         )
         if self.duration_ms is not None and completed_at and not self.started_at:
             started_at = _minus(completed_at, self.duration_ms)

@@ -172,3 +172,13 @@ def test_rollback_is_recorded() -> None:
     view = build_view("7", [*STORY, rollback])
     assert view["rollback"]["from_deployment_id"] == "6"
     assert view["rollback"]["reason"] == "broken"
+
+
+def test_a_lone_completion_without_duration_has_no_start() -> None:
+    """Unknown is shown as unknown, not as a deployment that took 0 ms."""
+    done = load_one(
+        {"project": "p", "status": "success", "timestamp": "2025-08-17T03:16:40Z"}, "summary"
+    )
+    view = build_view("s", [done])
+    assert (view["status"], view["started_at"], view["duration_ms"]) == ("success", None, None)
+    assert view["completed_at"] == "2025-08-17T03:16:40.000Z"
