@@ -316,7 +316,9 @@ class Connection:
         self.ws = ws
         self.deflate = deflate
         self.sock = FrameSocket(ws.sock, settings.ws_send_timeout, self._check_backlog)
-        ws.sock = self.sock  # before this greenlet yields, so the reader never writes around it
+        # The reader has only reached its first wait (Thread.start waits for it): every
+        # write from here on, its own included, goes through the FrameSocket.
+        ws.sock = self.sock
         self.connections = connections
         self.hub = hub
         self.id = connections.next_id()
