@@ -41,7 +41,6 @@ closed with 1001 so the worker can exit at once.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import itertools
 import logging
 import os
@@ -65,6 +64,7 @@ from simple_websocket import ConnectionClosed
 from wsproto.events import TextMessage
 from wsproto.utilities import LocalProtocolError
 
+from app.auth import check_read_token
 from app.config import Settings
 from app.context import current_hub
 from app.errors import BadRequest, HubError, Unauthorized
@@ -174,17 +174,11 @@ def check_access(settings: Settings, *, check_origin: bool) -> None:
     Browsers cannot set headers on a WebSocket, hence ``?token=``; a missing
     Origin is a non-browser client, which the Origin check does not concern.
     """
-    if settings.read_tokens:
-        authorization = request.headers.get("Authorization") or ""
-        offered = (authorization[7:].strip() if authorization[:7].lower() == "bearer "
-                   else request.args.get("token", ""))
-        valid = False
-        for token in settings.read_tokens:
-            valid |= hmac.compare_digest(offered.encode(), token.encode())
-        if not valid:
-            REFUSED.labels(Unauthorized.code).inc()
-            raise Unauthorized("a read token is required: ?token=<token> or "
-                               "Authorization: Bearer <token>")
+    try:
+        check_read_token(request.headers, request.args.get("token"), settings.read_tokens)
+    except Unauthorized:
+        REFUSED.labels(Unauthorized.code).inc()
+        raise
     origin = request.headers.get("Origin")
     if check_origin and settings.allowed_origins and origin is not None:
         allowed = {o.rstrip("/").lower() for o in settings.allowed_origins}
