@@ -18,6 +18,7 @@ the replay or in the queue, never both and never neither.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +58,9 @@ class Subscriber:
 
     Live events count against ``maxsize``; replays and control frames are
     pushed past it (they are bounded by the replay limit), so that a replay is
-    always queued, whole, ahead of the live events that follow it.
+    always queued, whole, ahead of the live events that follow it, and a long
+    replay never makes a healthy client look slow.  To keep that count right,
+    consumers take items only through :meth:`get` and :meth:`get_nowait`.
     """
 
     def __init__(
@@ -68,24 +71,43 @@ class Subscriber:
         self.filters: list[Filter] = []
         self.overflowed = False
         self._on_overflow = on_overflow
+        self._puts = 0  # items ever queued
+        self._gets = 0  # items ever taken
+        self._pushed: deque[int] = deque()  # queue positions of pushed items not yet taken
 
     def wants(self, event: Event) -> bool:
         return any(f.matches(event) for f in self.filters)
+
+    @property
+    def live_pending(self) -> int:
+        """Live events queued and not yet taken: what ``maxsize`` bounds."""
+        pending: int = self.queue.qsize() - len(self._pushed)
+        return pending
 
     def offer(self, envelope: Envelope) -> None:
         """Queue a live event, or mark the client too slow; never blocks."""
         if self.overflowed:
             return
-        if self.queue.qsize() >= self.maxsize:
+        if self.live_pending >= self.maxsize:
             self.overflowed = True
             if self._on_overflow is not None:
                 self._on_overflow(self)
             return
-        self.queue.put_nowait(envelope)
+        self._put(envelope)
 
     def push(self, item: Envelope | str) -> None:
         """Queue a replayed event or a control frame, ahead of later live events."""
+        self._pushed.append(self._puts)
+        self._put(item)
+
+    def _put(self, item: Envelope | str) -> None:
+        self._puts += 1
         self.queue.put_nowait(item)
+
+    def _taken(self) -> None:
+        self._gets += 1
+        while self._pushed and self._pushed[0] < self._gets:
+            self._pushed.popleft()
 
     def get(self, timeout: float | None = None) -> Envelope | str | None:
         """The next item to send, or ``None`` after ``timeout`` seconds."""
@@ -93,7 +115,12 @@ class Subscriber:
             item: Envelope | str = self.queue.get(timeout=timeout)
         except gevent.queue.Empty:
             return None
+        self._taken()
         return item
+
+    def get_nowait(self) -> Envelope | str | None:
+        """The next item if one is queued, else ``None``; never blocks."""
+        return self.get(timeout=0) if self.queue.qsize() else None
 
 
 class Hub:

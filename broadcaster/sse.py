@@ -128,7 +128,6 @@ class EventStream:
 
     def _chunks(self) -> Iterator[bytes]:
         yield f"retry: {RETRY_MS}\n\n".encode()
-        queue = self.subscriber.queue
         while self.ending is None:
             item = self.subscriber.get(timeout=self.keepalive)
             if item is None:
@@ -136,8 +135,11 @@ class EventStream:
                 continue
             parts = [_encode(item)]
             size = len(parts[0])
-            while size < CHUNK_BYTES and queue.qsize() and self.ending is None:
-                parts.append(_encode(queue.get()))
+            while size < CHUNK_BYTES and self.ending is None:
+                more = self.subscriber.get_nowait()
+                if more is None:
+                    break
+                parts.append(_encode(more))
                 size += len(parts[-1])
             if self.ending is None:
                 yield b"".join(parts)

@@ -436,9 +436,11 @@ class Connection:
                     if item:
                         frames.append(self._encode(item))
                         size += len(frames[-1])
-                    if size >= WRITE_BATCH_BYTES or not queue.qsize():
+                    if size >= WRITE_BATCH_BYTES:
                         break
-                    item = queue.get()  # does not block: the queue is not empty
+                    item = self.subscriber.get_nowait()
+                    if item is None:
+                        break
                 if self.ending:
                     break
                 if frames:

@@ -89,3 +89,23 @@ def test_control_frames_are_not_counted_against_the_queue(store: Store) -> None:
         subscriber.push(f"frame {i}")
     assert not subscriber.overflowed
     assert subscriber.get(0) == "frame 0"
+
+
+def test_a_long_replay_does_not_make_a_client_look_slow() -> None:
+    """Only live events count against the queue bound, however much replay is queued."""
+    subscriber = Subscriber(maxsize=2)
+    for i in range(5):
+        subscriber.push(f"replayed {i}")
+    live = Envelope(1, load_one({"type": "test"}, "deployment"))
+    subscriber.offer(live)
+    subscriber.offer(live)
+    assert not subscriber.overflowed
+    assert subscriber.live_pending == 2
+    taken = [subscriber.get_nowait() for _ in range(7)]
+    assert taken[:5] == [f"replayed {i}" for i in range(5)]
+    assert subscriber.get_nowait() is None
+    assert subscriber.live_pending == 0
+    subscriber.offer(live)
+    subscriber.offer(live)
+    subscriber.offer(live)
+    assert subscriber.overflowed
