@@ -458,7 +458,7 @@ class Alerter:
             return False
         self._lock_file = handle
         self.state = AlertState(self.settings.alert_state_path)
-        self.hub.subscribers.add(self.watcher)
+        self.hub.watch_everything(self.watcher)
         for alert in self.state.pending():  # raised before a restart, never sent
             self._enqueue(alert)
         return True
@@ -491,10 +491,10 @@ class Alerter:
         gevent.spawn(self._rejoin)
 
     def _rejoin(self) -> None:
-        while self.watcher.queue.qsize():
-            self.watcher.queue.get_nowait()
+        while self.watcher.get_nowait() is not None:
+            pass
         self.watcher.overflowed = False
-        self.hub.subscribers.add(self.watcher)
+        self.hub.watch_everything(self.watcher)
 
     # the periodic path
 

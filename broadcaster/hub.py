@@ -137,6 +137,10 @@ class Hub:
         self.tail_interval = tail_interval
         self.position = store.last_seq()
         self.subscribers: set[Subscriber] = set()
+        # Who may want an event, by Filter.topic, so one event is offered only to the
+        # clients of its project and deployment, not tested against every client.
+        self._by_topic: dict[str, set[Subscriber]] = {}
+        self._everything: set[Subscriber] = set()
         self._wake = gevent.event.Event()
         # One reader of the log at a time: with a store whose calls yield to other
         # greenlets (Redis), the tailer and a joining subscriber could otherwise
@@ -192,9 +196,14 @@ class Hub:
                 return count
 
     def _dispatch(self, envelope: Envelope) -> None:
+        event = envelope.event
+        candidates = self._everything.union(
+            self._by_topic.get(f"project:{event.project}", ()),
+            self._by_topic.get(f"deployment:{event.deployment_id}", ()),
+        )
         delivered = 0
-        for subscriber in list(self.subscribers):
-            if subscriber.wants(envelope.event):
+        for subscriber in candidates:
+            if subscriber.wants(event):
                 subscriber.offer(envelope)
                 delivered += 1
         if self._on_dispatch is not None:
@@ -214,16 +223,34 @@ class Hub:
             history = self.store.history(match, since, self.position, limit)
             subscriber.filters.append(match)
             self.subscribers.add(subscriber)
+            self._by_topic.setdefault(match.topic, set()).add(subscriber)
         return history
+
+    def watch_everything(self, subscriber: Subscriber) -> None:
+        """Offer every event to ``subscriber``, whose own ``wants`` decides (e.g. alerts)."""
+        self.subscribers.add(subscriber)
+        self._everything.add(subscriber)
 
     def remove_filter(self, subscriber: Subscriber, match: Filter) -> bool:
         if match not in subscriber.filters:
             return False
         subscriber.filters.remove(match)
-        if not subscriber.filters:
+        if not any(f.topic == match.topic for f in subscriber.filters):
+            self._unindex(subscriber, match.topic)
+        if not subscriber.filters and subscriber not in self._everything:
             self.subscribers.discard(subscriber)
         return True
 
     def drop(self, subscriber: Subscriber) -> None:
-        self.subscribers.discard(subscriber)
+        for match in subscriber.filters:
+            self._unindex(subscriber, match.topic)
         subscriber.filters.clear()
+        self._everything.discard(subscriber)
+        self.subscribers.discard(subscriber)
+
+    def _unindex(self, subscriber: Subscriber, topic: str) -> None:
+        members = self._by_topic.get(topic)
+        if members is not None:
+            members.discard(subscriber)
+            if not members:
+                del self._by_topic[topic]
