@@ -6,12 +6,15 @@
     ├── InvalidJSON            400 invalid_json
     ├── BadRequest             400 bad_request        (query strings, cursors)
     ├── Unauthorized           401 unauthorized       (missing/bad signature or token)
+    ├── OriginNotAllowed       403 origin_not_allowed (WebSocket/SSE, before the upgrade)
     ├── NotFound               404 not_found
     ├── PayloadTooLarge        413 payload_too_large
     ├── UnsupportedMediaType   415 unsupported_media_type
     ├── InvalidEvent           422 validation_failed  (details: field errors)
+    ├── UpgradeRequired        426 upgrade_required   (WebSocket version other than 13)
     ├── RateLimited            429 rate_limited       (Retry-After)
-    └── BackendUnavailable     503 backend_unavailable
+    ├── BackendUnavailable     503 backend_unavailable
+    └── TooManyConnections     503 too_many_connections (a worker at its connection limit)
 
 Senders print whatever they get, so every body is
 ``{"success": false, "error": {"code", "message", "details"}}``, including
@@ -68,6 +71,11 @@ class Unauthorized(HubError):
     status = 401
 
 
+class OriginNotAllowed(HubError):
+    code = "origin_not_allowed"
+    status = 403
+
+
 class NotFound(HubError):
     code = "not_found"
     status = 404
@@ -88,6 +96,11 @@ class InvalidEvent(HubError):
     status = 422
 
 
+class UpgradeRequired(HubError):
+    code = "upgrade_required"
+    status = 426
+
+
 class RateLimited(HubError):
     code = "rate_limited"
     status = 429
@@ -95,6 +108,11 @@ class RateLimited(HubError):
 
 class BackendUnavailable(HubError):
     code = "backend_unavailable"
+    status = 503
+
+
+class TooManyConnections(HubError):
+    code = "too_many_connections"
     status = 503
 
 

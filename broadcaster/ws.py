@@ -67,7 +67,13 @@ from wsproto.utilities import LocalProtocolError
 from app.auth import check_read_token
 from app.config import Settings
 from app.context import current_hub
-from app.errors import BadRequest, HubError, Unauthorized
+from app.errors import (
+    BadRequest,
+    OriginNotAllowed,
+    TooManyConnections,
+    Unauthorized,
+    UpgradeRequired,
+)
 from app.metrics import (
     CONNECTIONS,
     DISCONNECTS,
@@ -102,21 +108,6 @@ WRITE_BATCH_BYTES = 262144
 
 websocket = Blueprint("websocket", __name__)
 sock = Sock()
-
-
-class OriginNotAllowed(HubError):
-    code = "origin_not_allowed"
-    status = 403
-
-
-class UpgradeRequired(HubError):
-    code = "upgrade_required"
-    status = 426
-
-
-class TooManyConnections(HubError):
-    code = "too_many_connections"
-    status = 503
 
 
 class Closable(Protocol):
