@@ -86,8 +86,9 @@ class Target:
 
 
 HUB = Target("hub", "app:create_app()", "/ws", {"HUB_LOG_LEVEL": "WARNING"})
-SOCKETIO = Target("socketio", "bench.socketio_app:create_app()",
-                  "/socket.io/?EIO=4&transport=websocket")
+SOCKETIO = Target(
+    "socketio", "bench.socketio_app:create_app()", "/socket.io/?EIO=4&transport=websocket"
+)
 
 
 @dataclass
@@ -106,8 +107,9 @@ class Tally:
 class Client:
     """One subscriber on a raw socket: handshake, subscribe, then count event frames."""
 
-    def __init__(self, target: Target, port: int, project: str, tally: Tally | None,
-                 extra: str = "") -> None:
+    def __init__(
+        self, target: Target, port: int, project: str, tally: Tally | None, extra: str = ""
+    ) -> None:
         self.target = target
         self.tally = tally
         self.seen = bytearray(tally.events if tally else 0)
@@ -166,7 +168,7 @@ class Client:
         if at < 0 or self.tally is None:
             return
         start = at + len(MARK)
-        seq = int(payload[start:payload.index(b'"', start)])
+        seq = int(payload[start : payload.index(b'"', start)])
         if self.seen[seq]:
             self.tally.duplicates += 1
             return
@@ -180,12 +182,15 @@ class Client:
         self.sock.close()
 
 
-def connect_all(target: Target, port: int, count: int, project: str, tally: Tally | None,
-                extra: str = "") -> list[Client]:
+def connect_all(
+    target: Target, port: int, count: int, project: str, tally: Tally | None, extra: str = ""
+) -> list[Client]:
     clients: list[Client] = []
     for start in range(0, count, 200):
-        group = [gevent.spawn(Client, target, port, project, tally, extra)
-                 for _ in range(min(200, count - start))]
+        group = [
+            gevent.spawn(Client, target, port, project, tally, extra)
+            for _ in range(min(200, count - start))
+        ]
         gevent.joinall(group, raise_error=True)
         clients.extend(g.value for g in group)
     for client in clients:
@@ -200,8 +205,14 @@ def body(project: str, seqs: range, tally: Tally) -> bytes:
     tally.posted = max(tally.posted, seqs.stop)
     for seq in seqs:
         tally.sent[seq] = now
-        events.append({"type": "log_entry", "project": project,
-                       "deployment_id": f"{project}-{seq // 100}", "message": f"seq={seq}"})
+        events.append(
+            {
+                "type": "log_entry",
+                "project": project,
+                "deployment_id": f"{project}-{seq // 100}",
+                "message": f"seq={seq}",
+            }
+        )
     return json.dumps(events[0] if len(events) == 1 else {"events": events}).encode()
 
 
@@ -247,15 +258,28 @@ def percentile(ordered: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
-def fan_out(target: Target, server: HubServer, clients: int, events: int, project: str,
-            post: Callable[[int, Tally], object]) -> dict[str, object]:
+def fan_out(
+    target: Target,
+    server: HubServer,
+    clients: int,
+    events: int,
+    project: str,
+    post: Callable[[int, Tally], object],
+) -> dict[str, object]:
     """Subscribe ``clients``, run ``post``, wait for the deliveries; the case's figures."""
     tally = Tally(events, [0.0] * events)
     subscribers = connect_all(target, server.port, clients, project, tally)
-    warm_up = json.dumps({"type": "log_entry", "project": project, "deployment_id": "warm-up",
-                          "message": "warm-up"}).encode()  # no seq: the clients skip it
-    run(server.port, "/api/webhooks/deployment", lambda _: warm_up, total=20, concurrency=1,
-        deadline=30)
+    warm_up = json.dumps(
+        {"type": "log_entry", "project": project, "deployment_id": "warm-up", "message": "warm-up"}
+    ).encode()  # no seq: the clients skip it
+    run(
+        server.port,
+        "/api/webhooks/deployment",
+        lambda _: warm_up,
+        total=20,
+        concurrency=1,
+        deadline=30,
+    )
     gevent.sleep(1)
     usage = Usage(server)
     post(server.port, tally)
@@ -270,18 +294,25 @@ def fan_out(target: Target, server: HubServer, clients: int, events: int, projec
     ordered = sorted(tally.latencies)
     return {
         "deliveries/s": tally.unique / seconds,
-        "p50 ms": percentile(ordered, 50) * 1e3, "p95 ms": percentile(ordered, 95) * 1e3,
-        "p99 ms": percentile(ordered, 99) * 1e3, "max ms": (ordered[-1] if ordered else 0) * 1e3,
-        "events": tally.posted, "posted/s": tally.posted / posting,
+        "p50 ms": percentile(ordered, 50) * 1e3,
+        "p95 ms": percentile(ordered, 95) * 1e3,
+        "p99 ms": percentile(ordered, 99) * 1e3,
+        "max ms": (ordered[-1] if ordered else 0) * 1e3,
+        "events": tally.posted,
+        "posted/s": tally.posted / posting,
         "lost": clients * tally.posted - tally.unique,
-        "duplicates": tally.duplicates, "closed by server": tally.closed,
-        "server CPU %": server_cpu, "server RSS MB": rss, "loadgen CPU %": own_cpu,
+        "duplicates": tally.duplicates,
+        "closed by server": tally.closed,
+        "server CPU %": server_cpu,
+        "server RSS MB": rss,
+        "loadgen CPU %": own_cpu,
     }
 
 
 def paced(project: str, rate: float, events: int) -> Callable[[int, Tally], object]:
     """One event per request, R requests a second (16 in flight at most, so a slow answer
     does not lower the rate)."""
+
     def post(port: int, tally: Tally) -> None:
         started = time.perf_counter()
 
@@ -289,19 +320,34 @@ def paced(project: str, rate: float, events: int) -> Callable[[int, Tally], obje
             gevent.sleep(max(0.0, started + index / rate - time.perf_counter()))
             return body(project, range(index, index + 1), tally)
 
-        run(port, "/api/webhooks/deployment", one, total=events, concurrency=16,
-            deadline=events / rate + 30)
+        run(
+            port,
+            "/api/webhooks/deployment",
+            one,
+            total=events,
+            concurrency=16,
+            deadline=events / rate + 30,
+        )
+
     return post
 
 
 def flat_out(project: str, seconds: float, events: int) -> Callable[[int, Tally], object]:
     """Batches of events, as fast as four keep-alive connections go, for ``seconds``."""
+
     def post(port: int, tally: Tally) -> None:
         def batch(index: int) -> bytes:
             return body(project, range(index * BATCH, (index + 1) * BATCH), tally)
 
-        run(port, "/api/webhooks/deployment", batch, total=events // BATCH,
-            concurrency=4, deadline=seconds)
+        run(
+            port,
+            "/api/webhooks/deployment",
+            batch,
+            total=events // BATCH,
+            concurrency=4,
+            deadline=seconds,
+        )
+
     return post
 
 
@@ -327,30 +373,61 @@ def idle_memory(target: Target, server: HubServer, count: int, extra: str = "") 
 
 def start(target: Target, workdir: Path) -> HubServer:
     """A fresh server for each measurement, so one case's garbage does not blur the next."""
-    return pinned(HubServer(workdir, {
-        **target.env, "HUB_WS_MAX_CONNECTIONS": "20000", "HUB_WORKER_CONNECTIONS": "20000",
-        "HUB_MAX_BATCH_EVENTS": "1000"}, app_spec=target.app_spec))
+    return pinned(
+        HubServer(
+            workdir,
+            {
+                **target.env,
+                "HUB_WS_MAX_CONNECTIONS": "20000",
+                "HUB_WORKER_CONNECTIONS": "20000",
+                "HUB_MAX_BATCH_EVENTS": "1000",
+            },
+            app_spec=target.app_spec,
+        )
+    )
 
 
-def measure(target: Target, args: argparse.Namespace, workdir: Path
-            ) -> dict[str, dict[str, object]]:
+def measure(
+    target: Target, args: argparse.Namespace, workdir: Path
+) -> dict[str, dict[str, object]]:
     paced_events = int(args.rate * args.seconds)
 
     def idle(extra: str) -> Callable[[HubServer], dict[str, object]]:
         return lambda server: {"KB": idle_memory(target, server, args.idle, extra)}
 
     cases: list[tuple[str, Callable[[HubServer], dict[str, object]]]] = [
-        ("idle KB/connection", idle(""))]
+        ("idle KB/connection", idle(""))
+    ]
     if not target.socketio:
-        cases.append(("idle KB/connection, deflate",
-                      idle("Sec-WebSocket-Extensions: permessage-deflate\r\n")))
+        cases.append(
+            (
+                "idle KB/connection, deflate",
+                idle("Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+            )
+        )
     cases += [
-        (f"paced K={args.clients} R={args.rate:g}/s",
-         lambda server: fan_out(target, server, args.clients, paced_events, "paced",
-                                paced("paced", args.rate, paced_events))),
-        (f"max rate K={args.max_clients}",
-         lambda server: fan_out(target, server, args.max_clients, 10**6, "flat",
-                                flat_out("flat", args.max_seconds, 10**6))),
+        (
+            f"paced K={args.clients} R={args.rate:g}/s",
+            lambda server: fan_out(
+                target,
+                server,
+                args.clients,
+                paced_events,
+                "paced",
+                paced("paced", args.rate, paced_events),
+            ),
+        ),
+        (
+            f"max rate K={args.max_clients}",
+            lambda server: fan_out(
+                target,
+                server,
+                args.max_clients,
+                10**6,
+                "flat",
+                flat_out("flat", args.max_seconds, 10**6),
+            ),
+        ),
     ]
     results: dict[str, dict[str, object]] = {}
     for index, (name, case) in enumerate(cases):
@@ -377,18 +454,27 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    print(f"machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
-          "server on CPU 0, load generator on CPU 1")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
+        "server on CPU 0, load generator on CPU 1"
+    )
     targets = [t for t in (HUB, SOCKETIO) if args.only in (None, t.name)]
     with tempfile.TemporaryDirectory() as tmp:
         for target in targets:
             print(f"\n{target.name} (load average {os.getloadavg()[0]:.2f}):")
             for case, figures in measure(target, args, Path(tmp)).items():
-                shown = "  ".join(f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}"
-                                  for k, v in figures.items())
+                shown = "  ".join(
+                    f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in figures.items()
+                )
                 print(f"  {case:<32} {shown}", flush=True)
 
 

@@ -33,8 +33,9 @@ def create_app() -> Flask:
         body: Any = orjson.loads(request.get_data())
         events = body.get("events", [body])
         for event in events:
-            socketio.emit("event", {"id": str(next(ids)), **event},
-                          to=f"project:{event['project']}")
+            socketio.emit(
+                "event", {"id": str(next(ids)), **event}, to=f"project:{event['project']}"
+            )
         return Response(b'{"success": true}', mimetype="application/json")
 
     @app.get("/healthz")

@@ -93,12 +93,14 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(heartbeat_interval=settings.ws_ping_interval,
-                   max_subscriptions=settings.ws_max_subscriptions,
-                   max_frame_bytes=settings.ws_max_frame_bytes,
-                   send_queue=settings.ws_send_queue,
-                   replay_project_limit=settings.replay_project_limit,
-                   replay_max_events=settings.replay_max_events)
+        return cls(
+            heartbeat_interval=settings.ws_ping_interval,
+            max_subscriptions=settings.ws_max_subscriptions,
+            max_frame_bytes=settings.ws_max_frame_bytes,
+            send_queue=settings.ws_send_queue,
+            replay_project_limit=settings.replay_project_limit,
+            replay_max_events=settings.replay_max_events,
+        )
 
     def replay_limit(self, match: Filter, since: str | None) -> int:
         """How much history a subscription replays unless the client asks for less.
@@ -158,8 +160,9 @@ def parse_identifier(value: Any, field: str) -> str:
         raise FrameError(ErrorCode.INVALID_FIELD, f"{field!r} must be a string")
     text = str(value)
     if not text or len(text) > MAX_ID_LENGTH:
-        raise FrameError(ErrorCode.INVALID_FIELD,
-                         f"{field!r} must be 1 to {MAX_ID_LENGTH} characters")
+        raise FrameError(
+            ErrorCode.INVALID_FIELD, f"{field!r} must be 1 to {MAX_ID_LENGTH} characters"
+        )
     return text
 
 
@@ -168,8 +171,10 @@ def parse_since(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > MAX_SINCE_LENGTH:
-        raise FrameError(ErrorCode.INVALID_FIELD,
-                         f"'since' must be an event id of at most {MAX_SINCE_LENGTH} characters")
+        raise FrameError(
+            ErrorCode.INVALID_FIELD,
+            f"'since' must be an event id of at most {MAX_SINCE_LENGTH} characters",
+        )
     return value
 
 
@@ -179,13 +184,15 @@ def parse_types(value: Any) -> frozenset[str] | None:
         return None
     allowed = ", ".join(EVENT_TYPES)
     if not isinstance(value, list) or not value:
-        raise FrameError(ErrorCode.INVALID_FIELD,
-                         f"'types' must be a non-empty list of event types: {allowed}")
+        raise FrameError(
+            ErrorCode.INVALID_FIELD, f"'types' must be a non-empty list of event types: {allowed}"
+        )
     unknown = [t for t in value if t not in EVENT_TYPES]
     if unknown:
         shown = str(unknown[0])[:50]
-        raise FrameError(ErrorCode.INVALID_FIELD,
-                         f"unknown event type {shown!r} in 'types'; known: {allowed}")
+        raise FrameError(
+            ErrorCode.INVALID_FIELD, f"unknown event type {shown!r} in 'types'; known: {allowed}"
+        )
     return frozenset(value)
 
 
@@ -193,9 +200,10 @@ def _canonical(name: str) -> str:
     try:
         return FRAME_NAMES[name]
     except KeyError:
-        raise FrameError(ErrorCode.UNKNOWN_TYPE,
-                         f"unknown frame type {name[:50]!r}; known: "
-                         f"{', '.join(FRAME_NAMES)}") from None
+        raise FrameError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown frame type {name[:50]!r}; known: {', '.join(FRAME_NAMES)}",
+        ) from None
 
 
 def _unpack(value: Any) -> tuple[str, dict[str, Any]]:
@@ -209,16 +217,18 @@ def _unpack(value: Any) -> tuple[str, dict[str, Any]]:
         return _canonical(name), value
     if isinstance(value, list):
         if not value or not isinstance(value[0], str):
-            raise FrameError(ErrorCode.INVALID_FRAME,
-                             "an array frame starts with the frame's name: [name, id]")
+            raise FrameError(
+                ErrorCode.INVALID_FRAME, "an array frame starts with the frame's name: [name, id]"
+            )
         name = _canonical(value[0])
         if name not in _TARGETS:  # ping/heartbeat: a socket.io-style payload is ignored
             return name, {}
         if len(value) != 2:
             raise FrameError(ErrorCode.INVALID_FRAME, f"expected [{value[0]!r}, id]")
         return name, {_TARGETS[name][1]: value[1]}
-    raise FrameError(ErrorCode.INVALID_FRAME,
-                     "a frame is a JSON object with a 'type', or an array [name, id]")
+    raise FrameError(
+        ErrorCode.INVALID_FRAME, "a frame is a JSON object with a 'type', or an array [name, id]"
+    )
 
 
 class Session:
@@ -233,20 +243,22 @@ class Session:
     def welcome(self) -> str:
         """The first frame: who is answering and which limits apply."""
         limits = self.limits
-        return encode({
-            "type": "welcome",
-            "server": "deploy-dashboard-hub",
-            "version": self.version,
-            "connection_id": self.connection_id,
-            "limits": {
-                "heartbeat_interval": limits.heartbeat_interval,
-                "max_subscriptions": limits.max_subscriptions,
-                "max_frame_bytes": limits.max_frame_bytes,
-                "send_queue": limits.send_queue,
-                "replay_project_limit": limits.replay_project_limit,
-                "replay_max_events": limits.replay_max_events,
-            },
-        })
+        return encode(
+            {
+                "type": "welcome",
+                "server": "deploy-dashboard-hub",
+                "version": self.version,
+                "connection_id": self.connection_id,
+                "limits": {
+                    "heartbeat_interval": limits.heartbeat_interval,
+                    "max_subscriptions": limits.max_subscriptions,
+                    "max_frame_bytes": limits.max_frame_bytes,
+                    "send_queue": limits.send_queue,
+                    "replay_project_limit": limits.replay_project_limit,
+                    "replay_max_events": limits.replay_max_events,
+                },
+            }
+        )
 
     def feed(self, data: str | bytes) -> list[Output]:
         """Answer one client frame; a bad frame yields one error frame and nothing else."""
@@ -257,8 +269,10 @@ class Session:
 
     def _handle(self, data: str | bytes) -> list[Output]:
         if not isinstance(data, str):
-            raise FrameError(ErrorCode.BINARY_NOT_SUPPORTED,
-                             "binary frames are not supported; send JSON text frames")
+            raise FrameError(
+                ErrorCode.BINARY_NOT_SUPPORTED,
+                "binary frames are not supported; send JSON text frames",
+            )
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -280,16 +294,22 @@ class Session:
         limit = fields.get("limit")
         if limit is None:
             limit = self.limits.replay_limit(match, since)
-        elif (isinstance(limit, bool) or not isinstance(limit, int)
-              or not 0 <= limit <= self.limits.replay_max_events):
-            raise FrameError(ErrorCode.INVALID_FIELD,
-                             f"'limit' must be a whole number from 0 to "
-                             f"{self.limits.replay_max_events}")
+        elif (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 0 <= limit <= self.limits.replay_max_events
+        ):
+            raise FrameError(
+                ErrorCode.INVALID_FIELD,
+                f"'limit' must be a whole number from 0 to {self.limits.replay_max_events}",
+            )
         previous = self.subscriptions.get(match.topic)
         if previous is None and len(self.subscriptions) >= self.limits.max_subscriptions:
-            raise FrameError(ErrorCode.TOO_MANY_SUBSCRIPTIONS,
-                             f"at most {self.limits.max_subscriptions} subscriptions per "
-                             "connection; unsubscribe from one first")
+            raise FrameError(
+                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+                f"at most {self.limits.max_subscriptions} subscriptions per "
+                "connection; unsubscribe from one first",
+            )
         self.subscriptions[match.topic] = match
         return Subscribe(match, since, limit, previous)
 
@@ -319,8 +339,9 @@ def replay(request: Subscribe, history: History) -> list[Envelope | str]:
     announce.update(replayed=len(history.events), recovered=history.recovered)
     events = [Envelope(_seq(event.id), event) for event in history.events]
     last = history.events[-1].id if history.events else None
-    done = encode({"type": "replay_complete", **target, "replayed": len(events),
-                   "last_event_id": last})
+    done = encode(
+        {"type": "replay_complete", **target, "replayed": len(events), "last_event_id": last}
+    )
     return [encode(announce), *events, done]
 
 

@@ -61,8 +61,10 @@ def _query() -> tuple[Filter, str | None]:
     args = request.args
     given = [name for name in ("project", "deployment_id") if args.get(name)]
     if len(given) != 1:
-        raise BadRequest("give exactly one of 'project' and 'deployment_id'",
-                         {"project": ["Exactly one of project and deployment_id."]})
+        raise BadRequest(
+            "give exactly one of 'project' and 'deployment_id'",
+            {"project": ["Exactly one of project and deployment_id."]},
+        )
     name = given[0]
     header = request.headers.get("Last-Event-ID")
     since_name = "Last-Event-ID" if header is not None else "last_event_id"
@@ -85,8 +87,9 @@ def _query() -> tuple[Filter, str | None]:
 class EventStream:
     """One SSE client: its queue, and the generator gunicorn writes out."""
 
-    def __init__(self, connections: Connections, hub: Hub, limits: Limits,
-                 send_timeout: float) -> None:
+    def __init__(
+        self, connections: Connections, hub: Hub, limits: Limits, send_timeout: float
+    ) -> None:
         self.connections = connections
         self.hub = hub
         self.subscriber = Subscriber(limits.send_queue, on_overflow=self._overflowed)
@@ -113,14 +116,18 @@ class EventStream:
         self.hub.drop(self.subscriber)
         self.connections.open.discard(self)
         self.connections.release()
-        DISCONNECTS.labels({None: "peer_gone", ErrorCode.TOO_SLOW: "slow",
-                            ErrorCode.GOING_AWAY: "shutdown"}[self.ending]).inc()
+        DISCONNECTS.labels(
+            {None: "peer_gone", ErrorCode.TOO_SLOW: "slow", ErrorCode.GOING_AWAY: "shutdown"}[
+                self.ending
+            ]
+        ).inc()
 
     def body(self) -> Iterator[bytes]:
         """The chunks to write, each under the send timeout."""
         for chunk in self._chunks():
             timer = gevent.Timeout.start_new(
-                self.send_timeout, BrokenPipeError(errno.EPIPE, "SSE write timed out"))
+                self.send_timeout, BrokenPipeError(errno.EPIPE, "SSE write timed out")
+            )
             try:
                 yield chunk
             finally:
@@ -143,8 +150,11 @@ class EventStream:
                 size += len(parts[-1])
             if self.ending is None:
                 yield b"".join(parts)
-        message = ("too slow: reconnect with Last-Event-ID" if self.ending is ErrorCode.TOO_SLOW
-                   else "server shutting down: reconnect with Last-Event-ID")
+        message = (
+            "too slow: reconnect with Last-Event-ID"
+            if self.ending is ErrorCode.TOO_SLOW
+            else "server shutting down: reconnect with Last-Event-ID"
+        )
         yield f"data: {error_frame(self.ending, message)}\n\n".encode()
 
 
@@ -172,14 +182,18 @@ def event_stream() -> Response:
         history = context.hub.add_filter(events.subscriber, match, since, wanted.limit)
         registered = True
     except StoreUnavailable as exc:
-        raise BackendUnavailable(f"event store unavailable: {exc}",
-                                 headers={"Retry-After": "5"}) from None
+        raise BackendUnavailable(
+            f"event store unavailable: {exc}", headers={"Retry-After": "5"}
+        ) from None
     finally:
         if not registered:
             events.close()
     for item in replay(wanted, history):  # no yield since add_filter: gapless
         events.subscriber.push(item)
-    response = Response(events.body(), mimetype="text/event-stream", headers={
-        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = Response(
+        events.body(),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
     response.call_on_close(events.close)
     return response

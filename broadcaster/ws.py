@@ -132,8 +132,11 @@ class Connections:
         if self.closing or self.admitted >= self.limit:
             why = "shutting down" if self.closing else f"at its limit of {self.limit} connections"
             REFUSED.labels(TooManyConnections.code).inc()
-            raise TooManyConnections(f"this worker is {why}; try again shortly",
-                                     {"limit": self.limit}, headers={"Retry-After": "5"})
+            raise TooManyConnections(
+                f"this worker is {why}; try again shortly",
+                {"limit": self.limit},
+                headers={"Retry-After": "5"},
+            )
         self.admitted += 1
         CONNECTIONS.inc()
 
@@ -191,8 +194,9 @@ class FrameSocket:
     room: it costs nothing while the peer keeps up.
     """
 
-    def __init__(self, raw: socket.socket, send_timeout: float,
-                 before_read: Callable[[], None]) -> None:
+    def __init__(
+        self, raw: socket.socket, send_timeout: float, before_read: Callable[[], None]
+    ) -> None:
         self._raw = raw
         self._lock = gevent.lock.Semaphore()
         self.send_timeout = send_timeout
@@ -208,7 +212,7 @@ class FrameSocket:
         with self._lock:
             try:
                 while view:
-                    view = view[self._raw.send(view):]
+                    view = view[self._raw.send(view) :]
             except TimeoutError:
                 self.broken = True
                 raise SendTimeout(f"peer took no data for {self.send_timeout} s") from None
@@ -296,8 +300,9 @@ FRAMES = FrameCache(32 * 1024 * 1024)
 class Connection:
     """One WebSocket client: its session, its queue, and the greenlets serving it."""
 
-    def __init__(self, ws: Any, connections: Connections, settings: Settings, hub: Hub,
-                 *, deflate: bool) -> None:
+    def __init__(
+        self, ws: Any, connections: Connections, settings: Settings, hub: Hub, *, deflate: bool
+    ) -> None:
         self.ws = ws
         self.deflate = deflate
         self.sock = FrameSocket(ws.sock, settings.ws_send_timeout, self._check_backlog)
@@ -308,8 +313,9 @@ class Connection:
         self.hub = hub
         self.id = connections.next_id()
         self.request_id = REQUEST_ID.get() or "-"  # for lines logged by the other greenlets
-        self.session = Session(Limits.from_settings(settings), version=VERSION,
-                               connection_id=self.id)
+        self.session = Session(
+            Limits.from_settings(settings), version=VERSION, connection_id=self.id
+        )
         self.subscriber = Subscriber(settings.ws_send_queue, on_overflow=self._overflowed)
         self.ending = False
         self.close_code: CloseCode | None = None
@@ -347,10 +353,13 @@ class Connection:
         """Called by the hub's fan-out with this client's queue full: never blocks."""
         SLOW_DISCONNECTS.inc()
         self.hub.drop(subscriber)
-        log.info("websocket client too slow",
-                 extra={"conn_id": self.id, "request_id": self.request_id})
-        self.end(CloseCode.TRY_AGAIN_LATER,
-                 f"too slow: more than {subscriber.maxsize} frames queued; reconnect with since")
+        log.info(
+            "websocket client too slow", extra={"conn_id": self.id, "request_id": self.request_id}
+        )
+        self.end(
+            CloseCode.TRY_AGAIN_LATER,
+            f"too slow: more than {subscriber.maxsize} frames queued; reconnect with since",
+        )
 
     # -- the session greenlet ----------------------------------------------------------
 
@@ -366,8 +375,10 @@ class Connection:
         except ConnectionClosed:
             self.end(None)
         except Exception:  # a bug must end this connection, not leave it half-served
-            log.exception("websocket session failed",
-                          extra={"conn_id": self.id, "request_id": self.request_id})
+            log.exception(
+                "websocket session failed",
+                extra={"conn_id": self.id, "request_id": self.request_id},
+            )
             self.end(CloseCode.INTERNAL_ERROR, "internal error")
 
     def _carry_out(self, output: Output) -> None:
@@ -377,8 +388,9 @@ class Connection:
             if output.replaces is not None:
                 self.hub.remove_filter(self.subscriber, output.replaces)
             try:
-                history = self.hub.add_filter(self.subscriber, output.match, output.since,
-                                              output.limit)
+                history = self.hub.add_filter(
+                    self.subscriber, output.match, output.since, output.limit
+                )
             except StoreUnavailable as exc:
                 self.subscriber.push(self.session.failed(output, str(exc)))
                 return
@@ -465,8 +477,10 @@ class Connection:
         """
         code = self.close_code
         DISCONNECTS.labels(_label(code, self.close_reason)).inc()
-        log.info("websocket closing", extra={"conn_id": self.id, "code": code,
-                                             "reason": self.close_reason})
+        log.info(
+            "websocket closing",
+            extra={"conn_id": self.id, "code": code, "reason": self.close_reason},
+        )
         if not self.sock.broken:
             if code is not None:
                 with contextlib.suppress(ConnectionClosed, LocalProtocolError, OSError):
@@ -474,19 +488,24 @@ class Connection:
             self.ws.thread.join(CLOSE_TIMEOUT)
         self.sock.abort()
 
+
 def _label(code: CloseCode | None, reason: str) -> str:
     if code is None:
         return reason.replace(" ", "_") or "peer_closed"
-    return {CloseCode.GOING_AWAY: "shutdown", CloseCode.TRY_AGAIN_LATER: "slow",
-            CloseCode.POLICY_VIOLATION: "flood"}.get(code, "error")
+    return {
+        CloseCode.GOING_AWAY: "shutdown",
+        CloseCode.TRY_AGAIN_LATER: "slow",
+        CloseCode.POLICY_VIOLATION: "flood",
+    }.get(code, "error")
 
 
 @websocket.before_request
 def _admit() -> None:
     """Everything that can refuse a client, done while it can still get an HTTP status."""
     if request.headers.get("Sec-WebSocket-Version") != "13":
-        raise UpgradeRequired("only WebSocket version 13 is supported",
-                              headers={"Sec-WebSocket-Version": "13"})
+        raise UpgradeRequired(
+            "only WebSocket version 13 is supported", headers={"Sec-WebSocket-Version": "13"}
+        )
     if not request.headers.get("Sec-WebSocket-Key"):
         raise BadRequest("missing Sec-WebSocket-Key")
     current_limits().check_ws_connect(request.remote_addr)
@@ -504,8 +523,13 @@ def _release(_: BaseException | None) -> None:
 def _serve(ws: Any) -> None:
     context = current_hub()
     offered = request.headers.get("Sec-WebSocket-Extensions", "").lower()
-    Connection(ws, current_connections(), context.settings, context.hub,
-               deflate="permessage-deflate" in offered).run()
+    Connection(
+        ws,
+        current_connections(),
+        context.settings,
+        context.hub,
+        deflate="permessage-deflate" in offered,
+    ).run()
 
 
 for _path, _endpoint in (("/ws", "connect"), ("/ws/", "connect_slash")):
@@ -517,8 +541,10 @@ def init_app(app: Flask) -> None:
     settings: Settings = app.extensions["hub"].settings
     connections = Connections(settings.ws_max_connections)
     app.extensions["connections"] = connections
-    app.config["SOCK_SERVER_OPTIONS"] = {"ping_interval": settings.ws_ping_interval,
-                                         "max_message_size": settings.ws_max_frame_bytes}
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "ping_interval": settings.ws_ping_interval,
+        "max_message_size": settings.ws_max_frame_bytes,
+    }
     _close_on_sigterm(connections)
 
 

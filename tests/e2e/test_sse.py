@@ -29,8 +29,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
 class Stream:
     """One SSE response, read record by record (a record ends at a blank line)."""
 
-    def __init__(self, server: HubServer, query: dict[str, str],
-                 headers: dict[str, str] | None = None, path: str = "/api/stream") -> None:
+    def __init__(
+        self,
+        server: HubServer,
+        query: dict[str, str],
+        headers: dict[str, str] | None = None,
+        path: str = "/api/stream",
+    ) -> None:
         self.connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=WAIT)
         self.connection.request("GET", f"{path}?{urlencode(query)}", headers=headers or {})
         self.response = self.connection.getresponse()
@@ -80,8 +85,12 @@ def test_stream_sends_headers_replay_then_live_events(server: HubServer) -> None
     assert stream.response.headers["Cache-Control"] == "no-cache"
     assert stream.record() == {"retry": "2000"}
     subscribed, replayed = stream.replay()
-    assert subscribed == {"type": "subscribed", "project": "sse-web", "replayed": 3,
-                          "recovered": True}
+    assert subscribed == {
+        "type": "subscribed",
+        "project": "sse-web",
+        "replayed": 3,
+        "recovered": True,
+    }
     assert replayed == ids
     [live] = post(server, log_event("sse-web", "s-2", "live 实时"))
     event_id, frame = stream.frame()
@@ -97,8 +106,13 @@ def test_stream_is_served_under_the_public_prefix(server: HubServer) -> None:
 
 
 def test_deployment_and_type_filters_narrow_the_stream(server: HubServer) -> None:
-    step = {"type": "step_started", "project": "sse-f", "deployment_id": "f-1",
-            "step_name": "deploy", "step_status": "started"}
+    step = {
+        "type": "step_started",
+        "project": "sse-f",
+        "deployment_id": "f-1",
+        "step_name": "deploy",
+        "step_status": "started",
+    }
     first = post(server, log_event("sse-f", "f-1"), log_event("sse-f", "f-2"), step)
     by_deployment = Stream(server, {"deployment_id": "f-1"})
     by_type = Stream(server, {"project": "sse-f", "types": "step_started, deployment_started"})
@@ -117,14 +131,18 @@ def test_last_event_id_resumes_exactly_after_it(server: HubServer) -> None:
     ids = post(server, *[log_event("sse-resume", "r-1", str(i)) for i in range(5)])
     by_header = Stream(server, {"project": "sse-resume"}, {"Last-Event-ID": ids[1]})
     by_query = Stream(server, {"project": "sse-resume", "last_event_id": ids[2]})
-    header_wins = Stream(server, {"project": "sse-resume", "last_event_id": ids[0]},
-                         {"Last-Event-ID": ids[3]})
-    assert by_header.replay() == ({"type": "subscribed", "project": "sse-resume",
-                                   "replayed": 3, "recovered": True}, ids[2:])
+    header_wins = Stream(
+        server, {"project": "sse-resume", "last_event_id": ids[0]}, {"Last-Event-ID": ids[3]}
+    )
+    assert by_header.replay() == (
+        {"type": "subscribed", "project": "sse-resume", "replayed": 3, "recovered": True},
+        ids[2:],
+    )
     assert by_query.replay()[1] == ids[3:]
     assert header_wins.replay()[1] == ids[4:]
-    lost = Stream(server, {"project": "sse-resume"},
-                  {"Last-Event-ID": "0000000000001-000000000001"})
+    lost = Stream(
+        server, {"project": "sse-resume"}, {"Last-Event-ID": "0000000000001-000000000001"}
+    )
     subscribed, replayed = lost.replay()
     assert subscribed["recovered"] is False
     assert replayed == ids
@@ -142,18 +160,30 @@ def test_an_idle_stream_gets_keep_alive_comments(server: HubServer) -> None:
     stream.close()
 
 
-@pytest.mark.parametrize(("query", "headers", "field"), [
-    ({}, {}, "project"),
-    ({"project": "a", "deployment_id": "b"}, {}, "project"),
-    ({"project": "p" * 201}, {}, "project"),
-    ({"deployment_id": "d", "types": "log_entry,nope"}, {}, "types"),
-    ({"deployment_id": "d", "types": ","}, {}, "types"),
-    ({"project": "a", "last_event_id": "9" * 65}, {}, "last_event_id"),
-    ({"project": "a"}, {"Last-Event-ID": "9" * 65}, "Last-Event-ID"),
-], ids=["no-filter", "two-filters", "long-project", "unknown-type", "empty-types",
-        "long-query-id", "long-header-id"])
+@pytest.mark.parametrize(
+    ("query", "headers", "field"),
+    [
+        ({}, {}, "project"),
+        ({"project": "a", "deployment_id": "b"}, {}, "project"),
+        ({"project": "p" * 201}, {}, "project"),
+        ({"deployment_id": "d", "types": "log_entry,nope"}, {}, "types"),
+        ({"deployment_id": "d", "types": ","}, {}, "types"),
+        ({"project": "a", "last_event_id": "9" * 65}, {}, "last_event_id"),
+        ({"project": "a"}, {"Last-Event-ID": "9" * 65}, "Last-Event-ID"),
+    ],
+    ids=[
+        "no-filter",
+        "two-filters",
+        "long-project",
+        "unknown-type",
+        "empty-types",
+        "long-query-id",
+        "long-header-id",
+    ],
+)
 def test_a_bad_stream_request_is_a_400_naming_the_parameter(
-        server: HubServer, query: dict[str, str], headers: dict[str, str], field: str) -> None:
+    server: HubServer, query: dict[str, str], headers: dict[str, str], field: str
+) -> None:
     stream = Stream(server, query, headers)
     body = json.loads(stream.response.read())
     assert stream.response.status == 400

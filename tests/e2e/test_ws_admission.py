@@ -22,8 +22,10 @@ ORIGIN = "https://dash.example.com"
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
-    hub = HubServer(tmp_path_factory.mktemp("ws-guarded"), env={
-        "HUB_READ_TOKENS": f"old-token,{TOKEN}", "HUB_ALLOWED_ORIGINS": ORIGIN}).start()
+    hub = HubServer(
+        tmp_path_factory.mktemp("ws-guarded"),
+        env={"HUB_READ_TOKENS": f"old-token,{TOKEN}", "HUB_ALLOWED_ORIGINS": ORIGIN},
+    ).start()
     yield hub
     hub.stop()
 
@@ -36,8 +38,9 @@ def refused(server: HubServer, path: str = "/ws", **options: Any) -> int:
     return status
 
 
-def get(server: HubServer, path: str, headers: dict[str, str] | None = None
-        ) -> tuple[int, dict[str, Any], http.client.HTTPMessage]:
+def get(
+    server: HubServer, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], http.client.HTTPMessage]:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=WAIT)
     connection.request("GET", path, headers=headers or {})
     response = connection.getresponse()
@@ -47,27 +50,36 @@ def get(server: HubServer, path: str, headers: dict[str, str] | None = None
     return status, body, reply_headers
 
 
-@pytest.mark.parametrize(("path", "options"), [
-    ("/ws", {}),
-    ("/ws?token=wrong", {}),
-    ("/ws", {"header": ["Authorization: Bearer wrong"]}),
-    ("/ws", {"header": ["Authorization: Basic czNjcmV0"]}),
-], ids=["none", "wrong-query", "wrong-bearer", "not-bearer"])
+@pytest.mark.parametrize(
+    ("path", "options"),
+    [
+        ("/ws", {}),
+        ("/ws?token=wrong", {}),
+        ("/ws", {"header": ["Authorization: Bearer wrong"]}),
+        ("/ws", {"header": ["Authorization: Basic czNjcmV0"]}),
+    ],
+    ids=["none", "wrong-query", "wrong-bearer", "not-bearer"],
+)
 def test_a_websocket_without_a_valid_read_token_is_refused_with_401(
-        guarded: HubServer, path: str, options: dict[str, Any]) -> None:
+    guarded: HubServer, path: str, options: dict[str, Any]
+) -> None:
     assert refused(guarded, path, **options) == 401
 
 
-@pytest.mark.parametrize(("path", "options"), [
-    (f"/ws?token={TOKEN}", {"suppress_origin": True}),
-    ("/project-dashboard/ws?token=old-token", {"suppress_origin": True}),
-    ("/ws", {"header": [f"Authorization: Bearer {TOKEN}"], "suppress_origin": True}),
-    (f"/ws?token={TOKEN}", {"origin": ORIGIN}),
-    (f"/ws?token={TOKEN}", {"origin": ORIGIN.upper() + "/"}),
-], ids=["query-no-origin", "rotated-token", "bearer", "allowed-origin",
-        "origin-case-and-slash"])
+@pytest.mark.parametrize(
+    ("path", "options"),
+    [
+        (f"/ws?token={TOKEN}", {"suppress_origin": True}),
+        ("/project-dashboard/ws?token=old-token", {"suppress_origin": True}),
+        ("/ws", {"header": [f"Authorization: Bearer {TOKEN}"], "suppress_origin": True}),
+        (f"/ws?token={TOKEN}", {"origin": ORIGIN}),
+        (f"/ws?token={TOKEN}", {"origin": ORIGIN.upper() + "/"}),
+    ],
+    ids=["query-no-origin", "rotated-token", "bearer", "allowed-origin", "origin-case-and-slash"],
+)
 def test_a_websocket_with_a_read_token_and_an_allowed_origin_connects(
-        guarded: HubServer, path: str, options: dict[str, Any]) -> None:
+    guarded: HubServer, path: str, options: dict[str, Any]
+) -> None:
     ws = connect(guarded, path, **options)
     send(ws, ["ping"])
     assert receive(ws) == {"type": "pong"}
@@ -83,8 +95,11 @@ def test_the_stream_needs_the_read_token_but_not_an_origin(guarded: HubServer) -
     assert status == 401
     assert body["error"]["code"] == "unauthorized"
     connection = http.client.HTTPConnection("127.0.0.1", guarded.port, timeout=WAIT)
-    connection.request("GET", "/api/stream?project=p", headers={
-        "Authorization": f"Bearer {TOKEN}", "Origin": "https://elsewhere.example.com"})
+    connection.request(
+        "GET",
+        "/api/stream?project=p",
+        headers={"Authorization": f"Bearer {TOKEN}", "Origin": "https://elsewhere.example.com"},
+    )
     response = connection.getresponse()
     assert response.status == 200
     connection.close()
@@ -92,8 +107,9 @@ def test_the_stream_needs_the_read_token_but_not_an_origin(guarded: HubServer) -
 
 def test_the_connection_limit_answers_503_before_the_upgrade(tmp_path: Path) -> None:
     # A closed SSE stream is noticed at its next keep-alive, so keep those frequent.
-    hub = HubServer(tmp_path, env={"HUB_WS_MAX_CONNECTIONS": "2",
-                                   "HUB_WS_PING_INTERVAL": "0.3"}).start()
+    hub = HubServer(
+        tmp_path, env={"HUB_WS_MAX_CONNECTIONS": "2", "HUB_WS_PING_INTERVAL": "0.3"}
+    ).start()
     try:
         first = connect(hub)
         stream = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=WAIT)

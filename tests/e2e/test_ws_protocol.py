@@ -37,11 +37,14 @@ MAX_FRAME = 4096
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
-    hub = HubServer(tmp_path_factory.mktemp("ws-protocol"), env={
-        "HUB_WS_MAX_FRAME_BYTES": str(MAX_FRAME),
-        "HUB_WS_MAX_SUBSCRIPTIONS": "3",
-        "HUB_MAX_BODY_BYTES": str(8 * 1024 * 1024),
-    }).start()
+    hub = HubServer(
+        tmp_path_factory.mktemp("ws-protocol"),
+        env={
+            "HUB_WS_MAX_FRAME_BYTES": str(MAX_FRAME),
+            "HUB_WS_MAX_SUBSCRIPTIONS": "3",
+            "HUB_MAX_BODY_BYTES": str(8 * 1024 * 1024),
+        },
+    ).start()
     yield hub
     hub.stop()
 
@@ -61,8 +64,12 @@ def test_welcome_is_sent_on_every_path(server: HubServer, path: str) -> None:
 
 def test_app_level_ping_and_heartbeat_are_answered(server: HubServer) -> None:
     ws = connect(server)
-    pairs = [({"type": "ping"}, "pong"), (["ping"], "pong"),
-             ({"type": "heartbeat"}, "heartbeat:ack"), (["heartbeat"], "heartbeat:ack")]
+    pairs = [
+        ({"type": "ping"}, "pong"),
+        (["ping"], "pong"),
+        ({"type": "heartbeat"}, "heartbeat:ack"),
+        (["heartbeat"], "heartbeat:ack"),
+    ]
     for frame, answer in pairs:
         send(ws, frame)
         assert receive(ws) == {"type": answer}
@@ -81,14 +88,20 @@ def test_websocket_ping_is_answered_with_its_payload(server: HubServer) -> None:
 @pytest.mark.parametrize("form", ["object", "colon-object", "array", "colon-array"])
 def test_every_subscribe_form_delivers_live_events(server: HubServer, form: str) -> None:
     project = f"forms-{form}"
-    frame = {"object": {"type": "subscribe_project", "project": project},
-             "colon-object": {"type": "subscribe:project", "project": project},
-             "array": ["subscribe_project", project],
-             "colon-array": ["subscribe:project", project]}[form]
+    frame = {
+        "object": {"type": "subscribe_project", "project": project},
+        "colon-object": {"type": "subscribe:project", "project": project},
+        "array": ["subscribe_project", project],
+        "colon-array": ["subscribe:project", project],
+    }[form]
     ws = connect(server)
     subscribed, replayed, _ = subscribe(ws, frame)
-    assert subscribed == {"type": "subscribed", "project": project, "replayed": 0,
-                          "recovered": True}
+    assert subscribed == {
+        "type": "subscribed",
+        "project": project,
+        "replayed": 0,
+        "recovered": True,
+    }
     assert replayed == []
     [event_id] = post(server, log_event(project, "1", "hello 你好"))
     event = receive(ws)
@@ -113,12 +126,19 @@ def test_every_unsubscribe_form_stops_events(server: HubServer) -> None:
 
 
 def test_types_narrow_replay_and_live_events(server: HubServer) -> None:
-    step = {"type": "step_completed", "project": "typed", "deployment_id": "t1",
-            "step_name": "build / compile", "step_status": "success", "duration": 3}
+    step = {
+        "type": "step_completed",
+        "project": "typed",
+        "deployment_id": "t1",
+        "step_name": "build / compile",
+        "step_status": "success",
+        "duration": 3,
+    }
     post(server, log_event("typed", "t1"), step)
     ws = connect(server)
     subscribed, replayed, _ = subscribe(
-        ws, {"type": "subscribe_deployment", "deployment_id": "t1", "types": ["step_completed"]})
+        ws, {"type": "subscribe_deployment", "deployment_id": "t1", "types": ["step_completed"]}
+    )
     assert subscribed["types"] == ["step_completed"]
     assert [e["type"] for e in replayed] == ["step_completed"]
     [_, live] = post(server, log_event("typed", "t1"), step)
@@ -126,19 +146,32 @@ def test_types_narrow_replay_and_live_events(server: HubServer) -> None:
     ws.close()
 
 
-@pytest.mark.parametrize(("data", "code"), [
-    ("not json at all", "invalid_json"),
-    ('{"type": "subscribe_everything"}', "unknown_type"),
-    ('{"type": "subscribe_project"}', "missing_field"),
-    ('{"project": "web"}', "missing_field"),
-    ('["subscribe_project"]', "invalid_frame"),
-    ("[]", "invalid_frame"),
-    ('{"type": "subscribe_project", "project": "web", "types": ["nope"]}', "invalid_field"),
-    (b"\x00\x01binary", "binary_not_supported"),
-], ids=["not-json", "unknown-type", "missing-project", "missing-type", "short-array",
-        "empty-array", "unknown-event-type", "binary"])
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ("not json at all", "invalid_json"),
+        ('{"type": "subscribe_everything"}', "unknown_type"),
+        ('{"type": "subscribe_project"}', "missing_field"),
+        ('{"project": "web"}', "missing_field"),
+        ('["subscribe_project"]', "invalid_frame"),
+        ("[]", "invalid_frame"),
+        ('{"type": "subscribe_project", "project": "web", "types": ["nope"]}', "invalid_field"),
+        (b"\x00\x01binary", "binary_not_supported"),
+    ],
+    ids=[
+        "not-json",
+        "unknown-type",
+        "missing-project",
+        "missing-type",
+        "short-array",
+        "empty-array",
+        "unknown-event-type",
+        "binary",
+    ],
+)
 def test_a_bad_frame_gets_an_error_and_the_connection_stays(
-        server: HubServer, data: str | bytes, code: str) -> None:
+    server: HubServer, data: str | bytes, code: str
+) -> None:
     ws = connect(server)
     if isinstance(data, bytes):
         ws.send_binary(data)
@@ -215,8 +248,10 @@ def test_permessage_deflate_carries_multi_megabyte_events(server: HubServer) -> 
     client.send({"type": "subscribe_deployment", "deployment_id": "huge"})
     assert client.receive()["type"] == "subscribed"
     assert client.receive()["type"] == "replay_complete"
-    messages = ["".join(f"{n}.{i:05d} 日志 \x1b[31mred\x1b[0m {'x' * 180}\n" for i in range(20_000))
-                for n in range(2)]
+    messages = [
+        "".join(f"{n}.{i:05d} 日志 \x1b[31mred\x1b[0m {'x' * 180}\n" for i in range(20_000))
+        for n in range(2)
+    ]
     ids = [post(server, log_event("huge", "huge", message))[0] for message in messages]
     for event_id, message in zip(ids, messages, strict=True):
         frame = client.receive()
@@ -234,8 +269,9 @@ def test_concurrent_writes_to_one_connection_stay_well_formed(server: HubServer)
     event frame takes many partial writes while the hub answers the pings
     that keep arriving: every frame must still arrive whole and in order.
     """
-    ws = connect(server, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)],
-                 skip_utf8_validation=True)
+    ws = connect(
+        server, sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)], skip_utf8_validation=True
+    )
     subscribe(ws, ["subscribe_deployment", "busy"])
     pings = 100
     messages = [f"{n}:" + "x" * 5_000_000 for n in range(2)]
@@ -278,14 +314,26 @@ def test_concurrent_writes_to_one_connection_stay_well_formed(server: HubServer)
     ws.close()
 
 
-@pytest.mark.parametrize(("headers", "status"), [
-    ({}, 400),
-    ({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}, 400),
-    ({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8",
-      "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, 426),
-], ids=["plain-get", "no-key", "old-version"])
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 400),
+        ({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}, 400),
+        (
+            {
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "8",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+            426,
+        ),
+    ],
+    ids=["plain-get", "no-key", "old-version"],
+)
 def test_a_request_that_is_not_a_valid_upgrade_gets_an_http_error(
-        server: HubServer, headers: dict[str, str], status: int) -> None:
+    server: HubServer, headers: dict[str, str], status: int
+) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     connection.request("GET", "/ws", headers=headers)
     response = connection.getresponse()

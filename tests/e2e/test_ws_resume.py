@@ -29,8 +29,9 @@ PROJECT_LIMIT = 5
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
-    hub = HubServer(tmp_path_factory.mktemp("ws-resume"),
-                    env={"HUB_REPLAY_PROJECT_LIMIT": str(PROJECT_LIMIT)}).start()
+    hub = HubServer(
+        tmp_path_factory.mktemp("ws-resume"), env={"HUB_REPLAY_PROJECT_LIMIT": str(PROJECT_LIMIT)}
+    ).start()
     yield hub
     hub.stop()
 
@@ -50,22 +51,28 @@ def resume(server: HubServer, frame: dict[str, Any]) -> tuple[bool, list[str]]:
 
 @pytest.mark.parametrize("target", ["project", "deployment_id"])
 def test_since_inside_history_replays_exactly_what_was_missed(
-        server: HubServer, target: str) -> None:
+    server: HubServer, target: str
+) -> None:
     ids = post(server, *[log_event(f"inside-{target}", f"in-{target}", str(i)) for i in range(8)])
     kind = "project" if target == "project" else "deployment"
-    frame = {"type": f"subscribe_{kind}", target: f"in-{target}" if kind == "deployment"
-             else f"inside-{target}"}
+    frame = {
+        "type": f"subscribe_{kind}",
+        target: f"in-{target}" if kind == "deployment" else f"inside-{target}",
+    }
     assert resume(server, {**frame, "since": ids[1]}) == (True, ids[2:])
     assert resume(server, {**frame, "since": ids[-1]}) == (True, [])
 
 
-def test_without_since_a_project_replays_its_latest_and_a_deployment_all(
-        server: HubServer) -> None:
+def test_without_since_a_project_replays_its_latest_and_a_deployment_all(server: HubServer) -> None:
     ids = post(server, *[log_event("latest", "latest-1", str(i)) for i in range(PROJECT_LIMIT + 3)])
     assert resume(server, {"type": "subscribe_project", "project": "latest"}) == (
-        True, ids[-PROJECT_LIMIT:])
+        True,
+        ids[-PROJECT_LIMIT:],
+    )
     assert resume(server, {"type": "subscribe_deployment", "deployment_id": "latest-1"}) == (
-        True, ids)
+        True,
+        ids,
+    )
 
 
 def test_since_ahead_of_the_newest_id_is_not_recovered(server: HubServer) -> None:
@@ -74,30 +81,37 @@ def test_since_ahead_of_the_newest_id_is_not_recovered(server: HubServer) -> Non
     assert position is not None
     future = make_event_id(position[0], position[1] + 1000)
     assert resume(server, {"type": "subscribe_project", "project": "ahead", "since": future}) == (
-        False, ids)
+        False,
+        ids,
+    )
 
 
 @pytest.mark.parametrize("since", [make_event_id(1, 1), "not-an-id"], ids=["lost-epoch", "garbage"])
 def test_since_from_another_epoch_is_not_recovered(server: HubServer, since: str) -> None:
     ids = post(server, *[log_event(f"epoch-{since}", "epoch-1", str(i)) for i in range(3)])
-    assert resume(server, {"type": "subscribe:project", "project": f"epoch-{since}",
-                           "since": since}) == (False, ids)
+    assert resume(
+        server, {"type": "subscribe:project", "project": f"epoch-{since}", "since": since}
+    ) == (False, ids)
 
 
 def test_empty_history_replays_nothing(server: HubServer) -> None:
     [elsewhere] = post(server, log_event("not-empty", "ne-1"))
     assert resume(server, {"type": "subscribe_project", "project": "empty"}) == (True, [])
-    assert resume(server, {"type": "subscribe_project", "project": "empty",
-                           "since": elsewhere}) == (True, [])
+    assert resume(
+        server, {"type": "subscribe_project", "project": "empty", "since": elsewhere}
+    ) == (True, [])
     assert resume(server, {"type": "subscribe_deployment", "deployment_id": "no-such"}) == (
-        True, [])
+        True,
+        [],
+    )
 
 
 def test_a_fresh_store_knows_no_since(tmp_path: Path) -> None:
     hub = HubServer(tmp_path).start()
     try:
-        assert resume(hub, {"type": "subscribe_project", "project": "p",
-                            "since": make_event_id(1, 1)}) == (False, [])
+        assert resume(
+            hub, {"type": "subscribe_project", "project": "p", "since": make_event_id(1, 1)}
+        ) == (False, [])
         assert resume(hub, {"type": "subscribe_project", "project": "p"}) == (True, [])
     finally:
         hub.stop()
@@ -111,7 +125,8 @@ def test_since_from_before_a_restart_resumes_exactly(tmp_path: Path, sig: int) -
         hub.restart(sig)
         ws = connect(hub)
         subscribed, events, _ = subscribe(
-            ws, {"type": "subscribe_deployment", "deployment_id": "r-1", "since": ids[1]})
+            ws, {"type": "subscribe_deployment", "deployment_id": "r-1", "since": ids[1]}
+        )
         assert subscribed["recovered"] is True
         assert ids_of(events) == ids[2:]
         [later] = post(hub, log_event("restart", "r-1", "after the restart"))
@@ -126,8 +141,11 @@ def test_since_older_than_retained_history_is_not_recovered(tmp_path: Path) -> N
     """Retention drops whole deployments; the hub prunes when it starts."""
     hub = HubServer(tmp_path, env={"HUB_RETENTION_MAX_EVENTS": "3"}).start()
     try:
-        ids = [event_id for n in range(4)
-               for event_id in post(hub, *[log_event("old", f"old-{n}", str(i)) for i in range(2)])]
+        ids = [
+            event_id
+            for n in range(4)
+            for event_id in post(hub, *[log_event("old", f"old-{n}", str(i)) for i in range(2)])
+        ]
         hub.restart()
 
         def retained() -> list[str]:
@@ -138,7 +156,7 @@ def test_since_older_than_retained_history_is_not_recovered(tmp_path: Path) -> N
         wait_for(lambda: retained() != ids, "the start-up prune")
         kept = retained()
         assert kept
-        assert kept == ids[len(ids) - len(kept):], "pruning keeps the newest events"
+        assert kept == ids[len(ids) - len(kept) :], "pruning keeps the newest events"
         newest_pruned = ids[len(ids) - len(kept) - 1]
         frame = {"type": "subscribe_project", "project": "old"}
         assert resume(hub, {**frame, "since": ids[0]}) == (False, kept)
@@ -183,9 +201,9 @@ def test_replay_joins_live_without_gap_or_duplicate(server: HubServer) -> None:
             got.append(receive(ws)["event"]["id"])
         ws.close()
         if since is not None:
-            assert got == posted[posted.index(since) + 1:]
+            assert got == posted[posted.index(since) + 1 :]
         elif len(got) < total:
-            assert got == posted[posted.index(got[0]):]
+            assert got == posted[posted.index(got[0]) :]
         else:
             assert got == posted
     assert clients[0][2] == posted

@@ -30,9 +30,12 @@ def file_limit() -> Iterator[None]:
 
 
 def test_5000_idle_connections_stay_open_and_all_get_a_broadcast(
-        tmp_path: Path, file_limit: None) -> None:
-    hub = HubServer(tmp_path, env={"HUB_WORKER_CONNECTIONS": str(COUNT + 100),
-                                   "HUB_WS_MAX_CONNECTIONS": str(COUNT + 50)}).start()
+    tmp_path: Path, file_limit: None
+) -> None:
+    hub = HubServer(
+        tmp_path,
+        env={"HUB_WORKER_CONNECTIONS": str(COUNT + 100), "HUB_WS_MAX_CONNECTIONS": str(COUNT + 50)},
+    ).start()
     crowd: Crowd | None = None
     try:
         crowd = Crowd(hub, COUNT)
@@ -46,8 +49,11 @@ def test_5000_idle_connections_stay_open_and_all_get_a_broadcast(
         crowd.wait(saw("replay_complete"), "their subscription", timeout=WAIT * 4)
         assert metric(hub, "hub_ws_connections") == COUNT
         [event_id] = post(hub, log_event("scale", "s-1", "to everyone"))
-        crowd.wait(lambda frames: frames[-1].get("event", {}).get("id") == event_id,
-                   "the broadcast", timeout=WAIT * 4)
+        crowd.wait(
+            lambda frames: frames[-1].get("event", {}).get("id") == event_id,
+            "the broadcast",
+            timeout=WAIT * 4,
+        )
         assert crowd.close_codes == [None] * COUNT
         assert metric(hub, "hub_ws_connections") == COUNT
     finally:

@@ -33,8 +33,9 @@ BULK = "x" * 60_000
 MAX_POSTS = 1000
 
 
-def post_until(hub: HubServer, counter: str, posted: list[str], project: str,
-               deployment_id: str) -> None:
+def post_until(
+    hub: HubServer, counter: str, posted: list[str], project: str, deployment_id: str
+) -> None:
     """Post bulky events, one per request as senders do, until ``counter`` moves."""
     for i in range(MAX_POSTS):
         posted.extend(post(hub, log_event(project, deployment_id, f"{i} {BULK}")))
@@ -62,21 +63,25 @@ def read_frames(ws: websocket.WebSocket) -> tuple[list[str], int | None]:
 
 def test_a_slow_client_is_closed_with_1013_and_50_others_get_everything(tmp_path: Path) -> None:
     """The slow client also follows a bulky deployment; the 50 others share its project feed."""
-    hub = HubServer(tmp_path, env={"HUB_WS_SEND_QUEUE": "64",
-                                   "HUB_WS_SEND_TIMEOUT": str(WAIT * 4)}).start()
+    hub = HubServer(
+        tmp_path, env={"HUB_WS_SEND_QUEUE": "64", "HUB_WS_SEND_TIMEOUT": str(WAIT * 4)}
+    ).start()
     crowd = Crowd(hub, 50)
     try:
         slow = connect(hub, sockopt=TINY_BUFFER)
         subscribe(slow, ["subscribe_project", "feed"])
         subscribe(slow, ["subscribe_deployment", "bulk-1"])
         crowd.send_all(["subscribe_project", "feed"])
-        crowd.wait(lambda frames: bool(frames) and frames[-1]["type"] == "replay_complete",
-                   "replay_complete")
+        crowd.wait(
+            lambda frames: bool(frames) and frames[-1]["type"] == "replay_complete",
+            "replay_complete",
+        )
 
         def ended(frames: list[dict[str, Any]]) -> bool:
             last = frames[-1] if frames else {}
-            return bool(last.get("type") == "event"
-                        and last["event"]["payload"]["message"] == "END")
+            return bool(
+                last.get("type") == "event" and last["event"]["payload"]["message"] == "END"
+            )
 
         reader = threading.Thread(target=crowd.wait, args=(ended, "END", WAIT * 4))
         reader.start()
@@ -96,8 +101,8 @@ def test_a_slow_client_is_closed_with_1013_and_50_others_get_everything(tmp_path
         assert crowd.close_codes == [None] * 50
         got, code = read_frames(slow)  # it reads at last: what was in flight, then the close
         assert code == 1013
-        assert [i for i in got if i in feed] == feed[:len([i for i in got if i in feed])]
-        assert [i for i in got if i in bulk] == bulk[:len([i for i in got if i in bulk])]
+        assert [i for i in got if i in feed] == feed[: len([i for i in got if i in feed])]
+        assert [i for i in got if i in bulk] == bulk[: len([i for i in got if i in bulk])]
         assert len(got) < len(feed) + len(bulk)
         assert metric(hub, "hub_slow_client_disconnects_total") == 1
     finally:
@@ -106,30 +111,33 @@ def test_a_slow_client_is_closed_with_1013_and_50_others_get_everything(tmp_path
 
 
 def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(tmp_path: Path) -> None:
-    hub = HubServer(tmp_path, env={"HUB_WS_SEND_QUEUE": "100000",
-                                   "HUB_WS_SEND_TIMEOUT": "0.5"}).start()
+    hub = HubServer(
+        tmp_path, env={"HUB_WS_SEND_QUEUE": "100000", "HUB_WS_SEND_TIMEOUT": "0.5"}
+    ).start()
     try:
         stuck = connect(hub, sockopt=TINY_BUFFER)
         subscribe(stuck, ["subscribe_project", "flood"])
         healthy = connect(hub)
         subscribe(healthy, ["subscribe_deployment", "other"])
         posted: list[str] = []
-        post_until(hub, 'hub_stream_disconnects_total{reason="send_timeout"}', posted,
-                   "flood", "f-1")
+        post_until(
+            hub, 'hub_stream_disconnects_total{reason="send_timeout"}', posted, "flood", "f-1"
+        )
         [other] = post(hub, log_event("flood", "other"))
         assert receive(healthy)["event"]["id"] == other
         healthy.close()
         got, code = read_frames(stuck)
         assert code is None, "a frame cut short by the timeout cannot be followed by a close"
-        assert got == posted[:len(got)]
+        assert got == posted[: len(got)]
     finally:
         hub.stop()
 
 
 def test_a_client_that_floods_frames_without_reading_is_closed_with_1008(tmp_path: Path) -> None:
     """Its replay fills the send queue, so the hub stops taking its frames; it keeps sending."""
-    hub = HubServer(tmp_path, env={"HUB_WS_SEND_QUEUE": "8",
-                                   "HUB_WS_SEND_TIMEOUT": str(WAIT * 4)}).start()
+    hub = HubServer(
+        tmp_path, env={"HUB_WS_SEND_QUEUE": "8", "HUB_WS_SEND_TIMEOUT": str(WAIT * 4)}
+    ).start()
     try:
         posted = [post(hub, log_event("fat", "fat-1", f"{n} {BULK * 2}"))[0] for n in range(60)]
         flooder = connect(hub, sockopt=TINY_BUFFER)
@@ -145,7 +153,7 @@ def test_a_client_that_floods_frames_without_reading_is_closed_with_1008(tmp_pat
         assert int.from_bytes(frame.data[:2], "big") == 1008
         assert frames[0]["type"] == "subscribed"
         replayed = [f["event"]["id"] for f in frames if f["type"] == "event"]
-        assert replayed == posted[:len(replayed)]
+        assert replayed == posted[: len(replayed)]
         flooder.shutdown()
         assert metric(hub, 'hub_stream_disconnects_total{reason="flood"}') == 1
     finally:

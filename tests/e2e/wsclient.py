@@ -55,8 +55,9 @@ def receive(ws: websocket.WebSocket) -> dict[str, Any]:
     return frame
 
 
-def subscribe(ws: websocket.WebSocket, frame: Any
-              ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+def subscribe(
+    ws: websocket.WebSocket, frame: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """Send a subscribe frame; return ``subscribed``, the replayed events, ``replay_complete``."""
     send(ws, frame)
     subscribed = receive(ws)
@@ -90,8 +91,12 @@ def close_code(ws: websocket.WebSocket) -> int | None:
 
 
 def log_event(project: str, deployment_id: str, message: str = "line") -> dict[str, Any]:
-    return {"type": "log_entry", "project": project, "deployment_id": deployment_id,
-            "message": message}
+    return {
+        "type": "log_entry",
+        "project": project,
+        "deployment_id": deployment_id,
+        "message": message,
+    }
 
 
 def post(server: HubServer, *events: dict[str, Any]) -> list[str]:
@@ -107,8 +112,9 @@ def metric(server: HubServer, name: str) -> float:
     """The sum of one Prometheus metric's samples whose line starts with ``name``."""
     status, text = server.request("GET", "/metrics")
     assert status == 200
-    return sum(float(line.rsplit(" ", 1)[1]) for line in str(text).splitlines()
-               if line.startswith(name))
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in str(text).splitlines() if line.startswith(name)
+    )
 
 
 def wait_for(condition: Any, what: str, timeout: float = WAIT) -> None:
@@ -126,8 +132,9 @@ class DeflateClient:
         self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=WAIT)
         self.conn = WSConnection(ConnectionType.CLIENT)
         self.pending: deque[Any] = deque()
-        self.sock.sendall(self.conn.send(Request(host="127.0.0.1", target=path,
-                                                 extensions=[PerMessageDeflate()])))
+        self.sock.sendall(
+            self.conn.send(Request(host="127.0.0.1", target=path, extensions=[PerMessageDeflate()]))
+        )
         accepted = self._next()
         assert isinstance(accepted, AcceptConnection), accepted
         self.extensions = accepted.extensions
@@ -168,9 +175,11 @@ class DeflateClient:
 
 def handshake(port: int, path: str = "/ws", extra: str = "") -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
-    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+    ).encode()
 
 
 def masked(payload: str | bytes, opcode: int = 0x1) -> bytes:
@@ -209,7 +218,7 @@ def split_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
             length, start = struct.unpack_from("!Q", buffer, offset + 2)[0], offset + 10
         if end < start + length:
             break
-        frames.append((opcode, bytes(buffer[start:start + length])))
+        frames.append((opcode, bytes(buffer[start : start + length])))
         offset = start + length
     del buffer[:offset]
     return frames
@@ -222,8 +231,9 @@ class Crowd:
     ``frames[i]``; ``close_codes[i]`` is set when the hub closes it.
     """
 
-    def __init__(self, server: HubServer, count: int, path: str = "/ws", batch: int = 250,
-                 query: str = "") -> None:
+    def __init__(
+        self, server: HubServer, count: int, path: str = "/ws", batch: int = 250, query: str = ""
+    ) -> None:
         self.selector = selectors.DefaultSelector()
         self.socks: list[socket.socket] = []
         self.buffers: list[bytearray] = []

@@ -23,8 +23,14 @@ from broadcaster.session import (
     replay,
 )
 
-LIMITS = Limits(heartbeat_interval=7.5, max_subscriptions=3, max_frame_bytes=4096,
-                send_queue=50, replay_project_limit=20, replay_max_events=500)
+LIMITS = Limits(
+    heartbeat_interval=7.5,
+    max_subscriptions=3,
+    max_frame_bytes=4096,
+    send_queue=50,
+    replay_project_limit=20,
+    replay_max_events=500,
+)
 
 
 @pytest.fixture
@@ -52,35 +58,61 @@ def error_code(outputs: list[Output]) -> str:
 
 
 def event(seq: int, deployment_id: str = "42") -> Event:
-    return Event(type="log_entry", project="web", deployment_id=deployment_id,
-                 timestamp="2025-08-12T11:20:00.000Z", id=make_event_id(1700000000000, seq))
+    return Event(
+        type="log_entry",
+        project="web",
+        deployment_id=deployment_id,
+        timestamp="2025-08-12T11:20:00.000Z",
+        id=make_event_id(1700000000000, seq),
+    )
 
 
 def test_welcome_names_the_server_and_its_limits(session: Session) -> None:
     welcome = json.loads(session.welcome())
     assert welcome == {
-        "type": "welcome", "server": "deploy-dashboard-hub", "version": "1.2.3",
+        "type": "welcome",
+        "server": "deploy-dashboard-hub",
+        "version": "1.2.3",
         "connection_id": "c1",
-        "limits": {"heartbeat_interval": 7.5, "max_subscriptions": 3, "max_frame_bytes": 4096,
-                   "send_queue": 50, "replay_project_limit": 20, "replay_max_events": 500},
+        "limits": {
+            "heartbeat_interval": 7.5,
+            "max_subscriptions": 3,
+            "max_frame_bytes": 4096,
+            "send_queue": 50,
+            "replay_project_limit": 20,
+            "replay_max_events": 500,
+        },
     }
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('{"type": "subscribe_project", "project": "web"}', Filter(project="web")),
-    ('{"type": "subscribe:project", "project": "web"}', Filter(project="web")),
-    ('["subscribe_project", "web"]', Filter(project="web")),
-    ('["subscribe:project", "web"]', Filter(project="web")),
-    ('{"type": "subscribe_deployment", "deployment_id": "42"}', Filter(deployment_id="42")),
-    ('{"type": "subscribe:deployment", "deployment_id": "42"}', Filter(deployment_id="42")),
-    ('["subscribe_deployment", "42"]', Filter(deployment_id="42")),
-    ('["subscribe:deployment", "42"]', Filter(deployment_id="42")),
-    ('["subscribe:deployment", 42]', Filter(deployment_id="42")),
-], ids=["object", "colon-object", "array", "colon-array", "deployment-object",
-        "deployment-colon-object", "deployment-array", "deployment-colon-array",
-        "numeric-run-id"])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"type": "subscribe_project", "project": "web"}', Filter(project="web")),
+        ('{"type": "subscribe:project", "project": "web"}', Filter(project="web")),
+        ('["subscribe_project", "web"]', Filter(project="web")),
+        ('["subscribe:project", "web"]', Filter(project="web")),
+        ('{"type": "subscribe_deployment", "deployment_id": "42"}', Filter(deployment_id="42")),
+        ('{"type": "subscribe:deployment", "deployment_id": "42"}', Filter(deployment_id="42")),
+        ('["subscribe_deployment", "42"]', Filter(deployment_id="42")),
+        ('["subscribe:deployment", "42"]', Filter(deployment_id="42")),
+        ('["subscribe:deployment", 42]', Filter(deployment_id="42")),
+    ],
+    ids=[
+        "object",
+        "colon-object",
+        "array",
+        "colon-array",
+        "deployment-object",
+        "deployment-colon-object",
+        "deployment-array",
+        "deployment-colon-array",
+        "numeric-run-id",
+    ],
+)
 def test_every_subscribe_form_asks_the_hub_for_the_same_filter(
-        session: Session, text: str, expected: Filter) -> None:
+    session: Session, text: str, expected: Filter
+) -> None:
     request = only(session.feed(text))
     assert isinstance(request, Subscribe)
     assert request.match == expected
@@ -88,31 +120,42 @@ def test_every_subscribe_form_asks_the_hub_for_the_same_filter(
     assert request.replaces is None
 
 
-@pytest.mark.parametrize(("subscribe", "unsubscribe"), [
-    ('["subscribe_project", "web"]', '{"type": "unsubscribe_project", "project": "web"}'),
-    ('["subscribe_project", "web"]', '{"type": "unsubscribe:project", "project": "web"}'),
-    ('["subscribe_project", "web"]', '["unsubscribe:project", "web"]'),
-    ('["subscribe_deployment", "7"]', '["unsubscribe_deployment", "7"]'),
-    ('["subscribe_deployment", "7"]', '{"type": "unsubscribe:deployment", "deployment_id": 7}'),
-], ids=["object", "colon-object", "colon-array", "deployment-array", "deployment-colon-object"])
+@pytest.mark.parametrize(
+    ("subscribe", "unsubscribe"),
+    [
+        ('["subscribe_project", "web"]', '{"type": "unsubscribe_project", "project": "web"}'),
+        ('["subscribe_project", "web"]', '{"type": "unsubscribe:project", "project": "web"}'),
+        ('["subscribe_project", "web"]', '["unsubscribe:project", "web"]'),
+        ('["subscribe_deployment", "7"]', '["unsubscribe_deployment", "7"]'),
+        ('["subscribe_deployment", "7"]', '{"type": "unsubscribe:deployment", "deployment_id": 7}'),
+    ],
+    ids=["object", "colon-object", "colon-array", "deployment-array", "deployment-colon-object"],
+)
 def test_every_unsubscribe_form_stops_the_subscription(
-        session: Session, subscribe: str, unsubscribe: str) -> None:
+    session: Session, subscribe: str, unsubscribe: str
+) -> None:
     request = only(session.feed(subscribe))
     assert isinstance(request, Subscribe)
     stop, answer = session.feed(unsubscribe)
     assert stop == Unsubscribe(request.match)
-    assert frame(answer) == {"type": "unsubscribed", **(
-        {"project": "web"} if request.match.project else {"deployment_id": "7"})}
+    assert frame(answer) == {
+        "type": "unsubscribed",
+        **({"project": "web"} if request.match.project else {"deployment_id": "7"}),
+    }
     assert session.subscriptions == {}
 
 
-@pytest.mark.parametrize(("text", "answer"), [
-    ('{"type": "ping"}', PONG),
-    ('["ping"]', PONG),
-    ('{"type": "heartbeat"}', HEARTBEAT_ACK),
-    ('["heartbeat"]', HEARTBEAT_ACK),
-    ('["heartbeat", {"at": 1}]', HEARTBEAT_ACK),
-], ids=["ping", "ping-array", "heartbeat", "heartbeat-array", "heartbeat-with-payload"])
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ('{"type": "ping"}', PONG),
+        ('["ping"]', PONG),
+        ('{"type": "heartbeat"}', HEARTBEAT_ACK),
+        ('["heartbeat"]', HEARTBEAT_ACK),
+        ('["heartbeat", {"at": 1}]', HEARTBEAT_ACK),
+    ],
+    ids=["ping", "ping-array", "heartbeat", "heartbeat-array", "heartbeat-with-payload"],
+)
 def test_pings_and_heartbeats_are_answered(session: Session, text: str, answer: str) -> None:
     assert session.feed(text) == [answer]
     assert json.loads(PONG) == {"type": "pong"}
@@ -120,23 +163,44 @@ def test_pings_and_heartbeats_are_answered(session: Session, text: str, answer: 
 
 
 def test_since_and_types_narrow_a_subscription(session: Session) -> None:
-    request = only(session.feed(json.dumps({
-        "type": "subscribe_project", "project": "web", "since": "1700000000000-000000000005",
-        "types": ["log_entry", "step_completed", "log_entry"]})))
+    request = only(
+        session.feed(
+            json.dumps(
+                {
+                    "type": "subscribe_project",
+                    "project": "web",
+                    "since": "1700000000000-000000000005",
+                    "types": ["log_entry", "step_completed", "log_entry"],
+                }
+            )
+        )
+    )
     assert request == Subscribe(
         Filter(project="web", types=frozenset({"log_entry", "step_completed"})),
-        "1700000000000-000000000005", LIMITS.replay_max_events)
+        "1700000000000-000000000005",
+        LIMITS.replay_max_events,
+    )
 
 
-@pytest.mark.parametrize(("text", "limit"), [
-    ('["subscribe_project", "web"]', 20),
-    ('{"type": "subscribe_project", "project": "web", "since": "x"}', 500),
-    ('{"type": "subscribe_project", "project": "web", "since": ""}', 20),
-    ('["subscribe_deployment", "42"]', 500),
-    ('{"type": "subscribe_project", "project": "web", "limit": 0}', 0),
-    ('{"type": "subscribe_deployment", "deployment_id": "42", "limit": 5}', 5),
-], ids=["project-latest", "project-resume", "empty-since-is-none", "deployment-all",
-        "no-replay", "client-limit"])
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ('["subscribe_project", "web"]', 20),
+        ('{"type": "subscribe_project", "project": "web", "since": "x"}', 500),
+        ('{"type": "subscribe_project", "project": "web", "since": ""}', 20),
+        ('["subscribe_deployment", "42"]', 500),
+        ('{"type": "subscribe_project", "project": "web", "limit": 0}', 0),
+        ('{"type": "subscribe_deployment", "deployment_id": "42", "limit": 5}', 5),
+    ],
+    ids=[
+        "project-latest",
+        "project-resume",
+        "empty-since-is-none",
+        "deployment-all",
+        "no-replay",
+        "client-limit",
+    ],
+)
 def test_replay_size_depends_on_target_and_since(session: Session, text: str, limit: int) -> None:
     request = only(session.feed(text))
     assert isinstance(request, Subscribe)
@@ -145,8 +209,11 @@ def test_replay_size_depends_on_target_and_since(session: Session, text: str, li
 
 def test_subscribing_again_replaces_the_earlier_subscription(session: Session) -> None:
     first = only(session.feed('["subscribe_project", "web"]'))
-    second = only(session.feed(json.dumps(
-        {"type": "subscribe:project", "project": "web", "types": ["log_entry"]})))
+    second = only(
+        session.feed(
+            json.dumps({"type": "subscribe:project", "project": "web", "types": ["log_entry"]})
+        )
+    )
     assert isinstance(first, Subscribe)
     assert isinstance(second, Subscribe)
     assert second.replaces == first.match
@@ -162,43 +229,54 @@ def test_the_subscription_limit_is_an_error_and_the_session_goes_on(session: Ses
     assert isinstance(only(session.feed('["subscribe_deployment", "d"]')), Subscribe)
 
 
-@pytest.mark.parametrize(("data", "code"), [
-    ("not json", ErrorCode.INVALID_JSON),
-    ("", ErrorCode.INVALID_JSON),
-    (b'{"type": "ping"}', ErrorCode.BINARY_NOT_SUPPORTED),
-    ("42", ErrorCode.INVALID_FRAME),
-    ('"subscribe_project"', ErrorCode.INVALID_FRAME),
-    ("[]", ErrorCode.INVALID_FRAME),
-    ("[1, 2]", ErrorCode.INVALID_FRAME),
-    ('["subscribe_project"]', ErrorCode.INVALID_FRAME),
-    ('["subscribe_project", "a", "b"]', ErrorCode.INVALID_FRAME),
-    ("{}", ErrorCode.MISSING_FIELD),
-    ('{"type": 5}', ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe"}', ErrorCode.UNKNOWN_TYPE),
-    ('["subscribe:projects", "web"]', ErrorCode.UNKNOWN_TYPE),
-    ('{"type": "subscribe_project"}', ErrorCode.MISSING_FIELD),
-    ('{"type": "subscribe_project", "deployment_id": "1"}', ErrorCode.MISSING_FIELD),
-    ('{"type": "subscribe_project", "project": ""}', ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": true}', ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": ["web"]}', ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": "' + "p" * 201 + '"}', ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": "web", "since": 5}', ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": "web", "since": "' + "1" * 65 + '"}',
-     ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": "web", "types": []}', ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": "web", "types": "log_entry"}',
-     ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": "web", "types": ["nope"]}',
-     ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": "web", "types": [{}]}', ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": "web", "limit": -1}', ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": "web", "limit": 501}', ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": "web", "limit": "5"}', ErrorCode.INVALID_FIELD),
-    ('{"type": "subscribe_project", "project": "web", "limit": true}', ErrorCode.INVALID_FIELD),
-    ('["unsubscribe_project", "web"]', ErrorCode.NOT_SUBSCRIBED),
-], ids=lambda value: value.decode() if isinstance(value, bytes) else str(value)[:60])
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ("not json", ErrorCode.INVALID_JSON),
+        ("", ErrorCode.INVALID_JSON),
+        (b'{"type": "ping"}', ErrorCode.BINARY_NOT_SUPPORTED),
+        ("42", ErrorCode.INVALID_FRAME),
+        ('"subscribe_project"', ErrorCode.INVALID_FRAME),
+        ("[]", ErrorCode.INVALID_FRAME),
+        ("[1, 2]", ErrorCode.INVALID_FRAME),
+        ('["subscribe_project"]', ErrorCode.INVALID_FRAME),
+        ('["subscribe_project", "a", "b"]', ErrorCode.INVALID_FRAME),
+        ("{}", ErrorCode.MISSING_FIELD),
+        ('{"type": 5}', ErrorCode.INVALID_FIELD),
+        ('{"type": "subscribe"}', ErrorCode.UNKNOWN_TYPE),
+        ('["subscribe:projects", "web"]', ErrorCode.UNKNOWN_TYPE),
+        ('{"type": "subscribe_project"}', ErrorCode.MISSING_FIELD),
+        ('{"type": "subscribe_project", "deployment_id": "1"}', ErrorCode.MISSING_FIELD),
+        ('{"type": "subscribe_project", "project": ""}', ErrorCode.INVALID_FIELD),
+        ('{"type": "subscribe_project", "project": true}', ErrorCode.INVALID_FIELD),
+        ('{"type": "subscribe_project", "project": ["web"]}', ErrorCode.INVALID_FIELD),
+        ('{"type": "subscribe_project", "project": "' + "p" * 201 + '"}', ErrorCode.INVALID_FIELD),
+        ('{"type": "subscribe_project", "project": "web", "since": 5}', ErrorCode.INVALID_FIELD),
+        (
+            '{"type": "subscribe_project", "project": "web", "since": "' + "1" * 65 + '"}',
+            ErrorCode.INVALID_FIELD,
+        ),
+        ('{"type": "subscribe_project", "project": "web", "types": []}', ErrorCode.INVALID_FIELD),
+        (
+            '{"type": "subscribe_project", "project": "web", "types": "log_entry"}',
+            ErrorCode.INVALID_FIELD,
+        ),
+        (
+            '{"type": "subscribe_project", "project": "web", "types": ["nope"]}',
+            ErrorCode.INVALID_FIELD,
+        ),
+        ('{"type": "subscribe_project", "project": "web", "types": [{}]}', ErrorCode.INVALID_FIELD),
+        ('{"type": "subscribe_project", "project": "web", "limit": -1}', ErrorCode.INVALID_FIELD),
+        ('{"type": "subscribe_project", "project": "web", "limit": 501}', ErrorCode.INVALID_FIELD),
+        ('{"type": "subscribe_project", "project": "web", "limit": "5"}', ErrorCode.INVALID_FIELD),
+        ('{"type": "subscribe_project", "project": "web", "limit": true}', ErrorCode.INVALID_FIELD),
+        ('["unsubscribe_project", "web"]', ErrorCode.NOT_SUBSCRIBED),
+    ],
+    ids=lambda value: value.decode() if isinstance(value, bytes) else str(value)[:60],
+)
 def test_a_bad_frame_gets_one_error_frame_and_changes_nothing(
-        session: Session, data: str | bytes, code: ErrorCode) -> None:
+    session: Session, data: str | bytes, code: ErrorCode
+) -> None:
     assert error_code(session.feed(data)) == code.value
     assert session.subscriptions == {}
     assert session.feed('{"type": "ping"}') == [PONG]
@@ -211,30 +289,52 @@ def test_error_messages_do_not_echo_unbounded_input(session: Session) -> None:
 
 
 def test_replay_frames_announce_replay_and_close_the_history(session: Session) -> None:
-    request = only(session.feed(json.dumps(
-        {"type": "subscribe_deployment", "deployment_id": "42", "types": ["log_entry"]})))
+    request = only(
+        session.feed(
+            json.dumps(
+                {"type": "subscribe_deployment", "deployment_id": "42", "types": ["log_entry"]}
+            )
+        )
+    )
     assert isinstance(request, Subscribe)
     events = [event(3), event(5)]
     announce, first, second, done = replay(request, History(events, recovered=True))
-    assert frame(announce) == {"type": "subscribed", "deployment_id": "42",
-                               "types": ["log_entry"], "replayed": 2, "recovered": True}
+    assert frame(announce) == {
+        "type": "subscribed",
+        "deployment_id": "42",
+        "types": ["log_entry"],
+        "replayed": 2,
+        "recovered": True,
+    }
     assert isinstance(first, Envelope)
     assert isinstance(second, Envelope)
     assert [first.event, second.event] == events
     assert [first.seq, second.seq] == [3, 5]
     assert json.loads(first.frame) == {"type": "event", "event": events[0].to_dict()}
-    assert frame(done) == {"type": "replay_complete", "deployment_id": "42", "replayed": 2,
-                           "last_event_id": events[1].id}
+    assert frame(done) == {
+        "type": "replay_complete",
+        "deployment_id": "42",
+        "replayed": 2,
+        "last_event_id": events[1].id,
+    }
 
 
 def test_an_empty_unrecovered_replay_says_so(session: Session) -> None:
     request = only(session.feed('{"type": "subscribe:project", "project": "web", "since": "x"}'))
     assert isinstance(request, Subscribe)
     announce, done = replay(request, History([], recovered=False))
-    assert frame(announce) == {"type": "subscribed", "project": "web", "replayed": 0,
-                               "recovered": False}
-    assert frame(done) == {"type": "replay_complete", "project": "web", "replayed": 0,
-                           "last_event_id": None}
+    assert frame(announce) == {
+        "type": "subscribed",
+        "project": "web",
+        "replayed": 0,
+        "recovered": False,
+    }
+    assert frame(done) == {
+        "type": "replay_complete",
+        "project": "web",
+        "replayed": 0,
+        "last_event_id": None,
+    }
 
 
 def test_a_failed_subscription_is_forgotten_and_reported(session: Session) -> None:
@@ -246,13 +346,18 @@ def test_a_failed_subscription_is_forgotten_and_reported(session: Session) -> No
     assert session.subscriptions == {}
 
 
-@pytest.mark.parametrize(("target", "since", "limit"), [
-    (Filter(project="web"), None, 20),
-    (Filter(project="web"), "1-1", 500),
-    (Filter(deployment_id="42"), None, 500),
-], ids=["project", "project-since", "deployment"])
+@pytest.mark.parametrize(
+    ("target", "since", "limit"),
+    [
+        (Filter(project="web"), None, 20),
+        (Filter(project="web"), "1-1", 500),
+        (Filter(deployment_id="42"), None, 500),
+    ],
+    ids=["project", "project-since", "deployment"],
+)
 def test_replay_limit_is_shared_with_the_sse_stream(
-        target: Filter, since: str | None, limit: int) -> None:
+    target: Filter, since: str | None, limit: int
+) -> None:
     assert LIMITS.replay_limit(target, since) == limit
 
 
