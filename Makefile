@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck fmt bench system-deps clean
+.PHONY: run test coverage lint typecheck fmt bench system-deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ run: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(BIN)/pytest
+
+# The whole suite with branch coverage, gunicorn's workers included (coverage follows the
+# subprocesses and forks the end-to-end tests start); fails under 90 %.
+coverage: $(STAMP) system-deps
+	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
