@@ -43,6 +43,7 @@ from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from app.events import PROJECT_ONLY_TYPES, Event, parse_event_id
+from app.metrics import REDIS_RECONNECTS
 from app.view import (
     LIFECYCLE_TYPES,
     build_view,
@@ -823,6 +824,7 @@ class RedisStore:
                 pubsub.subscribe(self._key("notify"))
                 if failures:
                     log.info("Redis listener reconnected")
+                    REDIS_RECONNECTS.inc()
                     with contextlib.suppress(StoreUnavailable):
                         self.repair_views()  # writes cut short by the outage
                 failures = 0

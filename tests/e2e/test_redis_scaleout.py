@@ -301,6 +301,14 @@ def aof_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
+def reconnects(server: HubServer) -> float:
+    """``hub_redis_reconnects_total`` as ``/metrics`` reports it, all workers added up."""
+    status, text = server.request("GET", "/metrics")
+    assert status == 200
+    lines = [line for line in text.splitlines() if line.startswith("hub_redis_reconnects_total")]
+    return sum(float(line.split()[-1]) for line in lines)
+
+
 def test_redis_restarted_mid_stream_loses_nothing_and_refuses_while_away(
     aof_redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -345,6 +353,7 @@ def test_redis_restarted_mid_stream_loses_nothing_and_refuses_while_away(
         assert set(itertools.chain.from_iterable(accepted)) <= set(stored)
         for follower in followers:
             assert follower.ids == stored
+        wait_for(lambda: reconnects(a) >= 1, "the listener's reconnect to be counted")
     finally:
         stop.set()
         a.stop()
