@@ -1,7 +1,7 @@
 """The ingest routes: check, authenticate, validate, store whole, then broadcast.
 
 Order of checks, cheapest and least revealing first: the client address's
-rate limit (429), size (413), media type (415), text encoding (400), signature
+rate limit (429), media type (415), size (413), text encoding (400), signature
 or token (401), the sender identity's rate limit (429), JSON (400), shape and
 values (422).  Only a request that passes all of them reaches the store, in
 one transaction; the broadcaster is told after the commit.
