@@ -52,7 +52,8 @@ fmt: $(STAMP)
 
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/ingest.py
-	@if [ -f bench/fanout.py ]; then $(BIN)/python bench/fanout.py; fi
+	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/fanout_redis.py
 	$(BIN)/python bench/soak.py --seconds 180
 
 clean:
