@@ -21,6 +21,7 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +85,25 @@ def show(name: str, result: Result, unit: float = 1.0) -> None:
     )
 
 
+def measure(
+    server: HubServer, workloads: list[Callable[[int], bytes]], args: argparse.Namespace
+) -> list[Result]:
+    """Warm ``server`` up with 500 single events, then run each workload for ``--seconds``."""
+    path = "/api/webhooks/deployment"
+    run(server.port, path, single_event, total=500, concurrency=args.concurrency, deadline=5)
+    return [
+        run(
+            server.port,
+            path,
+            body_for,
+            total=10**6,
+            concurrency=args.concurrency,
+            deadline=args.seconds,
+        )
+        for body_for in workloads
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -95,54 +115,15 @@ def main() -> None:
         f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}; server on CPU 0, load generator on CPU 1"
     )
-    limit = 10**6
     with tempfile.TemporaryDirectory() as tmp:
         bare = pinned(HubServer(Path(tmp) / "bare", app_spec="bench.bare_app:create_app()"))
         try:
-            run(
-                bare.port,
-                "/api/webhooks/deployment",
-                single_event,
-                total=500,
-                concurrency=args.concurrency,
-                deadline=5,
-            )
-            ceiling = run(
-                bare.port,
-                "/api/webhooks/deployment",
-                single_event,
-                total=limit,
-                concurrency=args.concurrency,
-                deadline=args.seconds,
-            )
+            (ceiling,) = measure(bare, [single_event], args)
         finally:
             bare.stop()
         hub = pinned(HubServer(Path(tmp) / "hub", {"HUB_LOG_LEVEL": "WARNING"}))
         try:
-            run(
-                hub.port,
-                "/api/webhooks/deployment",
-                single_event,
-                total=500,
-                concurrency=args.concurrency,
-                deadline=5,
-            )
-            single = run(
-                hub.port,
-                "/api/webhooks/deployment",
-                single_event,
-                total=limit,
-                concurrency=args.concurrency,
-                deadline=args.seconds,
-            )
-            batched = run(
-                hub.port,
-                "/api/webhooks/deployment",
-                log_batch,
-                total=limit,
-                concurrency=args.concurrency,
-                deadline=args.seconds,
-            )
+            single, batched = measure(hub, [single_event, log_batch], args)
         finally:
             hub.stop()
     print("results (one gevent worker):")
