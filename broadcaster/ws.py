@@ -294,9 +294,9 @@ class FrameCache:
 
 
 #: This worker's frames; an event's seq names it within the worker's store.  A frame is
-#: only needed while connections still have its event queued, so a few MiB suffice and
-#: keep a long-running worker's memory flat (the soak run measures it).
-FRAMES = FrameCache(8 * 1024 * 1024)
+#: only needed while connections still have its event queued, so 2 MiB (some thousands of
+#: events) suffices and keeps a long-running worker's memory flat (the soak run measures it).
+FRAMES = FrameCache(2 * 1024 * 1024)
 
 
 class Connection:
