@@ -26,12 +26,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from marshmallow import ValidationError
-
 from app.errors import InvalidEvent
 from app.events import Event, format_timestamp, parse_timestamp
 from app.fields import MAX_NAME_LENGTH
-from app.ingest import json_depth, parse_json
+from app.ingest import json_depth, load_each, parse_json
 from app.schemas import load_typed_event
 
 #: GitHub's check conclusions in the hub's status vocabulary.
@@ -406,16 +404,11 @@ def delivery_bodies(
 
 def load_bodies(bodies: Sequence[dict[str, Any]]) -> list[Event]:
     """Validate translated bodies exactly as posted ones are; name the body that fails."""
-    events = []
-    for index, body in enumerate(bodies):
-        try:
-            events.append(load_typed_event(body))
-        except ValidationError as exc:
-            raise InvalidEvent(
-                f"GitHub data gave an invalid {body.get('type')} event; nothing was stored",
-                {"index": index, "events": {str(index): exc.messages}},
-            ) from None
-    return events
+    return load_each(
+        bodies,
+        load_typed_event,
+        lambda _, body: f"GitHub data gave an invalid {body.get('type')} event; nothing was stored",
+    )
 
 
 def decode_delivery(

@@ -7,6 +7,7 @@ Nothing here stores anything: a body that fails any check leaves no trace.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -62,6 +63,23 @@ def load_one(data: Any, route: str) -> Event:
     raise ValidationError("An event must be a JSON object.")
 
 
+def load_each(
+    items: Sequence[Any],
+    load: Callable[[Any], Event],
+    describe: Callable[[int, Any], str],
+) -> list[Event]:
+    """Load every item or none: the first invalid one is a 422 naming its index and fields."""
+    events = []
+    for index, item in enumerate(items):
+        try:
+            events.append(load(item))
+        except ValidationError as exc:
+            raise InvalidEvent(
+                describe(index, item), {"index": index, "events": {str(index): exc.messages}}
+            ) from None
+    return events
+
+
 def decode_events(body: bytes, route: str, *, max_depth: int, max_batch: int) -> list[Event]:
     """All events of one request, or an error naming what is wrong (and where)."""
     data = parse_json(body, route)
@@ -79,16 +97,11 @@ def decode_events(body: bytes, route: str, *, max_depth: int, max_batch: int) ->
                 f"batch has {len(items)} events; at most {max_batch} are allowed",
                 {"events": [f"At most {max_batch} events."]},
             )
-        events = []
-        for index, item in enumerate(items):
-            try:
-                events.append(load_one(item, route))
-            except ValidationError as exc:
-                raise InvalidEvent(
-                    f"event {index} of the batch is invalid; nothing was stored",
-                    {"index": index, "events": {str(index): exc.messages}},
-                ) from None
-        return events
+        return load_each(
+            items,
+            lambda item: load_one(item, route),
+            lambda index, _: f"event {index} of the batch is invalid; nothing was stored",
+        )
     try:
         return [load_one(data, route)]
     except ValidationError as exc:

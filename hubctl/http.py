@@ -42,6 +42,14 @@ class Response:
         """The body as JSON; ``ValueError`` when it is not (a proxy's HTML error page)."""
         return json.loads(self.body)
 
+    def json_object(self) -> dict[str, Any] | None:
+        """The body as a JSON object, or ``None`` for anything else (HTML, a list, garbage)."""
+        try:
+            data = self.json()
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
     def text(self, limit: int = 300) -> str:
         """The start of the body as text, for error messages."""
         return self.body[:limit].decode("utf-8", errors="replace").strip()

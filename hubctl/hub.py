@@ -262,11 +262,8 @@ class HubClient:
         raise HubUnreachable(f"cannot reach the hub at {self.base_url}: {reason} (after {tries})")
 
     def _json(self, answer: Response) -> dict[str, Any]:
-        try:
-            data = answer.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
+        data = answer.json_object()
+        if data is None:
             raise CommandError(
                 f"unexpected answer from {answer.url} (HTTP {answer.status}, not the hub's JSON): "
                 f"{answer.text(120)!r}"

@@ -194,11 +194,8 @@ class GitHub:
         raise GitHubError(f"GitHub answered {answer.status} for {what}: {message}{hint}")
 
     def _json(self, answer: Response) -> dict[str, Any]:
-        try:
-            data = answer.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
+        data = answer.json_object()
+        if data is None:
             raise GitHubError(f"GitHub sent something other than JSON: {answer.text(120)!r}")
         return data
 
