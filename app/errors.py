@@ -158,5 +158,5 @@ def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        log.error("unhandled error")
+        log.error("unhandled error", exc_info=error)
         return error_response(HubError("internal error; it has been logged"))

@@ -23,6 +23,8 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     #: The worker is shutting down (deploy, restart); reconnect to another one.
     GOING_AWAY = 1001
+    #: A frame that breaks RFC 6455 (bad opcode, reserved bits, unmasked...).
+    PROTOCOL_ERROR = 1002
     #: A text frame that is not valid UTF-8 (answered by the protocol layer).
     INVALID_PAYLOAD = 1007
     #: The peer broke a rule: stopped answering pings, or floods frames it never reads.

@@ -26,7 +26,6 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.lock
-import gevent.queue
 import orjson
 
 from app.events import Event
@@ -61,19 +60,46 @@ class Subscriber:
     always queued, whole, ahead of the live events that follow it, and a long
     replay never makes a healthy client look slow.  To keep that count right,
     consumers take items only through :meth:`get` and :meth:`get_nowait`.
+
+    ``on_put`` is called after each item is queued, from whichever greenlet
+    queued it: a WebSocket connection's one greenlet waits on more than this
+    queue, so it is woken rather than blocked in :meth:`get`.  The queue is a
+    plain deque (gevent's ``Queue`` costs about 2 KB more per connection).
     """
 
+    __slots__ = (
+        "__weakref__",
+        "_gets",
+        "_items",
+        "_on_overflow",
+        "_on_put",
+        "_pushed",
+        "_puts",
+        "_ready",
+        "filters",
+        "maxsize",
+        "overflowed",
+    )
+
     def __init__(
-        self, maxsize: int, on_overflow: Callable[[Subscriber], None] | None = None
+        self,
+        maxsize: int,
+        on_overflow: Callable[[Subscriber], None] | None = None,
+        on_put: Callable[[], None] | None = None,
     ) -> None:
-        self.queue: gevent.queue.Queue[Envelope | str] = gevent.queue.Queue()
         self.maxsize = maxsize
         self.filters: list[Filter] = []
         self.overflowed = False
+        self._items: deque[Envelope | str] = deque()
         self._on_overflow = on_overflow
+        self._on_put = on_put
+        self._ready: gevent.event.Event | None = None  # made by the first blocking get
         self._puts = 0  # items ever queued
         self._gets = 0  # items ever taken
         self._pushed: deque[int] = deque()  # queue positions of pushed items not yet taken
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def wants(self, event: Event) -> bool:
         return any(f.matches(event) for f in self.filters)
@@ -81,8 +107,7 @@ class Subscriber:
     @property
     def live_pending(self) -> int:
         """Live events queued and not yet taken: what ``maxsize`` bounds."""
-        pending: int = self.queue.qsize() - len(self._pushed)
-        return pending
+        return len(self._items) - len(self._pushed)
 
     def offer(self, envelope: Envelope) -> None:
         """Queue a live event, or mark the client too slow; never blocks."""
@@ -100,27 +125,38 @@ class Subscriber:
         self._pushed.append(self._puts)
         self._put(item)
 
+    def clear(self) -> None:
+        """Forget everything queued: the connection is closing and will send none of it."""
+        self._gets += len(self._items)
+        self._items.clear()
+        self._pushed.clear()
+
     def _put(self, item: Envelope | str) -> None:
         self._puts += 1
-        self.queue.put_nowait(item)
-
-    def _taken(self) -> None:
-        self._gets += 1
-        while self._pushed and self._pushed[0] < self._gets:
-            self._pushed.popleft()
+        self._items.append(item)
+        if self._ready is not None:
+            self._ready.set()
+        if self._on_put is not None:
+            self._on_put()
 
     def get(self, timeout: float | None = None) -> Envelope | str | None:
         """The next item to send, or ``None`` after ``timeout`` seconds."""
-        try:
-            item: Envelope | str = self.queue.get(timeout=timeout)
-        except gevent.queue.Empty:
-            return None
-        self._taken()
-        return item
+        if not self._items and timeout != 0:
+            if self._ready is None:
+                self._ready = gevent.event.Event()
+            self._ready.clear()
+            self._ready.wait(timeout)
+        return self.get_nowait()
 
     def get_nowait(self) -> Envelope | str | None:
         """The next item if one is queued, else ``None``; never blocks."""
-        return self.get(timeout=0) if self.queue.qsize() else None
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        self._gets += 1
+        while self._pushed and self._pushed[0] < self._gets:
+            self._pushed.popleft()
+        return item
 
 
 class Hub:

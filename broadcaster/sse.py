@@ -45,7 +45,7 @@ from broadcaster.session import (
     parse_types,
     replay,
 )
-from broadcaster.ws import WAKE, Connections, check_access, current_connections
+from broadcaster.ws import Connections, check_access, current_connections
 
 stream = Blueprint("stream", __name__)
 
@@ -54,6 +54,8 @@ RETRY_MS = 2000
 #: Queued frames are written together up to about this many bytes per chunk.
 CHUNK_BYTES = 65536
 KEEPALIVE = b": keep-alive\n\n"
+#: Queued only to wake the stream so it notices that it is ending; never sent.
+WAKE = ""
 
 
 def _query() -> tuple[Filter, str | None]:
