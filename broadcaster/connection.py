@@ -41,7 +41,6 @@ import logging
 import socket
 import struct
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -61,7 +60,7 @@ from wsproto.utilities import LocalProtocolError
 from app.metrics import DISCONNECTS, SLOW_DISCONNECTS, SUBSCRIPTIONS
 from broadcaster.backend import StoreUnavailable
 from broadcaster.codes import CloseCode
-from broadcaster.hub import Envelope, Hub, Subscriber
+from broadcaster.hub import Envelope, Fifo, Hub, Subscriber
 from broadcaster.session import Output, Session, Subscribe, replay
 
 log = logging.getLogger(__name__)
@@ -217,7 +216,7 @@ class Connection:
         self._reply: bytes | None = None  # the answer to the peer's close frame
         self._readable = False
         self._writer: Any = None  # the socket's write watcher, while output waits
-        self._inbox: deque[str | bytes] = deque()  # client messages not yet handled
+        self._inbox: Fifo[str | bytes] = Fifo()  # client messages not yet handled
         self._message: list[Any] = []  # the fragments (all str or all bytes) read so far
         self._message_bytes = 0
         self._out = b""  # frames being written, from ``_out_at`` on

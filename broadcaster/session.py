@@ -234,6 +234,8 @@ def _unpack(value: Any) -> tuple[str, dict[str, Any]]:
 class Session:
     """One connection's protocol state: its subscriptions, keyed by project or deployment."""
 
+    __slots__ = ("connection_id", "limits", "subscriptions", "version")
+
     def __init__(self, limits: Limits, *, version: str, connection_id: str) -> None:
         self.limits = limits
         self.version = version
