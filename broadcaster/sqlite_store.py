@@ -3,9 +3,18 @@
 Why SQLite: a deployment hub must survive a restart or a ``kill -9`` without
 an extra server to operate, and SQLite's WAL journal gives exactly that with
 one writer at a time, which is all one hub needs.  Each request's events are
-written in one ``BEGIN IMMEDIATE`` transaction together with their log lines,
-the re-folded deployment views and the idempotency records, so a request is
-stored whole or not at all.  ``memory://`` is the same code on ``:memory:``.
+written together with their log lines, the re-folded deployment views and the
+idempotency records, so a request is stored whole or not at all.
+``memory://`` is the same code on ``:memory:``.
+
+Group commit: a ``COMMIT`` costs more than storing one event, so under
+gevent (gunicorn's worker) the requests that reach the store while it is busy
+are written by one writer greenlet in one ``BEGIN IMMEDIATE`` ... ``COMMIT``,
+each inside its own ``SAVEPOINT``: a request whose batch fails is rolled back
+alone, and a failed ``COMMIT`` fails every request of the group.  Nobody is
+answered before the ``COMMIT`` that holds their events, so a 2xx still means
+stored durably.  Without gevent's patching (plain threads, scripts) each
+request is its own transaction.
 
 Event ids are ``<epoch>-<seq>`` with ``seq`` from ``AUTOINCREMENT`` (never
 reused, even after pruning) and the epoch fixed when the file was created.
@@ -17,15 +26,20 @@ import functools
 import logging
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+import gevent
+import gevent.event
+import gevent.monkey
 import orjson
 
 from app.events import PROJECT_ONLY_TYPES, Event, make_event_id, parse_event_id
+from app.metrics import STORE_GROUP_BATCHES
 from app.view import (
     LIFECYCLE_TYPES,
     Fold,
@@ -90,6 +104,8 @@ CREATE INDEX IF NOT EXISTS log_lines_by_deployment ON log_lines (deployment_id, 
 
 #: Decoded folds kept for the deployments written most recently.
 _FOLD_CACHE_SIZE = 256
+#: Most events one group commit writes; batches past it wait for the next transaction.
+MAX_GROUP_EVENTS = 2000
 _LIFECYCLE_SQL = ",".join(f"'{t}'" for t in LIFECYCLE_TYPES)
 
 
@@ -104,6 +120,14 @@ class _BatchWrites:
 
     known: dict[str, str] = field(default_factory=dict)  # deployment id -> project
     touched: dict[str, int] = field(default_factory=dict)  # deployment id -> newest seq
+
+
+@dataclass(slots=True)
+class _Queued:
+    """A caller's batch waiting for the writer greenlet, and where its answer goes."""
+
+    batch: Batch
+    answer: Any = field(default_factory=gevent.event.AsyncResult)  # Accepted or the error
 
 
 def _store_errors(method: Callable[P, T]) -> Callable[P, T]:
@@ -129,13 +153,23 @@ class SqliteStore:
         synchronous: str = "NORMAL",
         retention_days: float = 0.0,
         retention_max_events: int = 0,
+        group_commit: bool | None = None,
+        max_group_events: int = MAX_GROUP_EVENTS,
     ) -> None:
+        """``group_commit`` defaults to whether gevent has patched ``threading``."""
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._folds: dict[str, tuple[bytes, Fold]] = {}  # deployment -> (stored bytes, fold)
         self.retention_days = retention_days
         self.retention_max_events = retention_max_events
+        self.group_commit = (
+            gevent.monkey.is_module_patched("threading") if group_commit is None else group_commit
+        )
+        self.max_group_events = max_group_events
+        self._queue: deque[_Queued] = deque()
+        self._work = gevent.event.Event()
+        self._writer: gevent.Greenlet | None = None  # started by the first grouped append
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
@@ -182,11 +216,99 @@ class SqliteStore:
     # -- writing -----------------------------------------------------------------
 
     def append(self, batch: Batch) -> Accepted:
+        if not self.group_commit:
+            try:
+                with self._transaction():
+                    return self._append(batch)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"write failed: {exc}") from exc
+        if self._writer is None or self._writer.dead:
+            self._writer = gevent.spawn(self._write_forever)
+        queued = _Queued(batch)
+        self._queue.append(queued)
+        self._work.set()
+        accepted: Accepted = queued.answer.get()
+        return accepted
+
+    def _write_forever(self) -> None:
+        """The writer greenlet: each pass stores everything queued, in groups.
+
+        Waking it is a callback of gevent's loop, so every request that became
+        ready in the same turn of the loop has queued its batch by then; one
+        ``gevent.sleep(0)`` lets the greenlets already scheduled queue theirs
+        too.  No yield happens between ``BEGIN`` and ``COMMIT``: the readers
+        that share this connection never see a group half written.
+        """
         try:
-            with self._transaction():
-                return self._append(batch)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"write failed: {exc}") from exc
+            while True:
+                self._work.wait()
+                gevent.sleep(0)
+                self._work.clear()
+                while self._queue:
+                    self._write_group(self._take_group())
+        finally:  # however the writer ends, nobody may wait forever for an answer
+            self._fail_queued()
+
+    def _fail_queued(self) -> None:
+        while self._queue:
+            self._queue.popleft().answer.set_exception(StoreUnavailable("store closed"))
+
+    def _take_group(self) -> list[_Queued]:
+        """The oldest queued batches, up to :attr:`max_group_events` (at least one batch)."""
+        group = [self._queue.popleft()]
+        size = len(group[0].batch.events)
+        while self._queue and size + len(self._queue[0].batch.events) <= self.max_group_events:
+            size += len(self._queue[0].batch.events)
+            group.append(self._queue.popleft())
+        return group
+
+    def _write_group(self, group: list[_Queued]) -> None:
+        """One transaction for ``group``, one savepoint per batch; answer each caller once."""
+        STORE_GROUP_BATCHES.observe(len(group))
+        done: list[tuple[_Queued, Accepted]] = []
+        try:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"store busy or unavailable: {exc}") from exc
+            for queued in group:
+                self._db.execute("SAVEPOINT batch")
+                try:
+                    accepted = self._append(queued.batch)
+                except Exception as exc:  # noqa: BLE001 - raised to the batch's own caller
+                    self._fail_batch(queued, exc)
+                    continue
+                self._db.execute("RELEASE batch")
+                done.append((queued, accepted))
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"commit failed: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - every caller not yet answered gets a 503
+            log.error("group commit of %d requests failed: %s", len(group), exc)
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._folds.clear()
+            for queued in group:
+                if not queued.answer.ready():
+                    queued.answer.set_exception(_unavailable(exc))
+            return
+        for queued, accepted in done:
+            queued.answer.set(accepted)
+
+    def _fail_batch(self, queued: _Queued, exc: Exception) -> None:
+        """Undo one batch of a group; its caller gets what the direct path would raise.
+
+        Raises :class:`StoreUnavailable` when SQLite has already rolled the whole
+        transaction back (a full disk, say): the batches before it are gone too.
+        """
+        if not self._db.in_transaction:
+            queued.answer.set_exception(_unavailable(exc))
+            raise _unavailable(exc)
+        self._db.execute("ROLLBACK TO batch")
+        self._db.execute("RELEASE batch")
+        self._folds.clear()  # they may hold the events just rolled back
+        queued.answer.set_exception(_unavailable(exc) if isinstance(exc, sqlite3.Error) else exc)
 
     def _append(self, batch: Batch) -> Accepted:
         if batch.delivery_key is not None:
@@ -632,7 +754,21 @@ class SqliteStore:
             raise StoreUnavailable(str(exc)) from exc
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.kill()  # a writer that never ran is dropped without its finally
+            self._fail_queued()
         self._db.close()
+
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    """The error a caller gets for ``exc``: a new one each, since each raises it."""
+    if isinstance(exc, StoreUnavailable):
+        error = StoreUnavailable(str(exc))
+        error.__cause__ = exc.__cause__
+    else:
+        error = StoreUnavailable(f"write failed: {exc}")
+        error.__cause__ = exc
+    return error
 
 
 def _view(deployment_id: str, project: str, fold: bytes) -> dict[str, Any]:

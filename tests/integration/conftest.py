@@ -23,17 +23,31 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        "sqlite",
+        "sqlite-grouped",
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
-    """Make stores of one kind; calling it again with the same args reopens the same data."""
+    """Make stores of one kind; calling it again with the same args reopens the same data.
+
+    ``sqlite-grouped`` is SQLite writing through its group-commit writer greenlet,
+    as under gunicorn's gevent worker.
+    """
     opened: list[Store] = []
-    urls = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'hub.db'}"}
+    sqlite_url = f"sqlite:///{tmp_path / 'hub.db'}"
+    urls = {"memory": "memory://", "sqlite": sqlite_url, "sqlite-grouped": sqlite_url}
     if request.param == "redis":
         redis = request.getfixturevalue("redis_server")
         urls["redis"] = redis.url(prefix=f"test-{uuid.uuid4().hex}")
 
     def make(**options: Any) -> Store:
         url = urls[request.param]
+        if request.param == "sqlite-grouped":
+            options = {"group_commit": True, **options}
         store = create_store(url, **options)
         opened.append(store)
         return store

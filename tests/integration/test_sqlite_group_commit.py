@@ -1,0 +1,283 @@
+"""Group commit in the SQLite store: concurrent appends share a transaction, not a failure.
+
+Each test runs real greenlets against a real SQLite file; failures are made by
+SQLite itself (triggers, a deferred foreign key), never by replacing its calls.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gevent
+import orjson
+import pytest
+from prometheus_client import REGISTRY
+
+from app.events import Event
+from app.ingest import load_one
+from app.view import build_view
+from broadcaster.backend import Accepted, Batch, StoreUnavailable
+from broadcaster.sqlite_store import SqliteStore
+from tests.conftest import TIMEOUT_FACTOR
+
+
+def event(**body: Any) -> Event:
+    return load_one(
+        {"project": "web", "deployment_id": "1", "type": "log_entry", "message": "m", **body},
+        "deployment",
+    )
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "hub.db")
+
+
+@pytest.fixture
+def store(path: str) -> Iterator[SqliteStore]:
+    opened = SqliteStore(path, group_commit=True)
+    yield opened
+    opened.close()
+
+
+def groups() -> tuple[float, float]:
+    """Groups written so far in this process, and the batches they held."""
+    count = REGISTRY.get_sample_value("hub_store_group_batches_count") or 0.0
+    total = REGISTRY.get_sample_value("hub_store_group_batches_sum") or 0.0
+    return count, total
+
+
+def append_together(store: SqliteStore, batches: list[Batch]) -> list[Accepted | Exception]:
+    """Append every batch from its own greenlet, all queued before the writer runs."""
+
+    def append(batch: Batch) -> Accepted | Exception:
+        try:
+            return store.append(batch)
+        except Exception as exc:  # noqa: BLE001 - the test inspects what each caller got
+            return exc
+
+    greenlets = [gevent.spawn(append, batch) for batch in batches]
+    gevent.joinall(greenlets, timeout=10 * TIMEOUT_FACTOR, raise_error=True)
+    return [greenlet.value for greenlet in greenlets]
+
+
+def stored_messages(path: str) -> list[str]:
+    """What another connection sees committed, in seq order."""
+    with sqlite3.connect(path) as other:
+        rows = other.execute("SELECT body FROM events ORDER BY seq").fetchall()
+    return [orjson.loads(body)["payload"]["message"] for (body,) in rows]
+
+
+def poison(path: str, action: str = "ABORT") -> None:
+    """Make SQLite refuse any event of project ``poison`` (another connection, same file)."""
+    with sqlite3.connect(path) as other:
+        other.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.project = 'poison' "
+            f"BEGIN SELECT RAISE({action}, 'poisoned'); END"
+        )
+
+
+def test_concurrent_appends_share_one_transaction(store: SqliteStore) -> None:
+    before = groups()
+    answers = append_together(store, [Batch([event(message=str(i))]) for i in range(10)])
+    count, total = groups()
+    assert (count - before[0], total - before[1]) == (1, 10)
+    ids = [answer.ids[0] for answer in answers if isinstance(answer, Accepted)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 10
+    assert store.last_seq() == 10
+
+
+def test_each_caller_is_answered_after_the_commit_that_holds_its_events(
+    store: SqliteStore, path: str
+) -> None:
+    """Another connection already sees a caller's events when its append returns."""
+    seen: list[list[str]] = []
+
+    def append(index: int) -> None:
+        store.append(Batch([event(message=str(index))]))
+        seen.append(stored_messages(path))
+
+    gevent.joinall([gevent.spawn(append, i) for i in range(5)], raise_error=True)
+    assert all(len(messages) == 5 for messages in seen)
+
+
+def test_a_failing_batch_is_rolled_back_alone(store: SqliteStore, path: str) -> None:
+    poison(path)
+    answers = append_together(
+        store,
+        [
+            Batch([event(message="first")]),
+            Batch([event(message="lost"), event(project="poison", message="bad")]),
+            Batch([event(message="last")]),
+        ],
+    )
+    assert isinstance(answers[0], Accepted)
+    assert isinstance(answers[2], Accepted)
+    assert isinstance(answers[1], StoreUnavailable)
+    assert "poisoned" in str(answers[1])
+    assert stored_messages(path) == ["first", "last"]
+    assert [e.id for _, e in store.read_after(0, 10)] == answers[0].ids + answers[2].ids
+
+
+def test_a_python_error_in_one_batch_reaches_only_its_caller(
+    store: SqliteStore, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert = store._insert
+
+    def failing_insert(item: Event, writes: Any) -> Event:
+        if item.payload["message"] == "bad":
+            raise ValueError("not storable")
+        return insert(item, writes)
+
+    monkeypatch.setattr(store, "_insert", failing_insert)
+    answers = append_together(
+        store,
+        [Batch([event(message="a")]), Batch([event(message="bad")]), Batch([event(message="b")])],
+    )
+    assert isinstance(answers[1], ValueError)
+    assert stored_messages(path) == ["a", "b"]
+
+
+def test_a_failed_batch_leaves_its_delivery_key_to_the_next_one(
+    store: SqliteStore, path: str
+) -> None:
+    poison(path)
+    answers = append_together(
+        store,
+        [
+            Batch([event(project="poison")], "Idempotency-Key:k"),
+            Batch([event(message="retry")], "Idempotency-Key:k"),
+        ],
+    )
+    assert isinstance(answers[0], StoreUnavailable)
+    assert isinstance(answers[1], Accepted)
+    assert not answers[1].duplicate
+    assert stored_messages(path) == ["retry"]
+
+
+def test_a_repeated_delivery_in_one_group_is_stored_once(store: SqliteStore) -> None:
+    answers = append_together(
+        store,
+        [
+            Batch([event(message="a")], "Idempotency-Key:same"),
+            Batch([event(message="a")], "Idempotency-Key:same"),
+            Batch([event(event_id="e1")]),
+            Batch([event(event_id="e1"), event(message="new")]),
+        ],
+    )
+    first, again, single, mixed = answers
+    assert isinstance(first, Accepted)
+    assert isinstance(again, Accepted)
+    assert (first.duplicate, again.duplicate, again.ids) == (False, True, first.ids)
+    assert isinstance(single, Accepted)
+    assert isinstance(mixed, Accepted)
+    assert mixed.ids[0] == single.ids[0]
+    assert not mixed.duplicate
+    assert [e.id for e in mixed.stored] == mixed.ids[1:]
+    assert store.last_seq() == 3
+
+
+def test_a_failed_commit_fails_the_whole_group_and_stores_nothing(
+    store: SqliteStore, path: str
+) -> None:
+    """A deferred foreign key breaks only at COMMIT: every caller gets a 503."""
+    with sqlite3.connect(path) as other:
+        other.executescript(
+            "CREATE TABLE parent (id TEXT PRIMARY KEY);"
+            "CREATE TABLE child (pid TEXT REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);"
+            "CREATE TRIGGER orphan AFTER INSERT ON events WHEN NEW.project = 'orphan' "
+            "BEGIN INSERT INTO child VALUES ('missing'); END;"
+        )
+    store._db.execute("PRAGMA foreign_keys = ON")  # per connection: the store's own
+    answers = append_together(
+        store,
+        [
+            Batch([event(message="a")], "Idempotency-Key:a"),
+            Batch([event(project="orphan")]),
+            Batch([event(message="b")]),
+        ],
+    )
+    assert all(isinstance(answer, StoreUnavailable) for answer in answers)
+    assert "commit failed" in str(answers[0])
+    assert stored_messages(path) == []
+    assert store.last_seq() == 0
+    again = store.append(Batch([event(message="a")], "Idempotency-Key:a"))
+    assert not again.duplicate
+    assert stored_messages(path) == ["a"]
+
+
+def test_sqlite_abandoning_the_transaction_fails_every_batch(store: SqliteStore, path: str) -> None:
+    """``RAISE(ROLLBACK)`` undoes the batches before it too: none may be answered stored."""
+    poison(path, "ROLLBACK")
+    answers = append_together(
+        store,
+        [Batch([event(message="a")]), Batch([event(project="poison")]), Batch([event()])],
+    )
+    assert all(isinstance(answer, StoreUnavailable) for answer in answers)
+    assert stored_messages(path) == []
+    assert store.append(Batch([event(message="later")])).ids
+
+
+def test_a_group_holds_at_most_max_group_events(path: str) -> None:
+    store = SqliteStore(path, group_commit=True, max_group_events=4)
+    before = groups()
+    batches = [Batch([event(message=f"{i}a"), event(message=f"{i}b")]) for i in range(5)]
+    batches.append(Batch([event(message=f"big{i}") for i in range(6)]))
+    answers = append_together(store, batches)
+    count, total = groups()
+    store.close()
+    assert (count - before[0], total - before[1]) == (4, 6)  # 2+2, 2+2, 2, then 6 alone
+    ids = [i for answer in answers if isinstance(answer, Accepted) for i in answer.ids]
+    assert ids == sorted(ids)
+    assert len(ids) == 16
+
+
+def test_the_view_is_right_after_a_batch_of_its_deployment_is_rolled_back(
+    store: SqliteStore, path: str
+) -> None:
+    """A batch refused after its fold was computed leaves no trace in the view."""
+    with sqlite3.connect(path) as other:
+        other.execute(
+            "CREATE TRIGGER no_failure BEFORE UPDATE ON deployments "
+            "WHEN NEW.status = 'failure' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    story = [
+        event(type="deployment_started", timestamp="2024-01-01T00:00:00Z"),
+        event(type="deployment_completed", status="failure", timestamp="2024-01-01T00:00:05Z"),
+        event(
+            type="step_completed",
+            step_name="build / test",
+            step_status="success",
+            timestamp="2024-01-01T00:00:03Z",
+        ),
+    ]
+    answers = append_together(store, [Batch([item]) for item in story])
+    assert isinstance(answers[1], StoreUnavailable)
+    kept = [item for item, answer in zip(story, answers, strict=True) if answer is not answers[1]]
+    view = store.get_deployment("1")
+    assert view is not None
+    for extra in ("last_event_id", "log_lines", "metrics"):
+        view.pop(extra)
+    assert view == build_view("1", kept)
+    assert view["status"] == "running"
+
+
+def test_close_answers_the_callers_still_queued(path: str) -> None:
+    store = SqliteStore(path, group_commit=True)
+    waiting = [gevent.spawn(store.append, Batch([event()])) for _ in range(3)]
+    gevent.sleep(0)  # the callers queue; the writer they started has not run yet
+    store.close()
+    gevent.joinall(waiting, timeout=10 * TIMEOUT_FACTOR)
+    assert all(isinstance(g.exception, StoreUnavailable) for g in waiting)
+
+
+def test_without_gevent_patching_each_append_is_its_own_transaction(path: str) -> None:
+    store = SqliteStore(path)
+    before = groups()
+    store.append(Batch([event()]))
+    store.close()
+    assert (store.group_commit, groups()) == (False, before)
