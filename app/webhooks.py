@@ -102,7 +102,7 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
     FANOUT_CLOCK.stored(
         parsed[1] for parsed in (parse_event_id(e.id) for e in accepted.stored) if parsed
     )
-    context.hub.notify()
+    context.hub.notify(accepted.stored)
     for event in accepted.stored:
         EVENTS_ACCEPTED.labels(event.type).inc()
     if len(accepted.stored) < len(events):

@@ -18,7 +18,7 @@ the replay or in the queue, never both and never neither.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -27,13 +27,15 @@ import gevent.event
 import gevent.lock
 import orjson
 
-from app.events import Event
+from app.events import Event, parse_event_id
 from broadcaster.backend import History, Store, StoreUnavailable
 from broadcaster.filters import Filter
 
 log = logging.getLogger(__name__)
 
 _READ_BATCH = 1000
+#: Events a worker's own writes hand to its tailer (``Hub.notify``) at most.
+_RECENT_MAX = 10000
 
 T = TypeVar("T")
 
@@ -222,6 +224,7 @@ class Hub:
         self._by_topic: dict[str, set[Subscriber]] = {}
         self._everything: set[Subscriber] = set()
         self._wake = gevent.event.Event()
+        self._recent: dict[int, Event] = {}  # by seq: events this worker just stored
         # One reader of the log at a time: with a store whose calls yield to other
         # greenlets (Redis), the tailer and a joining subscriber could otherwise
         # both read past the same position and deliver events twice, or the
@@ -239,8 +242,20 @@ class Hub:
             self._greenlet.kill()
             self._greenlet = None
 
-    def notify(self) -> None:
-        """Called after a local write: wake the tailer instead of waiting for its poll."""
+    def notify(self, stored: Iterable[Event] = ()) -> None:
+        """Called after a local write: wake the tailer instead of waiting for its poll.
+
+        ``stored`` are the events the write stored, with their ids: the tailer
+        takes them from here instead of reading and decoding them back from the
+        store, as long as they continue the log exactly where it stands (seqs
+        are dense among committed events; anything else is read from the store).
+        """
+        for event in stored:
+            parsed = parse_event_id(event.id)
+            if parsed is not None and parsed[1] > self.position:
+                self._recent[parsed[1]] = event
+        while len(self._recent) > _RECENT_MAX:  # the tailer is far behind: it reads instead
+            del self._recent[next(iter(self._recent))]
         self._wake.set()
 
     def _run(self) -> None:
@@ -264,11 +279,17 @@ class Hub:
     def _pump(self) -> int:
         if not self.subscribers:  # nobody to tell: skip reading and decoding the events
             self.position = self.store.last_seq()
+            self._recent.clear()
             return 0
         count = 0
         while True:
+            while (event := self._recent.pop(self.position + 1, None)) is not None:
+                self.position += 1
+                self._dispatch(Envelope(self.position, event))
+                count += 1
             rows = self.store.read_after(self.position, _READ_BATCH)
             for seq, event in rows:
+                self._recent.pop(seq, None)
                 self._dispatch(Envelope(seq, event))
                 self.position = seq
             count += len(rows)

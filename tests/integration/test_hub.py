@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gevent
 
 from app.ingest import load_one
@@ -109,3 +111,47 @@ def test_a_long_replay_does_not_make_a_client_look_slow() -> None:
     subscriber.offer(live)
     subscriber.offer(live)
     assert subscriber.overflowed
+
+
+def test_events_handed_over_by_a_local_write_are_dispatched_in_log_order(store: Store) -> None:
+    """A write's own events skip the store read, but never overtake what others stored first."""
+    hub = Hub(store)
+    subscriber = Subscriber(100)
+    hub.add_filter(subscriber, Filter(project="web"), None, 10)
+
+    def stored(message: str) -> list[Any]:
+        event = load_one(
+            {"type": "log_entry", "project": "web", "deployment_id": "1", "message": message},
+            "deployment",
+        )
+        return store.append(Batch([event])).stored
+
+    other_worker = stored("written elsewhere")  # in the store, never handed over
+    mine = stored("written here")
+    hub.notify(mine)
+    hub.pump()
+    assert drain(subscriber) == [other_worker[0].id, mine[0].id]
+    later = stored("next")
+    hub.notify(later)
+    hub.notify(mine)  # a stale hand-over (already dispatched) is ignored
+    hub.pump()
+    assert drain(subscriber) == [later[0].id]
+
+
+def test_a_handed_over_event_is_the_event_the_store_reads_back(store: Store) -> None:
+    """What the tailer takes from memory must frame exactly like what it would read."""
+    event = load_one(
+        {
+            "type": "step_completed",
+            "project": "web",
+            "deployment_id": "1",
+            "step_name": "build / 编译",
+            "step_status": "success",
+            "log": "\x1b[32mok\x1b[0m",
+            "duration": "3",
+        },
+        "deployment",
+    )
+    [saved] = store.append(Batch([event])).stored
+    [(seq, read)] = store.read_after(0, 10)
+    assert Envelope(seq, saved).frame == Envelope(seq, read).frame
