@@ -49,6 +49,7 @@ from app.view import (
     list_row,
     log_lines_of,
     resolve_project,
+    sort_key,
 )
 from broadcaster.backend import Accepted, Batch, History, Page, StoreUnavailable
 from broadcaster.filters import Filter
@@ -122,6 +123,19 @@ class _BatchWrites:
     touched: dict[str, int] = field(default_factory=dict)  # deployment id -> newest seq
 
 
+#: A stored fold and the last seq it holds: where a late event is re-folded from.
+_Checkpoint = tuple[bytes, int]
+
+
+@dataclass(slots=True)
+class _Cached:
+    """A fold kept decoded, valid while ``encoded`` is what its row still holds."""
+
+    encoded: bytes
+    fold: Fold
+    checkpoint: _Checkpoint | None
+
+
 @dataclass(slots=True)
 class _Queued:
     """A caller's batch waiting for the writer greenlet, and where its answer goes."""
@@ -160,7 +174,7 @@ class SqliteStore:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._folds: dict[str, tuple[bytes, Fold]] = {}  # deployment -> (stored bytes, fold)
+        self._folds: dict[str, _Cached] = {}  # by deployment id, oldest first
         self.retention_days = retention_days
         self.retention_max_events = retention_max_events
         self.group_commit = (
@@ -408,29 +422,66 @@ class SqliteStore:
                 rows,
             )
 
-    def _fold(self, deployment_id: str, event: Event, saved: bytes | None) -> Fold:
-        """The deployment's fold with ``event`` in it: resumed when it can be, else rebuilt.
+    def _fold(
+        self, deployment_id: str, event: Event, seq: int, saved: bytes | None
+    ) -> tuple[Fold, _Checkpoint | None]:
+        """The deployment's fold with ``event`` (stored as ``seq``) in it, and its checkpoint.
 
         The last folds written are kept decoded in memory; one is reused only while
         the stored bytes are still exactly what this process wrote (another worker
-        may have written since), and the cache is dropped on any rollback.
+        may have written since), and the cache is dropped on any rollback.  An event
+        that sorts after everything folded is applied directly.  One that sorts
+        earlier, typically stamped in the same millisecond (or second) as the last
+        ones, is folded again from the checkpoint: the stored fold as it was before
+        the newest timestamp began, plus the few events stored since; only when even
+        the checkpoint is too new is the whole deployment folded again from the log.
         """
+        cached = self._folds.get(deployment_id)
+        current = cached if cached is not None and cached.encoded == saved else None
         if saved is not None and event.type in LIFECYCLE_TYPES:
-            cached = self._folds.get(deployment_id)
-            fold = cached[1] if cached and cached[0] == saved else Fold.loads(saved)
+            fold = current.fold if current is not None else Fold.loads(saved)
             key = content_key(event)
             if fold.follows(event, key):
+                if fold.last_key is None or event.timestamp > fold.last_key[0]:
+                    checkpoint: _Checkpoint | None = (saved, seq - 1)
+                else:
+                    checkpoint = current.checkpoint if current is not None else None
                 fold.apply(event, key)
-                return fold
+                return fold, checkpoint
+            if current is not None and current.checkpoint is not None:
+                resumed = self._fold_since(deployment_id, *current.checkpoint)
+                if resumed is not None:
+                    return resumed, current.checkpoint
         rows = self._db.execute(
             f"SELECT seq, body FROM events WHERE deployment_id = ? AND type IN ({_LIFECYCLE_SQL})",
             (deployment_id,),
         )
-        return Fold.of([self._decode(s, b) for s, b in rows])
+        return Fold.of([self._decode(s, b) for s, b in rows]), None
 
-    def _remember_fold(self, deployment_id: str, encoded: bytes, fold: Fold) -> None:
+    def _fold_since(self, deployment_id: str, saved: bytes, since: int) -> Fold | None:
+        """``saved`` (the fold of the events up to ``since``) with the later ones applied.
+
+        As :meth:`Fold.of` does from scratch: repeats dropped, then in sort order.
+        ``None`` when a later event sorts before what ``saved`` holds.
+        """
+        fold = Fold.loads(saved)
+        rows = self._db.execute(
+            f"SELECT seq, body FROM events WHERE deployment_id = ? AND seq > ? "
+            f"AND type IN ({_LIFECYCLE_SQL})",
+            (deployment_id, since),
+        )
+        keyed = {content_key(e): e for e in (self._decode(s, b) for s, b in rows)}
+        if not all(fold.follows(e, key) for key, e in keyed.items()):
+            return None
+        for key, e in sorted(keyed.items(), key=lambda item: sort_key(item[1], item[0])):
+            fold.apply(e, key)
+        return fold
+
+    def _remember_fold(
+        self, deployment_id: str, encoded: bytes, fold: Fold, checkpoint: _Checkpoint | None
+    ) -> None:
         self._folds.pop(deployment_id, None)
-        self._folds[deployment_id] = (encoded, fold)
+        self._folds[deployment_id] = _Cached(encoded, fold, checkpoint)
         while len(self._folds) > _FOLD_CACHE_SIZE:
             del self._folds[next(iter(self._folds))]
 
@@ -442,11 +493,11 @@ class SqliteStore:
             (deployment_id,),
         ).fetchone()
         if row is None or event.type in LIFECYCLE_TYPES:
-            fold = self._fold(deployment_id, event, row[2] if row else None)
+            fold, checkpoint = self._fold(deployment_id, event, seq, row[2] if row else None)
             project = resolve_project([*fold.projects, row[0] if row else "", event.project])
             status, _, started_at = fold.headline()
             encoded = fold.dumps()
-            self._remember_fold(deployment_id, encoded, fold)
+            self._remember_fold(deployment_id, encoded, fold, checkpoint)
             self._db.execute(
                 "INSERT INTO deployments (deployment_id, project, status, branch, sort_ts, "
                 "last_seq, last_activity, fold) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "

@@ -198,3 +198,42 @@ def test_stored_view_matches_a_fresh_fold_in_any_arrival_order(
         for extra in ("last_event_id", "log_lines", "metrics"):
             view.pop(extra)
         assert view == {**expected, "deployment_id": f"7-{seed}"}
+
+
+def test_events_stamped_in_the_same_instant_fold_alike_in_any_order(
+    store_factory: StoreFactory,
+) -> None:
+    """Bursts of steps sharing a timestamp, late ones among them, fold as a fresh fold does."""
+    import random
+
+    from app.view import build_view
+
+    burst = [
+        load_one(
+            {
+                "type": "step_completed",
+                "project": "web",
+                "deployment_id": "b",
+                "step_name": f"build / step {i}",
+                "step_status": "failure" if i == 7 else "success",
+                "timestamp": f"2025-08-12T11:20:0{i // 4}.000Z",
+            },
+            "deployment",
+        )
+        for i in range(16)
+    ]
+    for seed in range(10):
+        store = store_factory()
+        ordering = burst + burst[5:7]
+        shuffled = random.Random(seed)
+        ordering.sort(key=lambda item: (item.timestamp, shuffled.random()))
+        if seed % 2:  # and some arrive after the ones stamped later
+            ordering.insert(len(ordering), ordering.pop(3))
+        deployment = f"b-{seed}"
+        for item in ordering:
+            store.append(Batch([item.with_(deployment_id=deployment)]))
+        view = store.get_deployment(deployment)
+        assert view is not None
+        for extra in ("last_event_id", "log_lines", "metrics"):
+            view.pop(extra)
+        assert view == {**build_view(deployment, burst), "deployment_id": deployment}
