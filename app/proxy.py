@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
+#: The headers the fix reads; a request with none of them has nothing to fix.
+FORWARDED = (
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PREFIX",
+)
+
+
 class TrustedProxyFix:
     def __init__(self, app: WSGIApplication, trusted: tuple[str, ...]) -> None:
         self.app = app
@@ -23,6 +32,9 @@ class TrustedProxyFix:
         self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        target: Any = self.fixed if environ.get("REMOTE_ADDR") in self.trusted else self.app
+        forwarded = environ.get("REMOTE_ADDR") in self.trusted and any(
+            name in environ for name in FORWARDED
+        )
+        target: Any = self.fixed if forwarded else self.app
         result: Iterable[bytes] = target(environ, start_response)
         return result

