@@ -137,6 +137,18 @@ class _Cached:
 
 
 @dataclass(slots=True)
+class _Pending:
+    """A deployment's row as the group so far leaves it, written once before ``COMMIT``."""
+
+    fold: Fold
+    checkpoint: _Checkpoint | None
+    project: str
+    last_seq: int
+    last_activity: float
+    timestamp: str  # of the event that last set the row: sort_ts when the start is unknown
+
+
+@dataclass(slots=True)
 class _Queued:
     """A caller's batch waiting for the writer greenlet, and where its answer goes."""
 
@@ -184,6 +196,8 @@ class SqliteStore:
         self._queue: deque[_Queued] = deque()
         self._work = gevent.event.Event()
         self._writer: gevent.Greenlet | None = None  # started by the first grouped append
+        # Deployment rows a group defers to its end (None: written as each event comes).
+        self._pending: dict[str, _Pending] | None = None
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
@@ -277,14 +291,46 @@ class SqliteStore:
         return group
 
     def _write_group(self, group: list[_Queued]) -> None:
-        """One transaction for ``group``, one savepoint per batch; answer each caller once."""
+        """One transaction for ``group``; answer each caller once, after the ``COMMIT``.
+
+        First optimistically: no savepoints, and each deployment's row (its fold
+        re-encoded, its headline, the upsert of a fold of a dozen kilobytes) is
+        written once at the end of the group however many of its events the group
+        holds.  Should anything fail before the ``COMMIT``, the attempt is rolled
+        back whole and the group written again carefully: each batch in its own
+        savepoint, its rows as it goes, so that only a batch that fails is
+        rolled back and only its caller gets the error.
+        """
         STORE_GROUP_BATCHES.observe(len(group))
+        try:
+            self._begin()
+        except StoreUnavailable as exc:
+            self._answer_failure(group, exc)
+            return
+        self._pending = {}
+        try:
+            done = [(queued, self._append(queued.batch)) for queued in group]
+            self._flush_pending()
+        except Exception:  # noqa: BLE001 - written again carefully, which names the culprit
+            self._pending = None
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._folds.clear()
+            self._write_group_carefully(group)
+            return
+        finally:
+            self._pending = None
+        self._commit(group, done)
+
+    def _write_group_carefully(self, group: list[_Queued]) -> None:
+        """One savepoint per batch: a batch that fails is rolled back alone."""
+        try:
+            self._begin()
+        except StoreUnavailable as exc:
+            self._answer_failure(group, exc)
+            return
         done: list[tuple[_Queued, Accepted]] = []
         try:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"store busy or unavailable: {exc}") from exc
             for queued in group:
                 self._db.execute("SAVEPOINT batch")
                 try:
@@ -294,21 +340,36 @@ class SqliteStore:
                     continue
                 self._db.execute("RELEASE batch")
                 done.append((queued, accepted))
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"commit failed: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - every caller not yet answered gets a 503
-            log.error("group commit of %d requests failed: %s", len(group), exc)
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            self._folds.clear()
-            for queued in group:
-                if not queued.answer.ready():
-                    queued.answer.set_exception(_unavailable(exc))
+            self._answer_failure(group, exc)
+            return
+        self._commit(group, done)
+
+    def _begin(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"store busy or unavailable: {exc}") from exc
+
+    def _commit(self, group: list[_Queued], done: list[tuple[_Queued, Accepted]]) -> None:
+        """``COMMIT``, then answer; a failed ``COMMIT`` fails every caller of the group."""
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._answer_failure(group, StoreUnavailable(f"commit failed: {exc}"))
             return
         for queued, accepted in done:
             queued.answer.set(accepted)
+
+    def _answer_failure(self, group: list[_Queued], exc: Exception) -> None:
+        """Roll back what is left of the group; every caller not yet answered gets a 503."""
+        log.error("group commit of %d requests failed: %s", len(group), exc)
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._folds.clear()
+        for queued in group:
+            if not queued.answer.ready():
+                queued.answer.set_exception(_unavailable(exc))
 
     def _fail_batch(self, queued: _Queued, exc: Exception) -> None:
         """Undo one batch of a group; its caller gets what the direct path would raise.
@@ -367,6 +428,8 @@ class SqliteStore:
         if event.deployment_id in known and event.project == known[event.deployment_id]:
             return event
         deployment_id = event.deployment_id
+        if deployment_id is None or event.project in ("", "unknown"):
+            self._flush_pending()  # the queries below read what the rows say
         if deployment_id is None:
             if event.join != "new":
                 row = self._db.execute(
@@ -410,10 +473,18 @@ class SqliteStore:
     def _touch(self, touched: dict[str, int]) -> None:
         """Record the newest activity of deployments whose log lines skipped their row."""
         now = time.time()
-        self._db.executemany(
-            "UPDATE deployments SET last_seq = ?, last_activity = ? WHERE deployment_id = ?",
-            [(seq, now, deployment_id) for deployment_id, seq in touched.items()],
-        )
+        rows = []
+        for deployment_id, seq in touched.items():
+            pending = self._pending.get(deployment_id) if self._pending is not None else None
+            if pending is None:
+                rows.append((seq, now, deployment_id))
+            else:
+                pending.last_seq, pending.last_activity = seq, now
+        if rows:
+            self._db.executemany(
+                "UPDATE deployments SET last_seq = ?, last_activity = ? WHERE deployment_id = ?",
+                rows,
+            )
 
     def _log_lines(self, event: Event, seq: int) -> None:
         rows = [(event.deployment_id, seq, *line) for line in log_lines_of(event)]
@@ -431,34 +502,44 @@ class SqliteStore:
 
         The last folds written are kept decoded in memory; one is reused only while
         the stored bytes are still exactly what this process wrote (another worker
-        may have written since), and the cache is dropped on any rollback.  An event
-        that sorts after everything folded is applied directly.  One that sorts
-        earlier, typically stamped in the same millisecond (or second) as the last
-        ones, is folded again from the checkpoint: the stored fold as it was before
-        the newest timestamp began, plus the few events stored since; only when even
-        the checkpoint is too new is the whole deployment folded again from the log.
+        may have written since), and the cache is dropped on any rollback.  The
+        checkpoint is the stored fold as it was before the newest timestamp began.
         """
+        if saved is None or event.type not in LIFECYCLE_TYPES:
+            return self._refold(deployment_id), None
         cached = self._folds.get(deployment_id)
-        current = cached if cached is not None and cached.encoded == saved else None
-        if saved is not None and event.type in LIFECYCLE_TYPES:
-            fold = current.fold if current is not None else Fold.loads(saved)
-            key = content_key(event)
-            if fold.follows(event, key):
-                if fold.last_key is None or event.timestamp > fold.last_key[0]:
-                    checkpoint: _Checkpoint | None = (saved, seq - 1)
-                else:
-                    checkpoint = current.checkpoint if current is not None else None
-                fold.apply(event, key)
-                return fold, checkpoint
-            if current is not None and current.checkpoint is not None:
-                resumed = self._fold_since(deployment_id, *current.checkpoint)
-                if resumed is not None:
-                    return resumed, current.checkpoint
+        if cached is not None and cached.encoded == saved:
+            fold, checkpoint = cached.fold, cached.checkpoint
+        else:
+            fold, checkpoint = Fold.loads(saved), None
+        if fold.last_key is None or event.timestamp > fold.last_key[0]:
+            checkpoint = (saved, seq - 1)
+        return self._fold_onto(deployment_id, event, fold, checkpoint)
+
+    def _fold_onto(
+        self, deployment_id: str, event: Event, fold: Fold, checkpoint: _Checkpoint | None
+    ) -> tuple[Fold, _Checkpoint | None]:
+        """``fold`` with ``event`` in it: applied directly when it sorts after everything
+        folded; else, typically stamped in the same millisecond (or second) as the last
+        ones, folded again from the checkpoint with the few events stored since; only
+        when even the checkpoint is too new, folded again from the whole log.
+        """
+        key = content_key(event)
+        if fold.follows(event, key):
+            fold.apply(event, key)
+            return fold, checkpoint
+        if checkpoint is not None:
+            resumed = self._fold_since(deployment_id, *checkpoint)
+            if resumed is not None:
+                return resumed, checkpoint
+        return self._refold(deployment_id), None
+
+    def _refold(self, deployment_id: str) -> Fold:
         rows = self._db.execute(
             f"SELECT seq, body FROM events WHERE deployment_id = ? AND type IN ({_LIFECYCLE_SQL})",
             (deployment_id,),
         )
-        return Fold.of([self._decode(s, b) for s, b in rows]), None
+        return Fold.of([self._decode(s, b) for s, b in rows])
 
     def _fold_since(self, deployment_id: str, saved: bytes, since: int) -> Fold | None:
         """``saved`` (the fold of the events up to ``since``) with the later ones applied.
@@ -488,36 +569,46 @@ class SqliteStore:
             del self._folds[next(iter(self._folds))]
 
     def _update_deployment(self, event: Event, seq: int, now: float) -> str:
-        """Bring the deployment's row up to date with ``event``; return its project."""
+        """Bring the deployment's row up to date with ``event``; return its project.
+
+        Within a group the row is only brought up to date in memory
+        (:class:`_Pending`) and written by :meth:`_flush_pending`.
+        """
         deployment_id = str(event.deployment_id)
+        pending = self._pending.get(deployment_id) if self._pending is not None else None
+        if pending is not None and event.type == "metrics_update":
+            self._flush_pending()  # its metrics go straight into the row, which must exist
+            pending = None
+        if pending is not None:
+            if event.type in LIFECYCLE_TYPES:
+                pending.fold, pending.checkpoint = self._fold_onto(
+                    deployment_id, event, pending.fold, pending.checkpoint
+                )
+                pending.project = resolve_project(
+                    [*pending.fold.projects, pending.project, event.project]
+                )
+                pending.timestamp = event.timestamp
+            pending.last_seq, pending.last_activity = seq, now
+            return pending.project
         row = self._db.execute(
             "SELECT project, metrics_key, fold FROM deployments WHERE deployment_id = ?",
             (deployment_id,),
         ).fetchone()
         if row is None or event.type in LIFECYCLE_TYPES:
             fold, checkpoint = self._fold(deployment_id, event, seq, row[2] if row else None)
-            project = resolve_project([*fold.projects, row[0] if row else "", event.project])
-            status, _, started_at = fold.headline()
-            encoded = fold.dumps()
-            self._remember_fold(deployment_id, encoded, fold, checkpoint)
-            self._db.execute(
-                "INSERT INTO deployments (deployment_id, project, status, branch, sort_ts, "
-                "last_seq, last_activity, fold) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (deployment_id) DO UPDATE SET project = excluded.project, "
-                "status = excluded.status, branch = excluded.branch, sort_ts = excluded.sort_ts, "
-                "last_seq = excluded.last_seq, last_activity = excluded.last_activity, "
-                "fold = excluded.fold",
-                (
-                    deployment_id,
-                    project,
-                    status,
-                    fold.metadata.get("branch"),
-                    started_at or event.timestamp,
-                    seq,
-                    now,
-                    encoded,
-                ),
+            pending = _Pending(
+                fold,
+                checkpoint,
+                resolve_project([*fold.projects, row[0] if row else "", event.project]),
+                seq,
+                now,
+                event.timestamp,
             )
+            if self._pending is None or event.type == "metrics_update":
+                self._write_row(deployment_id, pending)
+            else:
+                self._pending[deployment_id] = pending
+            project = pending.project
         else:
             project = row[0]
             self._db.execute(
@@ -537,6 +628,36 @@ class SqliteStore:
                     ),
                 )
         return str(project)
+
+    def _write_row(self, deployment_id: str, row: _Pending) -> None:
+        status, _, started_at = row.fold.headline()
+        encoded = row.fold.dumps()
+        self._remember_fold(deployment_id, encoded, row.fold, row.checkpoint)
+        self._db.execute(
+            "INSERT INTO deployments (deployment_id, project, status, branch, sort_ts, "
+            "last_seq, last_activity, fold) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (deployment_id) DO UPDATE SET project = excluded.project, "
+            "status = excluded.status, branch = excluded.branch, sort_ts = excluded.sort_ts, "
+            "last_seq = excluded.last_seq, last_activity = excluded.last_activity, "
+            "fold = excluded.fold",
+            (
+                deployment_id,
+                row.project,
+                status,
+                row.fold.metadata.get("branch"),
+                started_at or row.timestamp,
+                row.last_seq,
+                row.last_activity,
+                encoded,
+            ),
+        )
+
+    def _flush_pending(self) -> None:
+        """Write the rows a group deferred, each once."""
+        if self._pending:
+            for deployment_id, row in self._pending.items():
+                self._write_row(deployment_id, row)
+            self._pending.clear()
 
     # -- the event log -----------------------------------------------------------------
 

@@ -239,31 +239,94 @@ def test_a_group_holds_at_most_max_group_events(path: str) -> None:
 def test_the_view_is_right_after_a_batch_of_its_deployment_is_rolled_back(
     store: SqliteStore, path: str
 ) -> None:
-    """A batch refused after its fold was computed leaves no trace in the view."""
-    with sqlite3.connect(path) as other:
-        other.execute(
-            "CREATE TRIGGER no_failure BEFORE UPDATE ON deployments "
-            "WHEN NEW.status = 'failure' BEGIN SELECT RAISE(ABORT, 'refused'); END"
-        )
-    story = [
-        event(type="deployment_started", timestamp="2024-01-01T00:00:00Z"),
-        event(type="deployment_completed", status="failure", timestamp="2024-01-01T00:00:05Z"),
-        event(
-            type="step_completed",
-            step_name="build / test",
-            step_status="success",
-            timestamp="2024-01-01T00:00:03Z",
-        ),
-    ]
-    answers = append_together(store, [Batch([item]) for item in story])
+    """A batch refused after its first event re-folded the view leaves no trace in it."""
+    poison(path)
+    started = event(type="deployment_started", timestamp="2024-01-01T00:00:00Z")
+    failed = event(type="deployment_completed", status="failure", timestamp="2024-01-01T00:00:05Z")
+    step = event(
+        type="step_completed",
+        step_name="build / test",
+        step_status="success",
+        timestamp="2024-01-01T00:00:03Z",
+    )
+    answers = append_together(
+        store,
+        [Batch([started]), Batch([failed, event(project="poison")]), Batch([step])],
+    )
     assert isinstance(answers[1], StoreUnavailable)
-    kept = [item for item, answer in zip(story, answers, strict=True) if answer is not answers[1]]
     view = store.get_deployment("1")
     assert view is not None
     for extra in ("last_event_id", "log_lines", "metrics"):
         view.pop(extra)
-    assert view == build_view("1", kept)
+    assert view == build_view("1", [started, step])
     assert view["status"] == "running"
+
+
+def test_a_group_writes_each_deployment_row_once_and_right(store: SqliteStore, path: str) -> None:
+    """Many events of one deployment in a group, late ones too: one row write, a true view."""
+    steps = [
+        event(
+            type="step_completed",
+            step_name=f"build / step {i}",
+            step_status="success",
+            timestamp=f"2024-01-01T00:00:0{i // 4}.000Z",
+        )
+        for i in range(12)
+    ]
+    ordering = steps[4:] + steps[:4]  # the first second's steps arrive last
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    answers = append_together(
+        store,
+        [Batch([item]) for item in ordering] + [Batch([event(message="a"), event(message="b")])],
+    )
+    store._db.set_trace_callback(None)
+    assert sum(s.startswith("INSERT INTO deployments") for s in statements) == 1
+    view = store.get_deployment("1")
+    assert view is not None
+    assert view.pop("last_event_id") == answers[-1].ids[-1]  # type: ignore[union-attr]
+    assert view.pop("log_lines") == 2
+    view.pop("metrics")
+    assert view == build_view("1", steps)
+
+
+def test_what_reads_rows_inside_a_group_sees_the_rows_written_before_it(
+    store: SqliteStore,
+) -> None:
+    """A legacy step joins, an unknown project resolves, metrics land: mid-group, as alone."""
+    answers = append_together(
+        store,
+        [
+            Batch([event(type="deployment_started", deployment_id="run-1")]),
+            Batch(
+                [load_one({"project": "web", "step_name": "deploy", "status": "running"}, "step")]
+            ),
+            Batch([event(project="unknown", deployment_id="run-1", message="whose?")]),
+            Batch([event(type="deployment_started", deployment_id="run-2")]),
+            Batch(
+                [
+                    load_one(
+                        {
+                            "type": "metrics_update",
+                            "project": "web",
+                            "deployment_id": "run-2",
+                            "metrics": {"p95": 3},
+                        },
+                        "deployment",
+                    )
+                ]
+            ),
+        ],
+    )
+    joined, unknown = answers[1], answers[2]
+    assert isinstance(joined, Accepted)
+    assert isinstance(unknown, Accepted)
+    assert joined.stored[0].deployment_id == "run-1"
+    assert unknown.stored[0].project == "web"
+    view = store.get_deployment("run-2")
+    assert view is not None
+    assert view["metrics"]["p95"] == 3
+    assert view["last_event_id"] == answers[4].ids[0]  # type: ignore[union-attr]
 
 
 def test_close_answers_the_callers_still_queued(path: str) -> None:
