@@ -294,15 +294,26 @@ def test_what_reads_rows_inside_a_group_sees_the_rows_written_before_it(
     store: SqliteStore,
 ) -> None:
     """A legacy step joins, an unknown project resolves, metrics land: mid-group, as alone."""
+    at = [f"2024-01-01T00:00:0{i}.000Z" for i in range(5)]  # the order they are written in
     answers = append_together(
         store,
         [
-            Batch([event(type="deployment_started", deployment_id="run-1")]),
+            Batch([event(type="deployment_started", deployment_id="run-1", timestamp=at[0])]),
             Batch(
-                [load_one({"project": "web", "step_name": "deploy", "status": "running"}, "step")]
+                [
+                    load_one(
+                        {
+                            "project": "web",
+                            "step_name": "deploy",
+                            "status": "running",
+                            "timestamp": at[1],
+                        },
+                        "step",
+                    )
+                ]
             ),
-            Batch([event(project="unknown", deployment_id="run-1", message="whose?")]),
-            Batch([event(type="deployment_started", deployment_id="run-2")]),
+            Batch([event(project="unknown", deployment_id="run-1", timestamp=at[2])]),
+            Batch([event(type="deployment_started", deployment_id="run-2", timestamp=at[3])]),
             Batch(
                 [
                     load_one(
@@ -311,6 +322,7 @@ def test_what_reads_rows_inside_a_group_sees_the_rows_written_before_it(
                             "project": "web",
                             "deployment_id": "run-2",
                             "metrics": {"p95": 3},
+                            "timestamp": at[4],
                         },
                         "deployment",
                     )
@@ -327,6 +339,14 @@ def test_what_reads_rows_inside_a_group_sees_the_rows_written_before_it(
     assert view is not None
     assert view["metrics"]["p95"] == 3
     assert view["last_event_id"] == answers[4].ids[0]  # type: ignore[union-attr]
+
+
+def test_a_group_is_written_in_the_order_its_events_fold(store: SqliteStore) -> None:
+    """Concurrent requests have no order of their own: the group takes the fold's."""
+    stamps = ["2024-01-01T00:00:02.000Z", "2024-01-01T00:00:00.000Z", "2024-01-01T00:00:01.000Z"]
+    answers = append_together(store, [Batch([event(message=at, timestamp=at)]) for at in stamps])
+    ids = [answer.ids[0] for answer in answers if isinstance(answer, Accepted)]
+    assert [ids.index(i) for i in sorted(ids)] == [1, 2, 0]
 
 
 def test_close_answers_the_callers_still_queued(path: str) -> None:
