@@ -5,12 +5,13 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import FIXTURES, load_manifest
+from tests.conftest import FIXTURES, TIMEOUT_FACTOR, load_manifest
 from tests.e2e.server import HubServer
 
 pytestmark = pytest.mark.e2e
@@ -110,6 +111,28 @@ def test_concurrent_senders_lose_and_duplicate_nothing(hub_server: HubServer) ->
     for index in range(8):
         mine = [e["payload"]["message"] for e in stored if e["deployment_id"] == f"d{index}"]
         assert mine == [f"{index}:{i}" for i in range(500)]
+
+
+def test_concurrent_retries_of_one_delivery_are_stored_once(hub_server: HubServer) -> None:
+    """16 senders post the same Idempotency-Key at once, 5 rounds: one store each round."""
+    barrier = threading.Barrier(16)
+
+    def sender(key: str) -> tuple[int, Any]:
+        barrier.wait(timeout=30 * TIMEOUT_FACTOR)
+        return hub_server.post_json(
+            ROUTE,
+            {"type": "log_entry", "project": "retry", "deployment_id": "r", "message": key},
+            {"Idempotency-Key": key},
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        for round_ in range(5):
+            answers = list(pool.map(sender, [f"delivery-{round_}"] * 16))
+            assert {status for status, _ in answers} == {200}
+            assert len({tuple(answer["ids"]) for _, answer in answers}) == 1
+            assert sorted(answer["duplicate"] for _, answer in answers) == [False] + [True] * 15
+    stored = [e for e in all_events(hub_server) if e["project"] == "retry"]
+    assert [e["payload"]["message"] for e in stored] == [f"delivery-{i}" for i in range(5)]
 
 
 def test_a_bad_setting_stops_start_up_naming_the_variable(tmp_path: Path) -> None:
