@@ -273,7 +273,12 @@ class SqliteStore:
                 gevent.sleep(0)
                 self._work.clear()
                 while self._queue:
-                    self._write_group(self._take_group())
+                    group = self._take_group()
+                    try:
+                        self._write_group(group)
+                    except Exception as exc:  # the writer outlives a bug; this group gets 503s
+                        log.exception("group commit failed")
+                        self._answer_failure(group, exc)
         finally:  # however the writer ends, nobody may wait forever for an answer
             self._fail_queued()
 
@@ -282,21 +287,12 @@ class SqliteStore:
             self._queue.popleft().answer.set_exception(StoreUnavailable("store closed"))
 
     def _take_group(self) -> list[_Queued]:
-        """The oldest queued batches, up to :attr:`max_group_events` (at least one batch).
-
-        They are concurrent requests, none answered yet, so any order is a true
-        one; they are written in the order their deployments fold them (by their
-        first event's time, then content), so events stamped in the same
-        millisecond, which arrive in any order, are folded in place instead of
-        again from a checkpoint.
-        """
+        """The oldest queued batches, up to :attr:`max_group_events` (at least one batch)."""
         group = [self._queue.popleft()]
         size = len(group[0].batch.events)
         while self._queue and size + len(self._queue[0].batch.events) <= self.max_group_events:
             size += len(self._queue[0].batch.events)
             group.append(self._queue.popleft())
-        if len(group) > 1:
-            group.sort(key=_fold_order)
         return group
 
     def _write_group(self, group: list[_Queued]) -> None:
@@ -309,8 +305,15 @@ class SqliteStore:
         back whole and the group written again carefully: each batch in its own
         savepoint, its rows as it goes, so that only a batch that fails is
         rolled back and only its caller gets the error.
+
+        The requests of a group are concurrent, none answered yet, so any order
+        is a true one: they are written in the order their deployments fold them
+        (by their first event's time, then content), so that events stamped in
+        the same millisecond, which arrive in any order, are folded in place
+        instead of again from a checkpoint.
         """
         STORE_GROUP_BATCHES.observe(len(group))
+        group.sort(key=_fold_order)
         try:
             self._begin()
         except StoreUnavailable as exc:

@@ -349,6 +349,22 @@ def test_a_group_is_written_in_the_order_its_events_fold(store: SqliteStore) -> 
     assert [ids.index(i) for i in sorted(ids)] == [1, 2, 0]
 
 
+def test_the_writer_outlives_an_unexpected_error(
+    store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in writing one group fails that group's callers with 503s, not the writer."""
+
+    def broken(group: list[Any]) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(store, "_write_group", broken)
+    answers = append_together(store, [Batch([event()]), Batch([event()])])
+    assert all(isinstance(answer, StoreUnavailable) for answer in answers)
+    monkeypatch.undo()
+    assert store.append(Batch([event(message="later")])).ids
+    assert store.last_seq() == 1
+
+
 def test_close_answers_the_callers_still_queued(path: str) -> None:
     store = SqliteStore(path, group_commit=True)
     waiting = [gevent.spawn(store.append, Batch([event()])) for _ in range(3)]
