@@ -9,12 +9,14 @@ idempotency records, so a request is stored whole or not at all.
 
 Group commit: a ``COMMIT`` costs more than storing one event, so under
 gevent (gunicorn's worker) the requests that reach the store while it is busy
-are written by one writer greenlet in one ``BEGIN IMMEDIATE`` ... ``COMMIT``,
-each inside its own ``SAVEPOINT``: a request whose batch fails is rolled back
-alone, and a failed ``COMMIT`` fails every request of the group.  Nobody is
-answered before the ``COMMIT`` that holds their events, so a 2xx still means
-stored durably.  Without gevent's patching (plain threads, scripts) each
-request is its own transaction.
+are written by one writer greenlet in one ``BEGIN IMMEDIATE`` ... ``COMMIT``
+(at most :data:`MAX_GROUP_EVENTS` events), and each deployment row the group
+touches is written once, at its end.  A request whose batch fails is rolled
+back alone (the group is written again, each batch in its own ``SAVEPOINT``)
+and only its caller gets the error; a failed ``COMMIT`` fails every request of
+the group.  Nobody is answered before the ``COMMIT`` that holds their events,
+so a 2xx still means stored durably.  Without gevent's patching (plain
+threads, scripts) each request is its own transaction.
 
 Event ids are ``<epoch>-<seq>`` with ``seq`` from ``AUTOINCREMENT`` (never
 reused, even after pruning) and the epoch fixed when the file was created.
