@@ -24,6 +24,7 @@ reused, even after pruning) and the epoch fixed when the file was created.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sqlite3
@@ -376,14 +377,15 @@ class SqliteStore:
             queued.answer.set(accepted)
 
     def _answer_failure(self, group: list[_Queued], exc: Exception) -> None:
-        """Roll back what is left of the group; every caller not yet answered gets a 503."""
+        """Every caller not yet answered gets a 503; what is left of the group is rolled back."""
         log.error("group commit of %d requests failed: %s", len(group), exc)
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
-        self._folds.clear()
         for queued in group:
             if not queued.answer.ready():
                 queued.answer.set_exception(_unavailable(exc))
+        self._folds.clear()
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # nothing was committed either way
+                self._db.execute("ROLLBACK")
 
     def _fail_batch(self, queued: _Queued, exc: Exception) -> None:
         """Undo one batch of a group; its caller gets what the direct path would raise.
