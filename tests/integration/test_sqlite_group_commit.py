@@ -290,6 +290,38 @@ def test_a_group_writes_each_deployment_row_once_and_right(store: SqliteStore, p
     assert view == build_view("1", steps)
 
 
+def test_groups_of_any_size_and_order_fold_as_a_fresh_fold(store: SqliteStore) -> None:
+    """Shuffled bursts sharing timestamps, in random groups, some repeated: a true view."""
+    import random
+
+    from tests.unit.test_view import STORY
+
+    burst = [
+        event(
+            type="step_completed",
+            step_name=f"deploy / part {i}",
+            step_status="success",
+            timestamp=f"2025-08-12T11:20:3{i // 5}.000Z",
+        )
+        for i in range(15)
+    ]
+    for seed in range(12):
+        shuffled = random.Random(seed)
+        deployment = f"g-{seed}"
+        items = [e.with_(deployment_id=deployment) for e in STORY + burst]
+        ordering = items + shuffled.sample(items, 4)
+        shuffled.shuffle(ordering)
+        while ordering:
+            size = shuffled.randint(1, 9)
+            append_together(store, [Batch([item]) for item in ordering[:size]])
+            ordering = ordering[size:]
+        view = store.get_deployment(deployment)
+        assert view is not None
+        for extra in ("last_event_id", "log_lines", "metrics"):
+            view.pop(extra)
+        assert view == build_view(deployment, items)
+
+
 def test_what_reads_rows_inside_a_group_sees_the_rows_written_before_it(
     store: SqliteStore,
 ) -> None:
