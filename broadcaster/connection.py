@@ -304,12 +304,18 @@ class Connection:
             self.wake.wait(max(0.0, deadline - time.monotonic()))
         self.wake.clear()
 
-    def _read(self) -> None:
-        """Take what the socket holds and act on its frames."""
+    def _recv(self) -> bytes | None:
+        """What the socket holds (``b""`` at end of stream); ``None`` if nothing after all."""
         self._readable = False
         try:
-            data = self.sock.recv(RECV_BYTES)
+            return self.sock.recv(RECV_BYTES)
         except BlockingIOError:
+            return None
+
+    def _read(self) -> None:
+        """Take what the socket holds and act on its frames."""
+        data = self._recv()
+        if data is None:
             return
         if not data:
             self.end(None, "peer gone", "peer_gone")
@@ -507,10 +513,8 @@ class Connection:
             self._wait(deadline)
             self._flush()
             if self._readable:
-                self._readable = False
-                try:
-                    data = self.sock.recv(RECV_BYTES)
-                except BlockingIOError:
+                data = self._recv()
+                if data is None:
                     continue
                 if not data:
                     return

@@ -148,10 +148,7 @@ class Subscriber:
         return len(self._items)
 
     def wants(self, event: Event) -> bool:
-        for match in self.filters:  # a loop, not any(): this runs once per event per client
-            if match.matches(event):
-                return True
-        return False
+        return any(match.matches(event) for match in self.filters)
 
     @property
     def live_pending(self) -> int:
