@@ -34,6 +34,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         check_settings(settings)
     configure_logging(settings)
     app = Flask(__name__, static_folder=None)  # app/static is served by app.dashboard
+    # Paths match as sent: "/api/deployments/%2F/logs" is a deployment nobody has (404),
+    # not a redirect to "/api/deployments/logs", which is another resource entirely.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     store = create_store(

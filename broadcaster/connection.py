@@ -41,6 +41,7 @@ import logging
 import socket
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -75,6 +76,8 @@ MAX_PENDING_FRAMES = 1000
 RECV_BYTES = 65536
 #: Queued frames are joined into one write of about this many bytes at most.
 WRITE_BATCH_BYTES = 262144
+#: Frames taken off the queue at a time while filling a write.
+TAKE_ITEMS = 64
 
 _READ, _WRITE = 1, 2  # libev/libuv watcher event masks
 
@@ -111,19 +114,21 @@ class FrameCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._frames: dict[int, bytes] = {}
+        # An OrderedDict, not a dict: evicting from the front of a plain dict makes
+        # finding its next oldest key slower the more keys were evicted before.
+        self._frames: OrderedDict[int, bytes] = OrderedDict()
         self._bytes = 0
 
     def get(self, envelope: Envelope) -> bytes:
         frame = self._frames.get(envelope.seq)
         if frame is not None:
             return frame
-        frame = text_frame(envelope.frame.encode())
+        frame = text_frame(envelope.frame)
         if envelope.seq and len(frame) <= self.max_bytes:
             self._frames[envelope.seq] = frame
             self._bytes += len(frame)
             while self._bytes > self.max_bytes:
-                self._bytes -= len(self._frames.pop(next(iter(self._frames))))
+                self._bytes -= len(self._frames.popitem(last=False)[1])
         return frame
 
 
@@ -408,9 +413,10 @@ class Connection:
         ):
             frames = [self._out[self._out_at :]] if self._out_at < len(self._out) else []
             size = len(frames[0]) if frames else 0
-            while size < WRITE_BATCH_BYTES and (item := self.subscriber.get_nowait()) is not None:
-                frames.append(self._encode(item))
-                size += len(frames[-1])
+            while size < WRITE_BATCH_BYTES and (items := self.subscriber.take(TAKE_ITEMS)):
+                for item in items:
+                    frames.append(self._encode(item))
+                    size += len(frames[-1])
             self._begin_output(b"".join(frames))
         self._flush()
 
@@ -458,7 +464,7 @@ class Connection:
 
     def _encode(self, item: Envelope | str) -> bytes:
         if self.deflate:  # the deflate context lives in wsproto: every frame goes through it
-            text = item.frame if isinstance(item, Envelope) else item
+            text = item.frame.decode() if isinstance(item, Envelope) else item
             frame: bytes = self.protocol.send(TextMessage(data=text))
             return frame
         if isinstance(item, Envelope):

@@ -18,7 +18,7 @@ the replay or in the queue, never both and never neither.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -42,16 +42,16 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class Envelope:
-    """One stored event with its ``{"type": "event"}`` frame text, built at most once."""
+    """One stored event with its ``{"type": "event"}`` frame (UTF-8 JSON), built at most once."""
 
     seq: int
     event: Event
-    _frame: str | None = field(default=None, repr=False)
+    _frame: bytes | None = field(default=None, repr=False)
 
     @property
-    def frame(self) -> str:
+    def frame(self) -> bytes:
         if self._frame is None:
-            self._frame = orjson.dumps({"type": "event", "event": self.event.to_dict()}).decode()
+            self._frame = orjson.dumps({"type": "event", "event": self.event.to_dict()})
         return self._frame
 
 
@@ -75,6 +75,9 @@ class Fifo(Generic[T]):
     def append(self, item: T) -> None:
         self._items.append(item)
 
+    def extend(self, items: Iterable[T]) -> None:
+        self._items.extend(items)
+
     def first(self) -> T:
         """The oldest item, left in place; raises ``IndexError`` when empty."""
         if self._head >= len(self._items):
@@ -84,14 +87,26 @@ class Fifo(Generic[T]):
     def popleft(self) -> T:
         item = self.first()
         self._items[self._head] = None  # let it go now, not at the next compaction
-        self._head += 1
+        self._advance(1)
+        return item
+
+    def take(self, limit: int) -> list[T]:
+        """Up to ``limit`` oldest items, removed; an empty list when there are none."""
+        head = self._head
+        taken = self._items[head : head + limit]
+        if taken:
+            self._items[head : head + len(taken)] = [None] * len(taken)  # let them go now
+            self._advance(len(taken))
+        return taken  # type: ignore[return-value]  # only live slots were taken
+
+    def _advance(self, count: int) -> None:
+        self._head += count
         if self._head == len(self._items):
             self._items.clear()
             self._head = 0
         elif self._head > 1024 and self._head * 2 > len(self._items):
             del self._items[: self._head]
             self._head = 0
-        return item
 
     def clear(self) -> None:
         self._items.clear()
@@ -105,9 +120,9 @@ class Subscriber:
     pushed past it (they are bounded by the replay limit), so that a replay is
     always queued, whole, ahead of the live events that follow it, and a long
     replay never makes a healthy client look slow.  To keep that count right,
-    consumers take items only through :meth:`get` and :meth:`get_nowait`.
+    consumers take items only through :meth:`get`, :meth:`get_nowait` and :meth:`take`.
 
-    ``on_put`` is called after each item is queued, from whichever greenlet
+    ``on_put`` is called after items are queued, from whichever greenlet
     queued it: a WebSocket connection's one greenlet waits on more than this
     queue, so it is woken rather than blocked in :meth:`get`.  The queue is a
     :class:`Fifo` (gevent's ``Queue`` costs about 2 KB more per connection).
@@ -148,28 +163,41 @@ class Subscriber:
         return len(self._items)
 
     def wants(self, event: Event) -> bool:
+        """Whether to send ``event``; decided by its project, deployment and type only."""
         return any(match.matches(event) for match in self.filters)
+
+    def select(self, run: list[Envelope]) -> list[Envelope]:
+        """The envelopes of ``run`` (events of one project and one deployment) it wants.
+
+        Unless a filter names event types, the answer is the same for the whole
+        run, so one test decides it (this is why :meth:`wants` may look at
+        nothing but the project, the deployment and the type).
+        """
+        if all(match.types is None for match in self.filters):
+            return run if self.wants(run[0].event) else []
+        return [envelope for envelope in run if self.wants(envelope.event)]
 
     @property
     def live_pending(self) -> int:
         """Live events queued and not yet taken: what ``maxsize`` bounds."""
         return len(self._items) - len(self._pushed)
 
-    def offer(self, envelope: Envelope) -> None:
-        """Queue a live event, or mark the client too slow; never blocks."""
-        if self.overflowed:
+    def offer(self, envelopes: list[Envelope]) -> None:
+        """Queue live events, or as many as fit and mark the client too slow; never blocks."""
+        if self.overflowed or not envelopes:
             return
-        if self.live_pending >= self.maxsize:
+        room = self.maxsize - self.live_pending
+        if room > 0:
+            self._put(envelopes if len(envelopes) <= room else envelopes[:room])
+        if len(envelopes) > room:
             self.overflowed = True
             if self._on_overflow is not None:
                 self._on_overflow(self)
-            return
-        self._put(envelope)
 
     def push(self, item: Envelope | str) -> None:
         """Queue a replayed event or a control frame, ahead of later live events."""
         self._pushed.append(self._puts)
-        self._put(item)
+        self._put([item])
 
     def clear(self) -> None:
         """Forget everything queued: the connection is closing and will send none of it."""
@@ -177,9 +205,9 @@ class Subscriber:
         self._items.clear()
         self._pushed.clear()
 
-    def _put(self, item: Envelope | str) -> None:
-        self._puts += 1
-        self._items.append(item)
+    def _put(self, items: Sequence[Envelope | str]) -> None:
+        self._puts += len(items)
+        self._items.extend(items)
         if self._ready is not None:
             self._ready.set()
         if self._on_put is not None:
@@ -196,13 +224,16 @@ class Subscriber:
 
     def get_nowait(self) -> Envelope | str | None:
         """The next item if one is queued, else ``None``; never blocks."""
-        if not self._items:
-            return None
-        item = self._items.popleft()
-        self._gets += 1
+        items = self.take(1)
+        return items[0] if items else None
+
+    def take(self, limit: int) -> list[Envelope | str]:
+        """Up to ``limit`` queued items, oldest first; never blocks."""
+        items = self._items.take(limit)
+        self._gets += len(items)
         while self._pushed and self._pushed.first() < self._gets:
             self._pushed.popleft()
-        return item
+        return items
 
 
 class Hub:
@@ -213,7 +244,7 @@ class Hub:
         store: Store,
         *,
         tail_interval: float = 0.05,
-        on_dispatch: Callable[[Envelope, int], Any] | None = None,
+        on_dispatch: Callable[[list[Envelope], int], Any] | None = None,
     ) -> None:
         self.store = store
         self.tail_interval = tail_interval
@@ -283,32 +314,49 @@ class Hub:
             return 0
         count = 0
         while True:
+            handed: list[Envelope] = []
             while (event := self._recent.pop(self.position + 1, None)) is not None:
                 self.position += 1
-                self._dispatch(Envelope(self.position, event))
-                count += 1
+                handed.append(Envelope(self.position, event))
+            self._dispatch(handed)
             rows = self.store.read_after(self.position, _READ_BATCH)
-            for seq, event in rows:
+            for seq, _ in rows:
                 self._recent.pop(seq, None)
-                self._dispatch(Envelope(seq, event))
-                self.position = seq
-            count += len(rows)
+            self._dispatch([Envelope(seq, event) for seq, event in rows])
+            if rows:
+                self.position = rows[-1][0]
+            count += len(handed) + len(rows)
             if len(rows) < _READ_BATCH:
                 return count
 
-    def _dispatch(self, envelope: Envelope) -> None:
-        event = envelope.event
-        candidates = self._everything.union(
-            self._by_topic.get(f"project:{event.project}", ()),
-            self._by_topic.get(f"deployment:{event.deployment_id}", ()),
-        )
-        delivered = 0
-        for subscriber in candidates:
-            if subscriber.wants(event):
-                subscriber.offer(envelope)
-                delivered += 1
-        if self._on_dispatch is not None:
-            self._on_dispatch(envelope, delivered)
+    def _dispatch(self, envelopes: list[Envelope]) -> None:
+        """Offer each run of events of one project and deployment to who may want it.
+
+        A batch is mostly one deployment's events: its subscribers are looked up
+        and tested once for the run, and each gets the run in one queue operation.
+        """
+        start = 0
+        while start < len(envelopes):
+            first = envelopes[start].event
+            end = start + 1
+            while (
+                end < len(envelopes)
+                and envelopes[end].event.deployment_id == first.deployment_id
+                and envelopes[end].event.project == first.project
+            ):
+                end += 1
+            run = envelopes[start:end]
+            delivered = 0
+            for subscriber in self._everything.union(
+                self._by_topic.get(f"project:{first.project}", ()),
+                self._by_topic.get(f"deployment:{first.deployment_id}", ()),
+            ):
+                wanted = subscriber.select(run)
+                subscriber.offer(wanted)
+                delivered += len(wanted)
+            if self._on_dispatch is not None:
+                self._on_dispatch(run, delivered)
+            start = end
 
     def add_filter(
         self, subscriber: Subscriber, match: Filter, since: str | None, limit: int

@@ -119,11 +119,16 @@ class _BatchWrites:
 
     A batch is mostly log lines of one deployment: after its first event the
     others neither look the deployment up nor rewrite its row; ``touched`` is
-    applied once at the end of the batch.
+    applied once at the end of the batch.  Its events and log lines are
+    inserted together, one ``executemany`` each (their seqs are given, not
+    drawn one ``INSERT`` at a time), before anything reads the log again.
     """
 
+    next_seq: int  # what the next event of the batch is stored as
     known: dict[str, str] = field(default_factory=dict)  # deployment id -> project
     touched: dict[str, int] = field(default_factory=dict)  # deployment id -> newest seq
+    events: list[tuple[Any, ...]] = field(default_factory=list)  # rows not yet inserted
+    lines: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 #: A stored fold and the last seq it holds: where a late event is re-folded from.
@@ -201,6 +206,7 @@ class SqliteStore:
         self._writer: gevent.Greenlet | None = None  # started by the first grouped append
         # Deployment rows a group defers to its end (None: written as each event comes).
         self._pending: dict[str, _Pending] | None = None
+        self._writes: _BatchWrites | None = None  # of the batch being written
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
@@ -407,18 +413,22 @@ class SqliteStore:
             if ids is not None:
                 return Accepted(ids=ids, duplicate=True)
         ids, stored = [], []
-        writes = _BatchWrites()
-        for event in batch.events:
-            key = f"event_id:{event.dedup_key}" if event.dedup_key else None
-            earlier = self._delivery(key) if key else None
-            if earlier is not None:
-                ids.extend(earlier)
-                continue
-            saved = self._insert(event, writes)
-            stored.append(saved)
-            ids.append(saved.id)
-            if key:
-                self._remember(key, [saved.id])
+        writes = self._writes = _BatchWrites(self._next_seq())
+        try:
+            for event in batch.events:
+                key = f"event_id:{event.dedup_key}" if event.dedup_key else None
+                earlier = self._delivery(key) if key else None
+                if earlier is not None:
+                    ids.extend(earlier)
+                    continue
+                saved = self._insert(event, writes)
+                stored.append(saved)
+                ids.append(saved.id)
+                if key:
+                    self._remember(key, [saved.id])
+            self._insert_rows()
+        finally:
+            self._writes = None
         self._touch(writes.touched)
         if batch.delivery_key is not None:
             self._remember(batch.delivery_key, ids)
@@ -437,10 +447,11 @@ class SqliteStore:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return 1 if row is None else int(row[0]) + 1
 
-    def _resolve(self, event: Event, known: dict[str, str]) -> Event:
+    def _resolve(self, event: Event, writes: _BatchWrites) -> Event:
         """Give a legacy body its deployment and an ``unknown`` project its real one."""
         if event.type in PROJECT_ONLY_TYPES:
             return event
+        known = writes.known
         if event.deployment_id in known and event.project == known[event.deployment_id]:
             return event
         deployment_id = event.deployment_id
@@ -455,7 +466,7 @@ class SqliteStore:
                 ).fetchone()
                 deployment_id = row[0] if row else None
             if deployment_id is None:
-                deployment_id = f"{event.project}-auto-{self._next_seq()}"
+                deployment_id = f"{event.project}-auto-{writes.next_seq}"
         project = event.project
         if project in ("", "unknown"):
             row = self._db.execute(
@@ -467,24 +478,40 @@ class SqliteStore:
         return event.with_(deployment_id=deployment_id, project=project)
 
     def _insert(self, event: Event, writes: _BatchWrites) -> Event:
-        event = self._resolve(event, writes.known)
-        body = event.to_dict()
-        del body["id"]
-        now = time.time()
-        cursor = self._db.execute(
-            "INSERT INTO events (type, project, deployment_id, received_at, body) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (event.type, event.project, event.deployment_id, now, orjson.dumps(body)),
+        event = self._resolve(event, writes)
+        seq, now = writes.next_seq, time.time()
+        writes.next_seq += 1
+        writes.events.append(
+            (seq, event.type, event.project, event.deployment_id, now, _body(event))
         )
-        seq = int(cursor.lastrowid or 0)
-        saved = event.with_(id=make_event_id(self.epoch, seq))
+        saved = event.with_id(make_event_id(self.epoch, seq))
         if event.deployment_id is not None and event.type not in PROJECT_ONLY_TYPES:
-            self._log_lines(saved, seq)
+            writes.lines.extend((event.deployment_id, seq, *line) for line in log_lines_of(saved))
             if event.type == "log_entry" and event.deployment_id in writes.known:
                 writes.touched[event.deployment_id] = seq
             else:
                 writes.known[event.deployment_id] = self._update_deployment(saved, seq, now)
         return saved
+
+    def _insert_rows(self) -> None:
+        """Insert the events and log lines the batch holds so far (before the log is read)."""
+        writes = self._writes
+        if writes is None:
+            return
+        if writes.events:
+            self._db.executemany(
+                "INSERT INTO events (seq, type, project, deployment_id, received_at, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                writes.events,
+            )
+            writes.events.clear()
+        if writes.lines:
+            self._db.executemany(
+                "INSERT INTO log_lines (deployment_id, seq, job, step, level, ts, message) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                writes.lines,
+            )
+            writes.lines.clear()
 
     def _touch(self, touched: dict[str, int]) -> None:
         """Record the newest activity of deployments whose log lines skipped their row."""
@@ -499,15 +526,6 @@ class SqliteStore:
         if rows:
             self._db.executemany(
                 "UPDATE deployments SET last_seq = ?, last_activity = ? WHERE deployment_id = ?",
-                rows,
-            )
-
-    def _log_lines(self, event: Event, seq: int) -> None:
-        rows = [(event.deployment_id, seq, *line) for line in log_lines_of(event)]
-        if rows:
-            self._db.executemany(
-                "INSERT INTO log_lines (deployment_id, seq, job, step, level, ts, message) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -551,6 +569,7 @@ class SqliteStore:
         return self._refold(deployment_id), None
 
     def _refold(self, deployment_id: str) -> Fold:
+        self._insert_rows()
         rows = self._db.execute(
             f"SELECT seq, body FROM events WHERE deployment_id = ? AND type IN ({_LIFECYCLE_SQL})",
             (deployment_id,),
@@ -564,6 +583,7 @@ class SqliteStore:
         ``None`` when a later event sorts before what ``saved`` holds.
         """
         fold = Fold.loads(saved)
+        self._insert_rows()
         rows = self._db.execute(
             f"SELECT seq, body FROM events WHERE deployment_id = ? AND seq > ? "
             f"AND type IN ({_LIFECYCLE_SQL})",
@@ -953,6 +973,19 @@ class SqliteStore:
 def _fold_order(queued: _Queued) -> tuple[str, int, str]:
     events = queued.batch.events
     return sort_key(events[0], content_key(events[0])) if events else ("", 0, "")
+
+
+def _body(event: Event) -> bytes:
+    """What the log keeps of an event: its wire shape without the id (the row's seq is)."""
+    return orjson.dumps(
+        {
+            "type": event.type,
+            "project": event.project,
+            "deployment_id": event.deployment_id,
+            "timestamp": event.timestamp,
+            "payload": event.payload,
+        }
+    )
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:

@@ -162,7 +162,7 @@ class EventStream:
 
 def _encode(item: Envelope | str) -> bytes:
     if isinstance(item, Envelope):
-        return f"id: {item.event.id}\ndata: {item.frame}\n\n".encode()
+        return b"id: %s\ndata: %s\n\n" % (item.event.id.encode(), item.frame)
     return f"data: {item}\n\n".encode() if item else b""
 
 

@@ -175,6 +175,16 @@ def test_unknown_deployment_is_404(client: FlaskClient) -> None:
     assert client.get("/api/deployments/nope/logs").status_code == 404
 
 
+@pytest.mark.parametrize(
+    "path", ["/api/deployments/%2F/logs", "/api//deployments", "/api/deployments//x"]
+)
+def test_a_doubled_slash_is_not_redirected_elsewhere(client: FlaskClient, path: str) -> None:
+    """An id of "/" must not turn ".../%2F/logs" into a redirect to another resource."""
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
 def test_logs_page_with_a_cursor_and_filter_by_step(client: FlaskClient) -> None:
     events = [
         {

@@ -99,18 +99,17 @@ def test_a_long_replay_does_not_make_a_client_look_slow() -> None:
     for i in range(5):
         subscriber.push(f"replayed {i}")
     live = Envelope(1, load_one({"type": "test"}, "deployment"))
-    subscriber.offer(live)
-    subscriber.offer(live)
+    subscriber.offer([live])
+    subscriber.offer([live])
     assert not subscriber.overflowed
     assert subscriber.live_pending == 2
     taken = [subscriber.get_nowait() for _ in range(7)]
     assert taken[:5] == [f"replayed {i}" for i in range(5)]
     assert subscriber.get_nowait() is None
     assert subscriber.live_pending == 0
-    subscriber.offer(live)
-    subscriber.offer(live)
-    subscriber.offer(live)
+    subscriber.offer([live, live, live])
     assert subscriber.overflowed
+    assert subscriber.live_pending == 2  # what fitted is still sent before the close
 
 
 def test_events_handed_over_by_a_local_write_are_dispatched_in_log_order(store: Store) -> None:
