@@ -133,7 +133,7 @@ _now: tuple[int, str] = (0, "")
 def now_timestamp() -> str:
     """The current time, normalised; the events of a batch mostly share one millisecond,
     so its spelling (``strftime`` is the slow part) is reused within it."""
-    global _now  # noqa: PLW0603 - a one-entry cache; replacing the tuple is atomic
+    global _now  # a one-entry cache; replacing the tuple is atomic
     millis = time.time_ns() // 1_000_000
     if _now[0] != millis:
         seconds, rest = divmod(millis, 1000)  # no float: it could round 261 ms down to 260
