@@ -45,7 +45,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         retention_days=settings.retention_days,
         retention_max_events=settings.retention_max_events,
     )
-    hub = Hub(store, tail_interval=settings.tail_interval, on_dispatch=FANOUT_CLOCK.dispatched)
+    hub = Hub(
+        store,
+        tail_interval=settings.tail_interval,
+        on_stored=FANOUT_CLOCK.stored,
+        on_dispatch=FANOUT_CLOCK.dispatched,
+    )
     if settings.role != "INGEST":  # an ingest-only process fans nothing out
         hub.start()
         if isinstance(store, Notifier):

@@ -36,15 +36,16 @@ def parse_json(body: bytes, route: str) -> Any:
 
 def json_depth(value: Any, limit: int) -> int:
     """Nesting depth of ``value``, counting no further than ``limit + 1``."""
+    if not isinstance(value, dict | list):
+        return 0
     deepest, stack = 0, [(value, 1)]
-    while stack:
+    while stack:  # only containers are pushed: a batch's many strings cost one test each
         item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if depth > limit:
-                return depth
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return depth
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return deepest
 
 

@@ -20,13 +20,12 @@ from flask import Blueprint, Response, jsonify, request
 from app.auth import verify_request
 from app.context import current_hub
 from app.errors import BackendUnavailable, HubError, InvalidJSON, UnsupportedMediaType
-from app.events import Event, parse_event_id
+from app.events import Event
 from app.github import IgnoredDelivery, decode_delivery, repository_projects
 from app.ingest import decode_events
 from app.metrics import (
     DUPLICATES,
     EVENTS_ACCEPTED,
-    FANOUT_CLOCK,
     INGEST_SECONDS,
     REQUESTS_REJECTED,
     STORE_SECONDS,
@@ -102,9 +101,6 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
         raise BackendUnavailable(
             f"event store unavailable; nothing was stored ({exc})", headers={"Retry-After": "5"}
         ) from None
-    FANOUT_CLOCK.stored(
-        parsed[1] for parsed in (parse_event_id(e.id) for e in accepted.stored) if parsed
-    )
     context.hub.notify(accepted.stored)
     for kind, count in Counter(event.type for event in accepted.stored).items():
         EVENTS_ACCEPTED.labels(kind).inc(count)

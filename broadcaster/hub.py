@@ -244,8 +244,11 @@ class Hub:
         store: Store,
         *,
         tail_interval: float = 0.05,
+        on_stored: Callable[[list[int]], Any] | None = None,
         on_dispatch: Callable[[list[Envelope], int], Any] | None = None,
     ) -> None:
+        """``on_stored`` gets the seqs of each local write, ``on_dispatch`` each run
+        dispatched and how many frames it queued: what times the fan-out."""
         self.store = store
         self.tail_interval = tail_interval
         self.position = store.last_seq()
@@ -262,6 +265,7 @@ class Hub:
         # tailer could dispatch between a subscriber's replay and its registration.
         self._reading = gevent.lock.Semaphore()
         self._greenlet: gevent.Greenlet | None = None
+        self._on_stored = on_stored
         self._on_dispatch = on_dispatch
 
     def start(self) -> None:
@@ -281,10 +285,15 @@ class Hub:
         store, as long as they continue the log exactly where it stands (seqs
         are dense among committed events; anything else is read from the store).
         """
+        seqs = []
         for event in stored:
             parsed = parse_event_id(event.id)
-            if parsed is not None and parsed[1] > self.position:
-                self._recent[parsed[1]] = event
+            if parsed is not None:
+                seqs.append(parsed[1])
+                if parsed[1] > self.position:
+                    self._recent[parsed[1]] = event
+        if seqs and self._on_stored is not None:
+            self._on_stored(seqs)
         while len(self._recent) > _RECENT_MAX:  # the tailer is far behind: it reads instead
             del self._recent[next(iter(self._recent))]
         self._wake.set()
