@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gevent
+import pytest
 
+from app.alerts import _Watcher
+from app.events import Event
 from app.ingest import load_one
 from broadcaster.backend import Batch, Store
 from broadcaster.filters import Filter
 from broadcaster.hub import Envelope, Hub, Subscriber
+from broadcaster.sqlite_store import SqliteStore
 
 
 def publish(store: Store, hub: Hub, message: str, deployment_id: str = "1") -> str:
@@ -154,3 +160,197 @@ def test_a_handed_over_event_is_the_event_the_store_reads_back(store: Store) -> 
     [saved] = store.append(Batch([event])).stored
     [(seq, read)] = store.read_after(0, 10)
     assert Envelope(seq, saved).frame == Envelope(seq, read).frame
+
+
+def typed(kind: str, deployment_id: str, project: str = "web") -> Event:
+    """An event of ``kind`` for one deployment, with what its type requires."""
+    body: dict[str, Any] = {"type": kind, "project": project, "deployment_id": deployment_id}
+    if kind == "log_entry":
+        body["message"] = f"line of {deployment_id}"
+    elif kind.startswith("step_"):
+        body.update(step_name="build / compile", step_status="success")
+    elif kind == "metrics_update":
+        body["metrics"] = {"p95": 3}
+    elif kind == "deployment_completed":
+        body["status"] = "success"
+    return load_one(body, "deployment")
+
+
+#: Two deployments of ``web`` interleaved (A, A, B, A, B, B, ...), several types,
+#: an event of another project between them and a project-level one.
+MIXED = [
+    ("log_entry", "1"),
+    ("step_started", "1"),
+    ("log_entry", "2"),
+    ("log_entry", "1"),
+    ("step_started", "2"),
+    ("log_entry", "2"),
+    ("log_entry", "2"),
+    ("step_completed", "1"),
+    ("log_entry", "9"),  # project api
+    ("log_entry", "1"),
+    ("project_status", ""),
+    ("metrics_update", "2"),
+    ("step_completed", "2"),
+    ("log_entry", "1"),
+    ("log_entry", "1"),
+    ("deployment_completed", "2"),
+]
+#: The runs of one project and deployment in MIXED, by index.
+MIXED_RUNS = [[0, 1], [2], [3], [4, 5, 6], [7], [8], [9], [10], [11, 12], [13, 14], [15]]
+
+
+def mixed_batch() -> list[Event]:
+    events = []
+    for kind, deployment_id in MIXED:
+        if kind == "project_status":
+            events.append(load_one({"project": "web", "status_type": "maintenance"}, kind))
+        elif deployment_id == "9":
+            events.append(typed(kind, deployment_id, project="api"))
+        else:
+            events.append(typed(kind, deployment_id))
+    return events
+
+
+def taken(subscriber: Subscriber) -> list[int]:
+    """The seqs queued for ``subscriber``, in the order it would send them."""
+    items = subscriber.take(1000)
+    assert all(isinstance(item, Envelope) for item in items)
+    return [item.seq for item in items if isinstance(item, Envelope)]
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
+    opened = SqliteStore(str(tmp_path / "hub.db"))
+    yield opened
+    opened.close()
+
+
+@pytest.mark.parametrize("handed_over", [True, False], ids=["handed-over", "read-back"])
+def test_each_subscriber_gets_exactly_what_it_wants_from_interleaved_deployments(
+    sqlite_store: SqliteStore, handed_over: bool
+) -> None:
+    """Runs of one deployment are offered whole or event by event: same result as one by one."""
+    dispatched: list[tuple[list[int], int]] = []
+    hub = Hub(sqlite_store, on_dispatch=lambda run, n: dispatched.append(([e.seq for e in run], n)))
+    steps = frozenset({"step_started", "step_completed"})
+    filters = {
+        "by project": [Filter(project="web")],
+        "by deployment": [Filter(deployment_id="1")],
+        "by deployment and types": [Filter(deployment_id="2", types=steps)],
+        "by project and types": [Filter(project="web", types=frozenset({"log_entry"}))],
+        "overlapping": [Filter(project="api"), Filter(deployment_id="1", types=steps)],
+        "twice the same stream": [Filter(project="web"), Filter(deployment_id="2")],
+        "by another project": [Filter(project="api")],
+    }
+    subscribers = {name: Subscriber(1000) for name in filters}
+    for name, matches in filters.items():
+        for match in matches:
+            assert hub.add_filter(subscribers[name], match, None, 10).events == []
+    watcher = _Watcher(1000)
+    hub.watch_everything(watcher)
+
+    accepted = sqlite_store.append(Batch(mixed_batch()))
+    if handed_over:
+        hub.notify(accepted.stored)
+    assert hub.pump() == len(MIXED)
+
+    seqs = {event.id: seq for seq, event in sqlite_store.read_after(0, 100)}
+    stored = [(seqs[event.id], event) for event in accepted.stored]
+    for name, matches in filters.items():
+        wanted = [seq for seq, event in stored if any(m.matches(event) for m in matches)]
+        assert taken(subscribers[name]) == wanted, name
+    assert taken(watcher) == [seq for seq, event in stored if event.deployment_id is not None]
+
+    first = stored[0][0]
+    assert [seq for seq, _ in stored] == list(range(first, first + len(MIXED)))
+    assert [seqs for seqs, _ in dispatched] == [
+        [first + index for index in run] for run in MIXED_RUNS
+    ]
+    everyone = [*subscribers.values(), watcher]
+    by_seq = dict(stored)
+    for run, delivered in dispatched:
+        assert delivered == sum(
+            subscriber.wants(by_seq[seq]) for subscriber in everyone for seq in run
+        )
+
+
+def test_a_run_is_offered_in_one_operation_to_each_subscriber(sqlite_store: SqliteStore) -> None:
+    """A run of one deployment wakes each of its subscribers once, not once per event."""
+    hub = Hub(sqlite_store)
+    woken: list[str] = []
+    whole = Subscriber(100, on_put=lambda: woken.append("whole"))
+    logs = Subscriber(100, on_put=lambda: woken.append("logs"))
+    hub.add_filter(whole, Filter(deployment_id="1"), None, 10)
+    hub.add_filter(logs, Filter(deployment_id="1", types=frozenset({"log_entry"})), None, 10)
+    kinds = ["log_entry", "step_started", "log_entry", "log_entry", "step_completed"]
+    accepted = sqlite_store.append(Batch([typed(kind, "1") for kind in kinds]))
+    hub.notify(accepted.stored)
+    hub.pump()
+    assert sorted(woken) == ["logs", "whole"]
+    assert len(taken(whole)) == 5
+    assert len(taken(logs)) == 3
+
+
+class CountingSubscriber(Subscriber):
+    """Counts how many events its filters are tested against."""
+
+    __slots__ = ("tested",)
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self.tested = 0
+
+    def wants(self, event: Event) -> bool:
+        self.tested += 1
+        return super().wants(event)
+
+
+def test_without_types_one_test_decides_the_whole_run() -> None:
+    run = [Envelope(seq, typed(kind, "1")) for seq, kind in enumerate(["log_entry"] * 3, 1)]
+    run.append(Envelope(4, typed("step_started", "1")))
+    subscriber = CountingSubscriber(10)
+    subscriber.filters.append(Filter(deployment_id="1"))
+    assert subscriber.select(run) == run
+    assert subscriber.tested == 1
+    other = CountingSubscriber(10)
+    other.filters.append(Filter(project="api"))
+    assert other.select(run) == []
+    assert other.tested == 1
+
+
+def test_with_types_each_event_of_the_run_is_tested() -> None:
+    kinds = ["log_entry", "step_started", "log_entry", "step_completed"]
+    run = [Envelope(seq, typed(kind, "1")) for seq, kind in enumerate(kinds, 1)]
+    subscriber = CountingSubscriber(10)
+    subscriber.filters += [
+        Filter(project="web", types=frozenset({"step_started"})),
+        Filter(deployment_id="1", types=frozenset({"step_completed"})),
+    ]
+    assert [envelope.seq for envelope in subscriber.select(run)] == [2, 4]
+    assert subscriber.tested == 4
+    untyped_too = CountingSubscriber(10)
+    untyped_too.filters += [
+        Filter(project="api"),
+        Filter(deployment_id="1", types=frozenset({"log_entry"})),
+    ]
+    assert [envelope.seq for envelope in untyped_too.select(run)] == [1, 3]
+
+
+def test_a_run_that_overflows_a_slow_client_still_reaches_the_others(
+    sqlite_store: SqliteStore,
+) -> None:
+    """The slow client keeps what fitted of the run and is told once; the fast one gets it all."""
+    hub = Hub(sqlite_store)
+    slow: list[Subscriber] = []
+    tight = Subscriber(maxsize=3, on_overflow=slow.append)
+    roomy = Subscriber(maxsize=100)
+    hub.add_filter(tight, Filter(project="web"), None, 10)
+    hub.add_filter(roomy, Filter(deployment_id="1"), None, 10)
+    accepted = sqlite_store.append(Batch([typed("log_entry", "1") for _ in range(5)]))
+    hub.notify(accepted.stored)
+    hub.pump()
+    assert slow == [tight]
+    ids = [event.id for event in accepted.stored]
+    assert [item.event.id for item in tight.take(10) if isinstance(item, Envelope)] == ids[:3]
+    assert [item.event.id for item in roomy.take(10) if isinstance(item, Envelope)] == ids
