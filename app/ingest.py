@@ -35,18 +35,26 @@ def parse_json(body: bytes, route: str) -> Any:
 
 
 def json_depth(value: Any, limit: int) -> int:
-    """Nesting depth of ``value``, counting no further than ``limit + 1``."""
-    if not isinstance(value, dict | list):
-        return 0
-    deepest, stack = 0, [(value, 1)]
-    while stack:  # only containers are pushed: a batch's many strings cost one test each
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
+    """Nesting depth of ``value`` (as orjson parses it), counting no further than ``limit + 1``.
+
+    Level by level, keeping only the containers: a batch is mostly strings, and
+    this runs on every request, so it must cost little next to the parse itself.
+    """
+    level = [value] if type(value) is dict or type(value) is list else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return depth
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
+        below: list[Any] = []
+        for item in level:
+            below += [
+                child
+                for child in (item.values() if type(item) is dict else item)
+                if type(child) is dict or type(child) is list
+            ]
+        level = below
+    return depth
 
 
 def schema_for(data: Any, route: str) -> EventSchema | None:

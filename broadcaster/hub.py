@@ -163,17 +163,17 @@ class Subscriber:
         return len(self._items)
 
     def wants(self, event: Event) -> bool:
-        """Whether to send ``event``; decided by its project, deployment and type only."""
+        """Whether to send ``event``; subclasses (the alerts' watcher) decide otherwise."""
         return any(match.matches(event) for match in self.filters)
 
     def select(self, run: list[Envelope]) -> list[Envelope]:
         """The envelopes of ``run`` (events of one project and one deployment) it wants.
 
-        Unless a filter names event types, the answer is the same for the whole
-        run, so one test decides it (this is why :meth:`wants` may look at
-        nothing but the project, the deployment and the type).
+        When only its filters decide and none names event types, the answer is
+        the same for the whole run, so one test decides it; otherwise each event
+        is asked about.
         """
-        if all(match.types is None for match in self.filters):
+        if type(self).wants is Subscriber.wants and all(m.types is None for m in self.filters):
             return run if self.wants(run[0].event) else []
         return [envelope for envelope in run if self.wants(envelope.event)]
 

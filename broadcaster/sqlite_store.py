@@ -514,18 +514,23 @@ class SqliteStore:
             writes.lines.clear()
 
     def _touch(self, touched: dict[str, int]) -> None:
-        """Record the newest activity of deployments whose log lines skipped their row."""
+        """Record the newest activity of deployments whose log lines skipped their row.
+
+        Only where the log line is the newest: a lifecycle event later in the batch
+        has already written its own, newer, seq.
+        """
         now = time.time()
         rows = []
         for deployment_id, seq in touched.items():
             pending = self._pending.get(deployment_id) if self._pending is not None else None
             if pending is None:
-                rows.append((seq, now, deployment_id))
-            else:
+                rows.append((seq, now, deployment_id, seq))
+            elif seq > pending.last_seq:
                 pending.last_seq, pending.last_activity = seq, now
         if rows:
             self._db.executemany(
-                "UPDATE deployments SET last_seq = ?, last_activity = ? WHERE deployment_id = ?",
+                "UPDATE deployments SET last_seq = ?, last_activity = ? "
+                "WHERE deployment_id = ? AND last_seq < ?",
                 rows,
             )
 

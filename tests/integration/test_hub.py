@@ -292,49 +292,62 @@ def test_a_run_is_offered_in_one_operation_to_each_subscriber(sqlite_store: Sqli
     assert len(taken(logs)) == 3
 
 
-class CountingSubscriber(Subscriber):
-    """Counts how many events its filters are tested against."""
+@pytest.fixture
+def tests_of_filters(monkeypatch: pytest.MonkeyPatch) -> list[Event]:
+    """Every event a Filter is tested against, in order."""
+    tested: list[Event] = []
+    matches = Filter.matches
 
-    __slots__ = ("tested",)
+    def counting(self: Filter, event: Event) -> bool:
+        tested.append(event)
+        return matches(self, event)
 
-    def __init__(self, maxsize: int) -> None:
-        super().__init__(maxsize)
-        self.tested = 0
-
-    def wants(self, event: Event) -> bool:
-        self.tested += 1
-        return super().wants(event)
+    monkeypatch.setattr(Filter, "matches", counting)
+    return tested
 
 
-def test_without_types_one_test_decides_the_whole_run() -> None:
+def test_without_types_one_test_decides_the_whole_run(tests_of_filters: list[Event]) -> None:
     run = [Envelope(seq, typed(kind, "1")) for seq, kind in enumerate(["log_entry"] * 3, 1)]
     run.append(Envelope(4, typed("step_started", "1")))
-    subscriber = CountingSubscriber(10)
+    subscriber = Subscriber(10)
     subscriber.filters.append(Filter(deployment_id="1"))
     assert subscriber.select(run) == run
-    assert subscriber.tested == 1
-    other = CountingSubscriber(10)
+    assert len(tests_of_filters) == 1
+    other = Subscriber(10)
     other.filters.append(Filter(project="api"))
     assert other.select(run) == []
-    assert other.tested == 1
+    assert len(tests_of_filters) == 2
 
 
-def test_with_types_each_event_of_the_run_is_tested() -> None:
+def test_with_types_each_event_of_the_run_is_tested(tests_of_filters: list[Event]) -> None:
     kinds = ["log_entry", "step_started", "log_entry", "step_completed"]
     run = [Envelope(seq, typed(kind, "1")) for seq, kind in enumerate(kinds, 1)]
-    subscriber = CountingSubscriber(10)
+    subscriber = Subscriber(10)
     subscriber.filters += [
         Filter(project="web", types=frozenset({"step_started"})),
         Filter(deployment_id="1", types=frozenset({"step_completed"})),
     ]
     assert [envelope.seq for envelope in subscriber.select(run)] == [2, 4]
-    assert subscriber.tested == 4
-    untyped_too = CountingSubscriber(10)
+    assert {id(event) for event in tests_of_filters} == {id(e.event) for e in run}
+    untyped_too = Subscriber(10)
     untyped_too.filters += [
         Filter(project="api"),
         Filter(deployment_id="1", types=frozenset({"log_entry"})),
     ]
     assert [envelope.seq for envelope in untyped_too.select(run)] == [1, 3]
+
+
+class TypeWatcher(Subscriber):
+    """A subscriber whose own ``wants`` looks at the event type, with no filters."""
+
+    def wants(self, event: Event) -> bool:
+        return event.type == "step_completed"
+
+
+def test_a_subscriber_with_its_own_wants_is_asked_about_each_event() -> None:
+    kinds = ["log_entry", "step_completed", "log_entry"]
+    run = [Envelope(seq, typed(kind, "1")) for seq, kind in enumerate(kinds, 1)]
+    assert [envelope.seq for envelope in TypeWatcher(10).select(run)] == [2]
 
 
 def test_a_run_that_overflows_a_slow_client_still_reaches_the_others(

@@ -46,6 +46,18 @@ def test_a_delivery_key_is_stored_once(store: Store) -> None:
     assert store.last_seq() == 1
 
 
+@pytest.mark.parametrize("logs_after", [0, 1, 2])
+def test_a_deployments_last_event_is_the_newest_of_its_batch(store: Store, logs_after: int) -> None:
+    """Log lines before or after a lifecycle event of the same batch: the newest id wins."""
+    story = [event(type="deployment_started"), event(message="a log line")]
+    story.insert(1 + logs_after % 2, event(type="step_started", step_name="build / compile"))
+    story += [event(message="more")] * (logs_after // 2)
+    ids = append(store, *story)
+    view = store.get_deployment("1")
+    assert view is not None
+    assert view["last_event_id"] == ids[-1]
+
+
 def test_history_of_a_deployment_and_a_project(store: Store) -> None:
     append(store, event(), event(deployment_id="2"), event(project="api", deployment_id="3"))
     by_deployment = store.history(Filter(deployment_id="1"), None, store.last_seq(), 100)
