@@ -173,13 +173,18 @@ def parse_event_id(text: str) -> tuple[int, int] | None:
     return int(epoch), int(seq)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     """One normalised event; ``id`` is empty until the store accepts it.
 
     ``dedup_key`` (the sender's ``event_id``) and ``join`` (how a legacy body
     without a deployment id finds its deployment: ``new``, ``close_latest`` or
     ``latest_or_new``) steer storing only and are not part of the wire shape.
+
+    Never changed once made (every subscriber's queue shares it): :meth:`with_`
+    and :meth:`with_id` make changed copies.  It is not a frozen dataclass only
+    because a frozen one's ``__init__`` costs five times as much, and ingest
+    builds two for every event.
     """
 
     type: str
@@ -218,7 +223,7 @@ class Event:
 
     def with_id(self, event_id: str) -> Event:
         """The event as stored: ``with_(id=...)`` without ``replace``'s per-field
-        introspection, which ingest would pay once for every event."""
+        introspection, which ingest would otherwise pay for every event."""
         return Event(
             self.type,
             self.project,
