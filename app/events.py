@@ -126,8 +126,8 @@ def parse_timestamp(text: str) -> datetime:
     return moment
 
 
-#: The last millisecond :func:`now_timestamp` spelled, and its spelling.
-_now: tuple[int, str] = (0, "")
+#: The last millisecond :func:`now_timestamp` spelled, and its spelling (none yet).
+_now: tuple[int, str] = (-1, "")
 
 
 def now_timestamp() -> str:

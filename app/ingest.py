@@ -80,7 +80,7 @@ def load_one(data: Any, route: str) -> Event:
         return load_with(schema, data)
     if isinstance(data, dict):
         return load_typed_event(data)  # an unknown type: its error names the ones allowed
-    raise ValidationError("An event must be a JSON object.")
+    raise ValidationError({"_schema": ["An event must be a JSON object."]})  # as schemas say it
 
 
 def load_batch(items: Sequence[Any], route: str) -> list[Event]:

@@ -1,7 +1,7 @@
 """Fan-out of the real hub vs. a Flask-SocketIO baseline, under the same gunicorn/gevent stack.
 
 Usage: ``python bench/fanout.py [--clients 1000] [--rate 100] [--seconds 20]
-[--max-clients 10] [--max-seconds 10] [--idle 2000] [--only hub|socketio]``
+[--max-clients 10] [--max-seconds 10] [--rounds 3] [--idle 2000] [--only hub|socketio]``
 
 Each server runs as gunicorn with one gevent worker pinned to CPU 0; this
 process (the load generator: gevent, raw sockets, one greenlet per client)
@@ -12,7 +12,8 @@ stored), in one run:
 
 * paced: K subscribers of one project, events POSTed one per request at R/s;
 * max rate: 10 subscribers, batches of 20 events POSTed as fast as 4
-  keep-alive connections allow;
+  keep-alive connections allow; measured last, in rounds where the two
+  servers take turns, with the median of each and of the ratios per round;
 * idle: the worker's RSS before and after N idle subscribed connections
   (for the hub also with permessage-deflate negotiated, as browsers do).
 
@@ -33,6 +34,7 @@ import os  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import socket  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -417,17 +419,6 @@ def measure(
                 paced("paced", args.rate, paced_events),
             ),
         ),
-        (
-            f"max rate K={args.max_clients}",
-            lambda server: fan_out(
-                target,
-                server,
-                args.max_clients,
-                10**6,
-                "flat",
-                flat_out("flat", args.max_seconds, 10**6),
-            ),
-        ),
     ]
     results: dict[str, dict[str, object]] = {}
     for index, (name, case) in enumerate(cases):
@@ -439,6 +430,27 @@ def measure(
     return results
 
 
+def max_rate(target: Target, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+    server = start(target, workdir)
+    try:
+        return fan_out(
+            target,
+            server,
+            args.max_clients,
+            10**6,
+            "flat",
+            flat_out("flat", args.max_seconds, 10**6),
+        )
+    finally:
+        server.stop()
+
+
+def show(figures: dict[str, object]) -> str:
+    return "  ".join(
+        f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=1000)
@@ -446,6 +458,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--max-clients", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument("--only", choices=("hub", "socketio"))
     args = parser.parse_args()
@@ -471,11 +484,25 @@ def main() -> None:
         for target in targets:
             print(f"\n{target.name} (load average {os.getloadavg()[0]:.2f}):")
             for case, figures in measure(target, args, Path(tmp)).items():
-                shown = "  ".join(
-                    f"{k} {v:,.1f}" if isinstance(v, float) else f"{k} {v}"
-                    for k, v in figures.items()
-                )
-                print(f"  {case:<32} {shown}", flush=True)
+                print(f"  {case:<32} {show(figures)}", flush=True)
+        print(
+            f"\nmax rate K={args.max_clients}, {args.rounds} rounds, "
+            "the servers taking turns (a drift in the machine's speed hits both alike):"
+        )
+        rates: dict[str, list[float]] = {t.name: [] for t in targets}
+        for round_ in range(1, args.rounds + 1):
+            for target in targets:
+                figures = max_rate(target, args, Path(tmp) / f"{target.name}-max-{round_}")
+                delivered = figures["deliveries/s"]
+                assert isinstance(delivered, float)  # noqa: S101 - fan_out's figure
+                rates[target.name].append(delivered)
+                print(f"  round {round_} {target.name:<9} {show(figures)}", flush=True)
+        for name, values in rates.items():
+            print(f"  median deliveries/s, {name}: {statistics.median(values):,.0f}")
+        if len(targets) == 2:
+            ratios = [h / b for h, b in zip(rates["hub"], rates["socketio"], strict=True)]
+            shown = ", ".join(f"{r:.2f}" for r in ratios)
+            print(f"  hub / baseline by round: {shown}; median {statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":

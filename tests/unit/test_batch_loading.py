@@ -299,7 +299,7 @@ def test_an_item_that_is_not_an_object_is_named_on_the_deployment_route(
     items.insert(index, item)
     error = batch_error(items)
     assert error.message == f"event {index} of the batch is invalid; nothing was stored"
-    assert error.details == {"index": index, "events": {str(index): NOT_AN_OBJECT}}
+    assert error.details == {"index": index, "events": {str(index): {"_schema": NOT_AN_OBJECT}}}
 
 
 @pytest.mark.parametrize("route", ["summary", "step", "project_status"])
