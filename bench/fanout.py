@@ -1,7 +1,7 @@
 """Fan-out of the real hub vs. a Flask-SocketIO baseline, under the same gunicorn/gevent stack.
 
 Usage: ``python bench/fanout.py [--clients 1000] [--rate 100] [--seconds 20]
-[--max-clients 10] [--max-seconds 10] [--rounds 3] [--idle 2000] [--only hub|socketio]``
+[--max-clients 10] [--max-seconds 10] [--rounds 5] [--idle 2000] [--only hub|socketio]``
 
 Each server runs as gunicorn with one gevent worker pinned to CPU 0; this
 process (the load generator: gevent, raw sockets, one greenlet per client)
@@ -458,7 +458,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--max-clients", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument("--only", choices=("hub", "socketio"))
     args = parser.parse_args()
