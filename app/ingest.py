@@ -16,7 +16,7 @@ from marshmallow import ValidationError
 from app.errors import InvalidEvent, InvalidJSON
 from app.events import Event
 from app.legacy import LEGACY_DEPLOYMENT, PROJECT_STATUS, STEP_BODY, SUMMARY, recover_template
-from app.schemas import SCHEMAS, EventSchema, load_typed_event, load_with
+from app.schemas import SCHEMAS, EventSchema, fitted, load_typed_event, load_with
 
 #: Route name -> which body formats it accepts (LEGACY.md §1-§5).
 ROUTE_FORMATS = ("deployment", "summary", "step", "project_status")
@@ -69,7 +69,8 @@ def schema_for(data: Any, route: str) -> EventSchema | None:
     if isinstance(data, dict) and "type" not in data:
         return LEGACY_DEPLOYMENT
     if isinstance(data, dict) and isinstance(data["type"], str):
-        return SCHEMAS.get(data["type"])
+        schema = SCHEMAS.get(data["type"])
+        return None if schema is None else fitted(schema, data)
     return None
 
 

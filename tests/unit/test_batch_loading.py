@@ -23,7 +23,7 @@ from app.errors import InvalidEvent
 from app.events import Event
 from app.ingest import ROUTE_FORMATS, decode_events, load_one, schema_for
 from app.legacy import LEGACY_DEPLOYMENT, PROJECT_STATUS, STEP_BODY, SUMMARY
-from app.schemas import SCHEMAS
+from app.schemas import SCHEMAS, LogEntrySchema
 
 #: The clock while a test runs: 2025-11-29T09:08:00.261Z.
 FROZEN_NS = 1_764_407_280_261_000_000
@@ -338,15 +338,14 @@ def test_typed_bodies_on_a_flat_route_are_read_as_that_route_format(route: str) 
 
 def test_a_run_of_one_schema_is_loaded_by_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the change is for: a batch of log lines costs marshmallow's set-up once per run."""
-    log_schema = SCHEMAS["log_entry"]
     calls: list[tuple[int, bool]] = []
-    real_load = log_schema.load
+    real_load = LogEntrySchema.load
 
-    def counting_load(data: Any, **kwargs: Any) -> Any:
+    def counting_load(self: LogEntrySchema, data: Any, **kwargs: Any) -> Any:
         calls.append((len(data) if kwargs.get("many") else 1, bool(kwargs.get("many"))))
-        return real_load(data, **kwargs)
+        return real_load(self, data, **kwargs)
 
-    monkeypatch.setattr(log_schema, "load", counting_load)
+    monkeypatch.setattr(LogEntrySchema, "load", counting_load)
     decode([LOG] * 5 + [DEPLOYMENT_COMPLETED] + [LOG_NOW] * 3)
     assert calls == [(5, True), (3, True)]
 
@@ -371,7 +370,9 @@ def test_a_run_of_one_schema_is_loaded_by_one_call(monkeypatch: pytest.MonkeyPat
 def test_schema_for_picks_the_schema_of_the_route_and_body(
     data: Any, route: str, schema: object
 ) -> None:
-    assert schema_for(data, route) is schema
+    """Typed bodies get their schema fitted to their keys (see test_fitted_schemas.py)."""
+    picked = schema_for(data, route)
+    assert picked is schema or (route == "deployment" and type(picked) is type(schema))
 
 
 @pytest.mark.parametrize(
