@@ -207,6 +207,7 @@ class SqliteStore:
         # Deployment rows a group defers to its end (None: written as each event comes).
         self._pending: dict[str, _Pending] | None = None
         self._writes: _BatchWrites | None = None  # of the batch being written
+        self._group_seq: int | None = None  # the next seq, within a group's optimistic pass
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
@@ -336,14 +337,14 @@ class SqliteStore:
             done = [(queued, self._append(queued.batch)) for queued in group]
             self._flush_pending()
         except Exception:  # noqa: BLE001 - written again carefully, which names the culprit
-            self._pending = None
+            self._pending = self._group_seq = None
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             self._folds.clear()
             self._write_group_carefully(group)
             return
         finally:
-            self._pending = None
+            self._pending = self._group_seq = None
         self._commit(group, done)
 
     def _write_group_carefully(self, group: list[_Queued]) -> None:
@@ -416,7 +417,9 @@ class SqliteStore:
             if ids is not None:
                 return Accepted(ids=ids, duplicate=True)
         ids, stored = [], []
-        writes = self._writes = _BatchWrites(self._next_seq())
+        grouped = self._pending is not None  # the optimistic pass: nothing is rolled back alone
+        first = self._group_seq if grouped and self._group_seq is not None else self._next_seq()
+        writes = self._writes = _BatchWrites(first)
         try:
             for event in batch.events:
                 key = f"event_id:{event.dedup_key}" if event.dedup_key else None
@@ -432,6 +435,8 @@ class SqliteStore:
             self._insert_rows()
         finally:
             self._writes = None
+        if grouped:
+            self._group_seq = writes.next_seq
         self._touch(writes.touched)
         if batch.delivery_key is not None:
             self._remember(batch.delivery_key, ids)
