@@ -18,8 +18,11 @@ the group.  Nobody is answered before the ``COMMIT`` that holds their events,
 so a 2xx still means stored durably.  Without gevent's patching (plain
 threads, scripts) each request is its own transaction.
 
-Event ids are ``<epoch>-<seq>`` with ``seq`` from ``AUTOINCREMENT`` (never
-reused, even after pruning) and the epoch fixed when the file was created.
+Event ids are ``<epoch>-<seq>`` and the epoch is fixed when the file was
+created.  A batch's seqs follow the largest ever stored (``AUTOINCREMENT``'s
+``sqlite_sequence``, so none is reused even after pruning), are given by the
+writer rather than drawn one ``INSERT`` at a time, and the batch's events and
+log lines go in with one ``executemany`` each.
 """
 
 from __future__ import annotations
