@@ -567,6 +567,12 @@ def test_a_legacy_body_mid_batch_gets_the_auto_id_of_its_own_seq(path: str, grou
 def out_of_order(deployment_id: str) -> list[Event]:
     """One deployment's story as a sender may post it: completions before their starts."""
     at = [f"2024-01-01T00:00:0{i}.000Z" for i in range(8)]
+
+    def step(kind: str, name: str, moment: int, **body: Any) -> Event:
+        return event(
+            type=kind, deployment_id=deployment_id, step_name=name, timestamp=at[moment], **body
+        )
+
     return [
         event(
             type="deployment_completed",
@@ -576,36 +582,20 @@ def out_of_order(deployment_id: str) -> list[Event]:
             logs="all done",
         ),
         event(deployment_id=deployment_id, message="tail of the build", timestamp=at[3]),
-        event(
-            type="step_completed",
-            deployment_id=deployment_id,
-            step_name="build / compile",
+        step(
+            "step_completed",
+            "build / compile",
+            4,
             step_status="success",
-            timestamp=at[4],
             logs="compiled\n3 warnings",
         ),
-        event(
-            type="step_started",
-            deployment_id=deployment_id,
-            step_name="build / compile",
-            timestamp=at[1],
-        ),
+        step("step_started", "build / compile", 1),
         event(deployment_id=deployment_id, message="head of the build", timestamp=at[2]),
         event(type="deployment_started", deployment_id=deployment_id, timestamp=at[0]),
-        event(
-            type="step_completed",
-            deployment_id=deployment_id,
-            step_name="deploy / upload",
-            step_status="failure",
-            timestamp=at[6],
-            errorMessage="disk full",
+        step(
+            "step_completed", "deploy / upload", 6, step_status="failure", errorMessage="disk full"
         ),
-        event(
-            type="step_started",
-            deployment_id=deployment_id,
-            step_name="deploy / upload",
-            timestamp=at[5],
-        ),
+        step("step_started", "deploy / upload", 5),
     ]
 
 
