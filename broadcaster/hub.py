@@ -286,14 +286,19 @@ class Hub:
         are dense among committed events; anything else is read from the store).
         """
         seqs = []
+        # With nobody to tell, nothing is kept nor woken: the first subscriber's catch-up
+        # (add_filter) moves the position to the log's end anyway.
+        telling = bool(self.subscribers)
         for event in stored:
             parsed = parse_event_id(event.id)
             if parsed is not None:
                 seqs.append(parsed[1])
-                if parsed[1] > self.position:
+                if telling and parsed[1] > self.position:
                     self._recent[parsed[1]] = event
         if seqs and self._on_stored is not None:
             self._on_stored(seqs)
+        if not telling:
+            return
         while len(self._recent) > _RECENT_MAX:  # the tailer is far behind: it reads instead
             del self._recent[next(iter(self._recent))]
         self._wake.set()

@@ -350,3 +350,26 @@ def test_a_subscriber_with_its_own_wants_is_asked_about_each_event() -> None:
     kinds = ["log_entry", "step_completed", "log_entry"]
     run = [Envelope(seq, typed(kind, "1")) for seq, kind in enumerate(kinds, 1)]
     assert [envelope.seq for envelope in TypeWatcher(10).select(run)] == [2]
+
+
+def test_writes_nobody_listens_to_are_not_kept_and_a_late_subscriber_starts_at_the_end(
+    store: Store,
+) -> None:
+    """No subscriber: nothing is held for the tailer; a later one replays them, then gets live."""
+    hub = Hub(store)
+    before = [publish_batch(store, hub, str(i)) for i in range(3)]
+    assert hub._recent == {}
+    subscriber = Subscriber(100)
+    history = hub.add_filter(subscriber, Filter(project="web"), None, 10)
+    assert [event.id for event in history.events] == before
+    after = publish_batch(store, hub, "live")
+    hub.pump()
+    assert drain(subscriber) == [after]
+
+
+def publish_batch(store: Store, hub: Hub, message: str) -> str:
+    """Store one event and hand it to the hub as a local write does."""
+    body = {"type": "log_entry", "project": "web", "deployment_id": "1", "message": message}
+    accepted = store.append(Batch([load_one(body, "deployment")]))
+    hub.notify(accepted.stored)
+    return accepted.ids[0]
