@@ -58,8 +58,8 @@ def json_depth(value: Any, limit: int) -> int:
 
 
 def schema_for(data: Any, route: str) -> EventSchema | None:
-    """Which schema loads a body of ``route``; ``None`` for a typed event (see
-    :func:`~app.schemas.load_typed_event`) or anything that is not an object."""
+    """Which schema loads a body of ``route``: a typed event's own, fitted to its keys
+    (:func:`~app.schemas.fitted`); ``None`` for an unknown type or what is not an object."""
     if route == "summary":
         return SUMMARY
     if route == "step":
