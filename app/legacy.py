@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from marshmallow import ValidationError, fields, pre_load, validates_schema
+from marshmallow import fields, pre_load
 
 from app.events import DEFAULT_JOB
 from app.fields import Count, Name, Seconds, Status, Text
@@ -93,16 +93,13 @@ def recover_template(body: bytes) -> dict[str, Any] | None:
 class LegacyDeploymentSchema(RunSchema):
     """LEGACY.md §2: ``notify-dashboard.sh`` and older workflows, no ``type``."""
 
+    requires_project = True
+
     default_status = None
     type = fields.String(load_default="legacy")
     duration = Seconds()
     deployType = Name()
     serverHost = Name()
-
-    @validates_schema
-    def _check_project(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if not data.get("project"):
-            raise ValidationError("Missing data for required field.", "project")
 
     def join_policy(self, data: dict[str, Any]) -> str | None:
         status = data.get("status")
@@ -127,6 +124,8 @@ class LegacyDeploymentSchema(RunSchema):
 class SummarySchema(DeploymentCompletedSchema):
     """LEGACY.md §3: one deployment's final summary, with ``step_details``."""
 
+    requires_project = True
+
     type = fields.String(load_default="summary")
     branch = Name()
     commit = Name()
@@ -134,11 +133,6 @@ class SummarySchema(DeploymentCompletedSchema):
     step_details = fields.Dict(
         keys=fields.String(), values=Status(empty="skipped"), load_default=None
     )
-
-    @validates_schema
-    def _check_project(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if not data.get("project"):
-            raise ValidationError("Missing data for required field.", "project")
 
     def join_policy(self, data: dict[str, Any]) -> str | None:
         status = data.get("status")
@@ -170,17 +164,14 @@ class SummarySchema(DeploymentCompletedSchema):
 class StepBodySchema(StepSchema):
     """LEGACY.md §4: one step of a deployment the body does not identify."""
 
+    requires_project = True
+
     default_status = None
     type = fields.String(load_default="step")
     branch = Name()
     commit = Name()
     actor = Name()
     step_number = Count()
-
-    @validates_schema
-    def _check_project(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if not data.get("project"):
-            raise ValidationError("Missing data for required field.", "project")
 
     def join_policy(self, data: dict[str, Any]) -> str | None:
         return "latest_or_new"
@@ -193,6 +184,8 @@ class StepBodySchema(StepSchema):
 
 class ProjectStatusSchema(EventSchema):
     """LEGACY.md §5: a project-level note; recorded and broadcast, never a deployment."""
+
+    requires_project = True
 
     requires_deployment = False
     default_status = "running"
@@ -211,11 +204,6 @@ class ProjectStatusSchema(EventSchema):
         if "status" in data:
             data["status_value"] = data.pop("status")
         return data
-
-    @validates_schema
-    def _check_project(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if not data.get("project"):
-            raise ValidationError("Missing data for required field.", "project")
 
     def fill(self, data: dict[str, Any], payload: dict[str, Any], timestamp: str) -> None:
         payload["status"] = None

@@ -108,6 +108,8 @@ class EventSchema(Schema):
     #: Status when the body gives none (``None``: status is required).
     default_status: ClassVar[str | None] = "running"
     requires_deployment: ClassVar[bool] = True
+    #: Whether ``project`` must be given (the legacy bodies: a deployment id alone will not do).
+    requires_project: ClassVar[bool] = False
 
     type = fields.String(required=True)
     project = Name(load_default=None)
@@ -124,13 +126,18 @@ class EventSchema(Schema):
         return apply_aliases(data)
 
     @validates_schema
+    def _check_project(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if self.requires_project and not data.get("project"):
+            raise ValidationError("Missing data for required field.", "project")
+
+    @validates_schema
     def _check_identity(self, data: dict[str, Any], **kwargs: Any) -> None:
         if not self.requires_deployment:
             return
         if not data.get("deployment_id") and self.join_policy(data) is None:
             raise ValidationError("Missing data for required field.", "deployment_id")
-        if not data.get("project") and not data.get("deployment_id"):
-            raise ValidationError("Missing data for required field.", "project")
+        if not (self.requires_project or data.get("project") or data.get("deployment_id")):
+            raise ValidationError("Missing data for required field.", "project")  # said once
         if (
             "status" in self.declared_fields  # not load_fields: a fitted copy may lack it
             and data.get("status") is None

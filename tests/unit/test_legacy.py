@@ -204,3 +204,22 @@ def test_other_invalid_json_is_not_recovered() -> None:
 def test_template_recovery_is_only_for_the_deployment_route() -> None:
     with pytest.raises(InvalidJSON):
         parse_json(notify_template('a"b'), "summary")
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("deployment", {"status": "running"}),
+        ("deployment", {"status": "success", "runId": "42"}),
+        ("summary", {"status": "success", "runId": "42"}),
+        ("step", {"step_name": "deploy", "status": "running"}),
+        ("project_status", {"status_type": "maintenance"}),
+    ],
+)
+def test_a_legacy_body_without_a_project_is_told_so_once(route: str, body: Any) -> None:
+    """A deployment id does not stand in for the project in these formats; one message says so."""
+    with pytest.raises(ValidationError) as raised:
+        load_one(body, route)
+    messages = raised.value.messages
+    assert isinstance(messages, dict)
+    assert messages["project"] == ["Missing data for required field."]
