@@ -8,6 +8,7 @@ Nothing here stores anything: a body that fails any check leaves no trace.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import groupby
 from typing import Any
 
 import orjson
@@ -93,22 +94,14 @@ def load_batch(items: Sequence[Any], route: str) -> list[Event]:
     collection errors do not say which item failed first, and the error must.
     """
     events: list[Event] = []
-    start = 0
     try:
-        while start < len(items):
-            schema = schema_for(items[start], route)
-            end = start + 1
-            while (
-                end < len(items) and schema is not None and schema_for(items[end], route) is schema
-            ):
-                end += 1
-            if schema is None:
-                events.append(load_one(items[start], route))
+        for schema, run in groupby(items, key=lambda item: schema_for(item, route)):
+            if schema is None:  # not an object, or an unknown type: load_one says which
+                events.extend(load_one(item, route) for item in run)
             else:
-                loaded = schema.load(items[start:end], many=True)
+                loaded = schema.load(list(run), many=True)
                 assert isinstance(loaded, list)  # noqa: S101 - many=True gives a list
                 events.extend(loaded)
-            start = end
     except ValidationError:
         return load_each(
             items,

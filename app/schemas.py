@@ -393,10 +393,11 @@ def fitted(schema: EventSchema, data: dict[str, Any]) -> EventSchema:
     key = (schema, frozenset(data))
     copy = _FITTED.get(key)
     if copy is None:
-        only = schema.fields_for(key[1])
-        if len(only) == len(schema.load_fields) or len(_FITTED) >= FITTED_MAX:
+        if len(_FITTED) >= FITTED_MAX:
             return schema
-        copy = _FITTED[key] = type(schema)(only=only)
+        only = schema.fields_for(key[1])
+        whole = len(only) == len(schema.load_fields)  # nothing to skip: the schema itself
+        copy = _FITTED[key] = schema if whole else type(schema)(only=only)
     return copy
 
 

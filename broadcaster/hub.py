@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any, Generic, TypeVar
 
 import gevent
@@ -349,28 +350,20 @@ class Hub:
         A batch is mostly one deployment's events: its subscribers are looked up
         and tested once for the run, and each gets the run in one queue operation.
         """
-        start = 0
-        while start < len(envelopes):
-            first = envelopes[start].event
-            end = start + 1
-            while (
-                end < len(envelopes)
-                and envelopes[end].event.deployment_id == first.deployment_id
-                and envelopes[end].event.project == first.project
-            ):
-                end += 1
-            run = envelopes[start:end]
+        for (project, deployment_id), grouped in groupby(
+            envelopes, key=lambda envelope: (envelope.event.project, envelope.event.deployment_id)
+        ):
+            run = list(grouped)
             delivered = 0
             for subscriber in self._everything.union(
-                self._by_topic.get(f"project:{first.project}", ()),
-                self._by_topic.get(f"deployment:{first.deployment_id}", ()),
+                self._by_topic.get(f"project:{project}", ()),
+                self._by_topic.get(f"deployment:{deployment_id}", ()),
             ):
                 wanted = subscriber.select(run)
                 subscriber.offer(wanted)
                 delivered += len(wanted)
             if self._on_dispatch is not None:
                 self._on_dispatch(run, delivered)
-            start = end
 
     def add_filter(
         self, subscriber: Subscriber, match: Filter, since: str | None, limit: int

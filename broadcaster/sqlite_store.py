@@ -993,15 +993,9 @@ def _fold_order(queued: _Queued) -> tuple[str, int, str]:
 
 def _body(event: Event) -> bytes:
     """What the log keeps of an event: its wire shape without the id (the row's seq is)."""
-    return orjson.dumps(
-        {
-            "type": event.type,
-            "project": event.project,
-            "deployment_id": event.deployment_id,
-            "timestamp": event.timestamp,
-            "payload": event.payload,
-        }
-    )
+    body = event.to_dict()
+    del body["id"]
+    return orjson.dumps(body)
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:

@@ -50,6 +50,19 @@ def groups() -> tuple[float, float]:
     return count, total
 
 
+def completed_steps(name: str, count: int, second: str, *, per_second: int) -> list[Event]:
+    """``count`` successful steps, ``per_second`` of them stamped in each second of ``second``."""
+    return [
+        event(
+            type="step_completed",
+            step_name=f"{name} {i}",
+            step_status="success",
+            timestamp=second.format(i // per_second),
+        )
+        for i in range(count)
+    ]
+
+
 def append_together(store: SqliteStore, batches: list[Batch]) -> list[Accepted | Exception]:
     """Append every batch from its own greenlet, all queued before the writer runs."""
 
@@ -264,15 +277,7 @@ def test_the_view_is_right_after_a_batch_of_its_deployment_is_rolled_back(
 
 def test_a_group_writes_each_deployment_row_once_and_right(store: SqliteStore, path: str) -> None:
     """Many events of one deployment in a group, late ones too: one row write, a true view."""
-    steps = [
-        event(
-            type="step_completed",
-            step_name=f"build / step {i}",
-            step_status="success",
-            timestamp=f"2024-01-01T00:00:0{i // 4}.000Z",
-        )
-        for i in range(12)
-    ]
+    steps = completed_steps("build / step", 12, "2024-01-01T00:00:0{}.000Z", per_second=4)
     ordering = steps[4:] + steps[:4]  # the first second's steps arrive last
     statements: list[str] = []
     store._db.set_trace_callback(statements.append)
@@ -296,15 +301,7 @@ def test_groups_of_any_size_and_order_fold_as_a_fresh_fold(store: SqliteStore) -
 
     from tests.unit.test_view import STORY
 
-    burst = [
-        event(
-            type="step_completed",
-            step_name=f"deploy / part {i}",
-            step_status="success",
-            timestamp=f"2025-08-12T11:20:3{i // 5}.000Z",
-        )
-        for i in range(15)
-    ]
+    burst = completed_steps("deploy / part", 15, "2025-08-12T11:20:3{}.000Z", per_second=5)
     for seed in range(12):
         shuffled = random.Random(seed)
         deployment = f"g-{seed}"
