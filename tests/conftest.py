@@ -16,7 +16,7 @@ from app import create_app
 from app.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "original-payloads"
+FIXTURES = ROOT / "tests" / "fixtures" / "original-payloads"
 #: Waits scale with this, for slow CI machines; tests never assert timings.
 TIMEOUT_FACTOR = float(os.environ.get("HUB_TEST_TIMEOUT_FACTOR", "1"))
 

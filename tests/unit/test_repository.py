@@ -1,0 +1,69 @@
+"""The repository carries everything it needs: nothing tracked points outside it.
+
+A user's clone has nothing beside it, so a document, test or script that
+names a file outside the checkout is broken for everyone but its author.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+#: Markdown links and images: ``[text](target)``.
+MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def tracked_files() -> list[Path]:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    listing = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    return [ROOT / name for name in listing.decode().split("\0") if name]
+
+
+def text_of(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def test_no_tracked_file_names_a_sibling_of_the_checkout() -> None:
+    """No sibling folder of the checkout is named, relatively or by its absolute path."""
+    outside = [f"..{'/'}shared", f"{ROOT.parent}/"]
+    offenders = []
+    for path in tracked_files():
+        text = text_of(path)
+        if text is None:
+            continue
+        for needle in outside:
+            if needle in text:
+                offenders.append(f"{path.relative_to(ROOT)} mentions {needle}")
+    assert offenders == []
+
+
+def test_every_relative_markdown_link_resolves_inside_the_repository() -> None:
+    broken = []
+    for path in tracked_files():
+        if path.suffix != ".md" or "fixtures" in path.parts:
+            continue
+        for target in MARKDOWN_LINK.findall(text_of(path) or ""):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # a URL or an anchor on the same page
+            resolved = (path.parent / target.split("#", 1)[0]).resolve()
+            if not resolved.is_relative_to(ROOT) or not resolved.exists():
+                broken.append(f"{path.relative_to(ROOT)} -> {target}")
+    assert broken == []
+
+
+def test_the_captured_payloads_live_in_the_repository() -> None:
+    manifest = ROOT / "tests" / "fixtures" / "original-payloads" / "manifest.json"
+    assert manifest.is_file()
+    assert manifest.relative_to(ROOT) in {path.relative_to(ROOT) for path in tracked_files()}
