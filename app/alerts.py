@@ -50,10 +50,10 @@ import orjson
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from app.config import Settings
-from app.events import Event, now_timestamp, parse_timestamp
 from app.metrics import ALERTS_FAILED, ALERTS_SENT
 from broadcaster.backend import Store
 from broadcaster.hub import Envelope, Hub, Subscriber
+from ledger.events import Event, now_timestamp, parse_timestamp
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from app.auth import check_read_token
 from app.context import current_hub
 from app.errors import BadRequest, NotFound
-from app.events import STATUSES
+from ledger.events import STATUSES
 
 api = Blueprint("api", __name__)
 

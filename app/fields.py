@@ -16,7 +16,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields
 
-from app.events import STATUS_WORDS, format_timestamp, parse_timestamp
+from ledger.events import STATUS_WORDS, format_timestamp, parse_timestamp
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME_LENGTH = 200

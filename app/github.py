@@ -27,10 +27,10 @@ from datetime import datetime
 from typing import Any
 
 from app.errors import InvalidEvent
-from app.events import Event, format_timestamp, parse_timestamp
 from app.fields import MAX_NAME_LENGTH
 from app.ingest import json_depth, load_each, parse_json
 from app.schemas import load_typed_event
+from ledger.events import Event, format_timestamp, parse_timestamp
 
 #: GitHub's check conclusions in the hub's status vocabulary.
 CONCLUSIONS: dict[str, str] = {

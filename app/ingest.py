@@ -15,9 +15,9 @@ import orjson
 from marshmallow import ValidationError
 
 from app.errors import InvalidEvent, InvalidJSON
-from app.events import Event
 from app.legacy import LEGACY_DEPLOYMENT, PROJECT_STATUS, STEP_BODY, SUMMARY, recover_template
 from app.schemas import SCHEMAS, EventSchema, fitted, load_typed_event, load_with
+from ledger.events import Event
 
 #: Route name -> which body formats it accepts (LEGACY.md §1-§5).
 ROUTE_FORMATS = ("deployment", "summary", "step", "project_status")

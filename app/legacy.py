@@ -1,7 +1,7 @@
 """Adapters for the flat formats existing pipelines still send (LEGACY.md §2-§5).
 
 Each is a subclass of the typed schemas' base, so the same fields validate the
-same values and the result is the same normalised :class:`~app.events.Event`;
+same values and the result is the same normalised :class:`~ledger.events.Event`;
 only the shape differs.  None of these bodies carries a deployment id we can
 always trust, so each declares a *join policy* that the store applies inside
 its write transaction (``new``, ``close_latest``, ``latest_or_new``).
@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 from marshmallow import fields, pre_load
 
-from app.events import DEFAULT_JOB
 from app.fields import Count, Name, Seconds, Status, Text
 from app.schemas import (
     DeploymentCompletedSchema,
@@ -23,6 +22,7 @@ from app.schemas import (
     StepSchema,
     step_type_for,
 )
+from ledger.events import DEFAULT_JOB
 
 #: LEGACY.md §3: the summary's step keys, in the order they run, with readable names.
 SUMMARY_STEPS: dict[str, str] = {

@@ -1,4 +1,4 @@
-"""Marshmallow schemas that turn typed event bodies into :class:`~app.events.Event`.
+"""Marshmallow schemas that turn typed event bodies into :class:`~ledger.events.Event`.
 
 One schema per event type, dispatched on ``type`` with a plain dict.  Every
 schema keeps keys it does not know under ``payload.extra`` (senders add keys
@@ -23,7 +23,8 @@ from marshmallow import (
     validates_schema,
 )
 
-from app.events import (
+from app.fields import Count, Millis, Name, Seconds, Status, Text, Timestamp
+from ledger.events import (
     DEFAULT_JOB,
     EVENT_TYPES,
     LOG_LEVELS,
@@ -34,7 +35,6 @@ from app.events import (
     empty_payload,
     now_timestamp,
 )
-from app.fields import Count, Millis, Name, Seconds, Status, Text, Timestamp
 
 #: Old or camelCase spellings mapped onto the one name the schemas declare.
 ALIASES: dict[str, str] = {

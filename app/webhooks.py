@@ -20,7 +20,6 @@ from flask import Blueprint, Response, jsonify, request
 from app.auth import verify_request
 from app.context import current_hub
 from app.errors import BackendUnavailable, HubError, InvalidJSON, UnsupportedMediaType
-from app.events import Event
 from app.github import IgnoredDelivery, decode_delivery, repository_projects
 from app.ingest import decode_events
 from app.metrics import (
@@ -32,6 +31,7 @@ from app.metrics import (
 )
 from app.ratelimit import current_limits
 from broadcaster.backend import Batch, StoreUnavailable
+from ledger.events import Event
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from broadcaster.backend import (
     StoreUnavailable,
     create_store,
 )
-from broadcaster.filters import Filter
+from ledger.filters import Filter
 
 __all__ = [
     "Accepted",

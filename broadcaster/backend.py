@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from app.events import Event
-from broadcaster.filters import Filter
+from ledger.events import Event
+from ledger.filters import Filter
 
 
 class StoreUnavailable(RuntimeError):

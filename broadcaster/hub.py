@@ -28,9 +28,9 @@ import gevent.event
 import gevent.lock
 import orjson
 
-from app.events import Event, parse_event_id
 from broadcaster.backend import History, Store, StoreUnavailable
-from broadcaster.filters import Filter
+from ledger.events import Event, parse_event_id
+from ledger.filters import Filter
 
 log = logging.getLogger(__name__)
 

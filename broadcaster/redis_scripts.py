@@ -175,7 +175,7 @@ local function row(d)
   return r
 end
 local function named(p) return p and p ~= '' and p ~= 'unknown' end
--- A deployment's project: the first real name in byte order (app.view.resolve_project).
+-- A deployment's project: the first real name in byte order (ledger.view.resolve_project).
 local function first_named(a, b)
   if not named(a) then
     if named(b) then return b end

@@ -12,7 +12,7 @@ runs the same contract tests.
   streams, log lines, metrics and a ``PUBLISH`` that wakes the other
   processes.  A retried call carries the same token and gets the first
   answer back, so a connection lost after Redis executed it stores nothing twice.
-* The deployment view is re-folded in Python (:func:`app.view.build_view`)
+* The deployment view is re-folded in Python (:func:`ledger.view.build_view`)
   from the deployment's lifecycle events after the write, and stored by a
   compare-and-set that keeps the view folded from the most events: workers
   folding the same deployment at once converge on the same view.
@@ -42,9 +42,12 @@ import redis
 from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from app.events import PROJECT_ONLY_TYPES, Event, parse_event_id
 from app.metrics import REDIS_RECONNECTS
-from app.view import (
+from broadcaster import redis_scripts
+from broadcaster.backend import Accepted, Batch, History, Page, StoreUnavailable
+from ledger.events import PROJECT_ONLY_TYPES, Event, parse_event_id
+from ledger.filters import Filter
+from ledger.view import (
     LIFECYCLE_TYPES,
     build_view,
     content_key,
@@ -54,9 +57,6 @@ from app.view import (
     log_lines_of,
     resolve_project,
 )
-from broadcaster import redis_scripts
-from broadcaster.backend import Accepted, Batch, History, Page, StoreUnavailable
-from broadcaster.filters import Filter
 
 log = logging.getLogger(__name__)
 
@@ -819,7 +819,7 @@ class RedisStore:
     def _listen(self, notify: Callable[[], None]) -> None:
         failures = 0
         while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]  # redis-py leaves it unannotated
             try:
                 pubsub.subscribe(self._key("notify"))
                 if failures:

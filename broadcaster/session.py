@@ -24,11 +24,11 @@ from typing import Any
 import orjson
 
 from app.config import Settings
-from app.events import EVENT_TYPES, parse_event_id
 from broadcaster.backend import History
 from broadcaster.codes import ErrorCode
-from broadcaster.filters import Filter
 from broadcaster.hub import Envelope
+from ledger.events import EVENT_TYPES, parse_event_id
+from ledger.filters import Filter
 
 #: Longest project or deployment id a client may name (the read API's query bound).
 MAX_ID_LENGTH = 200

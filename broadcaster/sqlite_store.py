@@ -44,9 +44,11 @@ import gevent.event
 import gevent.monkey
 import orjson
 
-from app.events import PROJECT_ONLY_TYPES, Event, make_event_id, parse_event_id
 from app.metrics import STORE_GROUP_BATCHES
-from app.view import (
+from broadcaster.backend import Accepted, Batch, History, Page, StoreUnavailable
+from ledger.events import PROJECT_ONLY_TYPES, Event, make_event_id, parse_event_id
+from ledger.filters import Filter
+from ledger.view import (
     LIFECYCLE_TYPES,
     Fold,
     content_key,
@@ -57,8 +59,6 @@ from app.view import (
     resolve_project,
     sort_key,
 )
-from broadcaster.backend import Accepted, Batch, History, Page, StoreUnavailable
-from broadcaster.filters import Filter
 
 log = logging.getLogger(__name__)
 

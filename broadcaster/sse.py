@@ -32,7 +32,6 @@ from app.errors import BackendUnavailable, BadRequest
 from app.metrics import DISCONNECTS, SLOW_DISCONNECTS
 from broadcaster.backend import StoreUnavailable
 from broadcaster.codes import ErrorCode
-from broadcaster.filters import Filter
 from broadcaster.hub import Envelope, Hub, Subscriber
 from broadcaster.session import (
     FrameError,
@@ -46,6 +45,7 @@ from broadcaster.session import (
     replay,
 )
 from broadcaster.ws import Connections, check_access, current_connections
+from ledger.filters import Filter
 
 stream = Blueprint("stream", __name__)
 

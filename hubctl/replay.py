@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from app.events import RUN_METADATA
 from hubctl.hub import CommandError, HubClient, Posted
+from ledger.events import RUN_METADATA
 
 #: Payload keys that typed bodies carry under the same name.
 PAYLOAD_FIELDS = (

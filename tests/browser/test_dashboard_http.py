@@ -20,7 +20,7 @@ from app import create_app
 from app import dashboard as dashboard_module
 from app.config import Settings
 from app.dashboard import STATIC_DIR, asset_version, deployments_since, summarise
-from app.events import format_timestamp
+from ledger.events import format_timestamp
 from tests.conftest import ROOT
 
 SVG = "{http://www.w3.org/2000/svg}"

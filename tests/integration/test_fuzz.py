@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from app import create_app
 from app.config import Settings
-from app.events import EVENT_TYPES
 from broadcaster.session import Limits, Session, Subscribe, Unsubscribe
+from ledger.events import EVENT_TYPES
 
 FUZZ = settings(
     max_examples=150,

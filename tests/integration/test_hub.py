@@ -10,12 +10,12 @@ import gevent
 import pytest
 
 from app.alerts import _Watcher
-from app.events import Event
 from app.ingest import load_one
 from broadcaster.backend import Batch, Store
-from broadcaster.filters import Filter
 from broadcaster.hub import Envelope, Hub, Subscriber
 from broadcaster.sqlite_store import SqliteStore
+from ledger.events import Event
+from ledger.filters import Filter
 
 
 def publish(store: Store, hub: Hub, message: str, deployment_id: str = "1") -> str:

@@ -16,11 +16,11 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
-from app.events import Event, make_event_id, parse_event_id
 from app.ingest import load_one
-from app.view import build_view
 from broadcaster.backend import Accepted, Batch, StoreUnavailable
 from broadcaster.sqlite_store import SqliteStore
+from ledger.events import Event, make_event_id, parse_event_id
+from ledger.view import build_view
 from tests.conftest import TIMEOUT_FACTOR
 
 

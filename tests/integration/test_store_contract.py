@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from app.events import Event, make_event_id, parse_event_id
 from app.ingest import load_one
 from broadcaster.backend import Batch, Store
-from broadcaster.filters import Filter
+from ledger.events import Event, make_event_id, parse_event_id
+from ledger.filters import Filter
 from tests.integration.conftest import StoreFactory
 
 
@@ -195,7 +195,7 @@ def test_stored_view_matches_a_fresh_fold_in_any_arrival_order(
     """The store resumes its fold for in-order events and re-folds for late ones."""
     import random
 
-    from app.view import build_view
+    from ledger.view import build_view
     from tests.unit.test_view import STORY
 
     expected = build_view("7", STORY)
@@ -218,7 +218,7 @@ def test_events_stamped_in_the_same_instant_fold_alike_in_any_order(
     """Bursts of steps sharing a timestamp, late ones among them, fold as a fresh fold does."""
     import random
 
-    from app.view import build_view
+    from ledger.view import build_view
 
     burst = [
         load_one(

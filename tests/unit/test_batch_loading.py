@@ -18,12 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-import app.events
+import ledger.events
 from app.errors import InvalidEvent
-from app.events import Event
 from app.ingest import ROUTE_FORMATS, decode_events, load_one, schema_for
 from app.legacy import LEGACY_DEPLOYMENT, PROJECT_STATUS, STEP_BODY, SUMMARY
 from app.schemas import SCHEMAS, LogEntrySchema
+from ledger.events import Event
 
 #: The clock while a test runs: 2025-11-29T09:08:00.261Z.
 FROZEN_NS = 1_764_407_280_261_000_000
@@ -134,7 +134,7 @@ INVALID: list[Any] = [
 @pytest.fixture(autouse=True)
 def _frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """Items without a timestamp get the current millisecond; fixed, events compare whole."""
-    monkeypatch.setattr(app.events, "time", SimpleNamespace(time_ns=lambda: FROZEN_NS))
+    monkeypatch.setattr(ledger.events, "time", SimpleNamespace(time_ns=lambda: FROZEN_NS))
 
 
 def decode(items: list[Any], route: str = "deployment") -> list[Event]:

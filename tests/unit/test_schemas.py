@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from app.events import PAYLOAD_KEYS, STATUS_WORDS
 from app.ingest import load_one
+from ledger.events import PAYLOAD_KEYS, STATUS_WORDS
 
 ANSI = "\x1b[31mred\x1b[0m 部署失败"
 

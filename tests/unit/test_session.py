@@ -7,10 +7,8 @@ from typing import Any
 
 import pytest
 
-from app.events import Event, make_event_id
 from broadcaster.backend import History
 from broadcaster.codes import ErrorCode
-from broadcaster.filters import Filter
 from broadcaster.hub import Envelope
 from broadcaster.session import (
     HEARTBEAT_ACK,
@@ -22,6 +20,8 @@ from broadcaster.session import (
     Unsubscribe,
     replay,
 )
+from ledger.events import Event, make_event_id
+from ledger.filters import Filter
 
 LIMITS = Limits(
     heartbeat_interval=7.5,

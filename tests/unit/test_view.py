@@ -7,9 +7,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.events import Event
 from app.ingest import load_one
-from app.view import build_view
+from ledger.events import Event
+from ledger.view import build_view
 
 
 def event(**body: Any) -> Event:

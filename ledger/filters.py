@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.events import Event
+from ledger.events import Event
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from app.events import (
+from ledger.events import (
     RUN_METADATA,
     TERMINAL_STATUSES,
     Event,
