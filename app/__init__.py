@@ -13,12 +13,13 @@ from app.config import Settings
 from app.context import HubContext
 from app.errors import register_error_handlers
 from app.logconfig import configure_logging
-from app.metrics import FANOUT_CLOCK
+from app.metrics import FANOUT_CLOCK, REDIS_RECONNECTS, STORE_GROUP_BATCHES
 from app.proxy import TrustedProxyFix
 from app.requestlog import RequestLog
 from app.validation import check_settings, load_settings
-from broadcaster.backend import Notifier, Store, create_store
 from broadcaster.hub import Hub
+from storage.factory import create_store
+from storage.store import Notifier, Store, StoreHooks
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         synchronous=settings.sqlite_synchronous,
         retention_days=settings.retention_days,
         retention_max_events=settings.retention_max_events,
+        hooks=StoreHooks(on_group=STORE_GROUP_BATCHES.observe, on_reconnect=REDIS_RECONNECTS.inc),
     )
     hub = Hub(
         store,

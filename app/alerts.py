@@ -51,9 +51,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from app.config import Settings
 from app.metrics import ALERTS_FAILED, ALERTS_SENT
-from broadcaster.backend import Store
 from broadcaster.hub import Envelope, Hub, Subscriber
 from ledger.events import Event, now_timestamp, parse_timestamp
+from storage.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from flask import current_app
 
 from app.config import Settings
-from broadcaster.backend import Store
 from broadcaster.hub import Hub
+from storage.store import Store
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,8 @@ from app.api import MAX_PARAM_LENGTH, _param
 from app.auth import check_read_token
 from app.context import current_hub
 from app.errors import BadRequest
-from broadcaster.backend import Store
 from ledger.events import format_timestamp, parse_timestamp
+from storage.store import Store
 
 dashboard = Blueprint("dashboard", __name__)
 

@@ -29,7 +29,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from broadcaster.backend import StoreUnavailable
+from storage.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

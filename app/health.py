@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify
 from app.context import current_hub
 from app.errors import BackendUnavailable
 from app.metrics import exposition
-from broadcaster.backend import StoreUnavailable
+from storage.store import StoreUnavailable
 
 health = Blueprint("health", __name__)
 

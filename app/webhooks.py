@@ -30,8 +30,8 @@ from app.metrics import (
     STORE_SECONDS,
 )
 from app.ratelimit import current_limits
-from broadcaster.backend import Batch, StoreUnavailable
 from ledger.events import Event
+from storage.store import Batch, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

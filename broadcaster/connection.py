@@ -59,10 +59,10 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from app.metrics import DISCONNECTS, SLOW_DISCONNECTS, SUBSCRIPTIONS
-from broadcaster.backend import StoreUnavailable
 from broadcaster.codes import CloseCode
 from broadcaster.hub import Envelope, Fifo, Hub, Subscriber
 from broadcaster.session import Output, Session, Subscribe, replay
+from storage.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ import gevent.event
 import gevent.lock
 import orjson
 
-from broadcaster.backend import History, Store, StoreUnavailable
 from ledger.events import Event, parse_event_id
 from ledger.filters import Filter
+from storage.store import History, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

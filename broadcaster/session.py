@@ -24,11 +24,11 @@ from typing import Any
 import orjson
 
 from app.config import Settings
-from broadcaster.backend import History
 from broadcaster.codes import ErrorCode
 from broadcaster.hub import Envelope
 from ledger.events import EVENT_TYPES, parse_event_id
 from ledger.filters import Filter
+from storage.store import History
 
 #: Longest project or deployment id a client may name (the read API's query bound).
 MAX_ID_LENGTH = 200

@@ -30,7 +30,6 @@ from flask import Blueprint, Response, request
 from app.context import current_hub
 from app.errors import BackendUnavailable, BadRequest
 from app.metrics import DISCONNECTS, SLOW_DISCONNECTS
-from broadcaster.backend import StoreUnavailable
 from broadcaster.codes import ErrorCode
 from broadcaster.hub import Envelope, Hub, Subscriber
 from broadcaster.session import (
@@ -46,6 +45,7 @@ from broadcaster.session import (
 )
 from broadcaster.ws import Connections, check_access, current_connections
 from ledger.filters import Filter
+from storage.store import StoreUnavailable
 
 stream = Blueprint("stream", __name__)
 

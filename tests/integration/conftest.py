@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from broadcaster.backend import Store, create_store
+from storage.factory import create_store
+from storage.store import Store
 from tests.redis_server import RedisServer
 
 StoreFactory = Callable[..., Store]

@@ -11,11 +11,11 @@ import pytest
 
 from app.alerts import _Watcher
 from app.ingest import load_one
-from broadcaster.backend import Batch, Store
 from broadcaster.hub import Envelope, Hub, Subscriber
-from broadcaster.sqlite_store import SqliteStore
 from ledger.events import Event
 from ledger.filters import Filter
+from storage.sqlite_store import SqliteStore
+from storage.store import Batch, Store
 
 
 def publish(store: Store, hub: Hub, message: str, deployment_id: str = "1") -> str:

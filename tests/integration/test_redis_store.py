@@ -25,11 +25,12 @@ from app import create_app
 from app.config import ConfigError, Settings
 from app.errors import HubError
 from app.ingest import decode_events, load_one
-from broadcaster.backend import Batch, Store, StoreUnavailable, create_store
-from broadcaster.redis_store import RedisStore
 from ledger.events import Event, parse_event_id
 from ledger.filters import Filter
 from ledger.view import build_view
+from storage.factory import create_store
+from storage.redis_store import RedisStore
+from storage.store import Batch, Store, StoreUnavailable
 from tests.conftest import FIXTURES, load_manifest
 from tests.redis_server import RedisServer
 from tests.unit.test_view import STORY

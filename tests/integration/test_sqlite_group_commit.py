@@ -14,13 +14,12 @@ from typing import Any
 import gevent
 import orjson
 import pytest
-from prometheus_client import REGISTRY
 
 from app.ingest import load_one
-from broadcaster.backend import Accepted, Batch, StoreUnavailable
-from broadcaster.sqlite_store import SqliteStore
 from ledger.events import Event, make_event_id, parse_event_id
 from ledger.view import build_view
+from storage.sqlite_store import SqliteStore
+from storage.store import Accepted, Batch, StoreHooks, StoreUnavailable
 from tests.conftest import TIMEOUT_FACTOR
 
 
@@ -38,16 +37,19 @@ def path(tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(path: str) -> Iterator[SqliteStore]:
-    opened = SqliteStore(path, group_commit=True)
+    opened = SqliteStore(path, hooks=HOOKS, group_commit=True)
     yield opened
     opened.close()
 
 
-def groups() -> tuple[float, float]:
+#: The size of every group the stores of these tests wrote, as their hook reported it.
+GROUP_SIZES: list[int] = []
+HOOKS = StoreHooks(on_group=GROUP_SIZES.append)
+
+
+def groups() -> tuple[int, int]:
     """Groups written so far in this process, and the batches they held."""
-    count = REGISTRY.get_sample_value("hub_store_group_batches_count") or 0.0
-    total = REGISTRY.get_sample_value("hub_store_group_batches_sum") or 0.0
-    return count, total
+    return len(GROUP_SIZES), sum(GROUP_SIZES)
 
 
 def completed_steps(name: str, count: int, second: str, *, per_second: int) -> list[Event]:
@@ -236,7 +238,7 @@ def test_sqlite_abandoning_the_transaction_fails_every_batch(store: SqliteStore,
 
 
 def test_a_group_holds_at_most_max_group_events(path: str) -> None:
-    store = SqliteStore(path, group_commit=True, max_group_events=4)
+    store = SqliteStore(path, hooks=HOOKS, group_commit=True, max_group_events=4)
     before = groups()
     batches = [Batch([event(message=f"{i}a"), event(message=f"{i}b")]) for i in range(5)]
     batches.append(Batch([event(message=f"big{i}") for i in range(6)]))
@@ -395,7 +397,7 @@ def test_the_writer_outlives_an_unexpected_error(
 
 
 def test_close_answers_the_callers_still_queued(path: str) -> None:
-    store = SqliteStore(path, group_commit=True)
+    store = SqliteStore(path, hooks=HOOKS, group_commit=True)
     waiting = [gevent.spawn(store.append, Batch([event()])) for _ in range(3)]
     gevent.sleep(0)  # the callers queue; the writer they started has not run yet
     store.close()
@@ -404,7 +406,7 @@ def test_close_answers_the_callers_still_queued(path: str) -> None:
 
 
 def test_without_gevent_patching_each_append_is_its_own_transaction(path: str) -> None:
-    store = SqliteStore(path)
+    store = SqliteStore(path, hooks=HOOKS)
     before = groups()
     store.append(Batch([event()]))
     store.close()
@@ -442,7 +444,7 @@ def log_event_ids(store: SqliteStore, deployment_id: str) -> list[str]:
 def test_ids_of_a_batch_are_consecutive_and_continue_across_batches_and_reopening(
     path: str, grouping: bool
 ) -> None:
-    store = SqliteStore(path, group_commit=grouping)
+    store = SqliteStore(path, hooks=HOOKS, group_commit=grouping)
     first = store.append(
         Batch(
             [
@@ -457,7 +459,7 @@ def test_ids_of_a_batch_are_consecutive_and_continue_across_batches_and_reopenin
     second = store.append(Batch([event(message=str(i)) for i in range(3)]))
     epoch = store.epoch
     store.close()
-    reopened = SqliteStore(path, group_commit=grouping)
+    reopened = SqliteStore(path, hooks=HOOKS, group_commit=grouping)
     third = reopened.append(Batch([event(message="after"), event(type="deployment_started")]))
     try:
         assert reopened.epoch == epoch
@@ -514,7 +516,7 @@ def legacy(status: str, logs: str, timestamp: str) -> Event:
 
 def test_a_legacy_body_mid_batch_gets_the_auto_id_of_its_own_seq(path: str, grouping: bool) -> None:
     """``<project>-auto-<seq>``: the seq its own event is stored as, not the batch's first."""
-    store = SqliteStore(path, group_commit=grouping)
+    store = SqliteStore(path, hooks=HOOKS, group_commit=grouping)
     store.append(Batch([event(project="api", deployment_id="a", message="before")]))
     accepted = store.append(
         Batch(
@@ -640,7 +642,7 @@ def test_a_batch_of_late_lifecycle_events_folds_as_one_event_per_batch(
 
 
 def test_a_deployments_last_event_is_the_newest_of_its_batch(grouping: bool, path: str) -> None:
-    store = SqliteStore(path, group_commit=grouping)
+    store = SqliteStore(path, hooks=HOOKS, group_commit=grouping)
     try:
         accepted = store.append(
             Batch(
@@ -684,7 +686,7 @@ def refuse_log_line(path: str, message: str) -> None:
 def test_a_failing_batch_leaves_no_events_no_log_lines_and_no_gap(
     path: str, grouping: bool, failing: list[Event]
 ) -> None:
-    store = SqliteStore(path, group_commit=grouping)
+    store = SqliteStore(path, hooks=HOOKS, group_commit=grouping)
     poison(path)
     refuse_log_line(path, "refused")
     try:
@@ -705,7 +707,7 @@ def test_a_failing_batch_leaves_no_events_no_log_lines_and_no_gap(
         assert log_event_ids(store, "1") == before.ids + after.ids
     finally:
         store.close()
-    reopened = SqliteStore(path)
+    reopened = SqliteStore(path, hooks=HOOKS)
     try:
         assert read_ids(reopened) == before.ids + after.ids
         assert reopened.append(Batch([event()])).ids == [make_event_id(reopened.epoch, 4)]

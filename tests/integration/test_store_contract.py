@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from app.ingest import load_one
-from broadcaster.backend import Batch, Store
 from ledger.events import Event, make_event_id, parse_event_id
 from ledger.filters import Filter
+from storage.store import Batch, Store
 from tests.integration.conftest import StoreFactory
 
 

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from app.config import Settings
-from broadcaster.backend import Store
+from storage.store import Store
 from tests.conftest import FIXTURES, load_manifest
 
 ROUTE = "/api/webhooks/deployment"

@@ -23,9 +23,10 @@ from app.alerts import (
 )
 from app.config import Settings
 from app.ingest import decode_events
-from broadcaster.backend import Batch, Store, create_store
 from broadcaster.hub import Hub
 from ledger.events import Event, format_timestamp, make_event_id
+from storage.factory import create_store
+from storage.store import Batch, Store
 from tests.alerts_receiver import AlertReceiver
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from broadcaster.backend import History
 from broadcaster.codes import ErrorCode
 from broadcaster.hub import Envelope
 from broadcaster.session import (
@@ -22,6 +21,7 @@ from broadcaster.session import (
 )
 from ledger.events import Event, make_event_id
 from ledger.filters import Filter
+from storage.store import History
 
 LIMITS = Limits(
     heartbeat_interval=7.5,

@@ -1,4 +1,4 @@
-"""The Lua scripts behind :class:`~broadcaster.redis_store.RedisStore`.
+"""The Lua scripts behind :class:`~storage.redis_store.RedisStore`.
 
 Redis runs a script alone, start to end, so each write here is one step that
 every worker on every host sees whole or not at all: that is what replaces

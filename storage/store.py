@@ -1,4 +1,4 @@
-"""The storage interface the web app and the broadcaster share, and its factory.
+"""The storage interface the web app and the broadcaster share.
 
 ``app/`` writes through :meth:`Store.append` and reads through the query
 methods; ``broadcaster/`` tails :meth:`Store.read_after` to fan events out.
@@ -15,6 +15,20 @@ from typing import Any, Protocol, runtime_checkable
 
 from ledger.events import Event
 from ledger.filters import Filter
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHooks:
+    """What a store reports as it works, for whoever counts it (the web app's metrics).
+
+    Stores never import metrics themselves: the layer that exports them
+    passes these callbacks in.
+    """
+
+    #: A group commit wrote this many requests in one transaction.
+    on_group: Callable[[int], None] = lambda size: None
+    #: The store lost its server and reconnected.
+    on_reconnect: Callable[[], None] = lambda: None
 
 
 class StoreUnavailable(RuntimeError):
@@ -115,23 +129,3 @@ class Notifier(Protocol):
     """
 
     def start_listener(self, notify: Callable[[], None]) -> None: ...
-
-
-def create_store(url: str, **options: Any) -> Store:
-    """A store for ``sqlite:///path`` (relative), ``sqlite:////abs/path``, ``memory://``
-    or ``redis://host:port/db[?prefix=name]`` (``rediss://`` for TLS).
-    """
-    from broadcaster.sqlite_store import SqliteStore
-
-    if url.startswith("sqlite:///"):
-        return SqliteStore(url.removeprefix("sqlite:///"), **options)
-    if url == "memory://":
-        return SqliteStore(":memory:", **options)
-    if url.startswith(("redis://", "rediss://")):
-        from broadcaster.redis_store import RedisStore
-
-        options.pop("synchronous", None)  # SQLite's; Redis persistence is its own config
-        return RedisStore(url, **options)
-    raise ValueError(
-        f"unsupported store URL {url!r}: use sqlite:///path, memory:// or redis://host:port/db"
-    )

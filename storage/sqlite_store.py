@@ -44,8 +44,6 @@ import gevent.event
 import gevent.monkey
 import orjson
 
-from app.metrics import STORE_GROUP_BATCHES
-from broadcaster.backend import Accepted, Batch, History, Page, StoreUnavailable
 from ledger.events import PROJECT_ONLY_TYPES, Event, make_event_id, parse_event_id
 from ledger.filters import Filter
 from ledger.view import (
@@ -59,6 +57,7 @@ from ledger.view import (
     resolve_project,
     sort_key,
 )
+from storage.store import Accepted, Batch, History, Page, StoreHooks, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +191,7 @@ class SqliteStore:
         retention_max_events: int = 0,
         group_commit: bool | None = None,
         max_group_events: int = MAX_GROUP_EVENTS,
+        hooks: StoreHooks | None = None,
     ) -> None:
         """``group_commit`` defaults to whether gevent has patched ``threading``."""
         if path != ":memory:":
@@ -204,6 +204,7 @@ class SqliteStore:
             gevent.monkey.is_module_patched("threading") if group_commit is None else group_commit
         )
         self.max_group_events = max_group_events
+        self.hooks = hooks or StoreHooks()
         self._queue: deque[_Queued] = deque()
         self._work = gevent.event.Event()
         self._writer: gevent.Greenlet | None = None  # started by the first grouped append
@@ -328,7 +329,7 @@ class SqliteStore:
         the same millisecond, which arrive in any order, are folded in place
         instead of again from a checkpoint.
         """
-        STORE_GROUP_BATCHES.observe(len(group))
+        self.hooks.on_group(len(group))
         group.sort(key=_fold_order)
         try:
             self._begin()

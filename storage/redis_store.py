@@ -3,10 +3,10 @@
 SQLite serves one host; when one process is not enough, every process (any
 worker of any instance, ingest or stream role) writes and reads one Redis, so
 a client may be served by any of them and nothing needs sticky sessions.  It
-is the same :class:`~broadcaster.backend.Store` as the embedded default and
+is the same :class:`~storage.store.Store` as the embedded default and
 runs the same contract tests.
 
-* Each request is one atomic Lua script (``broadcaster/redis_scripts.py``):
+* Each request is one atomic Lua script (``storage/redis_scripts.py``):
   repeat checks, the next seqs, the event log stream (entry id ``<seq>-0``,
   which the hub tails with XRANGE), per-project and per-deployment replay
   streams, log lines, metrics and a ``PUBLISH`` that wakes the other
@@ -42,9 +42,6 @@ import redis
 from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from app.metrics import REDIS_RECONNECTS
-from broadcaster import redis_scripts
-from broadcaster.backend import Accepted, Batch, History, Page, StoreUnavailable
 from ledger.events import PROJECT_ONLY_TYPES, Event, parse_event_id
 from ledger.filters import Filter
 from ledger.view import (
@@ -57,6 +54,8 @@ from ledger.view import (
     log_lines_of,
     resolve_project,
 )
+from storage import redis_scripts
+from storage.store import Accepted, Batch, History, Page, StoreHooks, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +143,13 @@ class RedisStore:
         *,
         retention_days: float = 0.0,
         retention_max_events: int = 0,
+        hooks: StoreHooks | None = None,
     ) -> None:
         plain_url, prefix = _split_url(url)
         self.prefix = f"{prefix}:"
         self.retention_days = retention_days
         self.retention_max_events = retention_max_events
+        self.hooks = hooks or StoreHooks()
         retention_seconds = retention_days * 86400
         self._dedup_ttl = math.ceil(retention_seconds) if retention_days else 0
         self._stream_ttl_ms = math.ceil(retention_seconds * 1000) if retention_days else 0
@@ -824,7 +825,7 @@ class RedisStore:
                 pubsub.subscribe(self._key("notify"))
                 if failures:
                     log.info("Redis listener reconnected")
-                    REDIS_RECONNECTS.inc()
+                    self.hooks.on_reconnect()
                     with contextlib.suppress(StoreUnavailable):
                         self.repair_views()  # writes cut short by the outage
                 failures = 0
