@@ -16,6 +16,10 @@
     ├── BackendUnavailable     503 backend_unavailable
     └── TooManyConnections     503 too_many_connections (a worker at its connection limit)
 
+The neutral refusals of ``ledger/errors.py`` (raised by decoders, sender
+translations and the ledger) become ``InvalidJSON`` and ``InvalidEvent`` here
+and nowhere else (:func:`from_event_error`).
+
 Senders print whatever they get, so every body is
 ``{"success": false, "error": {"code", "message", "details"}}``, including
 for Flask's own 404/405 and for anything unexpected (logged with traceback).
@@ -29,6 +33,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ledger.errors import EventError, Malformed
 from storage.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -116,6 +121,13 @@ class TooManyConnections(HubError):
     status = 503
 
 
+def from_event_error(error: EventError) -> HubError:
+    """The HTTP error for a neutral refusal: 400 for an unreadable body, else 422."""
+    if isinstance(error, Malformed):
+        return InvalidJSON(error.message, error.details)
+    return InvalidEvent(error.message, error.details)
+
+
 def error_response(error: HubError) -> Response:
     response = jsonify(
         {
@@ -132,6 +144,10 @@ def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
     @app.errorhandler(HubError)
     def _hub_error(error: HubError) -> Response:
         return error_response(error)
+
+    @app.errorhandler(EventError)
+    def _event_error(error: EventError) -> Response:
+        return error_response(from_event_error(error))
 
     @app.errorhandler(StoreUnavailable)
     def _store_unavailable(error: StoreUnavailable) -> Response:

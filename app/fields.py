@@ -16,10 +16,9 @@ from typing import Any
 
 from marshmallow import ValidationError, fields
 
-from ledger.events import STATUS_WORDS, format_timestamp, parse_timestamp
+from ledger.events import MAX_NAME_LENGTH, STATUS_WORDS, format_timestamp, parse_timestamp
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-MAX_NAME_LENGTH = 200
 
 
 class Text(fields.Field[str | None]):

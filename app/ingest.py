@@ -2,7 +2,9 @@
 
 Kept apart from the Flask view so the whole decision (which format, which
 error, which index failed) is a plain function the unit tests drive with bytes.
-Nothing here stores anything: a body that fails any check leaves no trace.
+Refusals are the neutral errors of ``ledger/errors.py``; the web layer gives
+them their status.  Nothing here stores anything: a body that fails any check
+leaves no trace.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from typing import Any
 import orjson
 from marshmallow import ValidationError
 
-from app.errors import InvalidEvent, InvalidJSON
 from app.legacy import LEGACY_DEPLOYMENT, PROJECT_STATUS, STEP_BODY, SUMMARY, recover_template
 from app.schemas import SCHEMAS, EventSchema, fitted, load_typed_event, load_with
+from ledger.errors import Invalid, Malformed
 from ledger.events import Event
 
 #: Route name -> which body formats it accepts (LEGACY.md §1-§5).
@@ -32,7 +34,7 @@ def parse_json(body: bytes, route: str) -> Any:
             recovered = recover_template(body)
             if recovered is not None:
                 return recovered
-        raise InvalidJSON(f"body is not valid JSON: {exc}") from None
+        raise Malformed(f"body is not valid JSON: {exc}") from None
 
 
 def json_depth(value: Any, limit: int) -> int:
@@ -86,7 +88,7 @@ def load_one(data: Any, route: str) -> Event:
 
 
 def load_batch(items: Sequence[Any], route: str) -> list[Event]:
-    """Every event of a batch; on the first invalid one a 422 naming its index and fields.
+    """Every event of a batch; on the first invalid one an error naming its index and fields.
 
     Consecutive items of one schema (a batch is mostly log lines) are loaded by
     one ``load(many=True)``, which spares marshmallow's per-call set-up for each
@@ -116,13 +118,13 @@ def load_each(
     load: Callable[[Any], Event],
     describe: Callable[[int, Any], str],
 ) -> list[Event]:
-    """Load every item or none: the first invalid one is a 422 naming its index and fields."""
+    """Load every item or none: the first invalid one is an error naming its index and fields."""
     events = []
     for index, item in enumerate(items):
         try:
             events.append(load(item))
         except ValidationError as exc:
-            raise InvalidEvent(
+            raise Invalid(
                 describe(index, item), {"index": index, "events": {str(index): exc.messages}}
             ) from None
     return events
@@ -133,15 +135,13 @@ def decode_events(body: bytes, route: str, *, max_depth: int, max_batch: int) ->
     data = parse_json(body, route)
     depth = json_depth(data, max_depth)
     if depth > max_depth:
-        raise InvalidEvent(
-            f"JSON is nested deeper than {max_depth} levels", {"max_depth": max_depth}
-        )
+        raise Invalid(f"JSON is nested deeper than {max_depth} levels", {"max_depth": max_depth})
     if isinstance(data, dict) and "type" not in data and isinstance(data.get("events"), list):
         items: list[Any] = data["events"]
         if not items:
-            raise InvalidEvent("batch has no events", {"events": ["Must not be empty."]})
+            raise Invalid("batch has no events", {"events": ["Must not be empty."]})
         if len(items) > max_batch:
-            raise InvalidEvent(
+            raise Invalid(
                 f"batch has {len(items)} events; at most {max_batch} are allowed",
                 {"events": [f"At most {max_batch} events."]},
             )
@@ -150,4 +150,4 @@ def decode_events(body: bytes, route: str, *, max_depth: int, max_batch: int) ->
         return [load_one(data, route)]
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-        raise InvalidEvent("event is invalid; nothing was stored", messages) from None
+        raise Invalid("event is invalid; nothing was stored", messages) from None

@@ -19,8 +19,14 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.auth import verify_request
 from app.context import current_hub
-from app.errors import BackendUnavailable, HubError, InvalidJSON, UnsupportedMediaType
-from app.github import IgnoredDelivery, decode_delivery, repository_projects
+from app.errors import (
+    BackendUnavailable,
+    HubError,
+    InvalidJSON,
+    UnsupportedMediaType,
+    from_event_error,
+)
+from app.github import decode_delivery
 from app.ingest import decode_events
 from app.metrics import (
     DUPLICATES,
@@ -30,7 +36,9 @@ from app.metrics import (
     STORE_SECONDS,
 )
 from app.ratelimit import current_limits
+from ledger.errors import EventError
 from ledger.events import Event
+from senders.github import IgnoredDelivery, repository_projects
 from storage.store import Batch, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -52,7 +60,10 @@ Decoder = Callable[[bytes], list[Event]]
 def _ingest(route: str, decode: Decoder | None = None) -> Response:
     started = time.perf_counter()
     try:
-        response = _accept(route, decode)
+        try:
+            response = _accept(route, decode)
+        except EventError as refused:
+            raise from_event_error(refused) from None
     except HubError as error:
         REQUESTS_REJECTED.labels(error.code).inc()
         log.info(

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-from app.github import job_events, log_events, run_events
 from hubctl.http import Response, Unreachable, request
 from hubctl.hub import CommandError, HubClient, HubUnreachable
+from senders.github import job_events, log_events, run_events
 
 DEFAULT_API_URL = "https://api.github.com"
 #: GitHub asks clients to wait at least a minute on a secondary rate limit without headers.

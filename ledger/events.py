@@ -90,6 +90,9 @@ PAYLOAD_KEYS: tuple[str, ...] = (
     "extra",
 )
 
+#: Longest identifier (project, deployment id, job, step) a sender may give.
+MAX_NAME_LENGTH = 200
+
 #: The job that steps without ``"job / step"`` in their name belong to.
 DEFAULT_JOB = "default"
 

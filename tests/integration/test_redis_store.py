@@ -23,8 +23,8 @@ import pytest
 
 from app import create_app
 from app.config import ConfigError, Settings
-from app.errors import HubError
 from app.ingest import decode_events, load_one
+from ledger.errors import EventError
 from ledger.events import Event, parse_event_id
 from ledger.filters import Filter
 from ledger.view import build_view
@@ -95,7 +95,7 @@ def scenario() -> list[Batch]:
             events = decode_events(
                 (FIXTURES / entry["file"]).read_bytes(), route, max_depth=32, max_batch=1000
             )
-        except HubError:  # the bodies the hub rejects are stored by neither store
+        except EventError:  # the bodies the hub rejects are stored by neither store
             continue
         batches.append(Batch(events, entry["headers"].get("X-GitHub-Delivery")))
     typed = [

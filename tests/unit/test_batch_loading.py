@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 import ledger.events
-from app.errors import InvalidEvent
 from app.ingest import ROUTE_FORMATS, decode_events, load_one, schema_for
 from app.legacy import LEGACY_DEPLOYMENT, PROJECT_STATUS, STEP_BODY, SUMMARY
 from app.schemas import SCHEMAS, LogEntrySchema
+from ledger.errors import Invalid
 from ledger.events import Event
 
 #: The clock while a test runs: 2025-11-29T09:08:00.261Z.
@@ -142,31 +142,31 @@ def decode(items: list[Any], route: str = "deployment") -> list[Event]:
     return decode_events(body, route, max_depth=32, max_batch=1000)
 
 
-def load_alone(items: list[Any], route: str) -> list[Event] | InvalidEvent:
+def load_alone(items: list[Any], route: str) -> list[Event] | Invalid:
     """The answer before runs were loaded together: item by item, stopping at the first failure."""
     events = []
     for index, item in enumerate(orjson.loads(orjson.dumps(items))):
         try:
             events.append(load_one(item, route))
         except ValidationError as exc:
-            return InvalidEvent(
+            return Invalid(
                 f"event {index} of the batch is invalid; nothing was stored",
                 {"index": index, "events": {str(index): exc.messages}},
             )
     return events
 
 
-def answer(items: list[Any], route: str) -> list[Event] | InvalidEvent:
+def answer(items: list[Any], route: str) -> list[Event] | Invalid:
     try:
         return decode(items, route)
-    except InvalidEvent as error:
+    except Invalid as error:
         return error
 
 
 def assert_same_answer(items: list[Any], route: str) -> None:
     got, expected = answer(items, route), load_alone(items, route)
-    if isinstance(expected, InvalidEvent):
-        assert isinstance(got, InvalidEvent), f"batch loaded, alone item {expected.message}"
+    if isinstance(expected, Invalid):
+        assert isinstance(got, Invalid), f"batch loaded, alone item {expected.message}"
         assert (got.message, got.details) == (expected.message, expected.details)
     else:
         assert isinstance(got, list), f"batch failed: {got!r}"
@@ -174,8 +174,8 @@ def assert_same_answer(items: list[Any], route: str) -> None:
         assert got == expected  # dedup_key and join too: they steer storing
 
 
-def batch_error(items: list[Any], route: str = "deployment") -> InvalidEvent:
-    with pytest.raises(InvalidEvent) as info:
+def batch_error(items: list[Any], route: str = "deployment") -> Invalid:
+    with pytest.raises(Invalid) as info:
         decode(items, route)
     return info.value
 
@@ -244,7 +244,7 @@ def test_the_invalid_item_of_a_run_is_named_with_its_field_messages(
     items: list[Any], index: int, field: str
 ) -> None:
     error = batch_error(items)
-    assert error.status == 422
+    assert isinstance(error, Invalid)
     assert error.message == f"event {index} of the batch is invalid; nothing was stored"
     assert error.details["index"] == index
     assert list(error.details["events"]) == [str(index)]

@@ -7,16 +7,15 @@ from typing import Any
 
 import pytest
 
-from app.errors import InvalidEvent, InvalidJSON
-from app.github import (
+from app.github import decode_delivery, load_bodies
+from ledger.errors import Invalid, Malformed
+from senders.github import (
     LOG_GROUP_LINES,
     MAX_LOG_LINE,
     IgnoredDelivery,
     clean_name,
-    decode_delivery,
     delivery_bodies,
     job_events,
-    load_bodies,
     log_events,
     repository_projects,
     run_events,
@@ -267,7 +266,7 @@ def test_a_workflow_job_delivery_gives_step_events_for_the_listed_project() -> N
     ids=["not-an-object", "no-repository", "no-run", "string-id", "boolean-id"],
 )
 def test_malformed_deliveries_name_the_missing_field(payload: Any, field: str) -> None:
-    with pytest.raises(InvalidEvent) as caught:
+    with pytest.raises(Invalid) as caught:
         delivery_bodies("workflow_run", payload, PROJECTS)
     assert field in caught.value.details
 
@@ -290,19 +289,19 @@ def test_other_events_are_ignored_before_the_body_is_read(event_name: str | None
 
 
 def test_bad_json_and_deep_json_are_refused() -> None:
-    with pytest.raises(InvalidJSON):
+    with pytest.raises(Malformed):
         decode_delivery(b"{", "workflow_run", PROJECTS, max_depth=32, max_events=1000)
     deep: Any = {}
     for _ in range(40):
         deep = {"x": deep}
-    with pytest.raises(InvalidEvent, match="nested deeper"):
+    with pytest.raises(Invalid, match="nested deeper"):
         decode_delivery(
             json.dumps(deep).encode(), "workflow_run", PROJECTS, max_depth=32, max_events=1000
         )
 
 
 def test_an_invalid_translated_event_names_its_index() -> None:
-    with pytest.raises(InvalidEvent) as caught:
+    with pytest.raises(Invalid) as caught:
         load_bodies(
             [
                 {
@@ -327,6 +326,6 @@ def test_an_invalid_translated_event_names_its_index() -> None:
 def test_a_delivery_with_more_events_than_a_batch_may_hold_is_refused() -> None:
     run = failed_run()
     payload = json.dumps(run.webhook_job(run.jobs[0], "completed")).encode()
-    with pytest.raises(InvalidEvent, match="at most 4 are allowed"):
+    with pytest.raises(Invalid, match="at most 4 are allowed"):
         decode_delivery(payload, "workflow_job", PROJECTS, max_depth=32, max_events=4)
     assert len(decode_delivery(payload, "workflow_job", PROJECTS, max_depth=32, max_events=9)) == 9

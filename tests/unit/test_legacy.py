@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from marshmallow import ValidationError
 
-from app.errors import InvalidJSON
 from app.ingest import load_one, parse_json
 from app.legacy import SUMMARY_STEPS, recover_template
+from ledger.errors import Malformed
 
 NOTIFY_BODY = {
     "project": "axi-star-cloud",
@@ -197,12 +197,12 @@ def test_valid_notify_template_is_plain_json() -> None:
 
 def test_other_invalid_json_is_not_recovered() -> None:
     assert recover_template(b'{"project": "p", "status": "ok"') is None
-    with pytest.raises(InvalidJSON):
+    with pytest.raises(Malformed):
         parse_json(b'{"project": "p", "logs": "a"b"}', "deployment")
 
 
 def test_template_recovery_is_only_for_the_deployment_route() -> None:
-    with pytest.raises(InvalidJSON):
+    with pytest.raises(Malformed):
         parse_json(notify_template('a"b'), "summary")
 
 

@@ -1,0 +1,399 @@
+"""GitHub Actions runs, jobs, steps and job logs as the hub's typed events.
+
+GitHub reports a run and its jobs (with their steps) in the same shape in two
+places: the ``workflow_run``/``workflow_job`` webhook deliveries that
+``POST /api/webhooks/github`` receives, and the REST answers that
+``hubctl github watch`` polls.  One translation serves both, so the two
+sources give identical events with identical ``event_id`` values, and a run
+reported by both (or a watcher restarted halfway) is stored once.
+
+The translation returns typed wire bodies (what any sender may post to
+``/api/webhooks/deployment``); the webhook route (``app/github.py``) loads them
+with the typed schemas, so GitHub events pass the one validation path every
+other event does.
+
+Identity: the deployment is the run (``deployment_id`` = run id), a job is
+its name, a step its name; event ids are ``gh-<run>-<attempt>-...`` so a
+re-run attempt is a new start of the same deployment while a repeat of the
+same attempt changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ledger.errors import Invalid
+from ledger.events import MAX_NAME_LENGTH, format_timestamp, parse_timestamp
+
+#: GitHub's check conclusions in the hub's status vocabulary.
+CONCLUSIONS: dict[str, str] = {
+    "success": "success",
+    "neutral": "success",
+    "failure": "failure",
+    "timed_out": "failure",
+    "startup_failure": "failure",
+    "action_required": "failure",
+    "cancelled": "cancelled",
+    "stale": "cancelled",
+    "skipped": "skipped",
+}
+
+#: The webhook events that carry runs and jobs; every other one is acknowledged and dropped.
+WORKFLOW_EVENTS = ("workflow_run", "workflow_job")
+
+#: The runner opens each step's output with this header (``::group::`` of users is kept).
+STEP_HEADER = "##[group]Run "
+
+#: Longest log line posted; GitHub allows far longer ones, the dashboard needs no more.
+MAX_LOG_LINE = 16384
+#: Lines and characters gathered into one ``log_entry`` event.
+LOG_GROUP_LINES = 200
+LOG_GROUP_CHARS = 65536
+
+_LOG_LINE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)) ?(.*)")
+_LEVEL_MARKERS = (
+    ("##[error]", "error"),
+    ("##[warning]", "warning"),
+    ("##[debug]", "debug"),
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+class IgnoredDelivery(Exception):
+    """A delivery that is acknowledged and stores nothing (another event, an unlisted repo)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def status_of(status: str | None, conclusion: str | None) -> str:
+    """The hub's status for a run, job or step from GitHub's ``status`` and ``conclusion``."""
+    if status == "completed":
+        return CONCLUSIONS.get(conclusion or "", "failure")
+    if status == "in_progress":
+        return "running"
+    return "pending"
+
+
+def clean_name(value: Any, fallback: str = "unnamed") -> str:
+    """A job or step name as the hub's names must be: one line, bounded, never empty."""
+    text = _CONTROL.sub(" ", str(value if value is not None else "")).strip()
+    return text[:MAX_NAME_LENGTH].strip() or fallback
+
+
+def _time(value: Any) -> str | None:
+    """A GitHub timestamp in the hub's spelling; ``None`` for missing or unparsable ones."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return format_timestamp(parse_timestamp(value))
+    except ValueError:
+        return None
+
+
+def _attempt(obj: Mapping[str, Any]) -> int:
+    attempt = obj.get("run_attempt")
+    return attempt if isinstance(attempt, int) and attempt > 0 else 1
+
+
+def run_events(run: Mapping[str, Any], project: str) -> list[dict[str, Any]]:
+    """``deployment_started`` once the run exists, ``deployment_completed`` once it ended."""
+    run_id = str(run["id"])
+    key = f"gh-{run_id}-{_attempt(run)}"
+    started_at = _time(run.get("run_started_at")) or _time(run.get("created_at"))
+    common: dict[str, Any] = {
+        "project": project,
+        "deployment_id": run_id,
+        "workflow_name": clean_name(run.get("name"), "workflow"),
+        "workflow_id": run_id,
+        "run_attempt": _attempt(run),
+    }
+    repository = run.get("repository")
+    if isinstance(repository, Mapping) and repository.get("full_name"):
+        common["repository"] = clean_name(repository["full_name"])
+    started: dict[str, Any] = {
+        "type": "deployment_started",
+        **common,
+        "event_id": f"{key}-started",
+        "timestamp": started_at,
+        "started_at": started_at,
+        "branch": run.get("head_branch") or None,
+        "commit": run.get("head_sha") or None,
+        "run_url": run.get("html_url") or None,
+    }
+    head = run.get("head_commit")
+    if isinstance(head, Mapping) and _time(head.get("timestamp")):
+        started["commit_timestamp"] = _time(head.get("timestamp"))
+    actor = run.get("triggering_actor") or run.get("actor")
+    if isinstance(actor, Mapping) and actor.get("login"):
+        started["actor"] = clean_name(actor["login"])
+    if isinstance(run.get("run_number"), int):
+        started["run_number"] = run["run_number"]
+    events = [{k: v for k, v in started.items() if v is not None}]
+    if run.get("status") == "completed":
+        completed_at = _time(run.get("updated_at"))
+        events.append(
+            {
+                "type": "deployment_completed",
+                **common,
+                "event_id": f"{key}-completed",
+                "status": status_of("completed", run.get("conclusion")),
+                "timestamp": completed_at,
+                "started_at": started_at,
+                "completed_at": completed_at,
+                "conclusion": run.get("conclusion"),
+            }
+        )
+    return events
+
+
+def job_events(job: Mapping[str, Any], project: str) -> list[dict[str, Any]]:
+    """``step_started``/``step_completed`` for each step of ``job`` that got that far.
+
+    A skipped step never ran, so it gets only its ``step_completed``.
+    """
+    run_id = str(job["run_id"])
+    job_name = clean_name(job.get("name"), "job")
+    key = f"gh-{run_id}-{_attempt(job)}-{job['id']}"
+    events: list[dict[str, Any]] = []
+    for index, step in enumerate(_steps(job), start=1):
+        number = _number(step) or index
+        status = status_of(step.get("status"), step.get("conclusion"))
+        if status == "pending":
+            continue
+        started_at = _time(step.get("started_at"))
+        completed_at = _time(step.get("completed_at"))
+        common = {
+            "project": project,
+            "deployment_id": run_id,
+            "job": job_name,
+            "step": clean_name(step.get("name"), f"step {number}"),
+            "step_number": number,
+            "workflow_id": run_id,
+            "job_id": job["id"],
+        }
+        if job.get("workflow_name"):
+            common["workflow_name"] = clean_name(job["workflow_name"])
+        if status != "skipped" and started_at:
+            events.append(
+                {
+                    "type": "step_started",
+                    **common,
+                    "event_id": f"{key}-{number}-started",
+                    "status": "running",
+                    "timestamp": started_at,
+                    "started_at": started_at,
+                }
+            )
+        if status in ("running", "pending"):
+            continue
+        ended = completed_at or started_at or _time(job.get("completed_at"))
+        events.append(
+            {
+                "type": "step_completed",
+                **common,
+                "event_id": f"{key}-{number}-completed",
+                "status": status,
+                "timestamp": ended,
+                "started_at": started_at,
+                "completed_at": ended,
+            }
+        )
+    return [{k: v for k, v in event.items() if v is not None} for event in events]
+
+
+def _steps(job: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    steps = job.get("steps")
+    if not isinstance(steps, list):
+        return []
+    return [step for step in steps if isinstance(step, Mapping)]
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line of a job log, with the step it was printed in (``None``: the job itself)."""
+
+    step: str | None
+    timestamp: str | None
+    level: str
+    text: str
+
+
+def split_job_log(text: str, steps: Sequence[Mapping[str, Any]]) -> list[LogLine]:
+    """Cut a job log (``<ISO time> <text>`` lines) into the job's steps.
+
+    The log does not name its steps.  Lines go to steps that ran (not
+    skipped), in step order, moving on to the next step when either the
+    runner's ``##[group]Run `` header appears after that step has started, or
+    a line is stamped after the current step's end (GitHub's step times are
+    whole seconds, so a line in the very second one step ended and the next
+    began stays with the earlier one unless it is a header).  Other
+    ``##[group]``/``##[endgroup]`` lines (a user's ``::group::``) and every
+    line's text are kept verbatim, only cut to :data:`MAX_LOG_LINE`.
+    """
+    ran = sorted(
+        (
+            s
+            for s in steps
+            if s.get("conclusion") != "skipped" and _second(s.get("started_at")) is not None
+        ),
+        key=_number,
+    )
+    starts = [_second(s.get("started_at")) for s in ran]
+    ends = [_second(s.get("completed_at")) for s in ran]
+    names = [clean_name(s.get("name"), f"step {s.get('number')}") for s in ran]
+    current = 0
+    lines: list[LogLine] = []
+    stamp: str | None = None
+    for raw in text.removeprefix("\ufeff").split("\n"):
+        raw = raw.removesuffix("\r")
+        match = _LOG_LINE.fullmatch(raw)
+        body = raw
+        if match:
+            stamp, body = _time(match[1]) or stamp, match[2]
+        if not match and raw == "":
+            continue
+        moment = _second(stamp)
+        header = body.startswith(STEP_HEADER)
+        while moment is not None and current + 1 < len(ran):
+            next_start, end = starts[current + 1], ends[current]
+            if next_start is None or moment < next_start:
+                break
+            if header:
+                current += 1
+                break
+            if end is None or moment <= end:
+                break
+            current += 1
+        if len(body) > MAX_LOG_LINE:
+            body = body[:MAX_LOG_LINE] + " [line cut]"
+        level = next((lvl for marker, lvl in _LEVEL_MARKERS if body.startswith(marker)), "info")
+        lines.append(LogLine(names[current] if ran else None, stamp, level, body))
+    return lines
+
+
+def _number(step: Mapping[str, Any]) -> int:
+    number = step.get("number")
+    return number if isinstance(number, int) else 0
+
+
+def _second(value: Any) -> datetime | None:
+    """A time cut to whole seconds, the precision GitHub gives step times in."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_timestamp(value).replace(microsecond=0)
+    except ValueError:
+        return None
+
+
+def log_events(job: Mapping[str, Any], project: str, log_text: str) -> list[dict[str, Any]]:
+    """``log_entry`` events for a finished job's log, lines of one step and level together.
+
+    Each event holds up to :data:`LOG_GROUP_LINES` consecutive lines (joined by
+    ``\\n``, stamped with the first line's time); its ``event_id`` counts
+    groups from the start of the log, so the same log always gives the same ids.
+    """
+    run_id = str(job["run_id"])
+    job_name = clean_name(job.get("name"), "job")
+    key = f"gh-{run_id}-{_attempt(job)}-{job['id']}-log"
+    events: list[dict[str, Any]] = []
+    group: list[LogLine] = []
+    size = 0
+
+    def flush() -> None:
+        message = "\n".join(line.text for line in group)
+        if message.strip("\n"):
+            first = group[0]
+            event: dict[str, Any] = {
+                "type": "log_entry",
+                "project": project,
+                "deployment_id": run_id,
+                "job": job_name,
+                "level": first.level,
+                "message": message,
+                "event_id": f"{key}-{len(events) + 1}",
+                "source": "github",
+            }
+            if first.step is not None:
+                event["step"] = first.step
+            if first.timestamp is not None:
+                event["timestamp"] = first.timestamp
+            events.append(event)
+        group.clear()
+
+    for line in split_job_log(log_text, _steps(job)):
+        if group and (
+            line.step != group[0].step
+            or line.level != group[0].level
+            or len(group) >= LOG_GROUP_LINES
+            or size + len(line.text) > LOG_GROUP_CHARS
+        ):
+            flush()
+            size = 0
+        group.append(line)
+        size += len(line.text) + 1
+    if group:
+        flush()
+    return events
+
+
+def repository_projects(entries: Iterable[str]) -> dict[str, str]:
+    """``HUB_GITHUB_REPOSITORIES`` as ``{lower-case owner/repo: project}``.
+
+    An entry is ``owner/repo`` (the project is the repository's name) or
+    ``owner/repo=project``; GitHub compares repository names without case.
+    """
+    projects = {}
+    for entry in entries:
+        name, _, project = entry.partition("=")
+        name = name.strip()
+        projects[name.lower()] = project.strip() or name.rpartition("/")[2]
+    return projects
+
+
+def delivery_bodies(
+    event_name: str, payload: Any, projects: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Typed bodies for one webhook delivery, or :class:`IgnoredDelivery` saying why none."""
+    if not isinstance(payload, dict):
+        raise Invalid("a GitHub delivery is a JSON object", {"_schema": ["Not an object."]})
+    repository = payload.get("repository")
+    full_name = repository.get("full_name") if isinstance(repository, dict) else None
+    if not isinstance(full_name, str) or not full_name:
+        raise Invalid(
+            "the delivery names no repository",
+            {"repository": {"full_name": ["Missing data for required field."]}},
+        )
+    project = projects.get(full_name.lower())
+    if project is None:
+        raise IgnoredDelivery(
+            f"repository {full_name[:MAX_NAME_LENGTH]!r} is not in HUB_GITHUB_REPOSITORIES"
+        )
+    obj = payload.get(event_name)
+    if not isinstance(obj, dict):
+        raise Invalid(
+            f"a {event_name} delivery needs a {event_name!r} object",
+            {event_name: ["Missing data for required field."]},
+        )
+    required = ("id",) if event_name == "workflow_run" else ("id", "run_id")
+    errors = {
+        name: ["Must be a whole number."]
+        for name in required
+        if isinstance(obj.get(name), bool) or not isinstance(obj.get(name), int)
+    }
+    if errors:
+        raise Invalid(f"the {event_name} object is incomplete", {event_name: errors})
+    if event_name == "workflow_run":
+        return run_events({**obj, "repository": repository}, project)
+    bodies = job_events(obj, project)
+    if not bodies:
+        raise IgnoredDelivery(
+            f"workflow_job {payload.get('action') or 'delivery'} has no started step yet"
+        )
+    return bodies
