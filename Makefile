@@ -29,7 +29,7 @@ system-deps:
 
 run: $(STAMP)
 	mkdir -p var
-	$(BIN)/gunicorn -c gunicorn.conf.py 'app:create_app()'
+	$(BIN)/gunicorn -c python:server.gunicorn_conf 'server.app:create_app()'
 
 test: $(STAMP) system-deps
 	$(BIN)/pytest

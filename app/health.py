@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from app.context import current_hub
+from app.context import current_context
 from app.errors import BackendUnavailable
 from app.metrics import exposition
 from storage.store import StoreUnavailable
@@ -22,7 +22,7 @@ def healthz() -> Response:
 def readyz() -> Response:
     """Ready only while the store answers, so a balancer stops sending when it does not."""
     try:
-        current_hub().store.ping()
+        current_context().store.ping()
     except StoreUnavailable as exc:
         raise BackendUnavailable(f"store unreachable: {exc}") from None
     return jsonify({"status": "ready", "store": "ok"})

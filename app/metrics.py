@@ -1,6 +1,6 @@
 """Prometheus metrics the hub exports at ``/metrics``.
 
-Under gunicorn every worker keeps its own samples; ``gunicorn.conf.py`` sets
+Under gunicorn every worker keeps its own samples; ``server/gunicorn_conf.py`` sets
 ``PROMETHEUS_MULTIPROC_DIR`` so that :func:`exposition` adds them up, whichever
 worker answers the scrape.  Gauges therefore say how to combine workers
 (``livesum``: the sum over workers still alive).
@@ -9,10 +9,6 @@ worker answers the scrape.  Gauges therefore say how to combine workers
 from __future__ import annotations
 
 import os
-import time
-from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,9 +20,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-
-if TYPE_CHECKING:
-    from broadcaster.hub import Envelope
 
 EVENTS_ACCEPTED = Counter("hub_events_accepted_total", "Events stored, by type.", ["type"])
 REQUESTS_REJECTED = Counter(
@@ -84,45 +77,6 @@ ALERTS_FAILED = Counter(
     "Alerts not delivered after every retry, by target kind and cause.",
     ["kind", "cause"],
 )
-
-
-class FanoutClock:
-    """When this worker stored its recent events, so the hub can time their fan-out.
-
-    Ingest records each stored sequence number with the time of its commit;
-    the hub's dispatch callback observes the time since then once for each
-    commit time among a run of events that reached a subscriber (so one
-    sample per request, not one per event of a batch).  Only this worker's
-    own events are timed (another worker's commit time is not known here),
-    which with several workers is a sample of the traffic.  Both ends run in
-    order of sequence number, so a bounded deque is enough; while nobody
-    subscribes, old entries simply fall off its left end.
-    """
-
-    def __init__(self, capacity: int = 10000) -> None:
-        self._stored: deque[tuple[int, float]] = deque(maxlen=capacity)
-
-    def stored(self, seqs: Iterable[int]) -> None:
-        now = time.monotonic()
-        self._stored.extend((seq, now) for seq in seqs)
-
-    def dispatched(self, run: list[Envelope], delivered: int) -> None:
-        """``run``: envelopes in order of seq; ``delivered``: frames queued for them."""
-        if delivered:  # counted here, once per run, not by each connection's writer
-            DELIVERIES.inc(delivered)
-        stored, first, last = self._stored, run[0].seq, run[-1].seq
-        while stored and stored[0][0] < first:
-            stored.popleft()
-        timed = None
-        while stored and stored[0][0] <= last:
-            _, at = stored.popleft()
-            if delivered and at != timed:
-                FANOUT_LAG_SECONDS.observe(time.monotonic() - at)
-                timed = at
-
-
-#: This process's clock; the app passes it to its Hub and ingest feeds it.
-FANOUT_CLOCK = FanoutClock()
 
 
 def exposition() -> tuple[bytes, str]:

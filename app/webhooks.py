@@ -18,7 +18,7 @@ import orjson
 from flask import Blueprint, Response, jsonify, request
 
 from app.auth import verify_request
-from app.context import current_hub
+from app.context import current_context
 from app.errors import (
     BackendUnavailable,
     HubError,
@@ -76,7 +76,7 @@ def _ingest(route: str, decode: Decoder | None = None) -> Response:
 
 
 def _accept(route: str, decode: Decoder | None = None) -> Response:
-    context = current_hub()
+    context = current_context()
     settings = context.settings
     limits = current_limits()
     limits.check_ingest_address(request.remote_addr)
@@ -112,7 +112,7 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
         raise BackendUnavailable(
             f"event store unavailable; nothing was stored ({exc})", headers={"Retry-After": "5"}
         ) from None
-    context.hub.notify(accepted.stored)
+    context.notify(accepted.stored)
     for kind, count in Counter(event.type for event in accepted.stored).items():
         EVENTS_ACCEPTED.labels(kind).inc(count)
     if len(accepted.stored) < len(events):
@@ -184,7 +184,7 @@ def github_delivery() -> Response:
 
 
 def _github_events(body: bytes) -> list[Event]:
-    settings = current_hub().settings
+    settings = current_context().settings
     return decode_delivery(
         body,
         request.headers.get("X-GitHub-Event"),

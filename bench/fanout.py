@@ -87,7 +87,7 @@ class Target:
         return payload.startswith(b'{"type":"replay_complete"')
 
 
-HUB = Target("hub", "app:create_app()", "/ws", {"HUB_LOG_LEVEL": "WARNING"})
+HUB = Target("hub", "server.app:create_app()", "/ws", {"HUB_LOG_LEVEL": "WARNING"})
 SOCKETIO = Target(
     "socketio", "bench.socketio_app:create_app()", "/socket.io/?EIO=4&transport=websocket"
 )

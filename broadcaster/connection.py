@@ -61,6 +61,7 @@ from wsproto.utilities import LocalProtocolError
 from app.metrics import DISCONNECTS, SLOW_DISCONNECTS, SUBSCRIPTIONS
 from broadcaster.codes import CloseCode
 from broadcaster.hub import Envelope, Fifo, Hub, Subscriber
+from broadcaster.limits import Limits
 from broadcaster.session import Output, Session, Subscribe, replay
 from storage.store import StoreUnavailable
 
@@ -142,18 +143,6 @@ class SendTimeout(TimeoutError):
     """The peer took no data for ``HUB_WS_SEND_TIMEOUT``; the stream is abandoned."""
 
 
-class Config:
-    """What every connection of a worker shares: read once from the settings."""
-
-    def __init__(
-        self, *, ping_interval: float, max_message_bytes: int, send_queue: int, send_timeout: float
-    ) -> None:
-        self.ping_interval = ping_interval
-        self.max_message_bytes = max_message_bytes
-        self.send_queue = send_queue
-        self.send_timeout = send_timeout
-
-
 class Connection:
     """One WebSocket client: its session, its queue, its socket; see the module docstring.
 
@@ -175,12 +164,12 @@ class Connection:
         "broken",
         "close_code",
         "close_reason",
-        "config",
         "deflate",
         "ending",
         "hub",
         "id",
         "label",
+        "limits",
         "protocol",
         "request_id",
         "session",
@@ -195,7 +184,7 @@ class Connection:
         protocol: Protocol,
         session: Session,
         hub: Hub,
-        config: Config,
+        limits: Limits,
         *,
         connection_id: str,
         request_id: str,
@@ -205,13 +194,13 @@ class Connection:
         self.request_id = request_id  # for lines logged from other greenlets
         self.session = session
         self.hub = hub
-        self.config = config
+        self.limits = limits
         self.deflate = deflate
         self.sock = sock
         self.protocol = protocol
         self.wake = gevent.event.Event()
         self.subscriber = Subscriber(
-            config.send_queue, on_overflow=self._overflowed, on_put=self.wake.set
+            limits.send_queue, on_overflow=self._overflowed, on_put=self.wake.set
         )
         self.ending = False
         self.close_code: CloseCode | None = None
@@ -280,7 +269,7 @@ class Connection:
                 self.sock.close()
 
     def _serve(self) -> None:
-        interval = self.config.ping_interval
+        interval = self.limits.heartbeat_interval
         next_ping = time.monotonic() + interval if interval else float("inf")
         while not self.ending:
             self._wait(next_ping)
@@ -302,7 +291,7 @@ class Connection:
     def _wait(self, deadline: float) -> None:
         """Until something happened or ``deadline``; always lets other greenlets run."""
         if self._out:
-            deadline = min(deadline, self._progress_at + self.config.send_timeout)
+            deadline = min(deadline, self._progress_at + self.limits.send_timeout)
         if self.wake.is_set():
             gevent.sleep(0)  # a client that never stops sending must not starve the worker
         else:
@@ -340,7 +329,7 @@ class Connection:
 
     def _take_message(self, event: TextMessage | BytesMessage) -> None:
         self._message_bytes += len(event.data)
-        if self._message_bytes > self.config.max_message_bytes:
+        if self._message_bytes > self.limits.max_frame_bytes:
             self.end(CloseCode.MESSAGE_TOO_BIG, "message too big", "protocol_error")
             return
         self._message.append(event.data)
@@ -441,8 +430,8 @@ class Connection:
             self._out_at += sent
             self._progress_at = time.monotonic()
         if self._out_at < len(view):
-            if time.monotonic() - self._progress_at >= self.config.send_timeout:
-                raise SendTimeout(f"peer took no data for {self.config.send_timeout} s")
+            if time.monotonic() - self._progress_at >= self.limits.send_timeout:
+                raise SendTimeout(f"peer took no data for {self.limits.send_timeout} s")
             if self._writer is None:
                 self._writer = gevent.get_hub().loop.io(self.sock.fileno(), _WRITE)
                 self._writer.start(self.wake.set)

@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from app.config import Settings
 from broadcaster.codes import ErrorCode
 from broadcaster.hub import Envelope
+from broadcaster.limits import Limits
 from ledger.events import EVENT_TYPES, parse_event_id
 from ledger.filters import Filter
 from storage.store import History
@@ -78,40 +78,6 @@ class FrameError(ValueError):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The bounds a session enforces and announces in its welcome frame."""
-
-    heartbeat_interval: float = 25.0
-    max_subscriptions: int = 100
-    max_frame_bytes: int = 65536
-    send_queue: int = 2000
-    replay_project_limit: int = 200
-    replay_max_events: int = 10000
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            heartbeat_interval=settings.ws_ping_interval,
-            max_subscriptions=settings.ws_max_subscriptions,
-            max_frame_bytes=settings.ws_max_frame_bytes,
-            send_queue=settings.ws_send_queue,
-            replay_project_limit=settings.replay_project_limit,
-            replay_max_events=settings.replay_max_events,
-        )
-
-    def replay_limit(self, match: Filter, since: str | None) -> int:
-        """How much history a subscription replays unless the client asks for less.
-
-        A deployment replays all of its events, and so does a resume from
-        ``since`` (it wants exactly what it missed); a fresh project
-        subscription only its latest events.  ``replay_max_events`` bounds all.
-        """
-        if since is None and match.project is not None:
-            return min(self.replay_project_limit, self.replay_max_events)
-        return self.replay_max_events
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,14 +27,13 @@ from collections.abc import Iterator
 import gevent
 from flask import Blueprint, Response, request
 
-from app.context import current_hub
 from app.errors import BackendUnavailable, BadRequest
 from app.metrics import DISCONNECTS, SLOW_DISCONNECTS
 from broadcaster.codes import ErrorCode
 from broadcaster.hub import Envelope, Hub, Subscriber
+from broadcaster.limits import Limits
 from broadcaster.session import (
     FrameError,
-    Limits,
     Subscribe,
     error_frame,
     make_filter,
@@ -89,14 +88,12 @@ def _query() -> tuple[Filter, str | None]:
 class EventStream:
     """One SSE client: its queue, and the generator gunicorn writes out."""
 
-    def __init__(
-        self, connections: Connections, hub: Hub, limits: Limits, send_timeout: float
-    ) -> None:
+    def __init__(self, connections: Connections, hub: Hub, limits: Limits) -> None:
         self.connections = connections
         self.hub = hub
         self.subscriber = Subscriber(limits.send_queue, on_overflow=self._overflowed)
         self.keepalive = limits.heartbeat_interval
-        self.send_timeout = send_timeout
+        self.send_timeout = limits.send_timeout
         self.ending: ErrorCode | None = None
         self.id = connections.next_id()
 
@@ -169,19 +166,17 @@ def _encode(item: Envelope | str) -> bytes:
 @stream.get("/stream")
 def event_stream() -> Response:
     """Replay, then live events, as ``text/event-stream``; see the module docstring."""
-    context = current_hub()
-    settings = context.settings
-    check_access(settings, check_origin=False)
-    match, since = _query()
-    limits = Limits.from_settings(settings)
     connections = current_connections()
+    check_access(connections.settings, check_origin=False)
+    match, since = _query()
+    limits = connections.limits
     connections.admit()
-    events = EventStream(connections, context.hub, limits, settings.ws_send_timeout)
+    events = EventStream(connections, connections.hub, limits)
     connections.open.add(events)
     wanted = Subscribe(match, since, limits.replay_limit(match, since))
     registered = False
     try:
-        history = context.hub.add_filter(events.subscriber, match, since, wanted.limit)
+        history = connections.hub.add_filter(events.subscriber, match, since, wanted.limit)
         registered = True
     except StoreUnavailable as exc:
         raise BackendUnavailable(

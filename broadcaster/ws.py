@@ -28,7 +28,6 @@ from flask_sock import Sock
 
 from app.auth import check_read_token
 from app.config import Settings
-from app.context import current_hub
 from app.errors import (
     BadRequest,
     OriginNotAllowed,
@@ -42,8 +41,10 @@ from app.metrics import (
 )
 from app.ratelimit import current_limits
 from app.requestlog import REQUEST_ID
-from broadcaster.connection import Config, Connection, Unstarted
-from broadcaster.session import Limits, Session
+from broadcaster.connection import Connection, Unstarted
+from broadcaster.hub import Hub
+from broadcaster.limits import Limits
+from broadcaster.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -61,21 +62,18 @@ class Closable(Protocol):
 
 
 class Connections:
-    """This worker's open WebSocket and SSE connections: admission and shutdown.
+    """This worker's WebSocket and SSE clients: the hub they follow, their limits,
+    admission and shutdown.
 
     Admission is counted from before the upgrade to the end of the request,
     so ``HUB_WS_MAX_CONNECTIONS`` holds even while handshakes are in flight.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self.limit = settings.ws_max_connections
-        self.limits = Limits.from_settings(settings)  # what every session enforces
-        self.config = Config(
-            ping_interval=settings.ws_ping_interval,
-            max_message_bytes=settings.ws_max_frame_bytes,
-            send_queue=settings.ws_send_queue,
-            send_timeout=settings.ws_send_timeout,
-        )
+    def __init__(self, settings: Settings, hub: Hub) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.limits = Limits.from_settings(settings)
+        self.limit = self.limits.max_connections
         self.admitted = 0
         self.open: set[Closable] = set()
         self.closing = False
@@ -144,8 +142,9 @@ def _admit() -> None:
     if not request.headers.get("Sec-WebSocket-Key"):
         raise BadRequest("missing Sec-WebSocket-Key")
     current_limits().check_ws_connect(request.remote_addr)
-    check_access(current_hub().settings, check_origin=True)
-    current_connections().admit()
+    connections = current_connections()
+    check_access(connections.settings, check_origin=True)
+    connections.admit()
     g.websocket_admitted = True
 
 
@@ -157,7 +156,6 @@ def _release(_: BaseException | None) -> None:
 
 def _serve(ws: Any) -> None:
     """Take the upgraded connection from simple-websocket and serve it (see connection.py)."""
-    context = current_hub()
     connections = current_connections()
     offered = request.headers.get("Sec-WebSocket-Extensions", "").lower()
     connection_id = connections.next_id()
@@ -168,8 +166,8 @@ def _serve(ws: Any) -> None:
         ws.sock,
         protocol,
         Session(connections.limits, version=VERSION, connection_id=connection_id),
-        context.hub,
-        connections.config,
+        connections.hub,
+        connections.limits,
         connection_id=connection_id,
         request_id=REQUEST_ID.get() or "-",
         deflate="permessage-deflate" in offered,
@@ -186,10 +184,9 @@ for _path, _endpoint in (("/ws", "connect"), ("/ws/", "connect_slash")):
     sock.route(_path, bp=websocket, endpoint=_endpoint)(_serve)
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, settings: Settings, hub: Hub) -> None:
     """Per-worker state for the routes of this module and of ``sse.py``."""
-    settings: Settings = app.extensions["hub"].settings
-    connections = Connections(settings)
+    connections = Connections(settings, hub)
     app.extensions["connections"] = connections
     # simple-websocket only performs the handshake: its reader thread is never started and
     # its event never waited on, since connection.py serves the socket on one greenlet.

@@ -12,8 +12,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from app.config import Settings
+from server.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "original-payloads"
@@ -44,9 +44,8 @@ def settings() -> Settings:
 def app(settings: Settings) -> Iterator[Flask]:
     application = create_app(settings)
     yield application
-    context = application.extensions["hub"]
-    context.hub.stop()
-    context.store.close()
+    application.extensions["hub"].stop()
+    application.extensions["hub_context"].store.close()
 
 
 @pytest.fixture

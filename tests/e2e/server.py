@@ -39,7 +39,7 @@ class HubServer:
         workdir: Path,
         env: dict[str, str] | None = None,
         workers: int = 1,
-        app_spec: str = "app:create_app()",
+        app_spec: str = "server.app:create_app()",
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
@@ -67,7 +67,7 @@ class HubServer:
                 "-m",
                 "gunicorn",
                 "-c",
-                str(ROOT / "gunicorn.conf.py"),
+                "python:server.gunicorn_conf",
                 self.app_spec,
             ],
             cwd=ROOT,

@@ -236,8 +236,8 @@ def test_health_and_readiness(client: FlaskClient) -> None:
 
 
 def test_read_tokens_guard_the_read_api() -> None:
-    from app import create_app
     from app.config import Settings
+    from server.app import create_app
 
     app = create_app(Settings(broker_url="memory://", read_tokens=("r1",)))
     client = app.test_client()
@@ -248,7 +248,7 @@ def test_read_tokens_guard_the_read_api() -> None:
     assert client.get("/api/projects", headers={"Authorization": "Bearer r1"}).status_code == 200
     assert client.get("/api/projects?token=nope").status_code == 401
     assert client.get("/healthz").status_code == 200
-    app.extensions["hub"].hub.stop()
+    app.extensions["hub"].stop()
 
 
 def test_ids_with_slashes_are_readable(client: FlaskClient) -> None:
@@ -268,7 +268,7 @@ def test_ids_with_slashes_are_readable(client: FlaskClient) -> None:
 
 
 def test_reads_during_a_store_outage_are_503(client: FlaskClient, app: Any) -> None:
-    app.extensions["hub"].store.close()
+    app.extensions["hub_context"].store.close()
     for url in ("/api/deployments", "/api/projects", "/api/events", "/api/deployments/1"):
         response = client.get(url)
         assert response.status_code == 503, url

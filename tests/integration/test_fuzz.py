@@ -24,10 +24,11 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import create_app
 from app.config import Settings
-from broadcaster.session import Limits, Session, Subscribe, Unsubscribe
+from broadcaster.limits import Limits
+from broadcaster.session import Session, Subscribe, Unsubscribe
 from ledger.events import EVENT_TYPES
+from server.app import create_app
 
 FUZZ = settings(
     max_examples=150,
@@ -100,8 +101,8 @@ bodies = json_values | event_like | st.lists(event_like, max_size=4).map(lambda 
 def open_app() -> Iterator[Flask]:
     application = create_app(Settings(broker_url="memory://", max_body_bytes=65536))
     yield application
-    application.extensions["hub"].hub.stop()
-    application.extensions["hub"].store.close()
+    application.extensions["hub"].stop()
+    application.extensions["hub_context"].store.close()
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +116,12 @@ def signed_app() -> Iterator[Flask]:
         )
     )
     yield application
-    application.extensions["hub"].hub.stop()
-    application.extensions["hub"].store.close()
+    application.extensions["hub"].stop()
+    application.extensions["hub_context"].store.close()
 
 
 def last_seq(app: Flask) -> int:
-    seq: int = app.extensions["hub"].store.last_seq()
+    seq: int = app.extensions["hub_context"].store.last_seq()
     return seq
 
 

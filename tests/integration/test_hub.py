@@ -9,7 +9,7 @@ from typing import Any
 import gevent
 import pytest
 
-from app.alerts import _Watcher
+from alerts.runner import _Watcher
 from app.ingest import load_one
 from broadcaster.hub import Envelope, Hub, Subscriber
 from ledger.events import Event

@@ -15,10 +15,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from app.config import ConfigError, Settings
 from app.requestlog import Redactor, sane_request_id
 from app.validation import load_settings, settings_problems
+from server.app import create_app
 
 SECRET = "gh-secret-0123456789"
 TOKEN = "tok-abcdef-987654321"
@@ -38,8 +38,8 @@ def make_app() -> Iterator[Any]:
 
     yield make
     for application in apps:
-        application.extensions["hub"].hub.stop()
-        application.extensions["hub"].store.close()
+        application.extensions["hub"].stop()
+        application.extensions["hub_context"].store.close()
 
 
 def captured_log(app: Flask) -> io.StringIO:
@@ -268,7 +268,7 @@ def test_ingest_over_the_address_limit_gets_429_and_stores_nothing(make_app: Any
     app = make_app(ingest_address_rate=0.5, ingest_address_burst=2)
     client = app.test_client()
     client.environ_base.update(PUBLIC)
-    store = app.extensions["hub"].store
+    store = app.extensions["hub_context"].store
     assert post(client, EVENT).status_code == 200
     assert post(client, {**EVENT, "deployment_id": "d-2"}).status_code == 200
     before = store.last_seq()

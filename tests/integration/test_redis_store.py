@@ -21,13 +21,13 @@ from typing import Any
 
 import pytest
 
-from app import create_app
 from app.config import ConfigError, Settings
 from app.ingest import decode_events, load_one
 from ledger.errors import EventError
 from ledger.events import Event, parse_event_id
 from ledger.filters import Filter
 from ledger.view import build_view
+from server.app import create_app
 from storage.factory import create_store
 from storage.redis_store import RedisStore
 from storage.store import Batch, Store, StoreUnavailable
@@ -568,7 +568,7 @@ def test_a_role_serves_only_its_routes(
 ) -> None:
     """Ingest processes take webhooks only, stream processes WebSocket/SSE only; both read."""
     app = create_app(Settings.from_env({"HUB_BROKER_URL": redis_url, "HUB_ROLE": role}))
-    context = app.extensions["hub"]
+    hub = app.extensions["hub"]
     try:
         client = app.test_client()
         for prefix in ("", "/project-dashboard"):
@@ -579,7 +579,7 @@ def test_a_role_serves_only_its_routes(
             assert (client.get(f"{prefix}/ws").status_code == 404) is not streams
             assert client.get(f"{prefix}/api/projects").status_code == 200
         assert client.get("/readyz").status_code == 200
-        assert (context.hub._greenlet is not None) is streams  # the tailer runs only to stream
+        assert (hub._greenlet is not None) is streams  # the tailer runs only to stream
     finally:
-        context.hub.stop()
-        context.store.close()
+        hub.stop()
+        app.extensions["hub_context"].store.close()

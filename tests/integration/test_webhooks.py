@@ -11,8 +11,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from app.config import Settings
+from server.app import create_app
 from storage.store import Store
 from tests.conftest import FIXTURES, load_manifest
 
@@ -26,7 +26,7 @@ REFUSED = {
 
 
 def store_of(app: Flask) -> Store:
-    store: Store = app.extensions["hub"].store
+    store: Store = app.extensions["hub_context"].store
     return store
 
 
@@ -214,7 +214,7 @@ def test_batches_over_the_limit_are_refused() -> None:
     events = [{"type": "test"}] * 4
     response = post(app.test_client(), {"events": events})
     assert response.status_code == 422
-    app.extensions["hub"].hub.stop()
+    app.extensions["hub"].stop()
 
 
 @pytest.mark.parametrize("header", ["Idempotency-Key", "X-GitHub-Delivery", "webhook-id"])

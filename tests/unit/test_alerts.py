@@ -10,17 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from app.alerts import (
-    Alert,
-    Alerter,
-    AlertState,
-    Sender,
-    failure_alert,
-    long_running_alert,
-    p95,
-    payload_for,
-    stalled_alerts,
-)
+from alerts.delivery import Sender, payload_for
+from alerts.rules import Alert, failure_alert, long_running_alert, p95, stalled_alerts
+from alerts.runner import Alerter
+from alerts.state import AlertState
 from app.config import Settings
 from app.ingest import decode_events
 from broadcaster.hub import Hub

@@ -12,9 +12,9 @@ import itertools
 import pytest
 from prometheus_client import REGISTRY
 
-from app import metrics
 from app.ingest import load_one
-from app.metrics import FanoutClock
+from broadcaster import fanout_clock
+from broadcaster.fanout_clock import FanoutClock
 from broadcaster.hub import Envelope
 
 EVENT = load_one(
@@ -35,7 +35,7 @@ class Ticks:
 @pytest.fixture
 def ticks(monkeypatch: pytest.MonkeyPatch) -> Ticks:
     clock = Ticks()
-    monkeypatch.setattr(metrics, "time", clock)
+    monkeypatch.setattr(fanout_clock, "time", clock)
     return clock
 
 

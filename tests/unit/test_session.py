@@ -9,10 +9,10 @@ import pytest
 
 from broadcaster.codes import ErrorCode
 from broadcaster.hub import Envelope
+from broadcaster.limits import Limits
 from broadcaster.session import (
     HEARTBEAT_ACK,
     PONG,
-    Limits,
     Output,
     Session,
     Subscribe,

@@ -16,11 +16,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
-from app import dashboard as dashboard_module
+from app import delivery_metrics
 from app.config import Settings
-from app.dashboard import STATIC_DIR, asset_version, deployments_since, summarise
+from app.dashboard import STATIC_DIR, asset_version
+from app.delivery_metrics import deployments_since
+from ledger.delivery import summarise
 from ledger.events import format_timestamp
+from server.app import create_app
+from storage import paging
 from tests.conftest import ROOT
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -235,8 +238,8 @@ def test_badge_refuses_overlong_names(client: FlaskClient, path: str) -> None:
 def guarded() -> Iterator[Flask]:
     application = create_app(Settings(broker_url="memory://", read_tokens=("s3cret",)))
     yield application
-    application.extensions["hub"].hub.stop()
-    application.extensions["hub"].store.close()
+    application.extensions["hub"].stop()
+    application.extensions["hub_context"].store.close()
 
 
 def test_badge_and_metrics_need_a_read_token_when_reads_are_guarded(guarded: Flask) -> None:
@@ -347,12 +350,12 @@ def test_metrics_endpoint_refuses_a_bad_window(client: FlaskClient, days: str) -
 def test_metrics_read_at_most_a_bounded_number_of_deployments(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dashboard_module, "MAX_DEPLOYMENTS", 3)
-    monkeypatch.setattr(dashboard_module, "_PAGE_SIZE", 2)
+    monkeypatch.setattr(delivery_metrics, "MAX_DEPLOYMENTS", 3)
+    monkeypatch.setattr(paging, "PAGE_SIZE", 2)
     now = datetime.now(UTC)
     for index in range(5):
         finished(client, "shop", f"d{index}", "success", now - timedelta(hours=index + 1), 10)
-    store = app.extensions["hub"].store
+    store = app.extensions["hub_context"].store
     day_ago = format_timestamp(now - timedelta(days=1))
     rows, truncated = deployments_since(store, None, day_ago)
     assert ([r["deployment_id"] for r in rows], truncated) == (["d0", "d1", "d2"], True)

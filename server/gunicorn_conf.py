@@ -59,10 +59,9 @@ def on_starting(server: Any) -> None:
 def post_fork(server: Any, worker: Any) -> None:
     """Give the new worker its metric files at once, every metric at zero.
 
-    The metrics were made in the master (importing the settings imports the
-    ``app`` package); prometheus-client moves them to the worker's own files
-    at their first change after the fork, so until then a quiet worker, or a
-    quiet hub, would export nothing.
+    prometheus-client writes a worker's files at its first change of a
+    metric, so until then a quiet worker, or a quiet hub, would export
+    nothing.
     """
     from app.metrics import CONNECTIONS
 
@@ -73,7 +72,7 @@ def child_exit(server: Any, worker: Any) -> None:
     """A worker is gone: its live gauges (connections, subscriptions) no longer count."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 def on_exit(server: Any) -> None:

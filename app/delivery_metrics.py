@@ -1,0 +1,49 @@
+"""``GET /api/delivery-metrics``: the delivery figures of ``ledger/delivery.py`` over a window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from app.auth import check_read_token
+from app.context import current_context
+from app.query import param, whole_number
+from ledger.delivery import summarise
+from ledger.events import format_timestamp
+from storage import paging
+from storage.store import Store
+
+delivery_routes = Blueprint("delivery_metrics", __name__)
+
+MAX_WINDOW_DAYS = 365
+DEFAULT_WINDOW_DAYS = 30
+#: At most this many deployments are read for one answer (``truncated`` says when more).
+MAX_DEPLOYMENTS = 5000
+
+
+@delivery_routes.get("/api/delivery-metrics")
+def delivery_metrics() -> Response:
+    """Deployment frequency, change failure rate, time to restore and durations, per project."""
+    context = current_context()
+    check_read_token(request.headers, request.args.get("token"), context.settings.read_tokens)
+    days = whole_number("days", default=DEFAULT_WINDOW_DAYS, low=1, high=MAX_WINDOW_DAYS)
+    end = datetime.now(UTC)
+    start = end - timedelta(days=days)
+    rows, truncated = deployments_since(context.store, param("project"), format_timestamp(start))
+    return jsonify({**summarise(rows, start=start, end=end), "truncated": truncated})
+
+
+def deployments_since(
+    store: Store, project: str | None, start: str
+) -> tuple[list[dict[str, Any]], bool]:
+    """Deployments started at or after ``start``, newest first, and whether more were left."""
+    rows: list[dict[str, Any]] = []
+    for row in paging.deployments(store, project=project, most=MAX_DEPLOYMENTS + 1):
+        if (row.get("started_at") or "") < start:
+            return rows, False
+        if len(rows) == MAX_DEPLOYMENTS:
+            return rows, True
+        rows.append(row)
+    return rows, False

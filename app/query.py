@@ -1,0 +1,50 @@
+"""Query-string parameters, parsed strictly: a bad one is a 400 that names it.
+
+Never a silently different answer: a limit that is not a whole number, a
+parameter longer than any name the hub stores, or a number outside its range
+is refused, whichever route it was sent to.
+"""
+
+from __future__ import annotations
+
+from flask import request
+
+from app.errors import BadRequest
+
+#: Longest value any parameter may have (the longest name a sender may give).
+MAX_PARAM_LENGTH = 200
+#: Most rows one page of any listing may hold.
+MAX_LIMIT = 1000
+
+
+def param(name: str) -> str | None:
+    """The parameter's value, ``None`` when absent or empty."""
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    return bounded(f"query parameter {name!r}", name, value)
+
+
+def bounded(what: str, name: str, value: str) -> str:
+    """``value`` (a parameter or a path part) unless it is longer than any stored name."""
+    if len(value) > MAX_PARAM_LENGTH:
+        raise BadRequest(f"{what} is too long", {name: [f"At most {MAX_PARAM_LENGTH} characters."]})
+    return value
+
+
+def whole_number(name: str, *, default: int, low: int, high: int) -> int:
+    """A whole number from ``low`` to ``high`` written in ASCII digits, else ``default``."""
+    raw = param(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise BadRequest(
+            f"query parameter {name!r} must be a whole number from {low} to {high}",
+            {name: [f"Must be between {low} and {high}."]},
+        )
+    return int(raw)
+
+
+def limit(default: int) -> int:
+    """``limit``: rows per page, from 1 to :data:`MAX_LIMIT`."""
+    return whole_number("limit", default=default, low=1, high=MAX_LIMIT)

@@ -1,0 +1,38 @@
+"""Reading a long deployment listing page by page, through any store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from storage.store import Store
+
+#: Rows asked for per page.
+PAGE_SIZE = 500
+
+
+def deployments(
+    store: Store,
+    *,
+    project: str | None = None,
+    status: str | None = None,
+    most: int,
+    page_size: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Deployment rows newest first, as ``list_deployments`` gives them, at most ``most``."""
+    size = page_size or PAGE_SIZE
+    cursor = None
+    seen = 0
+    while seen < most:
+        page = store.list_deployments(
+            project=project,
+            status=status,
+            branch=None,
+            limit=min(size, most - seen),
+            cursor=cursor,
+        )
+        yield from page.items
+        seen += len(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            return
