@@ -20,7 +20,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from alerts.rules import Alert
 from app.config import Settings
 from app.metrics import ALERTS_FAILED, ALERTS_SENT
-from ledger.events import now_timestamp
+from ledger.timestamps import now_timestamp
 
 log = logging.getLogger(__name__)
 

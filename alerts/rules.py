@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.events import Event, parse_timestamp
+from ledger.events import Event
 from ledger.stats import percentile
+from ledger.timestamps import parse_timestamp
 
 #: Fewer successful deployments than this say nothing about a project's usual duration.
 P95_MIN_SAMPLES = 5

@@ -40,7 +40,8 @@ from alerts.rules import (
 from alerts.state import AlertState
 from app.config import Settings
 from broadcaster.hub import Envelope, Hub, Subscriber
-from ledger.events import Event, parse_timestamp
+from ledger.events import Event
+from ledger.timestamps import parse_timestamp
 from storage import paging
 from storage.store import Store
 

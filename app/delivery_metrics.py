@@ -11,7 +11,7 @@ from app.auth import check_read_token
 from app.context import current_context
 from app.query import param, whole_number
 from ledger.delivery import summarise
-from ledger.events import format_timestamp
+from ledger.timestamps import format_timestamp
 from storage import paging
 from storage.store import Store
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from marshmallow import ValidationError, fields
 
-from ledger.events import MAX_NAME_LENGTH, STATUS_WORDS, format_timestamp, parse_timestamp
+from ledger.events import MAX_NAME_LENGTH, STATUS_WORDS
+from ledger.timestamps import format_timestamp, parse_timestamp
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -31,10 +31,9 @@ from ledger.events import (
     PROJECT_ONLY_TYPES,
     RUN_METADATA,
     Event,
-    duration_between,
     empty_payload,
-    now_timestamp,
 )
+from ledger.timestamps import duration_between, now_timestamp
 
 #: Old or camelCase spellings mapped onto the one name the schemas declare.
 ALIASES: dict[str, str] = {

@@ -28,8 +28,9 @@ import gevent.event
 import gevent.lock
 import orjson
 
-from ledger.events import Event, parse_event_id
+from ledger.events import Event
 from ledger.filters import Filter
+from ledger.ids import parse_event_id
 from storage.store import History, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,9 @@ import orjson
 from broadcaster.codes import ErrorCode
 from broadcaster.hub import Envelope
 from broadcaster.limits import Limits
-from ledger.events import EVENT_TYPES, parse_event_id
+from ledger.events import EVENT_TYPES
 from ledger.filters import Filter
+from ledger.ids import parse_event_id
 from storage.store import History
 
 #: Longest project or deployment id a client may name (the read API's query bound).

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from ledger.events import format_timestamp, parse_timestamp
 from ledger.stats import percentile
+from ledger.timestamps import format_timestamp, parse_timestamp
 
 
 def summarise(rows: list[dict[str, Any]], *, start: datetime, end: datetime) -> dict[str, Any]:

@@ -20,14 +20,8 @@ from typing import Any
 
 import orjson
 
-from ledger.events import (
-    RUN_METADATA,
-    TERMINAL_STATUSES,
-    Event,
-    duration_between,
-    format_timestamp,
-    parse_timestamp,
-)
+from ledger.events import RUN_METADATA, TERMINAL_STATUSES, Event
+from ledger.timestamps import duration_between, format_timestamp, parse_timestamp
 
 #: Tie-break for events stamped with the same instant: starts before ends.
 TYPE_RANK = {

@@ -27,7 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from ledger.errors import Invalid
-from ledger.events import MAX_NAME_LENGTH, format_timestamp, parse_timestamp
+from ledger.events import MAX_NAME_LENGTH
+from ledger.timestamps import format_timestamp, parse_timestamp
 
 #: GitHub's check conclusions in the hub's status vocabulary.
 CONCLUSIONS: dict[str, str] = {

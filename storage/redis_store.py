@@ -42,8 +42,9 @@ import redis
 from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from ledger.events import PROJECT_ONLY_TYPES, Event, parse_event_id
+from ledger.events import PROJECT_ONLY_TYPES, Event
 from ledger.filters import Filter
+from ledger.ids import parse_event_id
 from ledger.view import (
     LIFECYCLE_TYPES,
     build_view,

@@ -44,8 +44,9 @@ import gevent.event
 import gevent.monkey
 import orjson
 
-from ledger.events import PROJECT_ONLY_TYPES, Event, make_event_id, parse_event_id
+from ledger.events import PROJECT_ONLY_TYPES, Event
 from ledger.filters import Filter
+from ledger.ids import make_event_id, parse_event_id
 from ledger.view import (
     LIFECYCLE_TYPES,
     Fold,

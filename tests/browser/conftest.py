@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ledger.events import format_timestamp
+from ledger.timestamps import format_timestamp
 from tests.conftest import ROOT, TIMEOUT_FACTOR
 from tests.e2e.server import HubServer
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from ledger.events import format_timestamp
+from ledger.timestamps import format_timestamp
 from tests.browser.conftest import ARTIFACTS, Watched, event, post
 from tests.conftest import FIXTURES
 from tests.e2e.server import HubServer

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.events import format_timestamp
+from ledger.timestamps import format_timestamp
 from tests.alerts_receiver import AlertReceiver
 from tests.conftest import TIMEOUT_FACTOR
 from tests.e2e.server import HubServer

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ledger.events import make_event_id, parse_event_id
+from ledger.ids import make_event_id, parse_event_id
 from tests.e2e.server import HubServer
 from tests.e2e.wsclient import (
     connect,

@@ -21,7 +21,7 @@ from app.config import Settings
 from app.dashboard import STATIC_DIR, asset_version
 from app.delivery_metrics import deployments_since
 from ledger.delivery import summarise
-from ledger.events import format_timestamp
+from ledger.timestamps import format_timestamp
 from server.app import create_app
 from storage import paging
 from tests.conftest import ROOT

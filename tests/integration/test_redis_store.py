@@ -24,8 +24,9 @@ import pytest
 from app.config import ConfigError, Settings
 from app.ingest import decode_events, load_one
 from ledger.errors import EventError
-from ledger.events import Event, parse_event_id
+from ledger.events import Event
 from ledger.filters import Filter
+from ledger.ids import parse_event_id
 from ledger.view import build_view
 from server.app import create_app
 from storage.factory import create_store

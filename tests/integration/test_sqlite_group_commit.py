@@ -16,7 +16,8 @@ import orjson
 import pytest
 
 from app.ingest import load_one
-from ledger.events import Event, make_event_id, parse_event_id
+from ledger.events import Event
+from ledger.ids import make_event_id, parse_event_id
 from ledger.view import build_view
 from storage.sqlite_store import SqliteStore
 from storage.store import Accepted, Batch, StoreHooks, StoreUnavailable

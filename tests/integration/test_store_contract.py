@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from app.ingest import load_one
-from ledger.events import Event, make_event_id, parse_event_id
+from ledger.events import Event
 from ledger.filters import Filter
+from ledger.ids import make_event_id, parse_event_id
 from storage.store import Batch, Store
 from tests.integration.conftest import StoreFactory
 

@@ -17,7 +17,9 @@ from alerts.state import AlertState
 from app.config import Settings
 from app.ingest import decode_events
 from broadcaster.hub import Hub
-from ledger.events import Event, format_timestamp, make_event_id
+from ledger.events import Event
+from ledger.ids import make_event_id
+from ledger.timestamps import format_timestamp
 from storage.factory import create_store
 from storage.store import Batch, Store
 from tests.alerts_receiver import AlertReceiver

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-import ledger.events
+import ledger.timestamps
 from app.ingest import ROUTE_FORMATS, decode_events, load_one, schema_for
 from app.legacy import LEGACY_DEPLOYMENT, PROJECT_STATUS, STEP_BODY, SUMMARY
 from app.schemas import SCHEMAS, LogEntrySchema
@@ -134,7 +134,7 @@ INVALID: list[Any] = [
 @pytest.fixture(autouse=True)
 def _frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """Items without a timestamp get the current millisecond; fixed, events compare whole."""
-    monkeypatch.setattr(ledger.events, "time", SimpleNamespace(time_ns=lambda: FROZEN_NS))
+    monkeypatch.setattr(ledger.timestamps, "time", SimpleNamespace(time_ns=lambda: FROZEN_NS))
 
 
 def decode(items: list[Any], route: str = "deployment") -> list[Event]:

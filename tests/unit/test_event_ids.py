@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import ledger.events
-from ledger.events import format_timestamp, make_event_id, now_timestamp, parse_event_id
+import ledger.timestamps
+from ledger.ids import make_event_id, parse_event_id
+from ledger.timestamps import format_timestamp, now_timestamp
 
 MAX_EPOCH = 10**13 - 1
 MAX_SEQ = 10**12 - 1
@@ -96,8 +97,8 @@ def at(nanoseconds: int) -> str:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
     """Set the nanoseconds ``now_timestamp`` reads; starts from a cleared cache."""
     now = [0]
-    monkeypatch.setattr(ledger.events, "time", SimpleNamespace(time_ns=lambda: now[0]))
-    monkeypatch.setattr(ledger.events, "_now", (-1, ""))
+    monkeypatch.setattr(ledger.timestamps, "time", SimpleNamespace(time_ns=lambda: now[0]))
+    monkeypatch.setattr(ledger.timestamps, "_now", (-1, ""))
 
     def set_clock(nanoseconds: int) -> None:
         now[0] = nanoseconds
@@ -137,9 +138,9 @@ def test_now_spells_the_exact_millisecond_without_float_rounding(
 def test_now_in_the_first_millisecond_of_the_epoch_is_spelled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A fresh process whose clock reads under 1 ms since 1970 (ledger/events.py, ``_now``)."""
-    monkeypatch.setattr(ledger.events, "time", SimpleNamespace(time_ns=lambda: 999_999))
-    monkeypatch.setattr(ledger.events, "_now", (-1, ""))  # as a fresh process has it
+    """A fresh process whose clock reads under 1 ms since 1970 (ledger/timestamps.py, ``_now``)."""
+    monkeypatch.setattr(ledger.timestamps, "time", SimpleNamespace(time_ns=lambda: 999_999))
+    monkeypatch.setattr(ledger.timestamps, "_now", (-1, ""))  # as a fresh process has it
     assert now_timestamp() == "1970-01-01T00:00:00.000Z"
 
 

@@ -19,8 +19,9 @@ from broadcaster.session import (
     Unsubscribe,
     replay,
 )
-from ledger.events import Event, make_event_id
+from ledger.events import Event
 from ledger.filters import Filter
+from ledger.ids import make_event_id
 from storage.store import History
 
 LIMITS = Limits(
