@@ -9,11 +9,14 @@ with a silently different value.  Tests build ``Settings(...)`` directly.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from storage.url import StoreURL
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +64,11 @@ class Settings:
     worker_connections: int = _setting(
         10000, minimum=1, doc="Concurrent connections per gevent worker."
     )
-    broker_url: str = _setting(
+    store_url: str = _setting(
         "sqlite:///var/hub.sqlite3",
         doc="Store and fan-out: `sqlite:///relative/path`, `sqlite:////abs/path`, `memory://`, "
         "or `redis://host:port/db?prefix=name` to share one store between many processes "
-        "and hosts (docs/SCALING.md).",
+        "and hosts (docs/SCALING.md). `HUB_BROKER_URL`, its earlier name, still works.",
     )
     role: str = _setting(
         "ALL",
@@ -246,7 +249,8 @@ class Settings:
         """
         values: dict[str, Any] = {}
         problems: list[str] = []
-        known = set()
+        known = set(RENAMED)
+        environ = _with_renamed(environ)
         for spec in dataclasses.fields(cls):
             name = PREFIX + spec.name.upper()
             known.add(name)
@@ -261,9 +265,31 @@ class Settings:
                 log.warning("unknown setting %s is ignored", name)
         return cls(**values), problems
 
+    @functools.cached_property
+    def store(self) -> StoreURL:
+        """``store_url`` parsed; raises :class:`~storage.url.BadStoreURL` (start-up checks it)."""
+        return StoreURL.parse(self.store_url)
+
     @property
     def auth_required(self) -> bool:
         return bool(self.webhook_secrets or self.webhook_tokens)
+
+
+#: Settings that were renamed: the old variable still works, with a warning.
+RENAMED = {"HUB_BROKER_URL": "HUB_STORE_URL"}
+
+
+def _with_renamed(environ: Mapping[str, str]) -> Mapping[str, str]:
+    """``environ`` with each old name read as its new one (the new one wins if both are set)."""
+    given = [old for old in RENAMED if old in environ]
+    if not given:
+        return environ
+    updated = dict(environ)
+    for old in given:
+        new = RENAMED[old]
+        log.warning("%s is deprecated: set %s instead", old, new)
+        updated.setdefault(new, updated[old])
+    return updated
 
 
 def _cast(name: str, raw: str, spec: dataclasses.Field[Any]) -> Any:

@@ -3,8 +3,8 @@
 Each is a subclass of the typed schemas' base, so the same fields validate the
 same values and the result is the same normalised :class:`~ledger.events.Event`;
 only the shape differs.  None of these bodies carries a deployment id we can
-always trust, so each declares a *join policy* that the store applies inside
-its write transaction (``new``, ``close_latest``, ``latest_or_new``).
+always trust, so each declares a *join policy* (:class:`~ledger.events.Join`)
+that the ledger applies inside the store's write transaction.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from app.schemas import (
     StepSchema,
     step_type_for,
 )
-from ledger.events import DEFAULT_JOB
+from ledger.events import DEFAULT_JOB, OPEN_STATUSES, Join
 
 #: LEGACY.md §3: the summary's step keys, in the order they run, with readable names.
 SUMMARY_STEPS: dict[str, str] = {
@@ -101,12 +101,12 @@ class LegacyDeploymentSchema(RunSchema):
     deployType = Name()
     serverHost = Name()
 
-    def join_policy(self, data: dict[str, Any]) -> str | None:
+    def join_policy(self, data: dict[str, Any]) -> Join | None:
         status = data.get("status")
-        return "new" if status and status[0] in ("running", "pending") else "close_latest"
+        return Join.NEW if status and status[0] in OPEN_STATUSES else Join.LATEST_OPEN
 
     def resolve_type(self, data: dict[str, Any], payload: dict[str, Any]) -> str:
-        running = payload["status"] in ("running", "pending")
+        running = payload["status"] in OPEN_STATUSES
         return "deployment_started" if running else "deployment_completed"
 
     def fill(self, data: dict[str, Any], payload: dict[str, Any], timestamp: str) -> None:
@@ -114,7 +114,7 @@ class LegacyDeploymentSchema(RunSchema):
             if data.get(key):
                 payload["extra"][key] = data[key]
         payload["repaired"] = bool(payload["extra"].pop("_repaired", False))
-        if payload["status"] in ("running", "pending"):
+        if payload["status"] in OPEN_STATUSES:
             payload["started_at"] = timestamp
         else:
             payload["completed_at"] = timestamp
@@ -134,12 +134,11 @@ class SummarySchema(DeploymentCompletedSchema):
         keys=fields.String(), values=Status(empty="skipped"), load_default=None
     )
 
-    def join_policy(self, data: dict[str, Any]) -> str | None:
-        status = data.get("status")
-        return "latest_or_new" if status and status[0] in ("running", "pending") else "close_latest"
+    def join_policy(self, data: dict[str, Any]) -> Join | None:
+        return Join.LATEST_OPEN
 
     def resolve_type(self, data: dict[str, Any], payload: dict[str, Any]) -> str:
-        running = payload["status"] in ("running", "pending")
+        running = payload["status"] in OPEN_STATUSES
         return "deployment_started" if running else "deployment_completed"
 
     def fill(self, data: dict[str, Any], payload: dict[str, Any], timestamp: str) -> None:
@@ -173,8 +172,8 @@ class StepBodySchema(StepSchema):
     actor = Name()
     step_number = Count()
 
-    def join_policy(self, data: dict[str, Any]) -> str | None:
-        return "latest_or_new"
+    def join_policy(self, data: dict[str, Any]) -> Join | None:
+        return Join.LATEST_OPEN
 
     def resolve_type(self, data: dict[str, Any], payload: dict[str, Any]) -> str:
         if payload["commit"] == "latest":

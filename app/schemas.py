@@ -28,9 +28,11 @@ from ledger.events import (
     DEFAULT_JOB,
     EVENT_TYPES,
     LOG_LEVELS,
+    OPEN_STATUSES,
     PROJECT_ONLY_TYPES,
     RUN_METADATA,
     Event,
+    Join,
     empty_payload,
 )
 from ledger.timestamps import duration_between, now_timestamp
@@ -83,7 +85,7 @@ def apply_aliases(data: dict[str, Any]) -> dict[str, Any]:
 
 def step_type_for(status: str) -> str:
     """A step body that only says its status is a start while running, else an end."""
-    return "step_started" if status in ("running", "pending") else "step_completed"
+    return "step_started" if status in OPEN_STATUSES else "step_completed"
 
 
 def split_step_name(name: str) -> tuple[str, str]:
@@ -144,7 +146,7 @@ class EventSchema(Schema):
         ):
             raise ValidationError("Missing data for required field.", "status")
 
-    def join_policy(self, data: dict[str, Any]) -> str | None:
+    def join_policy(self, data: dict[str, Any]) -> Join | None:
         """How a body without a deployment id finds its deployment (legacy only)."""
         return None
 
@@ -283,7 +285,7 @@ class StepSchema(RunSchema):
         )
         payload["job"] = data.get("job") or job
         payload["step"] = data["step"] if data.get("step") else step
-        terminal = payload["status"] not in ("running", "pending")
+        terminal = payload["status"] not in OPEN_STATUSES
         payload["started_at"] = data.get("started_at") or (None if terminal else timestamp)
         payload["completed_at"] = data.get("completed_at") or (timestamp if terminal else None)
         if terminal:  # a start's "duration": 0 means "not yet", not "took no time"

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.config import ConfigError, Settings
+from storage.url import BadStoreURL
 
 #: Host names that only the machine itself can reach.
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost"})
@@ -65,7 +66,7 @@ def settings_problems(settings: Settings) -> list[str]:
             "HUB_WEBHOOK_SECRETS nor HUB_WEBHOOK_TOKENS is set, so anyone could post "
             "deployments: set one, or HUB_ALLOW_UNAUTHENTICATED=true to accept that"
         )
-    problems += _broker_problems(settings)
+    problems += _store_problems(settings)
     for proxy in settings.trusted_proxies:
         try:
             ipaddress.ip_address(proxy)
@@ -93,54 +94,21 @@ def settings_problems(settings: Settings) -> list[str]:
     return problems
 
 
-def _broker_problems(settings: Settings) -> list[str]:
-    url = settings.broker_url
-    if url == "memory://":
-        if settings.workers > 1:
-            return [
-                f"HUB_BROKER_URL=memory:// keeps events inside one process, but HUB_WORKERS="
-                f"{settings.workers}: each worker would see only its own events; use a "
-                "sqlite:/// or redis:// URL, or one worker"
-            ]
-        return []
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if not path or path.endswith("/"):
-            return [f"HUB_BROKER_URL={url!r} names no database file"]
-        problem = path_problem(path)
-        return [f"HUB_BROKER_URL: {problem}"] if problem else []
-    if url.startswith(("redis://", "rediss://")):
-        return _redis_problems(url)
-    return [
-        f"HUB_BROKER_URL={without_password(url)!r} is not supported: use sqlite:///relative/path, "
-        "sqlite:////absolute/path, memory:// or redis://host:port/db"
-    ]
-
-
-def without_password(url: str) -> str:
-    """``url`` fit for a message or a log line: credentials replaced by ``***``."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc=f"***@{parts.netloc.rpartition('@')[2]}").geturl()
-
-
-def _redis_problems(raw: str) -> list[str]:
-    parts = urlsplit(raw)
-    url = without_password(raw)
-    problems = []
-    if not parts.hostname:
-        problems.append(f"HUB_BROKER_URL={url!r} names no Redis host")
+def _store_problems(settings: Settings) -> list[str]:
     try:
-        parts.port  # noqa: B018 - reading it is the check: a bad port raises
-    except ValueError:
-        problems.append(f"HUB_BROKER_URL={url!r} has a port that is not a number from 0 to 65535")
-    database = parts.path.strip("/")
-    if database and not database.isdigit():
-        problems.append(
-            f"HUB_BROKER_URL={url!r}: the Redis database must be a number, not {database!r}"
-        )
-    return problems
+        store = settings.store
+    except BadStoreURL as error:
+        return [f"HUB_STORE_URL={error}"]
+    if store.kind == "memory" and settings.workers > 1:
+        return [
+            f"HUB_STORE_URL=memory:// keeps events inside one process, but HUB_WORKERS="
+            f"{settings.workers}: each worker would see only its own events; use a "
+            "sqlite:/// or redis:// URL, or one worker"
+        ]
+    if store.kind == "sqlite":
+        problem = path_problem(store.path)
+        return [f"HUB_STORE_URL: {problem}"] if problem else []
+    return []
 
 
 def path_problem(path: str) -> str | None:

@@ -268,7 +268,7 @@ def on_redis(
     workdir: Path, tag: str, hubs: int, workers: int
 ) -> Iterator[tuple[list[HubServer], list[int]]]:
     redis = RedisServer(workdir / f"redis-{tag}").start()
-    env = {**HUB_ENV, "HUB_BROKER_URL": redis.url(prefix=tag)}
+    env = {**HUB_ENV, "HUB_STORE_URL": redis.url(prefix=tag)}
     started = [
         HubServer(workdir / f"{tag}-{i}", env=env, workers=workers).start() for i in range(hubs)
     ]

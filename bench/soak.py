@@ -333,7 +333,7 @@ def main() -> int:
     redis = RedisServer(workdir / "redis", appendonly=True).start() if args.redis else None
     env = {"HUB_WS_PING_INTERVAL": "10", "HUB_LOG_LEVEL": "WARNING"}
     if redis is not None:
-        env["HUB_BROKER_URL"] = redis.url(prefix="soak")
+        env["HUB_STORE_URL"] = redis.url(prefix="soak")
     server = HubServer(workdir / "hub", env=env, workers=args.workers).start()
     clients = [
         SoakClient(i, projects[i % len(projects)], server.port, events, stats)

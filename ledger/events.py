@@ -8,6 +8,7 @@ Kept free of Flask so the broadcaster can run without the web app.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 #: Event types after normalisation (``step_manual`` and the legacy bodies become these).
@@ -26,9 +27,22 @@ EVENT_TYPES: tuple[str, ...] = (
 #: Types that carry no deployment: they are logged and broadcast to the project only.
 PROJECT_ONLY_TYPES = frozenset({"project_status", "test"})
 
+#: Types that shape the deployment view; the others (log lines, metrics) are kept beside it.
+LIFECYCLE_TYPES = frozenset(
+    {
+        "deployment_started",
+        "step_started",
+        "step_completed",
+        "deployment_completed",
+        "deployment_rollback",
+    }
+)
+
 #: The status vocabulary of LEGACY.md after normalisation.
 STATUSES: tuple[str, ...] = ("pending", "running", "success", "failure", "cancelled", "skipped")
 TERMINAL_STATUSES = frozenset({"success", "failure", "cancelled", "skipped"})
+#: A deployment, job or step in one of these may still change: it is open.
+OPEN_STATUSES = frozenset({"running", "pending"})
 
 #: Every word senders use, mapped onto :data:`STATUSES`; ``retrying`` also sets ``retry``.
 STATUS_WORDS: dict[str, str] = {
@@ -104,13 +118,26 @@ def empty_payload() -> dict[str, Any]:
     return payload
 
 
+class Join(StrEnum):
+    """How an event that names no deployment (a legacy body) finds one.
+
+    The ledger decides inside the write (``ledger/recorder.py``), from the
+    deployments open at that moment.
+    """
+
+    #: A new deployment (a ``running`` legacy body starts one).
+    NEW = "new"
+    #: The project's newest open deployment, or a new one when none is open.
+    LATEST_OPEN = "latest_open"
+
+
 @dataclass(slots=True)
 class Event:
     """One normalised event; ``id`` is empty until the store accepts it.
 
     ``dedup_key`` (the sender's ``event_id``) and ``join`` (how a legacy body
-    without a deployment id finds its deployment: ``new``, ``close_latest`` or
-    ``latest_or_new``) steer storing only and are not part of the wire shape.
+    without a deployment id finds its deployment, :class:`Join`) steer storing
+    only and are not part of the wire shape.
 
     Never changed once made (every subscriber's queue shares it): :meth:`with_`
     and :meth:`with_id` make changed copies.  It is not a frozen dataclass only
@@ -125,7 +152,7 @@ class Event:
     payload: dict[str, Any] = field(default_factory=empty_payload)
     id: str = ""
     dedup_key: str | None = None
-    join: str | None = None
+    join: Join | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The wire shape of CONTRACT.md: what the store keeps and clients receive."""

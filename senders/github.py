@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.errors import Invalid
-from ledger.events import MAX_NAME_LENGTH
+from ledger.events import MAX_NAME_LENGTH, OPEN_STATUSES
 from ledger.timestamps import format_timestamp, parse_timestamp
 
 #: GitHub's check conclusions in the hub's status vocabulary.
@@ -191,7 +191,7 @@ def job_events(job: Mapping[str, Any], project: str) -> list[dict[str, Any]]:
                     "started_at": started_at,
                 }
             )
-        if status in ("running", "pending"):
+        if status in OPEN_STATUSES:
             continue
         ended = completed_at or started_at or _time(job.get("completed_at"))
         events.append(

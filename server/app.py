@@ -26,6 +26,7 @@ from app.validation import check_settings, load_settings
 from broadcaster import ws
 from broadcaster.fanout_clock import FanoutClock
 from broadcaster.hub import Hub
+from ledger.retention import Retention
 from storage.factory import create_store
 from storage.store import Notifier, Store, StoreHooks
 
@@ -49,10 +50,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     store = create_store(
-        settings.broker_url,
+        settings.store,
         synchronous=settings.sqlite_synchronous,
-        retention_days=settings.retention_days,
-        retention_max_events=settings.retention_max_events,
+        retention=Retention(settings.retention_days, settings.retention_max_events),
         hooks=StoreHooks(on_group=STORE_GROUP_BATCHES.observe, on_reconnect=REDIS_RECONNECTS.inc),
     )
     clock = FanoutClock()

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from ledger.retention import Retention
+from storage.store import Store, StoreHooks
+from storage.url import StoreURL
 
-from storage.store import Store
 
+def create_store(
+    url: StoreURL,
+    *,
+    synchronous: str = "NORMAL",
+    retention: Retention | None = None,
+    hooks: StoreHooks | None = None,
+) -> Store:
+    """The store ``url`` names: SQLite (a file, or ``memory://``) or Redis.
 
-def create_store(url: str, **options: Any) -> Store:
-    """A store for ``sqlite:///path`` (relative), ``sqlite:////abs/path``, ``memory://``
-    or ``redis://host:port/db[?prefix=name]`` (``rediss://`` for TLS).
+    ``synchronous`` is SQLite's; Redis persistence is Redis's own configuration.
     """
-    from storage.sqlite_store import SqliteStore
-
-    if url.startswith("sqlite:///"):
-        return SqliteStore(url.removeprefix("sqlite:///"), **options)
-    if url == "memory://":
-        return SqliteStore(":memory:", **options)
-    if url.startswith(("redis://", "rediss://")):
+    if url.kind == "redis":
         from storage.redis_store import RedisStore
 
-        options.pop("synchronous", None)  # SQLite's; Redis persistence is its own config
-        return RedisStore(url, **options)
-    raise ValueError(
-        f"unsupported store URL {url!r}: use sqlite:///path, memory:// or redis://host:port/db"
-    )
+        return RedisStore(url, retention=retention, hooks=hooks)
+    from storage.sqlite_store import SqliteStore
+
+    return SqliteStore(url.path, synchronous=synchronous, retention=retention, hooks=hooks)

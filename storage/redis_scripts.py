@@ -16,12 +16,12 @@ Key layout, under the store's prefix ``P``::
     P log             stream of every event, entry id <seq>-0 (the hub tails it)
     P ps:<project>    per-project stream, same entries (replay, trimmed, TTL)
     P ds:<deployment> per-deployment stream, same entries (replay, trimmed, TTL)
-    P dep:<id>        hash: project, last_seq, last_id, last_activity, ts0, view,
-                      view_seq (newest lifecycle seq the view folds), life_seq (newest
-                      lifecycle seq stored), metrics, metrics_key, ix_* (its place in
-                      the lists)
-    P dirty           set of deployments whose stored view may lag their events
-    P life:<id>       list of the deployment's lifecycle events (what the view folds)
+    P dep:<id>        hash: project, last_seq, last_id, last_activity, ts0, fold (the
+                      ledger's, JSON), view_seq (newest lifecycle seq the fold holds),
+                      life_seq (newest lifecycle seq stored), metrics, metrics_key, ix_*
+                      (its place in the lists)
+    P dirty           set of deployments whose stored fold may lag their events
+    P life:<id>       list of the deployment's lifecycle events (what the fold folds)
     P logs:<id>       stream of its log lines, entry id <line>-0
     P dl:<p>|<s>|<b>  lex-sorted sets "<sort_ts>\\0<id>" for each project/status/branch
                       filter combination ("*" where a filter is absent)
@@ -137,9 +137,12 @@ return epoch
 #: TTL s, event count; then 11 per event: type, project, mode, deployment, dedup key,
 #: lifecycle "1"/"0", body JSON, timestamp, log lines (JSON arrays joined by "\n"),
 #: metrics key, metrics JSON.
+#: project: the event's project as the ledger resolved it (a new deployment's row keeps it).
 #: mode: "n" no deployment, "p" project-only event naming a deployment, "d" this
 #: deployment, "a" a new "<project>-auto-<seq>", "r" the deployment of event #<deployment>.
-#: Returns JSON {epoch, duplicate, ids, stored: [[index, id, project, deployment]], views}.
+#: Returns JSON {epoch, duplicate, ids, stored: [[index, id, deployment]], deps: [[deployment,
+#: life_seq before, life_seq after, lifecycle events added]]} (deps: the deployments whose
+#: fold must be written: created, or with lifecycle events added).
 APPEND = (
     "#!lua\n"
     + _HELPERS
@@ -163,26 +166,17 @@ end
 local t = redis.call('TIME')
 local received = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
 
--- Pass 1: decide everything, write nothing.
+-- Pass 1: give seqs and read rows, write nothing.  Every decision came in with the
+-- arguments (the ledger's, in Python); only the new deployments' names wait for their seqs.
 local rows, plan, ids, seen, resolved = {}, {}, {}, {}, {}
 local function row(d)
   local r = rows[d]
   if not r then
-    local h = redis.call('HMGET', P .. 'dep:' .. d, 'project', 'metrics_key')
-    r = {exists = h[1] ~= false, project = h[1] or nil, mkey = h[2] or nil}
+    local h = redis.call('HMGET', P .. 'dep:' .. d, 'project', 'metrics_key', 'life_seq')
+    r = {exists = h[1] ~= false, mkey = h[2] or nil, prior = tonumber(h[3] or '0'), added = 0}
     rows[d] = r
   end
   return r
-end
-local function named(p) return p and p ~= '' and p ~= 'unknown' end
--- A deployment's project: the first real name in byte order (ledger.view.resolve_project).
-local function first_named(a, b)
-  if not named(a) then
-    if named(b) then return b end
-    return 'unknown'
-  end
-  if named(b) and lt(b, a) then return b end
-  return a
 end
 
 for i = 1, n do
@@ -199,16 +193,14 @@ for i = 1, n do
     if mode == 'd' then d = dep
     elseif mode == 'p' then d, owned = dep, false
     elseif mode == 'r' then d = resolved[tonumber(dep)] end
+    -- A new deployment is named after its first event's seq (ledger.recorder.auto_deployment_id).
     if (mode == 'a' or mode == 'r') and not d then d = project .. '-auto-' .. int(seq) end
     resolved[i] = d
     if d and owned then
       local r = row(d)
-      if project == '' or project == 'unknown' then project = r.project or 'unknown' end
-      if not r.exists or ARGV[b + 6] == '1' then
-        r.project = first_named(r.project, project)
-        r.view = true
+      if not r.exists then
+        r.exists, r.created, r.project, r.ts0 = true, true, project, ARGV[b + 8]
       end
-      if not r.exists then r.exists, r.created, r.ts0 = true, true, ARGV[b + 8] end
       r.last_seq, r.last_id = seq, id
     end
     if key ~= '' then seen[key] = id end
@@ -255,7 +247,7 @@ for _, e in ipairs(plan) do
   if e.d and e.owned then
     local d, r = e.d, rows[e.d]
     if ARGV[b + 6] == '1' then
-      r.life_seq = e.seq
+      r.life_seq, r.added = e.seq, r.added + 1
       redis.call('RPUSH', P .. 'life:' .. d, '[' .. cjson.encode(e.id) .. ',' .. cjson.encode(etype)
         .. ',' .. cjson.encode(e.project) .. ',' .. ARGV[b + 7] .. ']')
     end
@@ -279,16 +271,17 @@ for _, e in ipairs(plan) do
       redis.call('SET', P .. 'dedup:' .. key, e.id)
     end
   end
-  stored[#stored + 1] = {e.i, e.id, e.project, e.d or cjson.null}
+  stored[#stored + 1] = {e.i, e.id, e.d or cjson.null}
 end
 
 if #plan > 0 then redis.call('SET', P .. 'seq', int(seq)) end
 if lineno > first_line then redis.call('SET', P .. 'lines', int(lineno)) end
-local views = {}
+local deps = {}
 for d, r in pairs(rows) do
-  local h = {'project', r.project, 'last_seq', int(r.last_seq), 'last_id', r.last_id,
-             'last_activity', received}
+  local h = {'last_seq', int(r.last_seq), 'last_id', r.last_id, 'last_activity', received}
   if r.created then
+    h[#h + 1] = 'project'
+    h[#h + 1] = r.project
     h[#h + 1] = 'ts0'
     h[#h + 1] = r.ts0
   end
@@ -305,8 +298,8 @@ for d, r in pairs(rows) do
   redis.call('HSET', P .. 'dep:' .. d, unpack(h))
   redis.call('ZADD', P .. 'activity', received, d)
   redis.call('ZADD', P .. 'lastseq', int(r.last_seq), d)
-  if r.view then
-    views[#views + 1] = d
+  if r.created or r.life_seq then
+    deps[#deps + 1] = {d, r.prior, r.life_seq or r.prior, r.added}
     redis.call('SADD', P .. 'dirty', d)
   end
 end
@@ -322,19 +315,20 @@ if delivery ~= '' then
 end
 if #plan > 0 then redis.call('PUBLISH', P .. 'notify', int(seq)) end
 
-local stored_json, views_json = '[]', '[]'
+local stored_json, deps_json = '[]', '[]'
 if #stored > 0 then stored_json = cjson.encode(stored) end
-if #views > 0 then views_json = cjson.encode(views) end
+if #deps > 0 then deps_json = cjson.encode(deps) end
 local answer = '{"epoch":"' .. epoch .. '","duplicate":' .. tostring(#plan == 0)
-  .. ',"ids":' .. ids_json .. ',"stored":' .. stored_json .. ',"views":' .. views_json .. '}'
+  .. ',"ids":' .. ids_json .. ',"stored":' .. stored_json .. ',"deps":' .. deps_json .. '}'
 redis.call('SET', P .. 'txn:' .. token, answer, 'EX', token_ttl)
 return answer
 """
 )
 
 #: ARGV: prefix, deployment, view_seq, project, status, branch ("1<branch>" or "0"),
-#: list member "<sort_ts>\0<id>", view JSON.  Writes the view only when it was folded
-#: from more of the deployment's lifecycle than the stored one; returns 1 if it did.
+#: list member "<sort_ts>\0<id>", fold JSON.  Writes the fold only when it holds more of
+#: the deployment's lifecycle than the stored one (a fold of a deployment with none yet, at
+#: view_seq 0, only when none is stored); returns 1 if it did.
 SET_VIEW = (
     "#!lua\n"
     + _HELPERS
@@ -359,8 +353,9 @@ for _, k in ipairs(list_keys(project, status, stored_branch(branch))) do
   redis.call('ZADD', k, 0, member)
 end
 redis.call('SADD', P .. 'projects', project)
-redis.call('HSET', key, 'view', ARGV[8], 'view_seq', ARGV[3], 'ix_project', project,
-           'ix_status', status, 'ix_branch', branch, 'ix_member', member)
+redis.call('HSET', key, 'project', project, 'fold', ARGV[8], 'view_seq', ARGV[3],
+           'ix_project', project, 'ix_status', status, 'ix_branch', branch, 'ix_member', member)
+redis.call('HDEL', key, 'view')  -- kept as JSON before folds were
 return 1
 """
 )

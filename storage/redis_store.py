@@ -12,10 +12,16 @@ runs the same contract tests.
   streams, log lines, metrics and a ``PUBLISH`` that wakes the other
   processes.  A retried call carries the same token and gets the first
   answer back, so a connection lost after Redis executed it stores nothing twice.
-* The deployment view is re-folded in Python (:func:`ledger.view.build_view`)
-  from the deployment's lifecycle events after the write, and stored by a
-  compare-and-set that keeps the view folded from the most events: workers
-  folding the same deployment at once converge on the same view.
+* Every decision is the ledger's (``ledger/recorder.py``), taken in Python
+  from a snapshot read before the script, and passed to it as arguments; the
+  script keeps only what must be atomic on the server: seqs, repeat checks,
+  appends, the newest metrics report, and the wake-up.
+* Each deployment keeps the ledger's fold, written after the append by a
+  compare-and-set that keeps the fold of the most lifecycle events: the
+  snapshot's fold when no other process appended to that deployment in
+  between, else one folded again from its stored lifecycle.  Workers writing
+  one deployment at once converge on the same fold.  Views are rendered from
+  the fold on read, as in SQLite.
 * An epoch per store, created when missing: a Redis that lost its data gets a
   newer epoch, so ids keep increasing and old ids are told apart
   (``recovered: false``), never silently mapped onto new events.
@@ -31,9 +37,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import gevent
 import gevent.monkey
@@ -42,25 +46,25 @@ import redis
 from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from ledger.events import PROJECT_ONLY_TYPES, Event
+from ledger.cursors import decode_cursor, encode_cursor
+from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, PROJECT_ONLY_TYPES, Event, Join
 from ledger.filters import Filter
+from ledger.fold import Fold
 from ledger.ids import parse_event_id
-from ledger.view import (
-    LIFECYCLE_TYPES,
-    build_view,
-    content_key,
-    decode_cursor,
-    encode_cursor,
-    list_row,
-    log_lines_of,
-    resolve_project,
-)
+from ledger.logs import LogLine, log_row
+from ledger.metrics import metrics_key as metrics_key_of
+from ledger.metrics import metrics_value
+from ledger.projects import project_summary
+from ledger.recorder import Entry, Recorder, Stored
+from ledger.resume import Resume, resume_from, seq_in
+from ledger.retention import Retention
+from ledger.view import DeploymentView, list_row, render
 from storage import redis_scripts
 from storage.store import Accepted, Batch, History, Page, StoreHooks, StoreUnavailable
+from storage.url import StoreURL
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFIX = "hub"
 #: A retried append within this many seconds gets its first answer back.
 TOKEN_TTL_SECONDS = 60
 #: Redis calls wait at most this long; an unreachable Redis is a 503, not a hang.
@@ -78,9 +82,8 @@ SCAN_CHUNK = 500
 #: Seconds one batch may wait for another batch joining legacy bodies of its project.
 JOIN_LOCK_SECONDS = 10.0
 
-_OPEN = ("running", "pending")
 #: A stream entry as redis-py returns it (bytes, since responses are not decoded).
-Entry = tuple[bytes, dict[bytes, bytes]]
+StreamEntry = tuple[bytes, dict[bytes, bytes]]
 #: Redis errors that mean "not available now", as opposed to a bug.
 _UNAVAILABLE_REPLIES = ("MISCONF", "MASTERDOWN", "NOREPLICAS")
 
@@ -102,15 +105,6 @@ def _available(closed: bool = False) -> Iterator[None]:
         raise
 
 
-def _split_url(url: str) -> tuple[str, str]:
-    """The Redis URL without our ``prefix`` query parameter, and that prefix."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = next((value for name, value in query if name == "prefix"), DEFAULT_PREFIX)
-    rest = urlencode([(name, value) for name, value in query if name != "prefix"])
-    return urlunsplit(parts._replace(query=rest)), prefix or DEFAULT_PREFIX
-
-
 def _part(value: str | None) -> str:
     """One filter of a listing key, as the Lua ``part`` spells it."""
     return "*" if value is None else f"{len(value.encode())}:{value}"
@@ -124,15 +118,89 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-@dataclass
-class _Draft:
-    """A deployment as a batch of legacy bodies will leave it (see ``_join``)."""
+class _Snapshot:
+    """The ledger's :class:`~ledger.recorder.Source` for one write: Redis as it was read
+    just before, plus what the write's own lookups fetch on the way."""
 
-    project: str | None
-    status: str | None = None
-    sort: tuple[str, str] | None = None
-    ts0: str | None = None
-    lifecycle: list[Event] = field(default_factory=list)
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.deployments: dict[str, Stored | None] = {}
+        self.open: dict[str, list[tuple[str, str]]] = {}
+        self.seen: set[str] = set()  # dedup keys already stored
+        self.repeated_delivery: list[str] | None = None
+
+    @classmethod
+    def read(cls, store: RedisStore, batch: Batch, projects: list[str]) -> _Snapshot:
+        """One round trip: the repeat records, the named deployments, the open ones."""
+        snapshot = cls(store)
+        named = sorted(
+            {
+                e.deployment_id
+                for e in batch.events
+                if e.deployment_id is not None and e.type not in PROJECT_ONLY_TYPES
+            }
+        )
+        keys = sorted({f"event_id:{e.dedup_key}" for e in batch.events if e.dedup_key})
+        with store._redis.pipeline(transaction=False) as pipe:
+            pipe.get(store._key("dedup:", batch.delivery_key or ""))
+            for key in keys:
+                pipe.exists(store._key("dedup:", key))
+            for deployment_id in named:
+                store._pipe_deployment(pipe, deployment_id)
+            for project in projects:
+                for status in sorted(OPEN_STATUSES):
+                    pipe.zrevrangebylex(
+                        store._list_key(project, status, None), "+", "-", 0, len(batch.events) + 1
+                    )
+            replies = pipe.execute()
+        delivery, replies = replies[0], replies[1:]
+        if batch.delivery_key and delivery is not None:
+            snapshot.repeated_delivery = list(orjson.loads(delivery))
+        snapshot.seen = {key for key, found in zip(keys, replies, strict=False) if found}
+        replies = replies[len(keys) :]
+        for deployment_id, row in zip(named, replies, strict=False):
+            snapshot.deployments[deployment_id] = store._stored(deployment_id, row)
+        replies = replies[len(named) :]
+        for index, project in enumerate(projects):
+            members = [
+                _text(member).split("\0", 1)
+                for found in replies[index * len(OPEN_STATUSES) : (index + 1) * len(OPEN_STATUSES)]
+                for member in found
+            ]
+            snapshot.open[project] = sorted(
+                ((sort_ts, deployment_id) for sort_ts, deployment_id in members), reverse=True
+            )
+        return snapshot
+
+    def repeats(self, event: Event) -> bool:
+        """Whether ``event``'s own id was stored already (the script checks again)."""
+        return bool(event.dedup_key) and f"event_id:{event.dedup_key}" in self.seen
+
+    def deployment(self, deployment_id: str) -> Stored | None:
+        if deployment_id not in self.deployments:
+            with self.store._redis.pipeline(transaction=False) as pipe:
+                self.store._pipe_deployment(pipe, deployment_id)
+                [row] = pipe.execute()
+            self.deployments[deployment_id] = self.store._stored(deployment_id, row)
+        return self.deployments[deployment_id]
+
+    def open_deployments(self, project: str, limit: int) -> list[tuple[str, str]]:
+        return self.open.get(project, [])[:limit]
+
+    def lifecycle(self, deployment_id: str) -> list[Event]:
+        raws = self.store._redis.lrange(self.store._key("life:", deployment_id), 0, -1)
+        return [self.store._life_event(deployment_id, raw) for raw in cast(list[bytes], raws)]
+
+
+def _mode(event: Event, entry: Entry | None) -> tuple[str, str]:
+    """How the append script places an event (see APPEND's modes)."""
+    if event.type in PROJECT_ONLY_TYPES or entry is None:
+        return ("n", "") if event.deployment_id is None else ("p", event.deployment_id)
+    if entry.new:
+        return "a", ""
+    if entry.joins is not None:
+        return "r", str(entry.joins + 1)  # the script counts events from 1
+    return "d", str(event.deployment_id)
 
 
 class RedisStore:
@@ -140,20 +208,18 @@ class RedisStore:
 
     def __init__(
         self,
-        url: str,
+        url: StoreURL,
         *,
-        retention_days: float = 0.0,
-        retention_max_events: int = 0,
+        retention: Retention | None = None,
         hooks: StoreHooks | None = None,
     ) -> None:
-        plain_url, prefix = _split_url(url)
-        self.prefix = f"{prefix}:"
-        self.retention_days = retention_days
-        self.retention_max_events = retention_max_events
+        plain_url = url.redis_url
+        self.prefix = f"{url.prefix}:"
+        self.retention = retention or Retention()
         self.hooks = hooks or StoreHooks()
-        retention_seconds = retention_days * 86400
-        self._dedup_ttl = math.ceil(retention_seconds) if retention_days else 0
-        self._stream_ttl_ms = math.ceil(retention_seconds * 1000) if retention_days else 0
+        retention_seconds = self.retention.days * 86400
+        self._dedup_ttl = math.ceil(retention_seconds)
+        self._stream_ttl_ms = math.ceil(retention_seconds * 1000)
         try:
             self._pool = redis.BlockingConnectionPool.from_url(
                 plain_url,
@@ -167,7 +233,7 @@ class RedisStore:
             # An unknown option in the URL fails here, not at the first command.
             self._pool.connection_class(**self._pool.connection_kwargs)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"bad Redis URL {plain_url!r}: {exc}") from None
+            raise ValueError(f"bad Redis URL {url}: {exc}") from None
         self._redis = redis.Redis(connection_pool=self._pool)
         self._init = self._redis.register_script(redis_scripts.INIT)
         self._append = self._redis.register_script(redis_scripts.APPEND)
@@ -198,46 +264,61 @@ class RedisStore:
     # -- writing -----------------------------------------------------------------
 
     def append(self, batch: Batch) -> Accepted:
-        """Store the batch whole in one script call, then bring its views up to date."""
+        """Decide the batch with the ledger, store it whole in one script call, then
+        write the views it changed.
+
+        The ledger decides from a snapshot read first (the deployments the
+        batch names, and for legacy bodies the projects' open deployments,
+        read under a per-project lock); the script then appends atomically.
+        A fold decided from the snapshot is written only if no other process
+        appended to that deployment's lifecycle in between; otherwise the view
+        is folded again from the stored lifecycle.
+        """
         projects = sorted(
             {
                 e.project
                 for e in batch.events
                 if e.deployment_id is None and e.type not in PROJECT_ONLY_TYPES
-                if e.join != "new"
+                if e.join is not Join.NEW
             }
         )
         with _available(self._closed), self._join_locks(projects):
-            routes = self._join(batch.events) if projects else [_route(e) for e in batch.events]
-            answer = orjson.loads(self._append(args=self._append_args(batch, routes)))
+            snapshot = _Snapshot.read(self, batch, projects)
+            if snapshot.repeated_delivery is not None:
+                return Accepted(ids=snapshot.repeated_delivery, duplicate=True)
+            recorder = Recorder(snapshot, epoch=self.epoch, next_seq=None)
+            entries = [
+                None if snapshot.repeats(event) else recorder.record(event)
+                for event in batch.events
+            ]
+            answer = orjson.loads(self._append(args=self._append_args(batch, entries)))
             self._saw(int(answer["epoch"]), max(map(_event_seq, answer["ids"]), default=0))
-            self._refresh_views(answer.get("views", []))
-        stored = [
-            batch.events[index - 1].with_(id=event_id, project=project, deployment_id=deployment)
-            for index, event_id, project, deployment in answer.get("stored", [])
-        ]
+            stored = [
+                cast(Entry, entries[index - 1]).event.with_(id=event_id, deployment_id=deployment)
+                for index, event_id, deployment in answer.get("stored", [])
+            ]
+            if stored:
+                self._write_views(recorder, answer)
         return Accepted(ids=answer["ids"], duplicate=answer["duplicate"], stored=stored)
 
-    def _append_args(self, batch: Batch, routes: list[tuple[str, str]]) -> list[Any]:
+    def _append_args(self, batch: Batch, entries: list[Entry | None]) -> list[Any]:
         args: list[Any] = [
             self.prefix,
             self._known(),
             uuid.uuid4().hex,
             batch.delivery_key or "",
             self._dedup_ttl,
-            self.retention_max_events,
+            self.retention.max_events,
             self._stream_ttl_ms,
             TOKEN_TTL_SECONDS,
             len(batch.events),
         ]
-        for event, (mode, deployment) in zip(batch.events, routes, strict=True):
-            metrics_key = metrics = b""
-            if event.type == "metrics_update" and mode != "p":
-                metrics_key = event.timestamp.encode() + content_key(event)
-                metrics = orjson.dumps({**event.payload["metrics"], "_at": event.timestamp})
-            lines = b""
-            if mode != "n" and mode != "p":
-                lines = b"\n".join(orjson.dumps(line) for line in log_lines_of(event))
+        for original, entry in zip(batch.events, entries, strict=True):
+            event = original if entry is None else entry.event
+            mode, deployment = _mode(event, entry)
+            metrics = metrics_key = b""
+            if event.type == "metrics_update" and mode not in "np":
+                metrics_key, metrics = metrics_key_of(event), metrics_value(event)
             args += [
                 event.type,
                 event.project,
@@ -247,55 +328,83 @@ class RedisStore:
                 "1" if event.type in LIFECYCLE_TYPES else "0",
                 orjson.dumps({"timestamp": event.timestamp, "payload": event.payload}),
                 event.timestamp,
-                lines,
+                b"\n".join(orjson.dumps(list(line)) for line in entry.lines) if entry else b"",
                 metrics_key,
                 metrics,
             ]
         return args
 
-    def _refresh_views(self, deployment_ids: list[str]) -> None:
-        """Re-fold views after a write; if Redis goes away now, the events are stored anyway.
+    def _write_views(self, recorder: Recorder, answer: dict[str, Any]) -> None:
+        """Write the folds the ledger decided, or fold again where another write came between.
 
-        Such a deployment stays in the ``dirty`` set until a fold catches up
-        with it: :meth:`repair_views` runs when the listener reconnects and
-        on every prune.
+        If Redis goes away now, the events are stored anyway: such a deployment
+        stays in the ``dirty`` set until :meth:`repair_views` (when the
+        listener reconnects, and on every prune) folds it again.
         """
+        named = {f"#{index - 1}": deployment for index, _, deployment in answer["stored"]}
+        changed = {deployment: rest for deployment, *rest in answer["deps"]}
         try:
-            for deployment_id in deployment_ids:
-                self._refresh_view(deployment_id)
+            for touched in recorder.deployments():
+                deployment_id = named.get(touched.key, touched.key)
+                if deployment_id not in changed:
+                    continue  # only log lines or metrics: nothing of the view moved
+                prior, life, added = changed[deployment_id]
+                expected = touched.stored.version if touched.stored else 0
+                if prior == expected and added == len(touched.added):
+                    self._set_fold(deployment_id, touched.fold, life)
+                else:
+                    self._refresh_view(deployment_id)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("events stored; views of %s wait for Redis (%s)", deployment_ids, exc)
+            log.warning("events stored; views wait for Redis (%s)", exc)
 
     def repair_views(self) -> int:
         """Re-fold every view that may lag its events; return how many were looked at."""
         with _available(self._closed):
             dirty = [_text(d) for d in cast(set[bytes], self._redis.smembers(self._key("dirty")))]
-            self._refresh_views(dirty)
+            try:
+                for deployment_id in dirty:
+                    self._refresh_view(deployment_id)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("views of %d deployments wait for Redis (%s)", len(dirty), exc)
         return len(dirty)
 
     def _refresh_view(self, deployment_id: str) -> None:
-        """Re-fold the deployment and store the view unless a fuller fold is already stored."""
+        """Fold the deployment again from its stored lifecycle; store it unless a fuller
+        fold is stored already."""
+        stored = self._stored_from_lifecycle(deployment_id)
+        if stored is not None:
+            self._set_fold(deployment_id, stored.fold, stored.version)
+
+    def _stored_from_lifecycle(self, deployment_id: str) -> Stored | None:
+        """The deployment folded from every lifecycle event stored (``None``: it is gone)."""
         with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(self._key("dep:", deployment_id), "project", "ts0")
+            pipe.hmget(self._key("dep:", deployment_id), "project", "ts0", "metrics_key")
             pipe.lrange(self._key("life:", deployment_id), 0, -1)
-            (project, ts0), entries = pipe.execute()
+            (project, ts0, metrics_key), entries = pipe.execute()
         if project is None:
-            return  # pruned in the meantime
+            return None  # pruned in the meantime
         lifecycle = [self._life_event(deployment_id, raw) for raw in entries]
-        view = {**build_view(deployment_id, lifecycle), "project": project.decode()}
-        sort_ts = view["started_at"] or (ts0.decode() if ts0 else "")
-        view_seq = max((_event_seq(e.id) for e in lifecycle), default=0)
-        branch = "0" if view["branch"] is None else f"1{view['branch']}"
+        fold = Fold.of(lifecycle)
+        if project.decode() not in fold.projects:
+            fold.projects.append(project.decode())
+        fold.created_ts = ts0.decode() if ts0 else fold.created_ts
+        version = max((_event_seq(e.id) for e in lifecycle), default=0)
+        return Stored(fold, metrics_key, version)
+
+    def _set_fold(self, deployment_id: str, fold: Fold, view_seq: int) -> None:
+        """Store the fold and index the deployment by it, unless a fuller fold is stored."""
+        status, _, _ = fold.headline()
+        branch = fold.metadata.get("branch")
         self._set_view(
             args=[
                 self.prefix,
                 deployment_id,
                 view_seq,
-                view["project"],
-                view["status"],
-                branch,
-                f"{sort_ts}\0{deployment_id}",
-                orjson.dumps(view),
+                fold.project,
+                status,
+                "0" if branch is None else f"1{branch}",
+                f"{fold.sort_ts()}\0{deployment_id}",
+                fold.dumps(),
             ]
         )
 
@@ -303,9 +412,9 @@ class RedisStore:
     def _join_locks(self, projects: list[str]) -> Iterator[None]:
         """Serialise batches that join legacy bodies to a project's open deployment.
 
-        Such a body names no deployment; it joins the project's newest running
-        one, as SQLite's single writer would pick it, so two of them for the
-        same project must not decide from the same snapshot.
+        Such a body names no deployment; it joins the project's newest open
+        one, so two of them for the same project must not decide from the
+        same snapshot.
         """
         with contextlib.ExitStack() as stack:
             for project in projects:
@@ -318,85 +427,6 @@ class RedisStore:
                     raise StoreUnavailable(f"project {project!r} is busy joining deployments")
                 stack.callback(_release, lock)
             yield
-
-    def _join(self, events: list[Event]) -> list[tuple[str, str]]:
-        """Routes for a batch with legacy bodies, decided as SQLite's ``_resolve`` would.
-
-        Reads the projects' open deployments and the batch's deployments, then
-        plays the batch forward in Python, folding views with ``build_view``,
-        so that a body joins the deployment an earlier body of the same batch
-        opened.
-        """
-        drafts = self._drafts(events)
-        routes: list[tuple[str, str]] = []
-        for index, event in enumerate(events, start=1):
-            route = _route(event)
-            if route[0] == "a" and event.join != "new":
-                route = _newest_open(drafts, event.project) or route
-            routes.append(route)
-            if route[0] in ("n", "p"):
-                continue
-            key = _draft_key(route, index)
-            draft = drafts.get(key)
-            if draft is None:
-                draft = drafts[key] = _Draft(project=None)
-            project = event.project
-            if project in ("", "unknown"):
-                project = draft.project or "unknown"
-            created = draft.ts0 is None and draft.status is None
-            if not (created or event.type in LIFECYCLE_TYPES):
-                continue
-            draft.project = resolve_project([draft.project or "", project])
-            if created:
-                draft.ts0 = event.timestamp
-            if event.type in LIFECYCLE_TYPES:
-                draft.lifecycle.append(event.with_(project=project))
-            view = build_view(key[1], draft.lifecycle)
-            draft.status = view["status"]
-            draft.sort = (view["started_at"] or draft.ts0 or "", key[1])
-        return routes
-
-    def _drafts(self, events: list[Event]) -> dict[tuple[str, str], _Draft]:
-        """Snapshot of the deployments a batch of legacy bodies may join or touch."""
-        named = {e.deployment_id for e in events if e.deployment_id is not None}
-        projects = {
-            e.project
-            for e in events
-            if e.deployment_id is None and e.type not in PROJECT_ONLY_TYPES
-        }
-        with self._redis.pipeline(transaction=True) as pipe:
-            for name in sorted(projects):
-                for open_status in _OPEN:
-                    pipe.zrevrangebylex(
-                        self._list_key(name, open_status, None), "+", "-", 0, len(events) + 1
-                    )
-            candidates = {
-                _text(member).split("\0", 1)[1] for members in pipe.execute() for member in members
-            }
-        ids = sorted(named | candidates)
-        with self._redis.pipeline(transaction=True) as pipe:
-            for deployment_id in ids:
-                pipe.hmget(
-                    self._key("dep:", deployment_id), "project", "ts0", "ix_status", "ix_member"
-                )
-                pipe.lrange(self._key("life:", deployment_id), 0, -1)
-            replies = pipe.execute()
-        drafts: dict[tuple[str, str], _Draft] = {}
-        for deployment_id, (row, entries) in zip(
-            ids, zip(replies[::2], replies[1::2], strict=True), strict=True
-        ):
-            project, ts0, status, member = (None if v is None else str(v.decode()) for v in row)
-            if project is None:
-                continue
-            sort_ts = (member or "").partition("\0")[0]
-            drafts["d", deployment_id] = _Draft(
-                project=project,
-                status=status,
-                sort=(sort_ts, deployment_id) if member else None,
-                ts0=ts0,
-                lifecycle=[self._life_event(deployment_id, raw) for raw in entries],
-            )
-        return drafts
 
     # -- the event log -----------------------------------------------------------------
 
@@ -425,13 +455,13 @@ class RedisStore:
 
     def _range(
         self, key: str, start: str, end: str, count: int, *, newest_first: bool = False
-    ) -> list[Entry]:
+    ) -> list[StreamEntry]:
         """Stream entries from ``start`` to ``end`` (``newest_first``: from ``end`` down)."""
         if newest_first:
             rows = self._redis.xrevrange(key, end, start, count=count)
         else:
             rows = self._redis.xrange(key, start, end, count=count)
-        return cast(list[Entry], rows or [])
+        return cast(list[StreamEntry], rows or [])
 
     def last_seq(self) -> int:
         """The log's newest seq; like :meth:`read_after`, it positions the tail in the epoch."""
@@ -522,43 +552,34 @@ class RedisStore:
         """Events for ``match`` up to ``upto``; ``recovered`` tells if they reach ``since``."""
         with _available(self._closed):
             epoch, pruned_upto = self._meta()
-            after, recovered = 0, True
             key = (
                 self._key("ps:", match.project)
                 if match.project is not None
                 else self._key("ds:", str(match.deployment_id))
             )
-            if since is not None:
-                position = parse_event_id(since)
-                if position is None or position[0] != epoch or position[1] > upto:
-                    recovered = False  # another epoch, not ours, or from the future
-                else:
-                    after = position[1]
-                    recovered = after >= pruned_upto and self._reaches_back(key, after)
+            resume = resume_from(since, epoch=epoch, upto=upto, pruned_upto=pruned_upto)
+            if resume.recovered and since is not None and not self._reaches_back(key, resume.after):
+                resume = Resume(resume.after, False)  # the stream was trimmed past it
             types = match.types
             rows = self._scan(
                 key,
                 newest_first=True,
-                start=f"({after}-0",
+                start=f"({resume.after}-0",
                 end=f"{upto}-0",
                 keep=None if types is None else (lambda e: e.type in types),
                 want=limit + 1,
             )
         if len(rows) > limit:
             rows = rows[:limit]
-            recovered = recovered and since is None
+            resume = resume.truncated(since)
         rows.reverse()
-        return History([event for _, event in rows], recovered)
+        return History([event for _, event in rows], resume.recovered)
 
     def events(
         self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
     ) -> Page:
         with _available(self._closed):
-            after = 0
-            if since is not None:
-                position = parse_event_id(since)
-                if position is not None and position[0] == self._meta()[0]:
-                    after = position[1]
+            after = (seq_in(since, self._meta()[0]) if since is not None else None) or 0
             if deployment_id is not None:
                 key = self._key("ds:", deployment_id)
             elif project is not None:
@@ -579,17 +600,40 @@ class RedisStore:
     def _list_key(self, project: str | None, status: str | None, branch: str | None) -> str:
         return self._key("dl:", f"{_part(project)}|{_part(status)}|{_part(branch)}")
 
-    def _rows(self, deployment_ids: list[str]) -> list[tuple[str, bytes, bytes | None]]:
-        """``(id, view, metrics)`` of each deployment that still has a view."""
+    def _pipe_deployment(self, pipe: Any, deployment_id: str) -> None:
+        """Queue the read that :meth:`_stored` turns into the deployment's state."""
+        pipe.hmget(
+            self._key("dep:", deployment_id),
+            "project",
+            "fold",
+            "view_seq",
+            "metrics_key",
+            "ts0",
+            "life_seq",
+        )
+
+    def _stored(self, deployment_id: str, row: list[bytes | None]) -> Stored | None:
+        """The deployment as stored; folded again from its lifecycle if its fold lags."""
+        project, raw, view_seq, metrics_key, ts0, life_seq = row
+        if project is None:
+            return None
+        if raw is None or int(view_seq or 0) < int(life_seq or 0):
+            return self._stored_from_lifecycle(deployment_id)
+        return Stored(_fold(project, raw, ts0), metrics_key, int(view_seq or 0))
+
+    def _views(self, deployment_ids: list[str]) -> dict[str, tuple[DeploymentView, bytes | None]]:
+        """``(view, metrics)`` of each deployment that still has a fold, by id, in order."""
         with self._redis.pipeline(transaction=False) as pipe:
             for deployment_id in deployment_ids:
-                pipe.hmget(self._key("dep:", deployment_id), "view", "metrics")
+                pipe.hmget(self._key("dep:", deployment_id), "project", "fold", "metrics", "view")
             replies = pipe.execute()
-        return [
-            (deployment_id, view, metrics)
-            for deployment_id, (view, metrics) in zip(deployment_ids, replies, strict=True)
-            if view is not None
-        ]
+        return {
+            deployment_id: (_view(deployment_id, project, raw, legacy), metrics)
+            for deployment_id, (project, raw, metrics, legacy) in zip(
+                deployment_ids, replies, strict=True
+            )
+            if project is not None and (raw is not None or legacy is not None)
+        }
 
     def list_deployments(
         self,
@@ -609,19 +653,21 @@ class RedisStore:
                 self._list_key(project, status, branch), top, "-", 0, limit + 1
             )
             keys = [_text(member).split("\0", 1) for member in members]
-            rows = self._rows([deployment_id for _, deployment_id in keys[:limit]])
-        items = [list_row(orjson.loads(view), metrics) for _, view, metrics in rows]
+            rows = self._views([deployment_id for _, deployment_id in keys[:limit]])
+        items = [list_row(view, metrics) for view, metrics in rows.values()]
         next_cursor = encode_cursor(*keys[limit - 1]) if len(keys) > limit else None
         return Page(items, next_cursor)
 
-    def get_deployment(self, deployment_id: str) -> dict[str, Any] | None:
+    def get_deployment(self, deployment_id: str) -> DeploymentView | None:
         with _available(self._closed), self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(self._key("dep:", deployment_id), "view", "metrics", "last_id")
+            pipe.hmget(
+                self._key("dep:", deployment_id), "project", "fold", "metrics", "last_id", "view"
+            )
             pipe.xlen(self._key("logs:", deployment_id))
-            (raw, metrics, last_id), lines = pipe.execute()
-        if raw is None:
+            (project, raw, metrics, last_id, legacy), lines = pipe.execute()
+        if project is None or (raw is None and legacy is None):
             return None
-        view: dict[str, Any] = orjson.loads(raw)
+        view = _view(deployment_id, project, raw, legacy)
         view["metrics"] = orjson.loads(metrics) if metrics else None
         view["last_event_id"] = last_id.decode()
         view["log_lines"] = lines
@@ -644,19 +690,9 @@ class RedisStore:
                 count = max(limit + 1 - len(found), SCAN_CHUNK if job or step else 0)
                 rows = self._range(key, start, "+", count)
                 for entry_id, fields in rows:
-                    j, s, level, ts, message = orjson.loads(fields[b"l"])
-                    if (job is None or j == job) and (step is None or s == step):
-                        found.append(
-                            {
-                                "id": str(_seq(entry_id)),
-                                "job": j,
-                                "step": s,
-                                "level": level,
-                                "timestamp": ts,
-                                "message": message,
-                                "event_id": fields[b"e"].decode(),
-                            }
-                        )
+                    line = LogLine(*orjson.loads(fields[b"l"]))
+                    if (job is None or line.job == job) and (step is None or line.step == step):
+                        found.append(log_row(_seq(entry_id), line, fields[b"e"].decode()))
                 if len(rows) < count:
                     break
                 start = f"({rows[-1][0].decode()}"
@@ -664,7 +700,8 @@ class RedisStore:
         return Page(items, items[-1]["id"] if len(found) > limit else None)
 
     def projects(self) -> list[dict[str, Any]]:
-        counted = ("success", "failure", "running", "pending", "cancelled")
+        counted = sorted({"success", "failure", "cancelled", *OPEN_STATUSES})
+        width = len(counted) + 2
         with _available(self._closed):
             members = cast(set[bytes], self._redis.smembers(self._key("projects")))
             names = sorted(member.decode() for member in members)
@@ -675,37 +712,21 @@ class RedisStore:
                         pipe.zcard(self._list_key(project, status, None))
                     pipe.zrevrangebylex(self._list_key(project, None, None), "+", "-", 0, 1)
                 replies = pipe.execute()
-            width = len(counted) + 2
-            latest_ids = [
-                _text(replies[i * width + width - 1][0]).split("\0", 1)[1]
-                for i in range(len(names))
+            latest_ids = {
+                project: _text(replies[i * width + width - 1][0]).split("\0", 1)[1]
+                for i, project in enumerate(names)
                 if replies[i * width]
-            ]
-            latest = {deployment_id: (v, m) for deployment_id, v, m in self._rows(latest_ids)}
+            }
+            latest = self._views(list(latest_ids.values()))
         result = []
         for i, project in enumerate(names):
-            total, success, failure, running, pending, cancelled, top = replies[
-                i * width : (i + 1) * width
-            ]
-            if not total:
+            deployment_id = latest_ids.get(project)
+            if deployment_id is None or deployment_id not in latest:
                 continue
-            deployment_id = _text(top[0]).split("\0", 1)[1]
-            if deployment_id not in latest:
-                continue
+            counts = replies[i * width + 1 : i * width + width - 1]
+            statuses = dict(zip(counted, counts, strict=True))
             view, metrics = latest[deployment_id]
-            result.append(
-                {
-                    "project": project,
-                    "latest_deployment": list_row(orjson.loads(view), metrics),
-                    "counts": {
-                        "total": total,
-                        "success": success,
-                        "failure": failure,
-                        "running": running + pending,
-                        "cancelled": cancelled,
-                    },
-                }
-            )
+            result.append(project_summary(project, statuses, list_row(view, metrics)))
         return result
 
     # -- upkeep ------------------------------------------------------------------------
@@ -720,7 +741,7 @@ class RedisStore:
         """
         with _available(self._closed):
             self.repair_views()
-            if not (self.retention_days or self.retention_max_events):
+            if not self.retention.active:
                 return 0
             lock = self._redis.lock(self._key("lock:prune"), timeout=300, blocking=False)
             if not lock.acquire():
@@ -732,17 +753,15 @@ class RedisStore:
 
     def _prune(self) -> int:
         seconds, micros = self._redis.time()
-        cutoff = (
-            seconds + micros / 1e6 - self.retention_days * 86400 if self.retention_days else None
-        )
+        cutoff = self.retention.age_cutoff(seconds + micros / 1e6)
         doomed: set[str] = set()
         if cutoff is not None:
             doomed.update(self._members(self._key("activity"), "-inf", f"({cutoff}"))
         limit_seq = 0
-        total = self._redis.xlen(self._key("log"))
-        if self.retention_max_events and total > self.retention_max_events:
-            excess = self._range(self._key("log"), "-", "+", total - self.retention_max_events)
-            limit_seq = _seq(excess[-1][0])
+        excess = self.retention.excess(self._redis.xlen(self._key("log")))
+        if excess:
+            oldest = self._range(self._key("log"), "-", "+", excess)
+            limit_seq = _seq(oldest[-1][0])
             doomed.update(self._members(self._key("lastseq"), "-inf", str(limit_seq)))
         dropped: set[str] = set()
         max_seq = 0
@@ -851,30 +870,24 @@ class RedisStore:
         self._pool.disconnect()
 
 
-def _route(event: Event) -> tuple[str, str]:
-    """How the append script places an event that needs no lookup (see APPEND's modes)."""
-    if event.type in PROJECT_ONLY_TYPES:
-        return ("n", "") if event.deployment_id is None else ("p", event.deployment_id)
-    if event.deployment_id is not None:
-        return "d", event.deployment_id
-    return "a", ""
+def _fold(project: bytes, raw: bytes, ts0: bytes | None) -> Fold:
+    """A stored fold with the names and creation time its hash keeps beside it."""
+    fold = Fold.loads(raw)
+    if project.decode() not in fold.projects:
+        fold.projects.append(project.decode())
+    if ts0 is not None and fold.created_ts is None:
+        fold.created_ts = ts0.decode()
+    return fold
 
 
-def _draft_key(route: tuple[str, str], index: int) -> tuple[str, str]:
-    """A draft's key: ``("d", id)`` for a named deployment, ``("r", n)`` for event n's new one."""
-    if route[0] == "d":
-        return route
-    return "r", route[1] if route[0] == "r" else str(index)
-
-
-def _newest_open(drafts: dict[tuple[str, str], _Draft], project: str) -> tuple[str, str] | None:
-    """The route to the project's newest running or pending deployment, if any."""
-    open_ = [
-        (draft.sort, key)
-        for key, draft in drafts.items()
-        if draft.project == project and draft.status in _OPEN and draft.sort is not None
-    ]
-    return max(open_)[1] if open_ else None
+def _view(
+    deployment_id: str, project: bytes, raw: bytes | None, legacy: bytes | None
+) -> DeploymentView:
+    """Rendered from the fold; a hash written before folds were kept has its view as JSON."""
+    if raw is None:
+        view: DeploymentView = orjson.loads(cast(bytes, legacy))
+        return view
+    return render(_fold(project, raw, None), deployment_id)
 
 
 def _event_seq(event_id: str) -> int:

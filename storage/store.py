@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ledger.events import Event
 from ledger.filters import Filter
+from ledger.view import DeploymentView
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +74,53 @@ class Page:
 
 
 class Store(Protocol):
-    """Durable event log plus the deployment view derived from it."""
+    """Durable event log plus the deployment view derived from it.
 
+    Every implementation runs ``tests/integration/test_store_contract.py``
+    and keeps these promises, whatever it is built on.  The rules that decide
+    what is stored (which deployment, which project, the fold, the log lines,
+    what ``recovered`` means, what pruning removes) are the ledger's; a store
+    persists and queries what the ledger decided.
+    """
+
+    #: The epoch of the store's history: ids of another epoch are not from this history.
     epoch: int
 
-    def append(self, batch: Batch) -> Accepted: ...
+    def append(self, batch: Batch) -> Accepted:
+        """Store ``batch`` whole or not at all, and answer once it is durable.
 
-    def last_seq(self) -> int: ...
+        Atomic: after a crash, either every event of the batch (with its log
+        lines, deployment changes and idempotency records) is stored, or none
+        is.  Idempotent: a batch whose ``delivery_key`` was stored answers the
+        first batch's ids with ``duplicate`` and stores nothing; an event
+        whose ``dedup_key`` was stored is answered with the first one's id.
+        Ordered: ids increase in the order events are stored, across every
+        process sharing the store, and are never reused, pruning included.
 
-    def read_after(self, seq: int, limit: int) -> list[tuple[int, Event]]: ...
+        Raises:
+            StoreUnavailable: the store cannot be reached or written; nothing
+                of the batch was stored.
+        """
 
-    def history(self, match: Filter, since: str | None, upto: int, limit: int) -> History: ...
+    def last_seq(self) -> int:
+        """The seq of the newest event stored (0: none)."""
+
+    def read_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
+        """Up to ``limit`` events stored after ``seq``, in seq order, with their seqs.
+
+        What the fan-out tails: every event stored, by any process, is read
+        exactly once by a reader that follows the seqs it is given.  After the
+        store lost its data (a new epoch), it reads on from the new epoch's
+        start.
+        """
+
+    def history(self, match: Filter, since: str | None, upto: int, limit: int) -> History:
+        """The events ``match`` wants after ``since`` up to seq ``upto``, oldest first.
+
+        At most ``limit`` of them: the newest, when there are more.
+        ``recovered`` is :func:`ledger.resume.resume_from`'s answer, false
+        also when the limit cut the replay short of ``since``.
+        """
 
     def list_deployments(
         self,
@@ -93,9 +130,15 @@ class Store(Protocol):
         branch: str | None,
         limit: int,
         cursor: str | None,
-    ) -> Page: ...
+    ) -> Page:
+        """Deployment rows (:func:`ledger.view.list_row`), newest first by start, then id.
 
-    def get_deployment(self, deployment_id: str) -> dict[str, Any] | None: ...
+        Raises:
+            ValueError: ``cursor`` is not one this store handed out.
+        """
+
+    def get_deployment(self, deployment_id: str) -> DeploymentView | None:
+        """The rendered view with ``metrics``, ``last_event_id`` and ``log_lines``."""
 
     def logs(
         self,
@@ -105,19 +148,30 @@ class Store(Protocol):
         step: str | None,
         after: str | None,
         limit: int,
-    ) -> Page: ...
+    ) -> Page:
+        """Log lines (:func:`ledger.logs.log_row`) in the order they were stored."""
 
-    def projects(self) -> list[dict[str, Any]]: ...
+    def projects(self) -> list[dict[str, Any]]:
+        """Every project with deployments (:func:`ledger.projects.project_summary`)."""
 
     def events(
         self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
-    ) -> Page: ...
+    ) -> Page:
+        """The event log after ``since`` (an id of this epoch; else from the start)."""
 
-    def prune(self) -> int: ...
+    def prune(self) -> int:
+        """Remove what :class:`ledger.retention.Retention` says is past its limits.
 
-    def ping(self) -> None: ...
+        Whole deployments go, never part of one, and a resuming client whose
+        point was pruned is told (``recovered: false``).  Returns the number
+        of events removed.
+        """
 
-    def close(self) -> None: ...
+    def ping(self) -> None:
+        """Return when the store answers; raise :class:`StoreUnavailable` otherwise."""
+
+    def close(self) -> None:
+        """Release the store; callers still waiting get :class:`StoreUnavailable`."""
 
 
 @runtime_checkable

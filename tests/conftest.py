@@ -37,7 +37,7 @@ def _clean_hub_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings(broker_url="memory://")
+    return Settings(store_url="memory://")
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ class HubServer:
             "HUB_HOST": "127.0.0.1",
             "HUB_PORT": str(self.port),
             "HUB_WORKERS": str(workers),
-            "HUB_BROKER_URL": f"sqlite:///{workdir / 'hub.sqlite3'}",
+            "HUB_STORE_URL": f"sqlite:///{workdir / 'hub.sqlite3'}",
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -26,7 +26,7 @@ def test_gunicorn_refuses_to_start_listing_every_problem(tmp_path: Path) -> None
             "PYTHONPATH": str(ROOT),
             "HUB_PORT": "eighty",
             "HUB_HOST": "0.0.0.0",  # noqa: S104 - never bound: start-up stops first
-            "HUB_BROKER_URL": "mysql://db/hub",
+            "HUB_STORE_URL": "mysql://db/hub",
         }
     )
     done = subprocess.run(
@@ -50,7 +50,7 @@ def test_gunicorn_refuses_to_start_listing_every_problem(tmp_path: Path) -> None
     assert len(lines) == 3, done.stderr
     assert "HUB_PORT" in lines[0]
     assert "HUB_HOST" in lines[1]
-    assert "HUB_BROKER_URL" in lines[2]
+    assert "HUB_STORE_URL" in lines[2]
     assert "Traceback" not in done.stderr
 
 

@@ -41,10 +41,10 @@ UNLIMITED = {"HUB_INGEST_RATE": "0", "HUB_INGEST_ADDRESS_RATE": "0", "HUB_WS_CON
 
 def start_pair(redis: RedisServer, workdir: Path, prefix: str) -> tuple[HubServer, HubServer]:
     url = redis.url(prefix=prefix)
-    a = HubServer(workdir / "a", env={"HUB_BROKER_URL": url, **UNLIMITED}, workers=2)
+    a = HubServer(workdir / "a", env={"HUB_STORE_URL": url, **UNLIMITED}, workers=2)
     b = HubServer(
         workdir / "b",
-        env={"HUB_BROKER_URL": url, "HUB_TAIL_INTERVAL": "30", **UNLIMITED},
+        env={"HUB_STORE_URL": url, "HUB_TAIL_INTERVAL": "30", **UNLIMITED},
         workers=2,
     )
     return a.start(), b.start()
@@ -365,10 +365,10 @@ def test_an_ingest_instance_and_a_stream_instance_split_the_work(
 ) -> None:
     url = redis_server.url(prefix=f"roles-{uuid.uuid4().hex}")
     ingest = HubServer(
-        tmp_path / "ingest", env={"HUB_BROKER_URL": url, "HUB_ROLE": "ingest", **UNLIMITED}
+        tmp_path / "ingest", env={"HUB_STORE_URL": url, "HUB_ROLE": "ingest", **UNLIMITED}
     ).start()
     stream = HubServer(
-        tmp_path / "stream", env={"HUB_BROKER_URL": url, "HUB_ROLE": "stream", **UNLIMITED}
+        tmp_path / "stream", env={"HUB_STORE_URL": url, "HUB_ROLE": "stream", **UNLIMITED}
     ).start()
     try:
         assert stream.post_json(ROUTE, log_event("roles", 0))[0] == 404
@@ -396,7 +396,7 @@ def test_the_procfile_starts_an_ingest_and_a_stream_process(
         for kind in ("ingest", "stream"):
             server = servers[kind] = HubServer(tmp_path / kind)
             env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-            env.update(PORT=str(server.port), HUB_BROKER_URL=url, PYTHONPATH=str(ROOT), **UNLIMITED)
+            env.update(PORT=str(server.port), HUB_STORE_URL=url, PYTHONPATH=str(ROOT), **UNLIMITED)
             env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
             with server.log_path.open("ab") as log:
                 server.process = subprocess.Popen(

@@ -9,11 +9,30 @@ from typing import Any
 
 import pytest
 
+from ledger.retention import Retention
 from storage.factory import create_store
+from storage.sqlite_store import SqliteStore
 from storage.store import Store
+from storage.url import StoreURL
 from tests.redis_server import RedisServer
 
 StoreFactory = Callable[..., Store]
+
+
+def open_store(
+    url: str,
+    *,
+    retention_days: float = 0.0,
+    retention_max_events: int = 0,
+    group_commit: bool | None = None,
+) -> Store:
+    """The store ``url`` names, as the app opens it; SQLite may be told to group commits."""
+    retention = Retention(retention_days, retention_max_events)
+    parsed = StoreURL.parse(url)
+    if group_commit is not None:
+        assert parsed.kind != "redis"
+        return SqliteStore(parsed.path, retention=retention, group_commit=group_commit)
+    return create_store(parsed, retention=retention)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +68,7 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
         url = urls[request.param]
         if request.param == "sqlite-grouped":
             options = {"group_commit": True, **options}
-        store = create_store(url, **options)
+        store = open_store(url, **options)
         opened.append(store)
         return store
 

@@ -239,7 +239,7 @@ def test_read_tokens_guard_the_read_api() -> None:
     from app.config import Settings
     from server.app import create_app
 
-    app = create_app(Settings(broker_url="memory://", read_tokens=("r1",)))
+    app = create_app(Settings(store_url="memory://", read_tokens=("r1",)))
     client = app.test_client()
     refused = client.get("/api/deployments")
     assert refused.status_code == 401

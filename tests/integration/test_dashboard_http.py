@@ -236,7 +236,7 @@ def test_badge_refuses_overlong_names(client: FlaskClient, path: str) -> None:
 
 @pytest.fixture
 def guarded() -> Iterator[Flask]:
-    application = create_app(Settings(broker_url="memory://", read_tokens=("s3cret",)))
+    application = create_app(Settings(store_url="memory://", read_tokens=("s3cret",)))
     yield application
     application.extensions["hub"].stop()
     application.extensions["hub_context"].store.close()

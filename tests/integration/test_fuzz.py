@@ -99,7 +99,7 @@ bodies = json_values | event_like | st.lists(event_like, max_size=4).map(lambda 
 
 @pytest.fixture(scope="module")
 def open_app() -> Iterator[Flask]:
-    application = create_app(Settings(broker_url="memory://", max_body_bytes=65536))
+    application = create_app(Settings(store_url="memory://", max_body_bytes=65536))
     yield application
     application.extensions["hub"].stop()
     application.extensions["hub_context"].store.close()
@@ -109,7 +109,7 @@ def open_app() -> Iterator[Flask]:
 def signed_app() -> Iterator[Flask]:
     application = create_app(
         Settings(
-            broker_url="memory://",
+            store_url="memory://",
             webhook_secrets=(SECRET,),
             webhook_tokens=(TOKEN,),
             read_tokens=(TOKEN,),

@@ -32,7 +32,7 @@ def make_app() -> Iterator[Any]:
     apps: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
-        application = create_app(Settings(broker_url="memory://", **overrides))
+        application = create_app(Settings(store_url="memory://", **overrides))
         apps.append(application)
         return application
 
@@ -71,7 +71,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
                 "HUB_PORT": "eighty",
                 "HUB_WORKERS": "0",
                 "HUB_HOST": "0.0.0.0",  # noqa: S104 - the address under test, never bound
-                "HUB_BROKER_URL": f"sqlite:///{blocker}/hub.db",
+                "HUB_STORE_URL": f"sqlite:///{blocker}/hub.db",
                 "HUB_TRUSTED_PROXIES": "10.0.0.1,proxy.local",
                 "HUB_ALERTS": "true",
             }
@@ -81,7 +81,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "HUB_PORT",
         "HUB_WORKERS",
         "HUB_HOST",
-        "HUB_BROKER_URL",
+        "HUB_STORE_URL",
         "HUB_TRUSTED_PROXIES",
         "HUB_ALERTS",
     ]
@@ -92,11 +92,11 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     ("overrides", "fragment"),
     [
         ({"host": "0.0.0.0"}, "HUB_HOST=0.0.0.0 is reachable"),  # noqa: S104 - not bound
-        ({"broker_url": "postgres://u:pw@db/x"}, "HUB_BROKER_URL='postgres://***@db/x' is not"),
-        ({"broker_url": "redis://:pw@localhost:port/0"}, "port that is not a number"),
-        ({"broker_url": "redis://localhost:6379/zero"}, "database must be a number"),
-        ({"broker_url": "sqlite:///"}, "names no database file"),
-        ({"broker_url": "memory://", "workers": 2}, "each worker would see only its own"),
+        ({"store_url": "postgres://u:pw@db/x"}, "HUB_STORE_URL='postgres://***@db/x' is not"),
+        ({"store_url": "redis://:pw@localhost:port/0"}, "port that is not a number"),
+        ({"store_url": "redis://localhost:6379/zero"}, "database must be a number"),
+        ({"store_url": "sqlite:///"}, "names no database file"),
+        ({"store_url": "memory://", "workers": 2}, "each worker would see only its own"),
         ({"port": 70000}, "HUB_PORT=70000 is not a TCP port"),
         ({"allowed_origins": ("dashboard.example",)}, "HUB_ALLOWED_ORIGINS"),
         ({"webhook_secrets": ("whsec_***",)}, "not base64"),
@@ -121,8 +121,8 @@ def test_a_bad_combination_is_named(overrides: dict[str, Any], fragment: str) ->
         {"host": "0.0.0.0", "allow_unauthenticated": True},  # noqa: S104 - not bound
         {"host": "localhost"},
         {"host": "::1"},
-        {"broker_url": "redis://localhost:6379/0?prefix=hub"},
-        {"broker_url": "memory://"},
+        {"store_url": "redis://localhost:6379/0?prefix=hub"},
+        {"store_url": "memory://"},
     ],
 )
 def test_sound_settings_pass(overrides: dict[str, Any]) -> None:
@@ -131,7 +131,7 @@ def test_sound_settings_pass(overrides: dict[str, Any]) -> None:
 
 def test_create_app_refuses_bad_settings() -> None:
     with pytest.raises(ConfigError, match="HUB_HOST"):
-        create_app(Settings(broker_url="memory://", host="192.0.2.1"))
+        create_app(Settings(store_url="memory://", host="192.0.2.1"))
 
 
 # -- headers and request ids -----------------------------------------------------------------

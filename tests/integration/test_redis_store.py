@@ -29,12 +29,12 @@ from ledger.filters import Filter
 from ledger.ids import parse_event_id
 from ledger.view import build_view
 from server.app import create_app
-from storage.factory import create_store
 from storage.redis_store import RedisStore
 from storage.store import Batch, Store, StoreUnavailable
 from tests.conftest import FIXTURES, load_manifest
+from tests.integration.conftest import open_store
 from tests.redis_server import RedisServer
-from tests.unit.test_view import STORY
+from tests.unit.test_fold import STORY
 
 pytestmark = pytest.mark.redis
 
@@ -52,7 +52,7 @@ def make(redis_url: str) -> Iterator[RedisFactory]:
     opened: list[RedisStore] = []
 
     def factory(url: str = redis_url, **options: Any) -> RedisStore:
-        store = create_store(url, **options)
+        store = open_store(url, **options)
         assert isinstance(store, RedisStore)
         opened.append(store)
         return store
@@ -260,7 +260,7 @@ def everything(store: Store) -> dict[str, Any]:
 
 def test_every_read_answers_as_the_embedded_store_does(make: RedisFactory) -> None:
     """Captured bodies, legacy joins, repeats, unknown projects: Redis answers as SQLite."""
-    embedded, shared = create_store("memory://"), make()
+    embedded, shared = open_store("memory://"), make()
     try:
         for batch in scenario():
             one, two = embedded.append(batch), shared.append(batch)
@@ -539,7 +539,7 @@ def test_an_unreachable_redis_fails_start_up_clearly() -> None:
     port = socket.socket()
     port.bind(("127.0.0.1", 0))
     with port, pytest.raises(StoreUnavailable, match="Redis unreachable"):
-        create_store(f"redis://127.0.0.1:{port.getsockname()[1]}/0")
+        open_store(f"redis://127.0.0.1:{port.getsockname()[1]}/0")
 
 
 @pytest.mark.parametrize(
@@ -551,8 +551,8 @@ def test_an_unreachable_redis_fails_start_up_clearly() -> None:
     ],
 )
 def test_a_malformed_redis_url_is_refused_naming_it(url: str) -> None:
-    with pytest.raises(ValueError, match="Redis URL"):
-        create_store(url)
+    with pytest.raises(ValueError, match=r"Redis URL|port"):
+        open_store(url)
 
 
 def test_an_unknown_role_is_refused_naming_the_variable() -> None:
@@ -568,7 +568,7 @@ def test_a_role_serves_only_its_routes(
     redis_url: str, role: str, ingests: bool, streams: bool
 ) -> None:
     """Ingest processes take webhooks only, stream processes WebSocket/SSE only; both read."""
-    app = create_app(Settings.from_env({"HUB_BROKER_URL": redis_url, "HUB_ROLE": role}))
+    app = create_app(Settings.from_env({"HUB_STORE_URL": redis_url, "HUB_ROLE": role}))
     hub = app.extensions["hub"]
     try:
         client = app.test_client()

@@ -142,14 +142,14 @@ def test_a_failing_batch_is_rolled_back_alone(store: SqliteStore, path: str) -> 
 def test_a_python_error_in_one_batch_reaches_only_its_caller(
     store: SqliteStore, path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    insert = store._insert
+    record = store._record
 
-    def failing_insert(item: Event, writes: Any) -> Event:
-        if item.payload["message"] == "bad":
+    def failing_record(batch: Batch, *args: Any) -> Accepted:
+        if batch.events[0].payload["message"] == "bad":
             raise ValueError("not storable")
-        return insert(item, writes)
+        return record(batch, *args)
 
-    monkeypatch.setattr(store, "_insert", failing_insert)
+    monkeypatch.setattr(store, "_record", failing_record)
     answers = append_together(
         store,
         [Batch([event(message="a")]), Batch([event(message="bad")]), Batch([event(message="b")])],
@@ -302,7 +302,7 @@ def test_groups_of_any_size_and_order_fold_as_a_fresh_fold(store: SqliteStore) -
     """Shuffled bursts sharing timestamps, in random groups, some repeated: a true view."""
     import random
 
-    from tests.unit.test_view import STORY
+    from tests.unit.test_fold import STORY
 
     burst = completed_steps("deploy / part", 15, "2025-08-12T11:20:3{}.000Z", per_second=5)
     for seed in range(12):
@@ -389,7 +389,7 @@ def test_the_writer_outlives_an_unexpected_error(
     def broken(group: list[Any]) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(store, "_write_group", broken)
+    monkeypatch.setattr(store._writer, "_write_group", broken)
     answers = append_together(store, [Batch([event()]), Batch([event()])])
     assert all(isinstance(answer, StoreUnavailable) for answer in answers)
     monkeypatch.undo()
@@ -411,7 +411,7 @@ def test_without_gevent_patching_each_append_is_its_own_transaction(path: str) -
     before = groups()
     store.append(Batch([event()]))
     store.close()
-    assert (store.group_commit, groups()) == (False, before)
+    assert (store._writer.grouped, groups()) == (False, before)
 
 
 # -- a batch's rows, inserted together at its end ------------------------------------------

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.ingest import load_one
 from ledger.events import Event
 from ledger.filters import Filter
 from ledger.ids import make_event_id, parse_event_id
+from ledger.view import build_view
 from storage.store import Batch, Store
 from tests.integration.conftest import StoreFactory
+from tests.unit.test_fold import STORY
+from tests.unit.test_recorder import Book
 
 
 def event(**body: Any) -> Event:
@@ -197,7 +203,7 @@ def test_stored_view_matches_a_fresh_fold_in_any_arrival_order(
     import random
 
     from ledger.view import build_view
-    from tests.unit.test_view import STORY
+    from tests.unit.test_fold import STORY
 
     expected = build_view("7", STORY)
     for seed in range(15):
@@ -250,3 +256,78 @@ def test_events_stamped_in_the_same_instant_fold_alike_in_any_order(
         for extra in ("last_event_id", "log_lines", "metrics"):
             view.pop(extra)
         assert view == {**build_view(deployment, burst), "deployment_id": deployment}
+
+
+# -- the ledger's properties, held by every store ------------------------------------------
+
+
+def split(events: list[Event], sizes: list[int]) -> list[list[Event]]:
+    """``events`` cut into consecutive writes of the given sizes (cycled)."""
+    writes, at = [], 0
+    while at < len(events):
+        size = sizes[len(writes) % len(sizes)]
+        writes.append(events[at : at + size])
+        at += size
+    return writes
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ordering=st.permutations(STORY),
+    repeats=st.lists(st.sampled_from(STORY), max_size=3),
+    sizes=st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=6),
+)
+def test_every_store_folds_any_order_and_split_as_a_fresh_fold(
+    store: Store, ordering: list[Event], repeats: list[Event], sizes: list[int]
+) -> None:
+    """The recorder's order-independence, through each store's own persistence."""
+    deployment = f"p-{uuid.uuid4().hex[:8]}"
+    for write in split([e.with_(deployment_id=deployment) for e in ordering + repeats], sizes):
+        store.append(Batch(write))
+    view = store.get_deployment(deployment)
+    assert view is not None
+    for extra in ("last_event_id", "log_lines", "metrics"):
+        view.pop(extra)
+    assert view == {**build_view("7", STORY), "deployment_id": deployment}
+
+
+LEGACY_STATUSES = ("running", "success", "failed")
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    statuses=st.lists(st.sampled_from(LEGACY_STATUSES), min_size=1, max_size=8),
+    sizes=st.lists(st.integers(min_value=1, max_value=3), min_size=1, max_size=4),
+)
+def test_every_store_joins_legacy_bodies_as_the_ledger_decides(
+    store: Store, statuses: list[str], sizes: list[int]
+) -> None:
+    """Which legacy bodies share a deployment is the same on every store as in the ledger."""
+    project = f"legacy-{uuid.uuid4().hex[:8]}"
+    bodies = [
+        load_one(
+            {
+                "project": project,
+                "status": status,
+                "runId": "",
+                "timestamp": f"2025-08-12T11:{index:02d}:00Z",
+            },
+            "deployment",
+        )
+        for index, status in enumerate(statuses)
+    ]
+    book = Book()
+    writes = split(bodies, sizes)
+    expected = [entry.event.deployment_id for write in writes for entry in book.write(write)]
+    got = [event.deployment_id for write in writes for event in store.append(Batch(write)).stored]
+    assert partition(got) == partition(expected)
+
+
+def partition(labels: list[str | None]) -> list[int]:
+    """Which items share a label, as the index of each label's first item."""
+    first: dict[str | None, int] = {}
+    return [first.setdefault(label, index) for index, label in enumerate(labels)]

@@ -210,7 +210,7 @@ def test_one_bad_event_rejects_the_batch_naming_its_index(client: FlaskClient, a
 
 
 def test_batches_over_the_limit_are_refused() -> None:
-    app = create_app(Settings(broker_url="memory://", max_batch_events=3))
+    app = create_app(Settings(store_url="memory://", max_batch_events=3))
     events = [{"type": "test"}] * 4
     response = post(app.test_client(), {"events": events})
     assert response.status_code == 422
@@ -310,7 +310,7 @@ SECRET = "s3cret"
 @pytest.fixture
 def signed_client() -> FlaskClient:
     app = create_app(
-        Settings(broker_url="memory://", webhook_secrets=("old", SECRET), webhook_tokens=("tok",))
+        Settings(store_url="memory://", webhook_secrets=("old", SECRET), webhook_tokens=("tok",))
     )
     return app.test_client()
 

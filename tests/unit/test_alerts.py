@@ -22,6 +22,7 @@ from ledger.ids import make_event_id
 from ledger.timestamps import format_timestamp
 from storage.factory import create_store
 from storage.store import Batch, Store
+from storage.url import StoreURL
 from tests.alerts_receiver import AlertReceiver
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -253,14 +254,14 @@ class Clock:
 
 @pytest.fixture
 def store() -> Iterator[Store]:
-    opened = create_store("memory://")
+    opened = create_store(StoreURL.parse("memory://"))
     yield opened
     opened.close()
 
 
 def alerter(store: Store, tmp_path: Path, clock: Clock, **overrides: Any) -> Alerter:
     settings = Settings(
-        broker_url="memory://",
+        store_url="memory://",
         alerts=True,
         alert_webhook_urls=("http://127.0.0.1:9/",),
         alert_state_path=str(tmp_path / "alerts.sqlite3"),

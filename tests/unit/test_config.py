@@ -11,7 +11,7 @@ from app.config import ConfigError, Settings, settings_table
 
 def test_defaults_need_no_environment() -> None:
     settings = Settings.from_env({})
-    assert settings.broker_url == "sqlite:///var/hub.sqlite3"
+    assert settings.store_url == "sqlite:///var/hub.sqlite3"
     assert settings.max_body_bytes == 1048576
     assert not settings.auth_required
 

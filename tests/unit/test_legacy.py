@@ -47,8 +47,8 @@ def notify_template(logs: str, error: str = "", run_id: str = "1") -> bytes:
     ("status", "kind", "join"),
     [
         ("running", "deployment_started", "new"),
-        ("success", "deployment_completed", "close_latest"),
-        ("failed", "deployment_completed", "close_latest"),
+        ("success", "deployment_completed", "latest_open"),
+        ("failed", "deployment_completed", "latest_open"),
     ],
 )
 def test_legacy_status_decides_start_or_completion(status: str, kind: str, join: str) -> None:
@@ -99,7 +99,7 @@ def test_summary_steps_come_in_the_documented_order_with_readable_names() -> Non
     }
     assert event.payload["commit"] is None
     assert event.payload["extra"]["commit_hash"] == "latest"
-    assert event.join == "close_latest"
+    assert event.join == "latest_open"
 
 
 def test_summary_rejects_an_unknown_step_result() -> None:
@@ -152,7 +152,7 @@ def test_step_bodies_take_status_from_either_key(
 ) -> None:
     event = load_one(body, "step")
     assert (event.type, event.payload["status"]) == (kind, status)
-    assert event.join == "latest_or_new"
+    assert event.join == "latest_open"
 
 
 def test_step_body_duration_string_is_seconds() -> None:

@@ -1,4 +1,4 @@
-"""The deployment view is a pure function of the set of a deployment's events."""
+"""The fold: a deployment's view is a pure function of the set of its events."""
 
 from __future__ import annotations
 

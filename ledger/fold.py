@@ -1,0 +1,265 @@
+"""The fold: a deployment's lifecycle events reduced to its state, whatever their order.
+
+Webhooks arrive late, twice and out of order (a completion before its start, a
+step reported after the deployment ended).  Rather than patching a stored row
+with whatever came last, the ledger folds a deployment's lifecycle events in
+one fixed order: exact duplicates removed, then sorted by ``(timestamp, type
+rank, content)``.  The result depends only on the set of events, never on
+their arrival order; ``tests/unit/test_fold.py`` checks that over random
+permutations, duplicates and late events.
+
+The state is serialisable (:meth:`Fold.dumps`), so a store keeps it and a new
+event that sorts after everything folded is simply applied to it; an event
+that sorts earlier makes the ledger fold again (``ledger/recorder.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, RUN_METADATA, TERMINAL_STATUSES, Event
+from ledger.projects import resolve_project
+from ledger.timestamps import format_timestamp, parse_timestamp
+
+#: Tie-break for events stamped with the same instant: starts before ends.
+TYPE_RANK = {
+    "deployment_started": 0,
+    "step_started": 1,
+    "log_entry": 2,
+    "metrics_update": 3,
+    "step_completed": 4,
+    "deployment_completed": 5,
+    "deployment_rollback": 6,
+}
+
+#: Where an event sorts in the fold: time, then type rank, then content.
+SortKey = tuple[str, int, str]
+
+
+def content_key(event: Event) -> bytes:
+    """What makes two events the same, whatever id or arrival order they got."""
+    return orjson.dumps(
+        [event.type, event.timestamp, event.deployment_id, event.payload],
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def sort_key(event: Event, key: bytes) -> SortKey:
+    """Fold order: time, then starts before ends, then content (for a total order)."""
+    return event.timestamp, TYPE_RANK.get(event.type, 9), key.decode()
+
+
+@dataclass
+class Step:
+    """One step as its events leave it."""
+
+    job: str
+    name: str
+    first_seen: str
+    status: str = "pending"
+    step_number: int | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: int | None = None
+    retries: int = 0
+    error: str | None = None
+    message: str | None = None
+    key: str | None = None
+
+    def apply(self, event: Event, payload: dict[str, Any]) -> None:
+        status = payload.get("status") or "running"
+        if payload.get("retry"):
+            self.retries += 1
+        if status not in TERMINAL_STATUSES:
+            if self.status in TERMINAL_STATUSES:  # a later start: the step runs again
+                self.completed_at = None
+                self.duration_ms = None
+            self.status = status
+        else:
+            self.status = status
+            self.completed_at = payload.get("completed_at") or event.timestamp
+            self.duration_ms = payload.get("duration_ms")
+        started = payload.get("started_at")
+        if started and (self.started_at is None or started < self.started_at):
+            self.started_at = started
+        if payload.get("step_number") is not None:
+            self.step_number = payload["step_number"]
+        self.error = payload.get("error") or self.error
+        self.message = payload.get("message") or payload.get("logs") or self.message
+        self.key = payload.get("key") or self.key
+
+
+@dataclass
+class Fold:
+    """The running state of a deployment's fold; serialisable, so it can resume.
+
+    ``projects`` holds every project name the deployment's events gave (the
+    event that created it included, whatever its type); ``created_ts`` is
+    that event's timestamp, which places a deployment whose start is unknown.
+    """
+
+    status: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    message: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    rollback: dict[str, Any] | None = None
+    steps: dict[tuple[str, str], Step] = field(default_factory=dict)
+    projects: list[str] = field(default_factory=list)
+    first_ts: str | None = None
+    last_ts: str | None = None
+    last_key: SortKey | None = None
+    created_ts: str | None = None
+
+    @classmethod
+    def of(cls, events: list[Event]) -> Fold:
+        """Fold from scratch: drop exact duplicates, sort, apply in order."""
+        fold = cls()
+        fold.apply_all(events)
+        return fold
+
+    def apply_all(self, events: list[Event]) -> None:
+        """Apply lifecycle ``events`` that all sort after what is folded, in fold order."""
+        keyed = {content_key(e): e for e in events if e.type in LIFECYCLE_TYPES}
+        for key, event in sorted(keyed.items(), key=lambda item: sort_key(item[1], item[0])):
+            self.apply(event, key)
+
+    def follows(self, event: Event, key: bytes) -> bool:
+        """Whether ``event`` sorts after everything folded, so it may simply be applied."""
+        return self.last_key is None or sort_key(event, key) > self.last_key
+
+    def note(self, event: Event) -> None:
+        """Remember the project and time of an event of the deployment that shapes nothing."""
+        if event.project not in self.projects:
+            self.projects.append(event.project)
+        if self.created_ts is None:
+            self.created_ts = event.timestamp
+
+    def apply(self, event: Event, key: bytes) -> None:
+        self.last_key = sort_key(event, key)
+        self.note(event)
+        self.first_ts = min(self.first_ts or event.timestamp, event.timestamp)
+        self.last_ts = max(self.last_ts or event.timestamp, event.timestamp)
+        payload = event.payload
+        for name in RUN_METADATA:
+            if payload.get(name) is not None:
+                self.metadata[name] = payload[name]
+        if event.type == "deployment_started":
+            self._start(payload.get("started_at") or event.timestamp, payload)
+        elif event.type == "deployment_completed":
+            self.status = payload["status"]
+            self.completed_at = payload.get("completed_at") or event.timestamp
+            self.duration_ms = payload.get("duration_ms")
+            if payload.get("started_at"):
+                self._earliest_start(payload["started_at"])
+            self.error = payload.get("error") or self.error
+            self.message = payload.get("message") or payload.get("logs") or self.message
+            for number, summary in enumerate(payload.get("steps") or [], start=1):
+                self._step(summary["job"], summary["step"], event.timestamp).apply(
+                    event, {**summary, "step_number": summary.get("step_number", number)}
+                )
+        elif event.type == "deployment_rollback":
+            self.rollback = {
+                "from_deployment_id": payload.get("from_deployment_id"),
+                "reason": payload.get("reason"),
+                "at": event.timestamp,
+            }
+        elif event.type in ("step_started", "step_completed"):
+            self._step(payload["job"], payload["step"], event.timestamp).apply(event, payload)
+
+    def _start(self, started_at: str, payload: dict[str, Any]) -> None:
+        if self.status in TERMINAL_STATUSES:  # started again after it ended: a re-run
+            self.completed_at = None
+            self.duration_ms = None
+            self.started_at = started_at
+        self.status = payload.get("status") or "running"
+        self._earliest_start(started_at)
+        self.message = payload.get("message") or payload.get("logs") or self.message
+
+    def _earliest_start(self, started_at: str) -> None:
+        if self.started_at is None or started_at < self.started_at:
+            self.started_at = started_at
+
+    def _step(self, job: str, name: str, timestamp: str) -> Step:
+        step = self.steps.get((job, name))
+        if step is None:
+            step = self.steps[job, name] = Step(job=job, name=name, first_seen=timestamp)
+        return step
+
+    def copy(self) -> Fold:
+        """An independent copy, to fold on without changing this one."""
+        return copy.deepcopy(self)
+
+    @property
+    def project(self) -> str:
+        return resolve_project(self.projects)
+
+    def dumps(self) -> bytes:
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "steps"}
+        state["steps"] = list(self.steps.values())  # orjson writes dataclasses natively
+        return orjson.dumps(state)
+
+    @classmethod
+    def loads(cls, raw: bytes) -> Fold:
+        """A fold from :meth:`dumps`, also of an earlier version (missing fields default)."""
+        state = orjson.loads(raw)
+        steps = [Step(**step) for step in state.pop("steps")]
+        last_key = state.pop("last_key")
+        fold = cls(**state, last_key=tuple(last_key) if last_key else None)
+        fold.steps = {(step.job, step.name): step for step in steps}
+        return fold
+
+    def headline(self) -> tuple[str, str | None, str | None]:
+        """``(status, completed_at, started_at)`` without rendering the job tree.
+
+        This is what the stores index on every write, so it avoids the cost of
+        rendering; a status inferred over steps equals one inferred over jobs.
+        """
+        status = self.status or infer_status([s.status for s in self.steps.values()])
+        completed_at = self.completed_at if status in TERMINAL_STATUSES else None
+        # The first event's time stands in for an unknown start, unless that event is
+        # the completion itself: then the start is unknown, not "0 ms before the end".
+        first_seen = self.first_ts if self.first_ts != completed_at else None
+        started_at = self.started_at or earliest(
+            [s.started_at for s in self.steps.values()] + [first_seen]
+        )
+        if self.duration_ms is not None and completed_at and not self.started_at:
+            started_at = minus(completed_at, self.duration_ms)
+        return status, completed_at, started_at
+
+    def sort_ts(self) -> str:
+        """Where the deployment sorts in newest-first lists: its start, else when it appeared."""
+        return self.headline()[2] or self.created_ts or self.first_ts or ""
+
+
+def infer_status(statuses: list[str], settled: str = "running") -> str:
+    """A status from parts: any failure fails; else running while any part runs.
+
+    A deployment with no deployment-level event stays ``running`` even when all
+    steps ended (more may come); a job is ``success`` once all its steps ended.
+    """
+    if "failure" in statuses:
+        return "failure"
+    if any(s in OPEN_STATUSES for s in statuses) or not statuses:
+        return "running" if statuses or settled == "running" else settled
+    if "cancelled" in statuses:
+        return "cancelled"
+    if settled == "success" and all(s == "skipped" for s in statuses):
+        return "skipped"
+    return settled
+
+
+def earliest(times: list[str | None]) -> str | None:
+    known = [t for t in times if t]
+    return min(known) if known else None
+
+
+def minus(timestamp: str, millis: int) -> str:
+    return format_timestamp(parse_timestamp(timestamp) - timedelta(milliseconds=millis))

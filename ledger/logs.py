@@ -1,0 +1,51 @@
+"""Which events carry log lines, and the shape a log line is read back in."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ledger.events import PROJECT_ONLY_TYPES, Event
+
+
+class LogLine(NamedTuple):
+    """One line of a deployment's log, as stored beside the view."""
+
+    job: str | None
+    step: str | None
+    level: str
+    timestamp: str
+    text: str
+
+
+def log_lines_of(event: Event) -> list[LogLine]:
+    """The log lines an event carries, one per line of text.
+
+    A ``log_entry``'s message, any other event's ``logs`` and its ``error`` (at
+    level ``error``) all become lines.  Project notes carry none.
+    """
+    if event.type in PROJECT_ONLY_TYPES:
+        return []
+    payload = event.payload
+    if event.type == "log_entry":
+        texts = [(payload.get("level") or "info", payload.get("message") or payload.get("logs"))]
+    else:
+        texts = [("info", payload.get("logs")), ("error", payload.get("error"))]
+    return [
+        LogLine(payload.get("job"), payload.get("step"), level, event.timestamp, line)
+        for level, text in texts
+        if text
+        for line in str(text).splitlines() or [""]
+    ]
+
+
+def log_row(line_id: int, line: LogLine, event_id: str) -> dict[str, Any]:
+    """A line as ``GET /api/deployments/<id>/logs`` serves it."""
+    return {
+        "id": str(line_id),
+        "job": line.job,
+        "step": line.step,
+        "level": line.level,
+        "timestamp": line.timestamp,
+        "message": line.text,
+        "event_id": event_id,
+    }
