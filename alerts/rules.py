@@ -6,12 +6,14 @@ Pure: events and deployment rows in, :class:`Alert` values out; the runner
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.events import Event
 from ledger.stats import percentile
 from ledger.timestamps import parse_timestamp
+from ledger.view import DeploymentView, ListRow
 
 #: Fewer successful deployments than this say nothing about a project's usual duration.
 P95_MIN_SAMPLES = 5
@@ -44,7 +46,7 @@ class Alert:
         return "\n".join(lines)[:MAX_TEXT]
 
 
-def _context(row: dict[str, Any]) -> dict[str, Any]:
+def _context(row: Mapping[str, Any]) -> dict[str, Any]:
     names = (
         "status",
         "started_at",
@@ -79,7 +81,7 @@ def failure_alert(event: Event) -> Alert | None:
     )
 
 
-def failure_alert_of_row(row: dict[str, Any]) -> Alert:
+def failure_alert_of_row(row: ListRow) -> Alert:
     return Alert(
         "failed",
         row["project"],
@@ -97,12 +99,13 @@ def p95(values: list[float]) -> float | None:
 
 
 def long_running_alert(
-    row: dict[str, Any], now: float, absolute: float, factor: float, project_p95: float | None
+    row: ListRow, now: float, absolute: float, factor: float, project_p95: float | None
 ) -> Alert | None:
     """An alert when a running deployment's age passes the lower of its two thresholds."""
-    if not row.get("started_at"):
+    started_at = row["started_at"]
+    if not started_at:
         return None
-    elapsed = now - parse_timestamp(row["started_at"]).timestamp()
+    elapsed = now - parse_timestamp(started_at).timestamp()
     limits = []
     if absolute > 0:
         limits.append((absolute, f"the {absolute:g} s limit"))
@@ -126,7 +129,7 @@ def long_running_alert(
     )
 
 
-def stalled_alerts(view: dict[str, Any], quiet_seconds: float) -> list[Alert]:
+def stalled_alerts(view: DeploymentView, quiet_seconds: float) -> list[Alert]:
     """One alert per running step of a deployment that has been quiet for ``quiet_seconds``."""
     alerts = []
     for job in view.get("jobs") or []:

@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import gevent
 import gevent.pool
@@ -42,6 +42,7 @@ from app.config import Settings
 from broadcaster.hub import Envelope, Hub, Subscriber
 from ledger.events import Event
 from ledger.timestamps import parse_timestamp
+from ledger.view import ListRow
 from storage import paging
 from storage.store import Store
 
@@ -218,18 +219,12 @@ class Alerter:
         page = self.store.list_deployments(
             project=project, status="success", branch=None, limit=P95_SAMPLE, cursor=None
         )
-        return p95(
-            [
-                row["duration_ms"] / 1000
-                for row in page.items
-                if isinstance(row.get("duration_ms"), int | float)
-            ]
-        )
+        return p95([row["duration_ms"] / 1000 for row in page.items if row["duration_ms"]])
 
-    def _check_stalled(self, row: dict[str, Any], now: float) -> None:
+    def _check_stalled(self, row: ListRow, now: float) -> None:
         heard = [self.news.get(row["deployment_id"], 0.0)]
-        if row.get("updated_at"):
-            heard.append(parse_timestamp(row["updated_at"]).timestamp())
+        if updated_at := row["updated_at"]:
+            heard.append(parse_timestamp(updated_at).timestamp())
         quiet = now - max(heard)
         if quiet <= self.settings.alert_stalled_step_seconds:
             return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -12,6 +11,7 @@ from app.context import current_context
 from app.query import param, whole_number
 from ledger.delivery import summarise
 from ledger.timestamps import format_timestamp
+from ledger.view import ListRow
 from storage import paging
 from storage.store import Store
 
@@ -35,11 +35,9 @@ def delivery_metrics() -> Response:
     return jsonify({**summarise(rows, start=start, end=end), "truncated": truncated})
 
 
-def deployments_since(
-    store: Store, project: str | None, start: str
-) -> tuple[list[dict[str, Any]], bool]:
+def deployments_since(store: Store, project: str | None, start: str) -> tuple[list[ListRow], bool]:
     """Deployments started at or after ``start``, newest first, and whether more were left."""
-    rows: list[dict[str, Any]] = []
+    rows: list[ListRow] = []
     for row in paging.deployments(store, project=project, most=MAX_DEPLOYMENTS + 1):
         if (row.get("started_at") or "") < start:
             return rows, False

@@ -15,12 +15,13 @@ from typing import Any
 
 from ledger.stats import percentile
 from ledger.timestamps import format_timestamp, parse_timestamp
+from ledger.view import ListRow
 
 
-def summarise(rows: list[dict[str, Any]], *, start: datetime, end: datetime) -> dict[str, Any]:
+def summarise(rows: list[ListRow], *, start: datetime, end: datetime) -> dict[str, Any]:
     """The metrics of deployment rows (as the list API gives them) over ``start..end``."""
     days = max((end - start).total_seconds() / 86400, 1e-9)
-    by_project: dict[str, list[dict[str, Any]]] = {}
+    by_project: dict[str, list[ListRow]] = {}
     for row in rows:
         by_project.setdefault(row["project"], []).append(row)
     return {
@@ -38,7 +39,7 @@ def summarise(rows: list[dict[str, Any]], *, start: datetime, end: datetime) -> 
     }
 
 
-def _daily(rows: Iterable[dict[str, Any]], start: datetime, end: datetime) -> list[dict[str, Any]]:
+def _daily(rows: Iterable[ListRow], start: datetime, end: datetime) -> list[dict[str, Any]]:
     """Deployments started on each UTC day of the window, by outcome."""
     counts: dict[str, Counter[str]] = {}
     day = start.date()
@@ -59,14 +60,14 @@ def _outcome(status: str) -> str:
     return status if status in ("success", "failure") else "other"
 
 
-def _project_metrics(rows: list[dict[str, Any]], days: float) -> dict[str, Any]:
+def _project_metrics(rows: list[ListRow], days: float) -> dict[str, Any]:
     statuses = Counter(row["status"] for row in rows)
     decided = statuses["success"] + statuses["failure"]
     restores, open_since = _restores(rows)
     durations = sorted(
-        row["duration_ms"]
+        duration
         for row in rows
-        if row["status"] in ("success", "failure") and row.get("duration_ms") is not None
+        if row["status"] in ("success", "failure") and (duration := row["duration_ms"]) is not None
     )
     return {
         "deployments": len(rows),
@@ -87,16 +88,16 @@ def _project_metrics(rows: list[dict[str, Any]], days: float) -> dict[str, Any]:
     }
 
 
-def _restores(rows: list[dict[str, Any]]) -> tuple[list[int], str | None]:
+def _restores(rows: list[ListRow]) -> tuple[list[int], str | None]:
     """Milliseconds from each first failure to the next success, and the oldest open failure.
 
     Each project's deployments are taken in completion order; a run of failures
     counts once, from its first failure, as the one outage it is.
     """
     ended = sorted(
-        (row["project"], row["completed_at"], row["status"])
+        (row["project"], completed_at, row["status"])
         for row in rows
-        if row["status"] in ("success", "failure") and row.get("completed_at")
+        if row["status"] in ("success", "failure") and (completed_at := row["completed_at"])
     )
     restores: list[int] = []
     still_failing: list[str] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple, TypedDict
 
 from ledger.events import PROJECT_ONLY_TYPES, Event
 
@@ -38,7 +38,17 @@ def log_lines_of(event: Event) -> list[LogLine]:
     ]
 
 
-def log_row(line_id: int, line: LogLine, event_id: str) -> dict[str, Any]:
+class LogRow(TypedDict):
+    id: str
+    job: str | None
+    step: str | None
+    level: str
+    timestamp: str
+    message: str
+    event_id: str
+
+
+def log_row(line_id: int, line: LogLine, event_id: str) -> LogRow:
     """A line as ``GET /api/deployments/<id>/logs`` serves it."""
     return {
         "id": str(line_id),

@@ -1,4 +1,4 @@
-"""Which project a deployment belongs to, and what a project's summary says.
+"""Which project a deployment belongs to, and how a project's deployments are counted.
 
 Senders may name a deployment's project ``"unknown"`` or ``""`` while its id
 is known (LEGACY.md §1); the real name any event gave wins, and where several
@@ -9,7 +9,7 @@ every arrival order agree.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from ledger.events import OPEN_STATUSES
 
@@ -44,10 +44,3 @@ def project_counts(statuses: Mapping[str, int]) -> ProjectCounts:
         "running": sum(statuses.get(status, 0) for status in OPEN_STATUSES),
         "cancelled": statuses.get("cancelled", 0),
     }
-
-
-def project_summary(
-    project: str, statuses: Mapping[str, int], latest: dict[str, Any]
-) -> dict[str, Any]:
-    """One entry of ``GET /api/projects``: the project, its latest deployment, its counts."""
-    return {"project": project, "latest_deployment": latest, "counts": project_counts(statuses)}

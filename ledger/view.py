@@ -6,13 +6,14 @@ the view is written here once, whichever store answers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, TypedDict
+from collections.abc import Iterable, Mapping
+from typing import Any, NotRequired, TypedDict, cast
 
 import orjson
 
 from ledger.events import RUN_METADATA, TERMINAL_STATUSES, Event
 from ledger.fold import Fold, Step, earliest, infer_status
+from ledger.projects import ProjectCounts, project_counts
 from ledger.timestamps import duration_between
 
 
@@ -38,9 +39,91 @@ class JobView(TypedDict):
     steps: list[StepView]
 
 
-#: ``GET /api/deployments/<id>``: the deployment, its run metadata and its job tree (the
-#: keys of ``RUN_METADATA`` beside these; the store adds metrics, last event id, log lines).
-DeploymentView = dict[str, Any]
+class Rollback(TypedDict):
+    from_deployment_id: str | None
+    reason: str | None
+    at: str
+
+
+class DeploymentView(TypedDict):
+    """``GET /api/deployments/<id>``: the deployment, its run metadata and its job tree.
+
+    The store adds what lives beside the fold: the latest metrics report, the
+    newest event's id and how many log lines the deployment has.
+    """
+
+    deployment_id: str
+    project: str
+    status: str
+    status_inferred: bool
+    started_at: str | None
+    completed_at: str | None
+    duration_ms: int | None
+    error: str | None
+    message: str | None
+    branch: str | None
+    commit: str | None
+    actor: str | None
+    environment: str | None
+    repository: str | None
+    workflow_name: str | None
+    workflow_id: str | None
+    run_url: str | None
+    rollback: Rollback | None
+    jobs: list[JobView]
+    updated_at: str | None
+    metrics: NotRequired[dict[str, Any] | None]
+    last_event_id: NotRequired[str]
+    log_lines: NotRequired[int]
+
+
+class StepCounts(TypedDict):
+    total: int
+    success: int
+    failure: int
+    running: int
+    skipped: int
+    cancelled: int
+
+
+class ListRow(TypedDict):
+    """A row of ``GET /api/deployments``: the view without its tree, with step counts."""
+
+    deployment_id: str
+    project: str
+    status: str
+    status_inferred: bool
+    started_at: str | None
+    completed_at: str | None
+    duration_ms: int | None
+    error: str | None
+    message: str | None
+    branch: str | None
+    commit: str | None
+    actor: str | None
+    environment: str | None
+    repository: str | None
+    workflow_name: str | None
+    workflow_id: str | None
+    run_url: str | None
+    rollback: Rollback | None
+    jobs: int
+    steps: StepCounts
+    updated_at: str | None
+    metrics: dict[str, Any] | None
+
+
+#: The run metadata every view carries, in ``RUN_METADATA``'s order.
+assert RUN_METADATA == (  # noqa: S101 - import-time invariant: the views name these keys
+    "branch",
+    "commit",
+    "actor",
+    "environment",
+    "repository",
+    "workflow_name",
+    "workflow_id",
+    "run_url",
+)
 
 
 def step_view(step: Step) -> StepView:
@@ -67,6 +150,7 @@ def render(fold: Fold, deployment_id: str) -> DeploymentView:
     duration = fold.duration_ms if completed_at else None
     if duration is None:
         duration = duration_between(started_at, completed_at)
+    meta = fold.metadata
     return {
         "deployment_id": deployment_id,
         "project": fold.project,
@@ -77,8 +161,15 @@ def render(fold: Fold, deployment_id: str) -> DeploymentView:
         "duration_ms": duration,
         "error": fold.error,
         "message": fold.message,
-        **{name: fold.metadata.get(name) for name in RUN_METADATA},
-        "rollback": fold.rollback,
+        "branch": meta.get("branch"),
+        "commit": meta.get("commit"),
+        "actor": meta.get("actor"),
+        "environment": meta.get("environment"),
+        "repository": meta.get("repository"),
+        "workflow_name": meta.get("workflow_name"),
+        "workflow_id": meta.get("workflow_id"),
+        "run_url": meta.get("run_url"),
+        "rollback": cast(Rollback | None, fold.rollback),
         "jobs": jobs(fold.steps.values()),
         "updated_at": fold.last_ts,
     }
@@ -123,17 +214,29 @@ def jobs(steps: Iterable[Step]) -> list[JobView]:
     return [job for _, job in ordered]
 
 
-def list_row(view: DeploymentView, metrics: bytes | None) -> dict[str, Any]:
+def list_row(view: DeploymentView, metrics: bytes | None) -> ListRow:
     """A deployments-list row: the view without its step tree, plus step counts."""
-    steps = [step for job in view["jobs"] for step in job["steps"]]
+    statuses = [step["status"] for job in view["jobs"] for step in job["steps"]]
     row = {key: value for key, value in view.items() if key != "jobs"}
     row["jobs"] = len(view["jobs"])
-    row["steps"] = {
-        "total": len(steps),
-        **{
-            s: sum(1 for st in steps if st["status"] == s)
-            for s in ("success", "failure", "running", "skipped", "cancelled")
-        },
-    }
+    row["steps"] = StepCounts(
+        total=len(statuses),
+        success=statuses.count("success"),
+        failure=statuses.count("failure"),
+        running=statuses.count("running"),
+        skipped=statuses.count("skipped"),
+        cancelled=statuses.count("cancelled"),
+    )
     row["metrics"] = orjson.loads(metrics) if metrics else None
-    return row
+    return cast(ListRow, row)
+
+
+class ProjectSummary(TypedDict):
+    project: str
+    latest_deployment: ListRow
+    counts: ProjectCounts
+
+
+def project_summary(project: str, statuses: Mapping[str, int], latest: ListRow) -> ProjectSummary:
+    """One entry of ``GET /api/projects``: the project, its latest deployment, its counts."""
+    return {"project": project, "latest_deployment": latest, "counts": project_counts(statuses)}

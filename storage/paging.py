@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
+from ledger.view import ListRow
 from storage.store import Store
 
 #: Rows asked for per page.
@@ -18,7 +18,7 @@ def deployments(
     status: str | None = None,
     most: int,
     page_size: int | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[ListRow]:
     """Deployment rows newest first, as ``list_deployments`` gives them, at most ``most``."""
     size = page_size or PAGE_SIZE
     cursor = None

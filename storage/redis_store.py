@@ -51,14 +51,13 @@ from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, PROJECT_ONLY_TYPES, Ev
 from ledger.filters import Filter
 from ledger.fold import Fold
 from ledger.ids import parse_event_id
-from ledger.logs import LogLine, log_row
+from ledger.logs import LogLine, LogRow, log_row
 from ledger.metrics import metrics_key as metrics_key_of
 from ledger.metrics import metrics_value
-from ledger.projects import project_summary
 from ledger.recorder import Entry, Recorder, Stored
 from ledger.resume import Resume, resume_from, seq_in
 from ledger.retention import Retention
-from ledger.view import DeploymentView, list_row, render
+from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage import redis_scripts
 from storage.store import Accepted, Batch, History, Page, StoreHooks, StoreUnavailable
 from storage.url import StoreURL
@@ -577,7 +576,7 @@ class RedisStore:
 
     def events(
         self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
-    ) -> Page:
+    ) -> Page[dict[str, Any]]:
         with _available(self._closed):
             after = (seq_in(since, self._meta()[0]) if since is not None else None) or 0
             if deployment_id is not None:
@@ -643,7 +642,7 @@ class RedisStore:
         branch: str | None,
         limit: int,
         cursor: str | None,
-    ) -> Page:
+    ) -> Page[ListRow]:
         top = "+"
         if cursor is not None:
             sort_ts, deployment_id = decode_cursor(cursor)
@@ -681,10 +680,10 @@ class RedisStore:
         step: str | None,
         after: str | None,
         limit: int,
-    ) -> Page:
+    ) -> Page[LogRow]:
         key = self._key("logs:", deployment_id)
         start = f"({int(after)}-0" if after is not None else "-"
-        found: list[dict[str, Any]] = []
+        found: list[LogRow] = []
         with _available(self._closed):
             while len(found) <= limit:
                 count = max(limit + 1 - len(found), SCAN_CHUNK if job or step else 0)
@@ -699,7 +698,7 @@ class RedisStore:
         items = found[:limit]
         return Page(items, items[-1]["id"] if len(found) > limit else None)
 
-    def projects(self) -> list[dict[str, Any]]:
+    def projects(self) -> list[ProjectSummary]:
         counted = sorted({"success", "failure", "cancelled", *OPEN_STATUSES})
         width = len(counted) + 2
         with _available(self._closed):

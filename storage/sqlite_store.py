@@ -37,12 +37,11 @@ from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, PROJECT_ONLY_TYPES, Ev
 from ledger.filters import Filter
 from ledger.fold import Fold, content_key, sort_key
 from ledger.ids import make_event_id
-from ledger.logs import LogLine, log_row
-from ledger.projects import project_summary
+from ledger.logs import LogLine, LogRow, log_row
 from ledger.recorder import Recorder, Stored, Touched
 from ledger.resume import resume_from, seq_in
 from ledger.retention import Retention
-from ledger.view import DeploymentView, list_row, render
+from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage.group_commit import GroupCommit
 from storage.store import Accepted, Batch, History, Page, StoreHooks, StoreUnavailable
 
@@ -356,7 +355,7 @@ class SqliteStore:
     @_store_errors
     def events(
         self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
-    ) -> Page:
+    ) -> Page[dict[str, Any]]:
         after = (seq_in(since, self.epoch) if since is not None else None) or 0
         clauses: list[str] = ["seq > ?"]
         params: list[Any] = [after]
@@ -383,7 +382,7 @@ class SqliteStore:
         branch: str | None,
         limit: int,
         cursor: str | None,
-    ) -> Page:
+    ) -> Page[ListRow]:
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("project", project), ("status", status), ("branch", branch)):
@@ -431,7 +430,7 @@ class SqliteStore:
         step: str | None,
         after: str | None,
         limit: int,
-    ) -> Page:
+    ) -> Page[LogRow]:
         clauses: list[str] = ["deployment_id = ?"]
         params: list[Any] = [deployment_id]
         for column, value in (("job", job), ("step", step)):
@@ -453,7 +452,7 @@ class SqliteStore:
         return Page(items, items[-1]["id"] if len(rows) > limit else None)
 
     @_store_errors
-    def projects(self) -> list[dict[str, Any]]:
+    def projects(self) -> list[ProjectSummary]:
         counts: dict[str, dict[str, int]] = {}
         for project, status, count in self._db.execute(
             "SELECT project, status, count(*) FROM deployments GROUP BY project, status"

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from ledger.events import Event
 from ledger.filters import Filter
-from ledger.view import DeploymentView
+from ledger.logs import LogRow
+from ledger.view import DeploymentView, ListRow, ProjectSummary
+
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +69,10 @@ class History:
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
+class Page(Generic[Item]):
     """One page of a listing; ``next_cursor`` is ``None`` on the last page."""
 
-    items: list[dict[str, Any]]
+    items: list[Item]
     next_cursor: str | None
 
 
@@ -130,7 +133,7 @@ class Store(Protocol):
         branch: str | None,
         limit: int,
         cursor: str | None,
-    ) -> Page:
+    ) -> Page[ListRow]:
         """Deployment rows (:func:`ledger.view.list_row`), newest first by start, then id.
 
         Raises:
@@ -148,15 +151,15 @@ class Store(Protocol):
         step: str | None,
         after: str | None,
         limit: int,
-    ) -> Page:
+    ) -> Page[LogRow]:
         """Log lines (:func:`ledger.logs.log_row`) in the order they were stored."""
 
-    def projects(self) -> list[dict[str, Any]]:
+    def projects(self) -> list[ProjectSummary]:
         """Every project with deployments (:func:`ledger.projects.project_summary`)."""
 
     def events(
         self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
-    ) -> Page:
+    ) -> Page[dict[str, Any]]:
         """The event log after ``since`` (an id of this epoch; else from the start)."""
 
     def prune(self) -> int:
