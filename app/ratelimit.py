@@ -33,7 +33,7 @@ from app.errors import RateLimited
 from app.metrics import RATE_LIMITED
 from app.validation import is_loopback
 
-#: Buckets kept per limit (about 100 bytes each).
+#: Buckets kept per limit, so that memory stays bounded however many senders appear.
 MAX_KEYS = 10000
 
 

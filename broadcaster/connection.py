@@ -1,12 +1,12 @@
 """One WebSocket connection, served by one greenlet: it reads, writes, pings and closes.
 
 Why one greenlet: what an idle connection costs a worker is mostly its
-greenlets (about 8 KB of saved stack each, more for deep ones).
+greenlets (each keeps a saved stack).
 simple-websocket runs a reader thread beside the request's greenlet, and a
 separate writer would make three; here the request's own greenlet does
 everything, waiting on one event that the socket's readiness, the
-subscriber's queue and :meth:`Connection.end` set.  docs/BENCHMARKS.md has
-the figures.
+subscriber's queue and :meth:`Connection.end` set.  docs/BENCHMARKS.md
+("What the design choices save") has the figures.
 
 flask-sock still performs the handshake through simple-websocket's
 ``Server`` (its reader thread is never started: ``ws.init_app`` passes

@@ -58,7 +58,7 @@ class Envelope:
 
 
 class Fifo(Generic[T]):
-    """A first-in first-out list that costs 56 bytes empty, where a deque costs over 600.
+    """A first-in first-out list that costs a tenth of an empty deque.
 
     Thousands of idle connections each hold a few queues that are empty most of
     the time; taking from the head moves an index, and the list is compacted
@@ -127,7 +127,7 @@ class Subscriber:
     ``on_put`` is called after items are queued, from whichever greenlet
     queued it: a WebSocket connection's one greenlet waits on more than this
     queue, so it is woken rather than blocked in :meth:`get`.  The queue is a
-    :class:`Fifo` (gevent's ``Queue`` costs about 2 KB more per connection).
+    :class:`Fifo` (gevent's ``Queue`` costs far more per connection; docs/BENCHMARKS.md).
     """
 
     __slots__ = (

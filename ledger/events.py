@@ -141,7 +141,7 @@ class Event:
 
     Never changed once made (every subscriber's queue shares it): :meth:`with_`
     and :meth:`with_id` make changed copies.  It is not a frozen dataclass only
-    because a frozen one's ``__init__`` costs five times as much, and ingest
+    because a frozen one's ``__init__`` costs several times as much, and ingest
     builds two for every event.
     """
 
