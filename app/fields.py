@@ -67,8 +67,23 @@ class Name(Text):
         return text or None
 
 
+#: The longest duration a sender may report: ten years, in milliseconds.  Larger numbers
+#: mean a bug in the sender, and beyond 64 bits they could not even be stored.
+MAX_DURATION_MS = 10 * 365 * 86400 * 1000
+#: The highest step number a sender may give.
+MAX_STEP_NUMBER = 1_000_000
+
+
 class Number(fields.Field[Any]):
-    """A finite, non-negative number given as a JSON number or a numeric string."""
+    """A finite number from 0 to :attr:`maximum`, given as a JSON number or a numeric string.
+
+    Every number is range-checked here, at validation, so that no value can
+    pass and then fail where it is stored (with everyone's writes beside it).
+    """
+
+    #: The largest value accepted, in the unit the sender writes.
+    maximum: float = float(MAX_DURATION_MS)
+    unit = ""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("allow_none", True)
@@ -88,13 +103,16 @@ class Number(fields.Field[Any]):
                 raise ValidationError("Not a valid number.") from None
         if not isinstance(value, int | float) or not math.isfinite(value):
             raise ValidationError("Not a valid number.")
-        if value < 0:
-            raise ValidationError("Must not be negative.")
+        if not 0 <= value <= self.maximum:
+            raise ValidationError(f"Must be between 0 and {self.maximum:.0f}{self.unit}.")
         return float(value)
 
 
 class Seconds(Number):
     """A duration in seconds on the wire, in whole milliseconds once loaded."""
+
+    maximum = MAX_DURATION_MS / 1000
+    unit = " seconds"
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
@@ -106,6 +124,8 @@ class Seconds(Number):
 class Millis(Number):
     """A duration already in milliseconds."""
 
+    unit = " milliseconds"
+
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
     ) -> int | None:
@@ -115,6 +135,8 @@ class Millis(Number):
 
 class Count(Number):
     """A whole, non-negative number such as a step's position."""
+
+    maximum = MAX_STEP_NUMBER
 
     def _deserialize(
         self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any

@@ -59,6 +59,42 @@ def test_meaningless_durations_are_rejected(duration: Any) -> None:
     assert "duration" in info.value.messages  # type: ignore[operator]
 
 
+@pytest.mark.parametrize(
+    ("field", "body", "message"),
+    [
+        ("duration", {"duration": 2**70}, "Must be between 0 and 315360000 seconds."),
+        ("duration", {"duration": 1e300}, "Must be between 0 and 315360000 seconds."),
+        ("duration", {"duration": "1e300"}, "Must be between 0 and 315360000 seconds."),
+        ("duration_ms", {"duration_ms": 2**70}, "Must be between 0 and 315360000000 milliseconds."),
+        ("duration_ms", {"duration_ms": 1e300}, "Must be between 0 and 315360000000 milliseconds."),
+        ("step_number", {"step_number": 1e300}, "Must be between 0 and 1000000."),
+        ("step_number", {"step_number": 2**64}, "Must be between 0 and 1000000."),
+    ],
+    ids=[
+        "seconds-2**70",
+        "seconds-1e300",
+        "seconds-string",
+        "ms-2**70",
+        "ms-1e300",
+        "step-1e300",
+        "step-2**64",
+    ],
+)
+def test_numbers_beyond_their_range_are_refused_naming_field_and_range(
+    field: str, body: dict[str, Any], message: str
+) -> None:
+    """A number that would not fit where it is stored never gets past validation."""
+    event = typed(type="step_completed", step_name="build", step_status="success", **body)
+    with pytest.raises(ValidationError) as info:
+        load_one(event, "deployment")
+    assert info.value.messages == {field: [message]}
+
+
+def test_the_largest_duration_allowed_is_accepted() -> None:
+    body = typed(type="deployment_completed", status="success", duration=315360000)
+    assert load_one(body, "deployment").payload["duration_ms"] == 315360000000
+
+
 def test_duration_is_computed_from_start_and_end_when_absent() -> None:
     body = typed(
         type="step_completed",
