@@ -122,6 +122,12 @@ class Settings:
     ws_max_frame_bytes: int = _setting(
         65536, minimum=128, doc="Largest client frame (close 1009 above it)."
     )
+    ws_deflate: bool = _setting(
+        True,
+        doc="Accept permessage-deflate from WebSocket clients that offer it (fewer bytes on the "
+        "wire, more memory per connection); inflating a client message stops at "
+        "`HUB_WS_MAX_FRAME_BYTES` either way.",
+    )
     ws_send_queue: int = _setting(
         2000, minimum=1, doc="Frames queued per connection before it counts as too slow (1013)."
     )

@@ -41,6 +41,7 @@ from app.metrics import (
 )
 from app.ratelimit import current_limits
 from app.requestlog import REQUEST_ID
+from broadcaster import deflate
 from broadcaster.connection import Connection, Unstarted
 from broadcaster.hub import Hub
 from broadcaster.limits import Limits
@@ -144,6 +145,8 @@ def _admit() -> None:
     current_limits().check_ws_connect(request.remote_addr)
     connections = current_connections()
     check_access(connections.settings, check_origin=True)
+    if not connections.settings.ws_deflate:  # never negotiated: the handshake does not see it
+        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     connections.admit()
     g.websocket_admitted = True
 
@@ -157,9 +160,9 @@ def _release(_: BaseException | None) -> None:
 def _serve(ws: Any) -> None:
     """Take the upgraded connection from simple-websocket and serve it (see connection.py)."""
     connections = current_connections()
-    offered = request.headers.get("Sec-WebSocket-Extensions", "").lower()
     connection_id = connections.next_id()
     protocol = ws.ws.connection
+    compressed = deflate.bound(protocol, connections.limits.max_frame_bytes)
     ws.ws = None  # the handshake's HTTP parser is not needed again, and idles on every connection
     ws.connected = False  # so that flask-sock's own close afterwards sends nothing
     connection = Connection(
@@ -170,7 +173,7 @@ def _serve(ws: Any) -> None:
         connections.limits,
         connection_id=connection_id,
         request_id=REQUEST_ID.get() or "-",
-        deflate="permessage-deflate" in offered,
+        deflate=compressed,
     )
     connections.open.add(connection)
     log.info("websocket open", extra={"conn_id": connection_id})

@@ -262,6 +262,51 @@ def test_permessage_deflate_carries_multi_megabyte_events(server: HubServer) -> 
     client.close()
 
 
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_a_compression_bomb_is_closed_with_1009_before_it_is_inflated(server: HubServer) -> None:
+    """64 MiB of zeros compressed to about 64 KB, on four connections at once: the hub
+    stops inflating each at its frame cap, so the worker never holds what they inflate to."""
+    bombs = [DeflateClient(server) for _ in range(4)]
+    for client in bombs:
+        assert client.receive()["type"] == "welcome"
+    pid = int(welcome_connection_id(server).split("-")[0])
+    before = rss_bytes(pid)
+    for client in bombs:
+        client.send_text("0" * (64 << 20))
+    assert [client.close_code() for client in bombs] == [1009] * 4
+    assert rss_bytes(pid) - before < 32 << 20
+    for client in bombs:
+        client.close()
+    survivor = DeflateClient(server)  # the worker is unhurt
+    assert survivor.receive()["type"] == "welcome"
+    survivor.close()
+
+
+def welcome_connection_id(server: HubServer) -> str:
+    """The ``<pid>-<n>`` connection id a new client of ``server`` is given."""
+    client = DeflateClient(server)
+    welcome = client.receive()
+    client.close()
+    return str(welcome["connection_id"])
+
+
+def test_permessage_deflate_can_be_turned_off(tmp_path: Path) -> None:
+    hub = HubServer(tmp_path, env={"HUB_WS_DEFLATE": "false"}).start()
+    try:
+        client = DeflateClient(hub)
+        assert client.extensions == []
+        assert client.receive()["type"] == "welcome"
+        client.close()
+    finally:
+        hub.stop()
+
+
 def test_concurrent_writes_to_one_connection_stay_well_formed(server: HubServer) -> None:
     """Multi-megabyte event frames, pongs from the reader and app-level pongs share one socket.
 

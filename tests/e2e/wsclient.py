@@ -24,7 +24,14 @@ from typing import Any
 import websocket
 from websocket import ABNF
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Message, Ping, Request, TextMessage
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Message,
+    Ping,
+    Request,
+    TextMessage,
+)
 from wsproto.extensions import PerMessageDeflate
 
 from tests.conftest import TIMEOUT_FACTOR
@@ -150,6 +157,17 @@ class DeflateClient:
 
     def send(self, frame: Any) -> None:
         self.sock.sendall(self.conn.send(TextMessage(data=json.dumps(frame))))
+
+    def send_text(self, text: str) -> None:
+        """Any text message, compressed as the extension negotiated."""
+        self.sock.sendall(self.conn.send(TextMessage(data=text)))
+
+    def close_code(self) -> int:
+        """Read until the hub closes; the close code it sent."""
+        while True:
+            event = self._next()
+            if isinstance(event, CloseConnection):
+                return int(event.code)
 
     def receive(self) -> dict[str, Any]:
         parts: list[str] = []
