@@ -9,7 +9,7 @@ import pytest
 from app.ingest import load_one
 from ledger.events import Event, make_event_id, parse_event_id
 from ledger.filters import Filter
-from storage.store import Batch, Store
+from storage.store import Batch, Store, StoreUnavailable
 from tests.integration.conftest import StoreFactory
 
 
@@ -166,8 +166,13 @@ def test_project_only_events_make_no_deployment(store: Store) -> None:
     assert store.last_seq() == 2
 
 
-def test_ping_answers(store: Store) -> None:
+def test_ping_answers_only_while_the_store_can_be_read(store: Store) -> None:
+    """/readyz relies on ping: it must reach the store, not merely return."""
     store.ping()
+    append(store, event())
+    store.close()
+    with pytest.raises(StoreUnavailable):
+        store.ping()
 
 
 def test_sqlite_store_survives_reopening(
