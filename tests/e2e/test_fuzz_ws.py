@@ -17,7 +17,6 @@ import re
 import socket
 import struct
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 import websocket
@@ -29,6 +28,7 @@ from tests.e2e.server import HubServer
 from tests.e2e.wsclient import (
     WAIT,
     connect,
+    connect_to_worker,
     handshake,
     masked,
     post,
@@ -36,7 +36,7 @@ from tests.e2e.wsclient import (
     send,
     split_frames,
     subscribe,
-    ws_url,
+    worker_pid,
 )
 
 pytestmark = pytest.mark.e2e
@@ -153,8 +153,7 @@ class Witnesses:
         self.by_pid: dict[int, websocket.WebSocket] = {}
         self.log_offset = 0
         for _ in range(200):  # connections land on either worker, about evenly
-            ws = websocket.create_connection(ws_url(server), timeout=WAIT)
-            pid = worker_pid(receive(ws))
+            ws, pid = connect_to_worker(server)
             if pid in self.by_pid:
                 ws.close()
             else:
@@ -192,11 +191,6 @@ def witnesses(hub: HubServer) -> Iterator[Witnesses]:
     found = Witnesses(hub)
     yield found
     found.close()
-
-
-def worker_pid(welcome: dict[str, Any]) -> int:
-    assert welcome["type"] == "welcome", welcome
-    return int(welcome["connection_id"].split("-")[0])
 
 
 def parse_client_frames(stream: bytes) -> tuple[set[int | None], bool]:
