@@ -4,7 +4,7 @@ Polls the run (``GET /repos/{owner}/{repo}/actions/runs/{id}``), its jobs with
 their steps (``.../runs/{id}/jobs``, every page of them, following ``Link``
 headers), and each finished job's log (``.../actions/jobs/{id}/logs``, which
 answers with a redirect to a signed download URL).  What it sends is what
-``app/github.py`` makes of those objects, the same translation the hub's
+``senders/github.py`` makes of those objects, the same translation the hub's
 ``/api/webhooks/github`` route uses, so every event has a stable
 ``event_id``: events already sent are not sent again within one watch, and a
 restarted watcher's repeats are recognised by the hub and stored once.

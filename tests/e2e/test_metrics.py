@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.server import HubServer
-from tests.e2e.wsclient import connect, metric, post, wait_for
+from tests.e2e.wsclient import connect_to_worker, metric, post, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,23 +38,26 @@ def test_counters_add_up_over_workers_whichever_answers(two_workers: HubServer) 
 
 
 def test_connection_gauge_counts_live_workers_only(two_workers: HubServer) -> None:
-    """A worker killed with its connections open stops counting (child_exit marks it dead)."""
-    clients = [connect(two_workers) for _ in range(6)]
+    """A worker killed with its connections open stops counting (child_exit marks it dead).
+
+    The victim is a worker that holds some of the open connections (the welcome
+    says which worker serves each), so the gauge must drop by exactly its share.
+    """
+    clients = [connect_to_worker(two_workers) for _ in range(6)]
     try:
         wait_for(lambda: metric(two_workers, "hub_ws_connections") == 6, "6 connections")
-        for client in clients[:2]:
+        for client, _ in clients[:2]:
             client.close()
         wait_for(lambda: metric(two_workers, "hub_ws_connections") == 4, "4 connections")
-        pids = {
-            int(line.split("pid: ")[1].rstrip(")"))
-            for line in two_workers.log().splitlines()
-            if "Booting worker with pid" in line
-        }
-        victim = sorted(pids)[0]
+        held = Counter(pid for _, pid in clients[2:])
+        victim, count = held.most_common(1)[0]
         os.kill(victim, signal.SIGKILL)
-        wait_for(lambda: metric(two_workers, "hub_ws_connections") < 4, "the dead worker dropped")
+        wait_for(
+            lambda: metric(two_workers, "hub_ws_connections") == 4 - count,
+            f"the {count} connections of the dead worker to be dropped",
+        )
     finally:
-        for client in clients:
+        for client, _ in clients:
             client.close()
     wait_for(lambda: metric(two_workers, "hub_ws_connections") == 0, "no connections")
 

@@ -47,10 +47,21 @@ def ws_url(server: HubServer, path: str = "/ws") -> str:
 
 def connect(server: HubServer, path: str = "/ws", **options: Any) -> websocket.WebSocket:
     """An open connection whose welcome frame has been read."""
+    return connect_to_worker(server, path, **options)[0]
+
+
+def connect_to_worker(
+    server: HubServer, path: str = "/ws", **options: Any
+) -> tuple[websocket.WebSocket, int]:
+    """An open connection whose welcome frame has been read, and the pid of its worker."""
     ws = websocket.create_connection(ws_url(server, path), timeout=WAIT, **options)
-    welcome = receive(ws)
+    return ws, worker_pid(receive(ws))
+
+
+def worker_pid(welcome: dict[str, Any]) -> int:
+    """The pid of the worker that sent ``welcome``: its ``connection_id`` is ``<pid>-<n>``."""
     assert welcome["type"] == "welcome", welcome
-    return ws
+    return int(welcome["connection_id"].split("-")[0])
 
 
 def send(ws: websocket.WebSocket, frame: Any) -> None:

@@ -14,7 +14,7 @@ from ledger.events import Event
 from ledger.filters import Filter
 from ledger.ids import make_event_id, parse_event_id
 from ledger.view import build_view
-from storage.store import Batch, Store
+from storage.store import Batch, Store, StoreUnavailable
 from tests.integration.conftest import StoreFactory
 from tests.unit.test_fold import STORY
 from tests.unit.test_recorder import Book
@@ -173,8 +173,13 @@ def test_project_only_events_make_no_deployment(store: Store) -> None:
     assert store.last_seq() == 2
 
 
-def test_ping_answers(store: Store) -> None:
+def test_ping_answers_only_while_the_store_can_be_read(store: Store) -> None:
+    """/readyz relies on ping: it must reach the store, not merely return."""
     store.ping()
+    append(store, event())
+    store.close()
+    with pytest.raises(StoreUnavailable):
+        store.ping()
 
 
 def test_sqlite_store_survives_reopening(
