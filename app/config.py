@@ -92,6 +92,18 @@ class Settings:
         (), doc="Comma-separated bearer tokens accepted on ingest."
     )
     max_body_bytes: int = _setting(1048576, minimum=1, doc="Ingest body cap (413 above it).")
+    body_timeout: float = _setting(
+        10.0,
+        minimum=0.1,
+        doc="Seconds a request body may take to arrive (408 after it; the connection is closed).",
+    )
+    max_connections_per_address: int = _setting(
+        256,
+        minimum=0,
+        doc="Requests (WebSockets and streams included) one client address may have in flight "
+        "per worker; 429 beyond it (0: no limit; loopback exempt unless "
+        "`HUB_RATE_LIMIT_LOOPBACK`).",
+    )
     max_batch_events: int = _setting(1000, minimum=1, doc='Events per `{"events": [...]}` batch.')
     max_json_depth: int = _setting(32, minimum=2, doc="Deepest JSON nesting accepted (422 above).")
     retention_days: float = _setting(
@@ -142,6 +154,11 @@ class Settings:
     )
     read_tokens: tuple[str, ...] = _setting(
         (), doc="Tokens required to read (WebSocket, SSE, read API); empty: open."
+    )
+    metrics_tokens: tuple[str, ...] = _setting(
+        (),
+        doc="Tokens that may read `/metrics` (Prometheus' `authorization` bearer token); "
+        "empty: the read tokens, so metrics are as open as the read API.",
     )
     allowed_origins: tuple[str, ...] = _setting(
         (), doc="Origins allowed to open a WebSocket; empty: any."

@@ -8,11 +8,15 @@
     ├── Unauthorized           401 unauthorized       (missing/bad signature or token)
     ├── OriginNotAllowed       403 origin_not_allowed (WebSocket/SSE, before the upgrade)
     ├── NotFound               404 not_found
+    ├── RequestTimeout         408 request_timeout    (the body did not arrive in time)
+    ├── Conflict               409 idempotency_conflict (a key reused for another body)
     ├── PayloadTooLarge        413 payload_too_large
     ├── UnsupportedMediaType   415 unsupported_media_type
     ├── InvalidEvent           422 validation_failed  (details: field errors)
     ├── UpgradeRequired        426 upgrade_required   (WebSocket version other than 13)
     ├── RateLimited            429 rate_limited       (Retry-After)
+    ├── AddressBusy            429 too_many_connections_from_address (Retry-After)
+    ├── UnsupportedCoding      501 unsupported_transfer_coding
     ├── BackendUnavailable     503 backend_unavailable
     └── TooManyConnections     503 too_many_connections (a worker at its connection limit)
 
@@ -30,7 +34,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify
+import orjson
+from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ledger.errors import EventError, Malformed
@@ -86,6 +91,16 @@ class NotFound(HubError):
     status = 404
 
 
+class RequestTimeout(HubError):
+    code = "request_timeout"
+    status = 408
+
+
+class Conflict(HubError):
+    code = "idempotency_conflict"
+    status = 409
+
+
 class PayloadTooLarge(HubError):
     code = "payload_too_large"
     status = 413
@@ -111,6 +126,16 @@ class RateLimited(HubError):
     status = 429
 
 
+class AddressBusy(HubError):
+    code = "too_many_connections_from_address"
+    status = 429
+
+
+class UnsupportedCoding(HubError):
+    code = "unsupported_transfer_coding"
+    status = 501
+
+
 class BackendUnavailable(HubError):
     code = "backend_unavailable"
     status = 503
@@ -128,12 +153,16 @@ def from_event_error(error: EventError) -> HubError:
     return InvalidEvent(error.message, error.details)
 
 
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
+    """The contract's error body, for answers written outside Flask too (middleware, gunicorn)."""
+    return orjson.dumps(
+        {"success": False, "error": {"code": code, "message": message, "details": details or {}}}
+    )
+
+
 def error_response(error: HubError) -> Response:
-    response = jsonify(
-        {
-            "success": False,
-            "error": {"code": error.code, "message": error.message, "details": error.details},
-        }
+    response = Response(
+        error_body(error.code, error.message, error.details), mimetype="application/json"
     )
     response.status_code = error.status
     response.headers.update(error.headers)

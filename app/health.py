@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
+from app.auth import check_read_token
 from app.context import current_context
 from app.errors import BackendUnavailable
 from app.metrics import exposition
@@ -30,6 +31,16 @@ def readyz() -> Response:
 
 @health.get("/metrics")
 def metrics() -> Response:
-    """Every worker's samples added up (``app.metrics.exposition``)."""
+    """Every worker's samples added up (``app.metrics.exposition``), to those who may read.
+
+    Metrics name projects, senders' failure counts and the hub's load: they need
+    ``HUB_METRICS_TOKENS``, else a read token whenever reads need one.
+    """
+    settings = current_context().settings
+    check_read_token(
+        request.headers,
+        request.args.get("token"),
+        settings.metrics_tokens or settings.read_tokens,
+    )
     body, content_type = exposition()
     return Response(body, content_type=content_type)

@@ -1,9 +1,10 @@
 """The ingest routes: check, authenticate, validate, store whole, then broadcast.
 
 Order of checks, cheapest and least revealing first: the client address's
-rate limit (429), media type (415), size (413), text encoding (400), signature
-or token (401), the sender identity's rate limit (429), JSON (400), shape and
-values (422).  Only a request that passes all of them reaches the store, in
+rate limit (429), media type (415), the body's transfer coding (501), size
+(413) and arrival within its deadline (408, ``app/body.py``), text encoding
+(400), signature or token (401), the sender identity's rate limit (429), JSON
+(400), shape and values (422).  Only a request that passes all of them reaches the store, in
 one transaction; the broadcaster is told after the commit.
 """
 
@@ -18,6 +19,7 @@ import orjson
 from flask import Blueprint, Response, jsonify, request
 
 from app.auth import verify_request
+from app.body import read_body
 from app.context import current_context
 from app.errors import (
     BackendUnavailable,
@@ -84,7 +86,9 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}"
         )
-    body = request.get_data(cache=False)
+    body = read_body(
+        request.environ, limit=settings.max_body_bytes, deadline=settings.body_timeout
+    )
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -15,6 +15,7 @@ from flask import Flask
 
 from alerts.runner import start_alerts
 from app import ratelimit
+from app.address_caps import AddressCaps
 from app.config import Settings
 from app.context import HubContext
 from app.errors import register_error_handlers
@@ -75,7 +76,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app, settings.max_body_bytes)
     ratelimit.init_app(app, settings)
     app.wsgi_app = TrustedProxyFix(  # type: ignore[method-assign]
-        RequestLog(app.wsgi_app), settings.trusted_proxies
+        RequestLog(
+            AddressCaps(
+                app.wsgi_app,
+                settings.max_connections_per_address,
+                limit_loopback=settings.rate_limit_loopback,
+            )
+        ),
+        settings.trusted_proxies,
     )
     gevent.spawn(_prune_forever, store)
     if not settings.auth_required:

@@ -25,13 +25,33 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # read again on reload: keep
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="hub-metrics-")
     os.environ[_OWNED_METRICS_DIR] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
+from gunicorn import util as gunicorn_util  # noqa: E402 - likewise
+
 from app.config import ConfigError  # noqa: E402 - after the metrics directory is set
+from app.errors import error_body  # noqa: E402 - likewise
 from app.validation import load_settings  # noqa: E402 - likewise
 
 try:
     _settings = load_settings()
 except ConfigError as error:  # one clear line per problem instead of a traceback, and no start
     sys.exit("\n".join(f"hub configuration error: {problem}" for problem in error.problems))
+
+# What gunicorn refuses before the app sees a request (a request line over
+# limit_request_line, too many or too long header fields, a malformed
+# Content-Length or chunk size, an unsupported transfer coding) it answers
+# with an HTML page; senders parse the contract's JSON error body, so that
+# is what gunicorn writes here too.  Its limits stay gunicorn's defaults
+# (docs/OPERATIONS.md, "Limits").
+def write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    body = error_body(reason.lower().replace(" ", "_"), mesg or reason)
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+gunicorn_util.write_error = write_json_error
 
 worker_class = "gevent"
 bind = f"{_settings.host}:{_settings.port}"

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import json
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -38,7 +39,11 @@ def nginx_conf(prefix: Path, port: int, upstream: str, ports: dict[str, int] | N
     """An nginx.conf under ``prefix`` that includes the shipped site and upstream files."""
     for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
         (prefix / name).mkdir(parents=True, exist_ok=True)
-    site = SITE.read_text().replace("listen 80;", f"listen 127.0.0.1:{port};")
+    site = (
+        SITE.read_text()
+        .replace("listen 80;", f"listen 127.0.0.1:{port};")
+        .replace("client_body_timeout 10s;", "client_body_timeout 1s;")  # tests wait less
+    )
     (prefix / "hub.conf").write_text(site)
     text = (ROOT / "nginx" / upstream).read_text()
     for placeholder, real in (ports or {}).items():
@@ -229,6 +234,60 @@ def test_a_body_over_the_cap_is_refused_by_nginx_as_json(proxy: int) -> None:
     )
     assert status == 413
     assert answer["error"]["code"] == "payload_too_large"
+
+
+def test_metrics_are_not_served_on_the_public_site(proxy: int) -> None:
+    status, _, answer = request(proxy, "GET", "/project-dashboard/metrics")
+    assert status == 404
+    assert answer["error"]["code"] == "not_found"
+
+
+def raw_exchange(port: int, data: bytes) -> tuple[int, dict[str, Any]]:
+    """Send ``data`` as it is; the status and JSON body of what comes back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head, "nginx closed the connection without answering"
+    assert body.strip().startswith(b"{"), answer[:600]
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        (
+            b"GET /project-dashboard/" + b"a" * 40000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            414,
+            "uri_too_long",
+        ),
+        (
+            b"GET /project-dashboard/healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
+            + b"b" * 20000
+            + b"\r\n\r\n",
+            400,
+            "bad_request",
+        ),
+    ],
+    ids=["uri-too-long", "header-too-large"],
+)
+def test_what_nginx_refuses_itself_is_the_contracts_json(
+    proxy: int, data: bytes, status: int, code: str
+) -> None:
+    got, answer = raw_exchange(proxy, data)
+    assert (got, answer["success"], answer["error"]["code"]) == (status, False, code)
+
+
+def test_a_body_slower_than_the_timeout_is_cut_off_without_storing(proxy: int) -> None:
+    """nginx closes the connection of a body that stops arriving (it answers no 408)."""
+    with socket.create_connection(("127.0.0.1", proxy), timeout=WAIT) as sock:
+        sock.sendall(
+            b"POST /project-dashboard/api/webhooks/deployment HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        assert sock.recv(65536) == b""
 
 
 def test_the_hub_sees_the_public_prefix(proxy: int, hubs: tuple[HubServer, HubServer]) -> None:

@@ -251,6 +251,33 @@ def test_read_tokens_guard_the_read_api() -> None:
     app.extensions["hub"].stop()
 
 
+@pytest.mark.parametrize(
+    ("settings", "refused", "allowed"),
+    [
+        ({}, [], [""]),
+        ({"read_tokens": ("r1",)}, ["", "?token=nope"], ["?token=r1"]),
+        ({"read_tokens": ("r1",), "metrics_tokens": ("m1",)}, ["", "?token=r1"], ["?token=m1"]),
+        ({"metrics_tokens": ("m1",)}, [""], ["?token=m1"]),
+    ],
+    ids=["open", "read-tokens", "metrics-tokens-bind-elsewhere", "metrics-only"],
+)
+def test_metrics_are_as_guarded_as_the_read_api_or_by_their_own_tokens(
+    settings: dict[str, Any], refused: list[str], allowed: list[str]
+) -> None:
+    from app.config import Settings
+    from server.app import create_app
+
+    app = create_app(Settings(store_url="memory://", **settings))
+    client = app.test_client()
+    for query in refused:
+        answer = client.get(f"/metrics{query}")
+        assert (answer.status_code, answer.get_json()["error"]["code"]) == (401, "unauthorized")
+    for query in allowed:
+        assert client.get(f"/metrics{query}").status_code == 200
+        assert client.get(f"/project-dashboard/metrics{query}").status_code == 200
+    app.extensions["hub"].stop()
+
+
 def test_ids_with_slashes_are_readable(client: FlaskClient) -> None:
     """Deployment ids are the sender's; some senders put a slash in them."""
     post(

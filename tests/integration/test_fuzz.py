@@ -43,7 +43,7 @@ INGEST_ROUTES = (
     "/api/webhooks/github",
     "/project-dashboard/api/webhooks/deployment",
 )
-INGEST_STATUSES = {200, 400, 401, 413, 415, 422}
+INGEST_STATUSES = {200, 400, 401, 413, 415, 422, 501}
 READ_STATUSES = {200, 400, 401, 404}
 SECRET = "fuzz-secret"
 TOKEN = "fuzz-token"
@@ -236,7 +236,8 @@ def test_any_headers_on_signed_ingest_get_a_documented_answer(
         headers["X-Hub-Signature-256"] = f"sha256={digest}"
     status = check_ingest(signed_app, signed_app.test_client(), route, raw, headers)
     if not sign and not headers.get("Authorization", "").startswith(f"Bearer {TOKEN}"):
-        assert status == 401
+        # A transfer coding is refused with the body, before the signature is looked at.
+        assert status == 401 or (status == 501 and "Transfer-Encoding" in headers)
 
 
 READ_ROUTES = (
