@@ -11,8 +11,9 @@ from flask import Blueprint, Response, jsonify, request
 from app.auth import check_read_token
 from app.context import current_context
 from app.errors import BadRequest, NotFound
-from app.query import limit, param
+from app.query import MAX_SEQ, limit, param, whole_number
 from ledger.events import STATUSES
+from ledger.ids import parse_event_id
 
 api = Blueprint("api", __name__)
 
@@ -54,15 +55,15 @@ def get_deployment(deployment_id: str) -> Response:
 @api.get("/deployments/<path:deployment_id>/logs")
 def deployment_logs(deployment_id: str) -> Response:
     store = current_context().store
-    after = param("after")
-    if after is not None and not after.isdigit():
-        raise BadRequest(
-            "query parameter 'after' must be a log line id", {"after": ["Not a log line id."]}
-        )
+    after = whole_number("after", default=None, low=0, high=MAX_SEQ)
     if store.get_deployment(deployment_id) is None:
         raise NotFound(f"no deployment {deployment_id!r}")
     page = store.logs(
-        deployment_id, job=param("job"), step=param("step"), after=after, limit=limit(500)
+        deployment_id,
+        job=param("job"),
+        step=param("step"),
+        after=None if after is None else str(after),
+        limit=limit(500),
     )
     return jsonify({"lines": page.items, "next_cursor": page.next_cursor})
 
@@ -74,10 +75,20 @@ def list_projects() -> Response:
 
 @api.get("/events")
 def list_events() -> Response:
+    """The event log after ``since``; ``recovered: false`` says it could not continue from
+    there (another epoch, or pruned) and starts over, as the WebSocket's ``subscribed`` does."""
+    since = param("since")
+    if since is not None and parse_event_id(since) is None:
+        raise BadRequest(
+            "query parameter 'since' must be an event id this hub gave out",
+            {"since": ["Not an event id."]},
+        )
     page = current_context().store.events(
         project=param("project"),
         deployment_id=param("deployment_id"),
-        since=param("since"),
+        since=since,
         limit=limit(100),
     )
-    return jsonify({"events": page.items, "next_cursor": page.next_cursor})
+    return jsonify(
+        {"events": page.items, "next_cursor": page.next_cursor, "recovered": page.recovered}
+    )

@@ -7,6 +7,8 @@ is refused, whichever route it was sent to.
 
 from __future__ import annotations
 
+from typing import overload
+
 from flask import request
 
 from app.errors import BadRequest
@@ -15,6 +17,8 @@ from app.errors import BadRequest
 MAX_PARAM_LENGTH = 200
 #: Most rows one page of any listing may hold.
 MAX_LIMIT = 1000
+#: The largest sequence number (log line, event) a store can hold: SQLite's 64-bit integer.
+MAX_SEQ = (1 << 63) - 1
 
 
 def param(name: str) -> str | None:
@@ -32,7 +36,15 @@ def bounded(what: str, name: str, value: str) -> str:
     return value
 
 
-def whole_number(name: str, *, default: int, low: int, high: int) -> int:
+@overload
+def whole_number(name: str, *, default: int, low: int, high: int) -> int: ...
+
+
+@overload
+def whole_number(name: str, *, default: None, low: int, high: int) -> int | None: ...
+
+
+def whole_number(name: str, *, default: int | None, low: int, high: int) -> int | None:
     """A whole number from ``low`` to ``high`` written in ASCII digits, else ``default``."""
     raw = param(name)
     if raw is None:

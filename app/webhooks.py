@@ -86,9 +86,7 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}"
         )
-    body = read_body(
-        request.environ, limit=settings.max_body_bytes, deadline=settings.body_timeout
-    )
+    body = read_body(request.environ, limit=settings.max_body_bytes, deadline=settings.body_timeout)
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:

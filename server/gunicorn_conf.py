@@ -36,6 +36,7 @@ try:
 except ConfigError as error:  # one clear line per problem instead of a traceback, and no start
     sys.exit("\n".join(f"hub configuration error: {problem}" for problem in error.problems))
 
+
 # What gunicorn refuses before the app sees a request (a request line over
 # limit_request_line, too many or too long header fields, a malformed
 # Content-Length or chunk size, an unsupported transfer coding) it answers

@@ -55,7 +55,7 @@ from ledger.logs import LogLine, LogRow, log_row
 from ledger.metrics import metrics_key as metrics_key_of
 from ledger.metrics import metrics_value
 from ledger.recorder import Entry, Recorder, Stored
-from ledger.resume import Resume, resume_from, seq_in
+from ledger.resume import Resume, resume_from
 from ledger.retention import Retention
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage import redis_scripts
@@ -578,7 +578,8 @@ class RedisStore:
         self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
     ) -> Page[dict[str, Any]]:
         with _available(self._closed):
-            after = (seq_in(since, self._meta()[0]) if since is not None else None) or 0
+            epoch, pruned_upto = self._meta()
+            resume = resume_from(since, epoch=epoch, upto=self.last_seq(), pruned_upto=pruned_upto)
             if deployment_id is not None:
                 key = self._key("ds:", deployment_id)
             elif project is not None:
@@ -589,10 +590,16 @@ class RedisStore:
             if deployment_id is not None and project is not None:
                 keep = lambda e: e.project == project  # noqa: E731 - a one-line filter
             rows = self._scan(
-                key, newest_first=False, start=f"({after}-0", end="+", keep=keep, want=limit + 1
+                key,
+                newest_first=False,
+                start=f"({resume.after}-0",
+                end="+",
+                keep=keep,
+                want=limit + 1,
             )
         items = [event.to_dict() for _, event in rows[:limit]]
-        return Page(items, items[-1]["id"] if len(rows) > limit and items else None)
+        more = len(rows) > limit and items
+        return Page(items, items[-1]["id"] if more else None, resume.recovered)
 
     # -- the deployment view -------------------------------------------------------------
 

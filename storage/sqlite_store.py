@@ -39,7 +39,7 @@ from ledger.fold import Fold, content_key, sort_key
 from ledger.ids import make_event_id
 from ledger.logs import LogLine, LogRow, log_row
 from ledger.recorder import Recorder, Stored, Touched
-from ledger.resume import resume_from, seq_in
+from ledger.resume import resume_from
 from ledger.retention import Retention
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage.group_commit import GroupCommit
@@ -356,9 +356,14 @@ class SqliteStore:
     def events(
         self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
     ) -> Page[dict[str, Any]]:
-        after = (seq_in(since, self.epoch) if since is not None else None) or 0
+        resume = resume_from(
+            since,
+            epoch=self.epoch,
+            upto=self.last_seq(),
+            pruned_upto=int(self._meta("pruned_upto")),
+        )
         clauses: list[str] = ["seq > ?"]
-        params: list[Any] = [after]
+        params: list[Any] = [resume.after]
         for column, value in (("project", project), ("deployment_id", deployment_id)):
             if value is not None:
                 clauses.append(f"{column} = ?")
@@ -369,7 +374,7 @@ class SqliteStore:
         ).fetchall()
         items = [self._decode(s, b).to_dict() for s, b in rows[:limit]]
         more = len(rows) > limit
-        return Page(items, items[-1]["id"] if more and items else None)
+        return Page(items, items[-1]["id"] if more and items else None, resume.recovered)
 
     # -- the deployment view -----------------------------------------------------------------
 

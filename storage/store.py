@@ -70,10 +70,15 @@ class History:
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[Item]):
-    """One page of a listing; ``next_cursor`` is ``None`` on the last page."""
+    """One page of a listing; ``next_cursor`` is ``None`` on the last page.
+
+    ``recovered`` (the event log only) is false when the page could not start
+    where the reader asked (``since`` from another epoch, the future, or pruned).
+    """
 
     items: list[Item]
     next_cursor: str | None
+    recovered: bool = True
 
 
 class Store(Protocol):
@@ -160,7 +165,8 @@ class Store(Protocol):
     def events(
         self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
     ) -> Page[dict[str, Any]]:
-        """The event log after ``since`` (an id of this epoch; else from the start)."""
+        """The event log after ``since``; from the start, and not ``recovered``, when the
+        log cannot continue from ``since`` (:func:`ledger.resume.resume_from`)."""
 
     def prune(self) -> int:
         """Remove what :class:`ledger.retention.Retention` says is past its limits.

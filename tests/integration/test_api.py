@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from ledger.ids import make_event_id
+
 
 def post(client: FlaskClient, payload: Any) -> Any:
     response = client.post(
@@ -224,6 +226,30 @@ def test_event_log_polls_with_since(seeded: FlaskClient) -> None:
     assert later == everything[4:]
     web = seeded.get("/api/events?project=api").get_json()["events"]
     assert {e["deployment_id"] for e in web} == {"3"}
+
+
+def test_an_event_log_point_it_cannot_continue_from_is_said_and_garbage_refused(
+    seeded: FlaskClient,
+) -> None:
+    """Another epoch's id starts over with ``recovered: false``; what is no id at all is a 400."""
+    everything = seeded.get("/api/events?limit=1000").get_json()
+    assert everything["recovered"] is True
+    other_epoch = seeded.get(f"/api/events?since={make_event_id(1, 3)}").get_json()
+    assert (other_epoch["recovered"], other_epoch["events"]) == (False, everything["events"])
+    ahead = everything["events"][-1]["id"][:14] + "9" * 12
+    assert seeded.get(f"/api/events?since={ahead}").get_json()["recovered"] is False
+    for garbage in ("yesterday", "1-2", "²" * 26):
+        refused = seeded.get(f"/api/events?since={garbage}")
+        assert (refused.status_code, refused.get_json()["error"]["details"]) == (
+            400,
+            {"since": ["Not an event id."]},
+        )
+
+
+@pytest.mark.parametrize("after", ["1" * 30, "-1", "²", "1.5"])
+def test_a_log_cursor_that_is_no_line_id_is_a_400(seeded: FlaskClient, after: str) -> None:
+    answer = seeded.get(f"/api/deployments/3/logs?after={after}")
+    assert (answer.status_code, list(answer.get_json()["error"]["details"])) == (400, ["after"])
 
 
 def test_health_and_readiness(client: FlaskClient) -> None:

@@ -336,3 +336,12 @@ def partition(labels: list[str | None]) -> list[int]:
     """Which items share a label, as the index of each label's first item."""
     first: dict[str | None, int] = {}
     return [first.setdefault(label, index) for index, label in enumerate(labels)]
+
+
+def test_the_event_log_says_when_it_cannot_continue_from_since(store: Store) -> None:
+    ids = append(store, event(), event(), event())
+    assert store.events(project=None, deployment_id=None, since=ids[0], limit=10).recovered
+    for since in (make_event_id(1, 1), make_event_id(store.epoch, 10**6)):
+        page = store.events(project=None, deployment_id=None, since=since, limit=10)
+        assert not page.recovered
+        assert [e["id"] for e in page.items] == ids  # from the start, not nothing
