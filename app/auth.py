@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import Protocol
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -29,22 +30,48 @@ def _standard_webhook(secret: str) -> Webhook:
     return Webhook(secret if secret.startswith("whsec_") else secret.encode())
 
 
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who posted, as far as the request proves it.
+
+    ``identity`` names the credential for logs and rate limits (``token#1``,
+    ``secret#0``, ``anonymous``); ``scope`` is a fingerprint of the credential
+    itself, which namespaces the sender's idempotency keys, so one credential
+    cannot claim another's.  ``signed_id`` is the delivery id the signature
+    covers (Standard Webhooks' ``webhook-id``); ``signed`` says a signature
+    covered the body, which makes unsigned delivery headers untrustworthy.
+    """
+
+    identity: str
+    scope: str
+    signed: bool = False
+    signed_id: str | None = None
+
+
+ANONYMOUS = Sender("anonymous", "anonymous")
+
+
+def _fingerprint(kind: str, credential: str) -> str:
+    digest = hashlib.sha256(f"{kind}\0{credential}".encode()).hexdigest()
+    return f"{kind}:{digest[:16]}"
+
+
 def verify_request(
     headers: HeaderLookup, body: bytes, *, secrets: tuple[str, ...], tokens: tuple[str, ...]
-) -> str:
-    """Return the caller's identity (for logs and rate limits) or raise :class:`Unauthorized`.
+) -> Sender:
+    """Return who sent the request or raise :class:`Unauthorized`.
 
-    With nothing configured every caller is ``anonymous``; the app warns about
+    With nothing configured every caller is anonymous; the app warns about
     that at start-up.
     """
     if not secrets and not tokens:
-        return "anonymous"
+        return ANONYMOUS
     authorization = headers.get("Authorization") or ""
     if tokens and authorization[:7].lower() == "bearer ":
         offered = authorization[7:].strip().encode()
         for index, token in enumerate(tokens):
             if hmac.compare_digest(offered, token.encode()):
-                return f"token#{index}"
+                return Sender(f"token#{index}", _fingerprint("token", token))
         raise Unauthorized("bearer token is not valid")
     github = headers.get("X-Hub-Signature-256")
     if secrets and github is not None:
@@ -52,7 +79,7 @@ def verify_request(
         for index, secret in enumerate(secrets):
             digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
             if hmac.compare_digest(offered, f"sha256={digest}".encode()):
-                return f"secret#{index}"
+                return Sender(f"secret#{index}", _fingerprint("secret", secret), signed=True)
         raise Unauthorized("X-Hub-Signature-256 does not match the body")
     if secrets and headers.get("webhook-signature") is not None:
         return _verify_standard(headers, body, secrets)
@@ -62,7 +89,7 @@ def verify_request(
     )
 
 
-def _verify_standard(headers: HeaderLookup, body: bytes, secrets: tuple[str, ...]) -> str:
+def _verify_standard(headers: HeaderLookup, body: bytes, secrets: tuple[str, ...]) -> Sender:
     wanted = {
         name: headers.get(name) or ""
         for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -78,7 +105,12 @@ def _verify_standard(headers: HeaderLookup, body: bytes, secrets: tuple[str, ...
         except (ValueError, binascii.Error):  # malformed signature list or base64
             reason = "webhook-signature is malformed"
             continue
-        return f"secret#{index}"
+        return Sender(
+            f"secret#{index}",
+            _fingerprint("secret", secret),
+            signed=True,
+            signed_id=wanted["webhook-id"],
+        )
     raise Unauthorized(reason)
 
 

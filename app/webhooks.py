@@ -23,12 +23,14 @@ from app.body import read_body
 from app.context import current_context
 from app.errors import (
     BackendUnavailable,
+    Conflict,
     HubError,
     InvalidJSON,
     UnsupportedMediaType,
     from_event_error,
 )
 from app.github import decode_delivery
+from app.idempotency import body_digest, delivery_key, scoped
 from app.ingest import decode_events
 from app.metrics import (
     DUPLICATES,
@@ -41,18 +43,11 @@ from app.ratelimit import current_limits
 from ledger.errors import EventError
 from ledger.events import Event
 from senders.github import IgnoredDelivery, repository_projects
-from storage.store import Batch, StoreUnavailable
+from storage.store import Batch, DeliveryConflict, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 webhooks = Blueprint("webhooks", __name__)
-
-#: Headers that identify one delivery, so a retry of it is recognised.
-DELIVERY_HEADERS = ("X-GitHub-Delivery", "Idempotency-Key", "webhook-id")
-#: The same headers as WSGI environ keys, read directly on every request.
-_DELIVERY_ENVIRON = tuple(
-    (name, "HTTP_" + name.upper().replace("-", "_")) for name in DELIVERY_HEADERS
-)
 
 
 #: Turns a request body (already size-, type- and signature-checked) into its events.
@@ -91,10 +86,10 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidJSON(f"body is not UTF-8 (byte {exc.start})") from None
-    identity = verify_request(
+    sender = verify_request(
         request.headers, body, secrets=settings.webhook_secrets, tokens=settings.webhook_tokens
     )
-    limits.check_ingest_identity(identity, request.remote_addr)
+    limits.check_ingest_identity(sender.identity, request.remote_addr)
     events = (
         decode(body)
         if decode is not None
@@ -102,14 +97,20 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
             body, route, max_depth=settings.max_json_depth, max_batch=settings.max_batch_events
         )
     )
-    environ = request.environ
-    delivery_key = next(
-        (f"{name}:{environ[key]}" for name, key in _DELIVERY_ENVIRON if environ.get(key)),
-        None,
+    batch = Batch(
+        scoped(sender, events),
+        delivery_key(sender, request.environ, events),
+        body_digest(body),
     )
     try:
         with STORE_SECONDS.time():
-            accepted = context.store.append(Batch(events, delivery_key))
+            accepted = context.store.append(batch)
+    except DeliveryConflict:
+        raise Conflict(
+            "this delivery id was used before for another body; nothing was stored "
+            "(a new body needs a new id)",
+            {"delivery_id": ["Already used for another body."]},
+        ) from None
     except StoreUnavailable as exc:
         raise BackendUnavailable(
             f"event store unavailable; nothing was stored ({exc})", headers={"Retry-After": "5"}
@@ -123,7 +124,7 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
         "ingest accepted",
         extra={
             "route": route,
-            "sender": identity,
+            "sender": sender.identity,
             "events": len(events),
             "duplicate": accepted.duplicate,
         },

@@ -5,7 +5,9 @@ Every command goes through :class:`HubClient`, so they all sign the same way
 token), retry the same things (no answer, 5xx, 429) a bounded number of times
 with the same ``Idempotency-Key`` (a retry of a post that did arrive is then
 answered as a duplicate, never stored twice), and turn every failure into a
-:class:`CommandError` whose message says what to do about it.
+:class:`CommandError` whose message says what to do about it.  A signed post
+also gives every event an ``event_id`` inside the signed body: the hub
+trusts no unsigned header to deduplicate a signed request.
 """
 
 from __future__ import annotations
@@ -91,6 +93,25 @@ def hub_from_env(environ: Mapping[str, str]) -> str:
     return DEFAULT_HUB
 
 
+def with_event_ids(body: bytes, key: str) -> bytes:
+    """``body`` with an ``event_id`` on each event that has none, derived from ``key``.
+
+    What keeps a retried signed post from being stored twice; a body that is
+    not JSON objects is left as it is (the hub will say what is wrong with it).
+    """
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    items = data.get("events") if isinstance(data, dict) and "type" not in data else None
+    events = items if isinstance(items, list) else [data]
+    if not all(isinstance(event, dict) for event in events):
+        return body
+    for index, event in enumerate(events):
+        event.setdefault("event_id", f"{key}-{index}")
+    return encode(data)
+
+
 def sign(secret: str, body: bytes) -> str:
     """GitHub's signature header value for ``body``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -166,12 +187,14 @@ class HubClient:
 
     def post(self, body: bytes, route: str = "deployment") -> Posted:
         """Post one raw body (one event or a batch) to an ingest route."""
+        key = str(uuid.uuid4())
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "hubctl",
-            "Idempotency-Key": str(uuid.uuid4()),
+            "Idempotency-Key": key,
         }
         if self.secret:
+            body = with_event_ids(body, key)
             headers["X-Hub-Signature-256"] = sign(self.secret, body)
         private = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         url = self.api_url(ROUTES[route])

@@ -133,13 +133,15 @@ return epoch
 )
 
 #: ARGV: prefix, "<epoch>:<seq>" newest known to the caller, call token, delivery key
-#: (or ""), dedup TTL s (0: none), stream MAXLEN (0: none), stream TTL ms (0: none), token
-#: TTL s, event count; then 11 per event: type, project, mode, deployment, dedup key,
-#: lifecycle "1"/"0", body JSON, timestamp, log lines (JSON arrays joined by "\n"),
-#: metrics key, metrics JSON.
+#: (or ""), body digest (or ""), dedup TTL s (0: none), stream MAXLEN (0: none), stream TTL
+#: ms (0: none), token TTL s, event count; then 11 per event: type, project, mode,
+#: deployment, dedup key, lifecycle "1"/"0", body JSON, timestamp, log lines (JSON arrays
+#: joined by "\n"), metrics key, metrics JSON.
 #: project: the event's project as the ledger resolved it (a new deployment's row keeps it).
 #: mode: "n" no deployment, "p" project-only event naming a deployment, "d" this
 #: deployment, "a" a new "<project>-auto-<seq>", "r" the deployment of event #<deployment>.
+#: A delivery is remembered as "<digest>|<ids JSON>" (before digests: the ids JSON alone); a
+#: repeat with another digest stores nothing and returns {epoch, conflict: true}.
 #: Returns JSON {epoch, duplicate, ids, stored: [[index, id, deployment]], deps: [[deployment,
 #: life_seq before, life_seq after, lifecycle events added]]} (deps: the deployments whose
 #: fold must be written: created, or with lifecycle events added).
@@ -147,10 +149,10 @@ APPEND = (
     "#!lua\n"
     + _HELPERS
     + r"""
-local token, delivery = ARGV[3], ARGV[4]
-local dedup_ttl, maxlen = tonumber(ARGV[5]), ARGV[6]
-local stream_ttl, token_ttl, n = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local NF = 11
+local token, delivery, digest = ARGV[3], ARGV[4], ARGV[5]
+local dedup_ttl, maxlen = tonumber(ARGV[6]), ARGV[7]
+local stream_ttl, token_ttl, n = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local NF, FIRST = 11, 10
 
 local done = redis.call('GET', P .. 'txn:' .. token)
 if done then return done end
@@ -159,7 +161,12 @@ local epoch, seq = current_epoch(ARGV[2])
 if delivery ~= '' then
   local earlier = redis.call('GET', P .. 'dedup:' .. delivery)
   if earlier then
-    return '{"epoch":"' .. epoch .. '","duplicate":true,"ids":' .. earlier .. '}'
+    local was, earlier_ids = string.match(earlier, '^(%x+)|(.*)$')
+    if not was then earlier_ids = earlier end
+    if was and digest ~= '' and was ~= digest then
+      return '{"epoch":"' .. epoch .. '","conflict":true}'
+    end
+    return '{"epoch":"' .. epoch .. '","duplicate":true,"ids":' .. earlier_ids .. '}'
   end
 end
 
@@ -180,7 +187,7 @@ local function row(d)
 end
 
 for i = 1, n do
-  local b = 9 + (i - 1) * NF
+  local b = FIRST + (i - 1) * NF
   local project, mode, dep, key = ARGV[b + 2], ARGV[b + 3], ARGV[b + 4], ARGV[b + 5]
   local prior = false
   if key ~= '' then prior = seen[key] or redis.call('GET', P .. 'dedup:' .. key) end
@@ -307,10 +314,12 @@ end
 local ids_json = '[]'
 if #ids > 0 then ids_json = cjson.encode(ids) end
 if delivery ~= '' then
+  local remembered = ids_json
+  if digest ~= '' then remembered = digest .. '|' .. ids_json end
   if dedup_ttl > 0 then
-    redis.call('SET', P .. 'dedup:' .. delivery, ids_json, 'EX', dedup_ttl)
+    redis.call('SET', P .. 'dedup:' .. delivery, remembered, 'EX', dedup_ttl)
   else
-    redis.call('SET', P .. 'dedup:' .. delivery, ids_json)
+    redis.call('SET', P .. 'dedup:' .. delivery, remembered)
   end
 end
 if #plan > 0 then redis.call('PUBLISH', P .. 'notify', int(seq)) end

@@ -59,7 +59,15 @@ from ledger.resume import Resume, resume_from
 from ledger.retention import Retention
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage import redis_scripts
-from storage.store import Accepted, Batch, History, Page, StoreHooks, StoreUnavailable
+from storage.store import (
+    Accepted,
+    Batch,
+    DeliveryConflict,
+    History,
+    Page,
+    StoreHooks,
+    StoreUnavailable,
+)
 from storage.url import StoreURL
 
 log = logging.getLogger(__name__)
@@ -127,6 +135,7 @@ class _Snapshot:
         self.open: dict[str, list[tuple[str, str]]] = {}
         self.seen: set[str] = set()  # dedup keys already stored
         self.repeated_delivery: list[str] | None = None
+        self.conflicting_delivery = False
 
     @classmethod
     def read(cls, store: RedisStore, batch: Batch, projects: list[str]) -> _Snapshot:
@@ -154,7 +163,12 @@ class _Snapshot:
             replies = pipe.execute()
         delivery, replies = replies[0], replies[1:]
         if batch.delivery_key and delivery is not None:
-            snapshot.repeated_delivery = list(orjson.loads(delivery))
+            was, sep, ids = delivery.partition(b"|")
+            if not sep:  # remembered before bodies were told apart
+                was, ids = b"", delivery
+            if was and batch.digest and was.decode() != batch.digest:
+                snapshot.conflicting_delivery = True
+            snapshot.repeated_delivery = list(orjson.loads(ids))
         snapshot.seen = {key for key, found in zip(keys, replies, strict=False) if found}
         replies = replies[len(keys) :]
         for deployment_id, row in zip(named, replies, strict=False):
@@ -283,6 +297,8 @@ class RedisStore:
         )
         with _available(self._closed), self._join_locks(projects):
             snapshot = _Snapshot.read(self, batch, projects)
+            if snapshot.conflicting_delivery:
+                raise DeliveryConflict("the delivery id was used before for another body")
             if snapshot.repeated_delivery is not None:
                 return Accepted(ids=snapshot.repeated_delivery, duplicate=True)
             recorder = Recorder(snapshot, epoch=self.epoch, next_seq=None)
@@ -291,6 +307,8 @@ class RedisStore:
                 for event in batch.events
             ]
             answer = orjson.loads(self._append(args=self._append_args(batch, entries)))
+            if answer.get("conflict"):
+                raise DeliveryConflict("the delivery id was used before for another body")
             self._saw(int(answer["epoch"]), max(map(_event_seq, answer["ids"]), default=0))
             stored = [
                 cast(Entry, entries[index - 1]).event.with_(id=event_id, deployment_id=deployment)
@@ -306,6 +324,7 @@ class RedisStore:
             self._known(),
             uuid.uuid4().hex,
             batch.delivery_key or "",
+            batch.digest or "",
             self._dedup_ttl,
             self.retention.max_events,
             self._stream_ttl_ms,

@@ -43,7 +43,15 @@ from ledger.resume import resume_from
 from ledger.retention import Retention
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage.group_commit import GroupCommit
-from storage.store import Accepted, Batch, History, Page, StoreHooks, StoreUnavailable
+from storage.store import (
+    Accepted,
+    Batch,
+    DeliveryConflict,
+    History,
+    Page,
+    StoreHooks,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +73,8 @@ CREATE INDEX IF NOT EXISTS events_by_project ON events (project, seq);
 CREATE TABLE IF NOT EXISTS deliveries (
     key TEXT PRIMARY KEY,
     ids BLOB NOT NULL,
-    received_at REAL NOT NULL
+    received_at REAL NOT NULL,
+    digest TEXT
 );
 CREATE TABLE IF NOT EXISTS deployments (
     deployment_id TEXT PRIMARY KEY,
@@ -177,6 +186,9 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
+            if "digest" not in columns:  # a file from before bodies were told apart
+                self._db.execute("ALTER TABLE deliveries ADD COLUMN digest TEXT")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {path!r}: {exc}") from exc
         self._writer: GroupCommit[Batch, Accepted] = GroupCommit(
@@ -242,9 +254,13 @@ class SqliteStore:
     ) -> Accepted:
         """Enter one request's events into ``recorder``; queue their rows."""
         if batch.delivery_key is not None:
-            earlier = self._delivery(batch.delivery_key)
-            if earlier is not None:
-                return Accepted(ids=earlier, duplicate=True)
+            row = self._db.execute(
+                "SELECT ids, digest FROM deliveries WHERE key = ?", (batch.delivery_key,)
+            ).fetchone()
+            if row is not None:
+                if row[1] and batch.digest and row[1] != batch.digest:
+                    raise DeliveryConflict("the delivery id was used before for another body")
+                return Accepted(ids=list(orjson.loads(row[0])), duplicate=True)
         ids, stored = [], []
         for event in batch.events:
             key = f"event_id:{event.dedup_key}" if event.dedup_key else None
@@ -261,15 +277,18 @@ class SqliteStore:
             if key:
                 self._remember(key, [saved.id], now)
         if batch.delivery_key is not None:
-            self._remember(batch.delivery_key, ids, now)
+            self._remember(batch.delivery_key, ids, now, batch.digest)
         return Accepted(ids=ids, duplicate=not stored, stored=stored)
 
     def _delivery(self, key: str) -> list[str] | None:
         row = self._db.execute("SELECT ids FROM deliveries WHERE key = ?", (key,)).fetchone()
         return None if row is None else list(orjson.loads(row[0]))
 
-    def _remember(self, key: str, ids: list[str], now: float) -> None:
-        self._db.execute("INSERT INTO deliveries VALUES (?, ?, ?)", (key, orjson.dumps(ids), now))
+    def _remember(self, key: str, ids: list[str], now: float, digest: str | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO deliveries (key, ids, received_at, digest) VALUES (?, ?, ?, ?)",
+            (key, orjson.dumps(ids), now, digest),
+        )
 
     def _next_seq(self) -> int:
         row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()

@@ -39,16 +39,22 @@ class StoreUnavailable(RuntimeError):
     """The store cannot be reached or written; ingest answers 503 and stores nothing."""
 
 
+class DeliveryConflict(Exception):
+    """A delivery id already stored arrived with another body; nothing was stored."""
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Events of one request, stored all together or not at all.
 
-    ``delivery_key`` is the request's idempotency header (``X-GitHub-Delivery``,
-    ``Idempotency-Key`` or ``webhook-id``), already namespaced by its header.
+    ``delivery_key`` is the request's delivery id as the web app scoped it
+    (``app/idempotency.py``), and ``digest`` a hash of its body: a repeat of
+    the key with another digest is a :class:`DeliveryConflict`.
     """
 
     events: list[Event]
     delivery_key: str | None = None
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +105,16 @@ class Store(Protocol):
 
         Atomic: after a crash, either every event of the batch (with its log
         lines, deployment changes and idempotency records) is stored, or none
-        is.  Idempotent: a batch whose ``delivery_key`` was stored answers the
-        first batch's ids with ``duplicate`` and stores nothing; an event
-        whose ``dedup_key`` was stored is answered with the first one's id.
+        is.  Idempotent: a batch whose ``delivery_key`` was stored with the
+        same ``digest`` answers the first batch's ids with ``duplicate`` and
+        stores nothing; an event whose ``dedup_key`` was stored is answered
+        with the first one's id.
         Ordered: ids increase in the order events are stored, across every
         process sharing the store, and are never reused, pruning included.
 
         Raises:
+            DeliveryConflict: the ``delivery_key`` was stored with another
+                ``digest``; nothing of the batch was stored.
             StoreUnavailable: the store cannot be reached or written; nothing
                 of the batch was stored.
         """

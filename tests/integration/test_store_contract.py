@@ -14,7 +14,7 @@ from ledger.events import Event
 from ledger.filters import Filter
 from ledger.ids import make_event_id, parse_event_id
 from ledger.view import build_view
-from storage.store import Batch, Store, StoreUnavailable
+from storage.store import Batch, DeliveryConflict, Store, StoreUnavailable
 from tests.integration.conftest import StoreFactory
 from tests.unit.test_fold import STORY
 from tests.unit.test_recorder import Book
@@ -345,3 +345,14 @@ def test_the_event_log_says_when_it_cannot_continue_from_since(store: Store) -> 
         page = store.events(project=None, deployment_id=None, since=since, limit=10)
         assert not page.recovered
         assert [e["id"] for e in page.items] == ids  # from the start, not nothing
+
+
+def test_a_delivery_key_with_another_digest_is_a_conflict_that_stores_nothing(
+    store: Store,
+) -> None:
+    first = store.append(Batch([event()], "key-1", "digest-a"))
+    assert store.append(Batch([event()], "key-1", "digest-a")).ids == first.ids
+    before = store.last_seq()
+    with pytest.raises(DeliveryConflict):
+        store.append(Batch([event(message="other")], "key-1", "digest-b"))
+    assert store.last_seq() == before

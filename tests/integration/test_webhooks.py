@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -377,3 +378,84 @@ def test_unknown_routes_and_methods_get_json_errors(client: FlaskClient) -> None
     wrong = client.get(ROUTE)
     assert wrong.status_code == 405
     assert wrong.get_json()["success"] is False
+
+
+# -- idempotency that cannot be borrowed ------------------------------------------------------
+
+
+def standard_signed(body: bytes, message_id: str) -> dict[str, str]:
+    """Standard Webhooks headers for ``body`` under ``SECRET``: the id is signed with it."""
+    from standardwebhooks.webhooks import Webhook
+
+    moment = datetime.now(UTC)
+    signature = Webhook(SECRET.encode()).sign(message_id, moment, body.decode())
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(moment.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+def stored_count(client: FlaskClient) -> int:
+    return len(client.get("/api/events?limit=1000").get_json()["events"])
+
+
+@pytest.mark.parametrize("unsigned", ["Idempotency-Key", "X-GitHub-Delivery"])
+def test_a_replayed_signed_delivery_with_an_unsigned_key_added_is_still_a_repeat(
+    signed_client: FlaskClient, unsigned: str
+) -> None:
+    """Only the signed webhook-id identifies a Standard Webhooks delivery."""
+    body = b'{"type": "deployment_started", "project": "p", "deployment_id": "1"}'
+    headers = standard_signed(body, "msg_42")
+    first = signed_client.post(ROUTE, data=body, headers=headers).get_json()
+    replay = signed_client.post(
+        ROUTE, data=body, headers={**headers, unsigned: "fresh-key"}
+    ).get_json()
+    assert replay == {**first, "duplicate": True}
+    assert stored_count(signed_client) == 1
+
+
+def test_another_senders_keys_cannot_swallow_this_senders_events() -> None:
+    """Sender B posting first with A's Idempotency-Key and event_id takes nothing of A's."""
+    app = create_app(Settings(store_url="memory://", webhook_tokens=("token-a", "token-b")))
+    client = app.test_client()
+    event = {"type": "deployment_started", "project": "p", "deployment_id": "9", "event_id": "e1"}
+
+    def as_(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "Idempotency-Key": "k1"}
+
+    assert post(client, event, **as_("token-b")).get_json()["duplicate"] is False
+    real = post(client, event, **as_("token-a")).get_json()
+    assert real["duplicate"] is False
+    assert stored_count(client) == 2
+    assert post(client, event, **as_("token-a")).get_json() == {**real, "duplicate": True}
+    app.extensions["hub"].stop()
+
+
+def test_a_delivery_id_reused_for_another_body_is_a_409_that_stores_nothing(
+    client: FlaskClient,
+) -> None:
+    first = {"type": "deployment_started", "project": "p", "deployment_id": "7"}
+    assert post(client, first, **{"Idempotency-Key": "k"}).status_code == 200
+    other = {**first, "deployment_id": "8"}
+    answer = post(client, other, **{"Idempotency-Key": "k"})
+    assert answer.status_code == 409
+    assert answer.get_json()["error"]["code"] == "idempotency_conflict"
+    assert stored_count(client) == 1
+    assert client.get("/api/deployments/8").status_code == 404
+
+
+def test_an_hmac_signed_request_ignores_delivery_headers_and_uses_event_ids(
+    signed_client: FlaskClient,
+) -> None:
+    """GitHub's HMAC signs the body only: a header could be swapped, the body's ids cannot."""
+    body = b'{"type": "deployment_started", "project": "p", "deployment_id": "1", "event_id": "e"}'
+    first = signed_client.post(
+        ROUTE, data=body, headers={**signed(body), "X-GitHub-Delivery": "d1"}
+    ).get_json()
+    again = signed_client.post(
+        ROUTE, data=body, headers={**signed(body), "X-GitHub-Delivery": "d2"}
+    ).get_json()
+    assert again == {**first, "duplicate": True}
+    assert stored_count(signed_client) == 1

@@ -34,11 +34,12 @@ def standard_headers(secret: str, body: bytes = BODY, at: float | None = None) -
 
 
 def verify(headers: dict[str, str], body: bytes = BODY) -> str:
-    return verify_request(headers, body, secrets=SECRETS, tokens=("tok-1", "tok-2"))
+    """The identity the request proves (who signed it, for logs and rate limits)."""
+    return verify_request(headers, body, secrets=SECRETS, tokens=("tok-1", "tok-2")).identity
 
 
 def test_nothing_configured_accepts_anyone() -> None:
-    assert verify_request({}, BODY, secrets=(), tokens=()) == "anonymous"
+    assert verify_request({}, BODY, secrets=(), tokens=()).identity == "anonymous"
 
 
 @pytest.mark.parametrize("secret", SECRETS)
@@ -77,7 +78,7 @@ def test_standard_webhooks_whsec_secret_is_base64() -> None:
     raw = b"0123456789abcdef"
     secret = "whsec_" + base64.b64encode(raw).decode()
     headers = standard_headers(raw.decode())
-    assert verify_request(headers, BODY, secrets=(secret,), tokens=()) == "secret#0"
+    assert verify_request(headers, BODY, secrets=(secret,), tokens=()).identity == "secret#0"
 
 
 def test_stale_standard_webhooks_timestamp_is_refused() -> None:
@@ -95,3 +96,24 @@ def test_malformed_standard_signatures_are_refused(signature: str) -> None:
     headers = {**standard_headers("new-secret"), "webhook-signature": signature}
     with pytest.raises(Unauthorized):
         verify(headers)
+
+
+def test_only_standard_webhooks_sign_a_delivery_id() -> None:
+    """The webhook-id is covered by the signature; GitHub's HMAC covers the body only."""
+    standard = verify_request(standard_headers("new-secret"), BODY, secrets=SECRETS, tokens=())
+    assert (standard.signed, standard.signed_id) == (True, "msg_1")
+    github = verify_request(
+        {"X-Hub-Signature-256": github_signature("new-secret")}, BODY, secrets=SECRETS, tokens=()
+    )
+    assert (github.signed, github.signed_id) == (True, None)
+    bearer = verify_request({"Authorization": "Bearer t"}, BODY, secrets=(), tokens=("t",))
+    assert (bearer.signed, bearer.signed_id) == (False, None)
+
+
+def test_each_credential_has_its_own_scope_and_no_secret_in_it() -> None:
+    scopes = {
+        verify_request({"Authorization": f"Bearer {t}"}, BODY, secrets=(), tokens=("a", "b")).scope
+        for t in ("a", "b")
+    }
+    assert len(scopes) == 2
+    assert all(s != "a" and s.split(":")[1] != "b" for s in scopes)
