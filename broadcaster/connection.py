@@ -386,7 +386,19 @@ class Connection:
                     self.subscriber, output.match, output.since, output.limit
                 )
             except StoreUnavailable as exc:
+                # A connection left without the subscription its client asked for would
+                # wait for events forever; closing makes every client reconnect with since.
+                log.warning(
+                    "subscription failed, store unavailable: %s",
+                    exc,
+                    extra={"conn_id": self.id, "request_id": self.request_id},
+                )
                 self.subscriber.push(self.session.failed(output, str(exc)))
+                self.end(
+                    CloseCode.TRY_AGAIN_LATER,
+                    "store unavailable: reconnect and subscribe with since",
+                    "unavailable",
+                )
                 return
             for item in replay(output, history):  # no yield since add_filter: gapless
                 self.subscriber.push(item)

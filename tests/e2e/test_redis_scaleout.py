@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -356,6 +357,34 @@ def test_redis_restarted_mid_stream_loses_nothing_and_refuses_while_away(
         wait_for(lambda: reconnects(a) >= 1, "the listener's reconnect to be counted")
     finally:
         stop.set()
+        a.stop()
+        b.stop()
+
+
+def close_of(ws: websocket.WebSocket) -> tuple[int, str]:
+    """Read frames until the hub's close; its code and reason."""
+    while True:
+        frame = ws.recv_frame()
+        if frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(frame.data[:2], "big"), frame.data[2:].decode()
+
+
+def test_a_subscription_the_store_cannot_answer_closes_so_the_client_resubscribes(
+    aof_redis: RedisServer, tmp_path: Path
+) -> None:
+    """A client left connected without its subscription would wait forever: it gets 1013."""
+    a, b = start_pair(aof_redis, tmp_path, "refused")
+    try:
+        client = connect(a)
+        aof_redis.stop()
+        client.send(json.dumps({"type": "subscribe_project", "project": "refused"}))
+        code, reason = close_of(client)
+        client.close()
+        assert code == 1013
+        assert "since" in reason
+        assert "subscription failed, store unavailable" in a.log()
+    finally:
+        aof_redis.start()
         a.stop()
         b.stop()
 
