@@ -84,8 +84,18 @@ class Stats:
 class SoakClient:
     """One subscriber that resumes with ``since`` whenever its connection ends."""
 
-    def __init__(self, index: int, project: str, port: int, events: int, stats: Stats) -> None:
+    def __init__(
+        self,
+        index: int,
+        project: str,
+        port: int,
+        events: int,
+        stats: Stats,
+        *,
+        heed_errors: bool = True,
+    ) -> None:
         self.index = index
+        self.heed_errors = heed_errors
         self.project = project
         self.port = port
         self.stats = stats
@@ -169,10 +179,12 @@ class SoakClient:
                 if self.last_id is not None and frame.get("recovered") is False:
                     self.stats.unrecovered += 1
         elif kind == "error":
-            # e.g. "unavailable": the store did not answer the subscription; like any
-            # client, start over with since.
+            # e.g. "unavailable": the store did not answer the subscription; a careful
+            # client starts over with since.  With --ignore-error-frames it does not, as
+            # plain clients do not: the hub's own close (1013) must bring it back.
             self.stats.error_frames += 1
-            raise ConnectionError(f"hub answered {frame.get('code')}")
+            if self.heed_errors:
+                raise ConnectionError(f"hub answered {frame.get('code')}")
         elif kind == "replay_complete":
             self.subscribed.set()
             return True
@@ -325,6 +337,11 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds per hub lifetime")
     parser.add_argument("--redis", action="store_true", help="Redis store, restarted once")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--ignore-error-frames",
+        action="store_true",
+        help="clients ignore error frames (as simple clients do) and rely on the hub's closes",
+    )
     args = parser.parse_args()
     events = int(args.seconds * args.rate)
     projects = [f"soak-{n}" for n in range(args.projects)]
@@ -336,7 +353,14 @@ def main() -> int:
         env["HUB_STORE_URL"] = redis.url(prefix="soak")
     server = HubServer(workdir / "hub", env=env, workers=args.workers).start()
     clients = [
-        SoakClient(i, projects[i % len(projects)], server.port, events, stats)
+        SoakClient(
+            i,
+            projects[i % len(projects)],
+            server.port,
+            events,
+            stats,
+            heed_errors=not args.ignore_error_frames,
+        )
         for i in range(args.clients)
     ]
     print(
