@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, fields
-from datetime import timedelta
 from typing import Any
 
 import orjson
 
+from ledger.durations import minus
 from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, RUN_METADATA, TERMINAL_STATUSES, Event
 from ledger.projects import resolve_project
-from ledger.timestamps import format_timestamp, parse_timestamp
 
 #: Tie-break for events stamped with the same instant: starts before ends.
 TYPE_RANK = {
@@ -231,7 +230,7 @@ class Fold:
             [s.started_at for s in self.steps.values()] + [first_seen]
         )
         if self.duration_ms is not None and completed_at and not self.started_at:
-            started_at = minus(completed_at, self.duration_ms)
+            started_at = minus(completed_at, self.duration_ms)  # as ledger.durations.span does
         return status, completed_at, started_at
 
     def sort_ts(self) -> str:
@@ -261,5 +260,3 @@ def earliest(times: list[str | None]) -> str | None:
     return min(known) if known else None
 
 
-def minus(timestamp: str, millis: int) -> str:
-    return format_timestamp(parse_timestamp(timestamp) - timedelta(milliseconds=millis))

@@ -11,6 +11,7 @@ from typing import Any, NotRequired, TypedDict, cast
 
 import orjson
 
+from ledger.durations import span
 from ledger.events import RUN_METADATA, TERMINAL_STATUSES, Event
 from ledger.fold import Fold, Step, earliest, infer_status
 from ledger.projects import ProjectCounts, project_counts
@@ -127,16 +128,15 @@ assert RUN_METADATA == (  # noqa: S101 - import-time invariant: the views name t
 
 
 def step_view(step: Step) -> StepView:
-    duration = step.duration_ms
-    if duration is None and step.status in TERMINAL_STATUSES:
-        duration = duration_between(step.started_at, step.completed_at)
+    completed_at = step.completed_at if step.status in TERMINAL_STATUSES else None
+    started_at, duration = span(step.started_at, completed_at, step.duration_ms)
     return {
         "name": step.name,
         "key": step.key,
         "status": step.status,
         "step_number": step.step_number,
-        "started_at": step.started_at,
-        "completed_at": step.completed_at if step.status in TERMINAL_STATUSES else None,
+        "started_at": started_at,
+        "completed_at": completed_at,
         "duration_ms": duration,
         "retries": step.retries,
         "error": step.error,
@@ -146,10 +146,8 @@ def step_view(step: Step) -> StepView:
 
 def render(fold: Fold, deployment_id: str) -> DeploymentView:
     """The tree the read API serves."""
-    status, completed_at, started_at = fold.headline()
-    duration = fold.duration_ms if completed_at else None
-    if duration is None:
-        duration = duration_between(started_at, completed_at)
+    status, completed_at, headline_start = fold.headline()
+    started_at, duration = span(headline_start, completed_at, fold.duration_ms)
     meta = fold.metadata
     return {
         "deployment_id": deployment_id,

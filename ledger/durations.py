@@ -1,0 +1,37 @@
+"""One definition of every duration the hub reports, so that no two figures disagree.
+
+A step's and a deployment's duration is ``completed_at - started_at`` when
+both times are known (a completion stamped before its start counts as 0 ms):
+the times are what the page draws, so the label must be theirs.  Only when
+the start is unknown does the sender's own duration count, and then the
+start is placed that long before the completion, so that the times and the
+duration still agree.  A job spans its steps: from its first step's start to
+its last step's end.  Something still open has no duration; it has a start,
+and the page counts from there.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ledger.timestamps import duration_between, format_timestamp, parse_timestamp
+
+
+def span(
+    started_at: str | None, completed_at: str | None, reported_ms: int | None
+) -> tuple[str | None, int | None]:
+    """``(started_at, duration_ms)`` of something that started at ``started_at`` (if known)
+    and completed at ``completed_at`` (``None``: still open), whose sender said it took
+    ``reported_ms``."""
+    if completed_at is None:
+        return started_at, None
+    if started_at is not None:
+        return started_at, duration_between(started_at, completed_at)
+    if reported_ms is not None:
+        return minus(completed_at, reported_ms), reported_ms
+    return None, None
+
+
+def minus(timestamp: str, millis: int) -> str:
+    """The time ``millis`` milliseconds before ``timestamp``."""
+    return format_timestamp(parse_timestamp(timestamp) - timedelta(milliseconds=millis))
