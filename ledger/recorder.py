@@ -9,7 +9,9 @@ only persists what it decided:
   body that names none (:class:`~ledger.events.Join`), a new deployment or
   the project's newest open one, as the write so far leaves them;
 * which project: a sender's ``unknown`` or ``""`` gives way to the
-  deployment's real project;
+  deployment's real project, and a deployment the hub has never seen must
+  be named by its first event (:class:`~ledger.errors.Invalid` otherwise:
+  the hub never makes up a project called ``unknown``);
 * the deployment's new state: its lifecycle events folded in fold order,
   folding again from the stored events when a late one sorts earlier than
   what is folded (:mod:`ledger.fold`);
@@ -32,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from ledger.errors import Invalid
 from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, PROJECT_ONLY_TYPES, Event, Join
 from ledger.fold import Fold, SortKey, content_key, sort_key
 from ledger.ids import make_event_id
@@ -126,6 +129,20 @@ class Touched:
         return self.status in OPEN_STATUSES
 
 
+def record_in_batch(recorder: Recorder, event: Event, index: int, size: int) -> Entry:
+    """``recorder.record(event)``; a refusal of event ``index`` of a batch of ``size`` names
+    its index as a refused body does, since the whole batch is refused with it."""
+    try:
+        return recorder.record(event)
+    except Invalid as error:
+        if size == 1:
+            raise
+        raise Invalid(
+            f"event {index} of the batch is invalid: {error.message}; nothing was stored",
+            {"index": index, "events": {str(index): error.details}},
+        ) from None
+
+
 class Recorder:
     """Decides one write; see the module docstring.  One per transaction (or snapshot).
 
@@ -152,6 +169,12 @@ class Recorder:
         if event.type in PROJECT_ONLY_TYPES:
             return Entry(self._stamped(event, seq), seq, [])
         touched, new, joins = self._route(event, index, seq)
+        if touched.created and not touched.fold.projects and not is_named(event.project):
+            raise Invalid(
+                f"deployment {touched.key!r} is new to the hub: its first event must name "
+                "its project",
+                {"project": ["Required for a deployment the hub has not seen yet."]},
+            )
         if not is_named(event.project) and event.project != touched.project:
             event = event.with_(project=touched.project)  # the real name, else "unknown"
         deployment_id = None if touched.key.startswith("#") else touched.key

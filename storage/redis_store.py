@@ -54,7 +54,7 @@ from ledger.ids import parse_event_id
 from ledger.logs import LogLine, LogRow, log_row
 from ledger.metrics import metrics_key as metrics_key_of
 from ledger.metrics import metrics_value
-from ledger.recorder import Entry, Recorder, Stored
+from ledger.recorder import Entry, Recorder, Stored, record_in_batch
 from ledger.resume import Resume, resume_from
 from ledger.retention import Retention
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
@@ -302,9 +302,10 @@ class RedisStore:
             if snapshot.repeated_delivery is not None:
                 return Accepted(ids=snapshot.repeated_delivery, duplicate=True)
             recorder = Recorder(snapshot, epoch=self.epoch, next_seq=None)
+            size = len(batch.events)
             entries = [
-                None if snapshot.repeats(event) else recorder.record(event)
-                for event in batch.events
+                None if snapshot.repeats(event) else record_in_batch(recorder, event, i, size)
+                for i, event in enumerate(batch.events)
             ]
             answer = orjson.loads(self._append(args=self._append_args(batch, entries)))
             if answer.get("conflict"):

@@ -38,7 +38,7 @@ from ledger.filters import Filter
 from ledger.fold import Fold, content_key, sort_key
 from ledger.ids import make_event_id
 from ledger.logs import LogLine, LogRow, log_row
-from ledger.recorder import Recorder, Stored, Touched
+from ledger.recorder import Recorder, Stored, Touched, record_in_batch
 from ledger.resume import resume_from
 from ledger.retention import Retention
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
@@ -262,13 +262,13 @@ class SqliteStore:
                     raise DeliveryConflict("the delivery id was used before for another body")
                 return Accepted(ids=list(orjson.loads(row[0])), duplicate=True)
         ids, stored = [], []
-        for event in batch.events:
+        for index, event in enumerate(batch.events):
             key = f"event_id:{event.dedup_key}" if event.dedup_key else None
             repeated = self._delivery(key) if key else None
             if repeated is not None:
                 ids.extend(repeated)
                 continue
-            entry = recorder.record(event)
+            entry = record_in_batch(recorder, event, index, len(batch.events))
             saved, seq = entry.event, entry.seq
             events.append((seq, saved.type, saved.project, saved.deployment_id, now, _body(saved)))
             lines.extend((saved.deployment_id, seq, *line) for line in entry.lines)

@@ -23,6 +23,18 @@ MANIFEST = load_manifest()
 REFUSED = {
     "log_entry-2.invalid.txt": (400, "invalid_json"),  # not JSON, and not the notify template
     "metrics_update-1.json": (422, "validation_failed"),  # no project and no deployment id
+    # project "unknown" for a run the hub has never seen: the hub makes up no project
+    "step_started-3.json": (422, "validation_failed"),
+    "step_completed-1.json": (422, "validation_failed"),
+    "step_completed-2.json": (422, "validation_failed"),
+    "deployment_completed-3.json": (422, "validation_failed"),
+}
+#: The run those bodies belong to, started by an event that names its project.
+NAMED_START = {
+    "type": "deployment_started",
+    "project": "axi-deploy",
+    "deployment_id": "16899001122",
+    "timestamp": "2025-08-12T11:20:00Z",
 }
 
 
@@ -67,6 +79,8 @@ def test_every_captured_body_gets_the_expected_answer(
 def test_all_captured_bodies_build_the_expected_deployments(
     client: FlaskClient, app: Flask
 ) -> None:
+    """Once the run is named, its events that say project "unknown" join it."""
+    assert post(client, NAMED_START).status_code == 200
     for entry in MANIFEST:
         client.post(
             entry["path"], data=(FIXTURES / entry["file"]).read_bytes(), headers=entry["headers"]
@@ -74,7 +88,7 @@ def test_all_captured_bodies_build_the_expected_deployments(
     store = store_of(app)
     run = store.get_deployment("16899001122")
     assert run is not None
-    assert run["status"] == "failure"
+    assert (run["status"], run["project"]) == ("failure", "axi-deploy")
     jobs = {job["name"]: job for job in run["jobs"]}
     assert jobs["deploy-project"]["steps"][0]["status"] == "failure"
     assert jobs["deploy-project"]["steps"][0]["duration_ms"] == 82000
@@ -282,6 +296,27 @@ def test_completion_without_run_id_and_nothing_running_creates_one(
         .items
     )
     assert [(r["status"], r["error"]) for r in rows] == [("failure", "boom")]
+
+
+@pytest.mark.parametrize("project", [None, "", "unknown"], ids=["absent", "empty", "unknown"])
+def test_a_deployment_the_hub_never_saw_must_name_its_project(
+    client: FlaskClient, app: Flask, project: str | None
+) -> None:
+    """No ghost projects: the hub never makes up one called "unknown"."""
+    event: dict[str, Any] = {"type": "deployment_started", "deployment_id": "orphan-1"}
+    if project is not None:
+        event["project"] = project
+    before = snapshot(app)
+    answer = post(client, event)
+    assert answer.status_code == 422
+    error = answer.get_json()["error"]
+    assert "new to the hub" in error["message"]
+    assert list(error["details"]) == ["project"]
+    assert snapshot(app) == before
+    batch = post(client, {"events": [{**NAMED_START, "deployment_id": "named"}, event]})
+    assert batch.status_code == 422
+    assert batch.get_json()["error"]["details"]["index"] == 1
+    assert snapshot(app) == before
 
 
 def test_unknown_project_attaches_to_the_deployments_project(
