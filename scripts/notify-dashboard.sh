@@ -32,9 +32,9 @@
 #   --error TEXT         error text (instead of the ninth positional argument)
 #   --level LEVEL        log_entry level: debug, info, warning, error
 #   --event-id ID        idempotency key: a repeat is stored once
-#   --strict             exit non-zero when the event was not accepted (the
-#                        default is to report the failure and exit 0, so a
-#                        dashboard outage never fails a deploy)
+#   --strict             exit 1 when the event was not delivered (the default
+#                        is to report the failure and exit 0, so a dashboard
+#                        outage never fails a deploy)
 #   --dry-run            print the JSON body instead of sending it
 #   -h, --help           this text
 #   Anything else, even when it starts with "-", is a positional argument, so
@@ -53,7 +53,12 @@
 #   DASHBOARD_RETRY_DELAY  first backoff in seconds, doubled each time (default 2)
 #   DASHBOARD_TIMEOUT    seconds per attempt (default 10)
 #
-# Exit status: 0, unless --strict: 1 not accepted, 2 bad usage.
+# Exit status:
+#   0  sent; or not delivered (no answer, or an answer other than 200) and no
+#      --strict: one line on stderr says why
+#   1  not delivered, with --strict (also: no python3 on the runner)
+#   2  a usage mistake, with or without --strict: nothing is sent, and stderr
+#      has the usage line and one line saying what was wrong
 
 set -u
 
@@ -66,10 +71,18 @@ dry_run=0
 fields=()
 positional=()
 
+synopsis="usage: ${0##*/} [options] <project> <status> [duration] [sourceRepo] [runId]\
+ [deployType] [serverHost] [logs] [errorMessage] (see --help)"
+
+# A mistake in how the script is called: exit 2 even without --strict, since
+# no later run of the same line would ever send it.
 fail_usage() {
-    echo "notify-dashboard: not sent: $1 (see --help)" >&2
-    if [ "$strict" = 1 ]; then exit 2; fi
-    exit 0
+    local annotation=""
+    if [ "${GITHUB_ACTIONS:-}" = true ]; then
+        annotation="::error title=dashboard notification::"
+    fi
+    printf '%s\n%snotify-dashboard: not sent: %s\n' "$synopsis" "$annotation" "$1" >&2
+    exit 2
 }
 
 while [ $# -gt 0 ]; do
@@ -125,21 +138,26 @@ fi
 IFS= read -r -d '' PROGRAM <<'PY' || true
 import datetime, hashlib, hmac, json, os, sys, time, urllib.error, urllib.request, uuid
 
-strict, dry_run = sys.argv[1] == "1", sys.argv[2] == "1"
+strict, dry_run, synopsis = sys.argv[1] == "1", sys.argv[2] == "1", sys.argv[3]
 given = {}
-for item in sys.argv[3:]:
+for item in sys.argv[4:]:
     key, _, value = item.partition("=")
     given[key] = value
 in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
 
 
 def finish(ok, line, usage=False):
+    """Exit: 0 sent; a usage mistake 2; a delivery that failed 1, or 0 unless --strict."""
     if ok:
         print("notify-dashboard: " + line, flush=True)
         sys.exit(0)
-    prefix = "::warning title=dashboard notification::" if in_actions else ""
+    if usage:
+        prefix = "::error title=dashboard notification::" if in_actions else ""
+        print(synopsis, file=sys.stderr)
+    else:
+        prefix = "::warning title=dashboard notification::" if in_actions else ""
     print(prefix + "notify-dashboard: not sent: " + line, file=sys.stderr, flush=True)
-    sys.exit((2 if usage else 1) if strict else 0)
+    sys.exit(2 if usage else 1 if strict else 0)
 
 
 def value(option, positional=None, default=""):
@@ -177,8 +195,7 @@ kind = given.get("type", "")
 
 if not kind:
     if not project or not status:
-        finish(False, "a project and a status are required: <project> <status> [duration] "
-               "[sourceRepo] [runId] [deployType] [serverHost] [logs] [errorMessage]", True)
+        finish(False, "a project and a status are required", True)
     body = {
         "project": project,
         "status": status,
@@ -310,4 +327,4 @@ finish(False, "%s after %d attempts; last: %s" % (what, retries + 1, reason))
 PY
 
 # ${a[@]+"${a[@]}"}: an empty array under set -u, also on macOS's bash 3.2
-exec "$python" -I -c "$PROGRAM" "$strict" "$dry_run" ${fields[@]+"${fields[@]}"} ${args[@]+"${args[@]}"}
+exec "$python" -I -c "$PROGRAM" "$strict" "$dry_run" "$synopsis" ${fields[@]+"${fields[@]}"} ${args[@]+"${args[@]}"}

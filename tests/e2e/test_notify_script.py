@@ -387,17 +387,40 @@ def test_a_rejected_event_prints_the_hubs_field_errors(hub: HubServer) -> None:
     assert strict.returncode == 1
 
 
+USAGE_LINE = (
+    "usage: notify-dashboard.sh [options] <project> <status> [duration] [sourceRepo] [runId]"
+    " [deployType] [serverHost] [logs] [errorMessage] (see --help)"
+)
+
+
 @pytest.mark.parametrize(
-    "args",
-    [("web",), (), ("--type", "step_started"), ("--step",), ("a", "b", *"123456789")],
+    ("args", "what"),
+    [
+        (("web",), "a project and a status are required"),
+        ((), "a project and a status are required"),
+        (("--type", "step_started"), "a typed event needs a project or a deployment id"),
+        (("--step",), "--step needs a value"),
+        (("a", "b", *"123456789"), "at most 9 positional arguments, got 11"),
+    ],
     ids=["no-status", "nothing", "typed-without-project", "option-without-value", "too-many"],
 )
-def test_bad_usage_never_fails_the_deploy_unless_strict(args: tuple[str, ...]) -> None:
+def test_a_usage_mistake_exits_2_with_or_without_strict(args: tuple[str, ...], what: str) -> None:
+    """Nothing is sent (nothing listens at the URL, which would be a soft failure)."""
     url = f"http://127.0.0.1:{free_port()}{INGEST}"
-    result = run_script(*args, url=url)
-    assert (result.returncode, result.stdout) == (0, "")
-    assert result.stderr.startswith("notify-dashboard: not sent: ")
-    assert run_script("--strict", *args, url=url).returncode == 2
+    for strict in ((), ("--strict",)):
+        result = run_script(*strict, *args, url=url)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr.splitlines() == [USAGE_LINE, "notify-dashboard: not sent: " + what]
+
+
+def test_a_usage_mistake_is_an_error_annotation_in_github_actions() -> None:
+    url = f"http://127.0.0.1:{free_port()}{INGEST}"
+    for args in (("--step",), ("web",)):
+        result = run_script(*args, url=url, env={"GITHUB_ACTIONS": "true"})
+        assert result.returncode == 2
+        usage, line = result.stderr.splitlines()
+        assert usage == USAGE_LINE
+        assert line.startswith("::error title=dashboard notification::notify-dashboard: not sent:")
 
 
 def test_dry_run_prints_the_body_it_would_send() -> None:
