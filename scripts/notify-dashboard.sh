@@ -37,8 +37,13 @@
 #                        outage never fails a deploy)
 #   --dry-run            print the JSON body instead of sending it
 #   -h, --help           this text
-#   Anything else, even when it starts with "-", is a positional argument, so
-#   log text such as "--- build failed ---" is passed on as it is.
+#   --NAME VALUE may also be written --NAME=VALUE, which is the way to give a
+#   value that looks like an option itself (--message=--force).
+#   An unknown option (any --NAME of letters, digits and dashes, such as --setp)
+#   or an option without its value is a usage mistake (exit status 2). Anything
+#   else, even when it starts with "-", is a positional argument, so log text
+#   such as "--- build failed ---" or "-x" is passed on as it is; "--" ends the
+#   options: every argument after it is positional.
 #
 # Environment:
 #   DASHBOARD_URL        ingest URL (default: the hub's public ingest path on
@@ -85,14 +90,25 @@ fail_usage() {
     exit 2
 }
 
+# --name or --name=value with a name of letters, digits and dashes: an option,
+# known or not. Other words, even when they start with "-", are positional.
+looks_like_option() {
+    [[ ${1%%=*} =~ ^--[A-Za-z][A-Za-z0-9-]*$ ]]
+}
+
 while [ $# -gt 0 ]; do
     case $1 in
         --strict) strict=1 ;;
         --dry-run) dry_run=1 ;;
         -h | --help) usage; exit 0 ;;
+        --strict=* | --dry-run=* | --help=*) fail_usage "${1%%=*} takes no value" ;;
         --type | --step | --job | --project | --deployment-id | --status | --duration | \
             --logs | --logs-file | --message | --error | --level | --event-id)
             if [ $# -lt 2 ]; then fail_usage "$1 needs a value"; fi
+            # "--step $STEP --strict" with STEP empty: the value went missing.
+            if [ "$2" = -- ] || looks_like_option "$2"; then
+                fail_usage "$1 needs a value, not the option ${2%%=*} (for such a value: $1=VALUE)"
+            fi
             name=${1#--}
             fields+=("${name//-/_}=$2")
             shift
@@ -105,7 +121,10 @@ while [ $# -gt 0 ]; do
             fields+=("${name//-/_}=${1#*=}")
             ;;
         --) shift; positional+=("$@"); break ;;
-        *) positional+=("$1") ;;
+        *)
+            if looks_like_option "$1"; then fail_usage "unknown option ${1%%=*}"; fi
+            positional+=("$1")
+            ;;
     esac
     shift
 done

@@ -401,8 +401,34 @@ USAGE_LINE = (
         (("--type", "step_started"), "a typed event needs a project or a deployment id"),
         (("--step",), "--step needs a value"),
         (("a", "b", *"123456789"), "at most 9 positional arguments, got 11"),
+        (("--setp", "build", "web", "success"), "unknown option --setp"),
+        (("--setp=build", "web", "success"), "unknown option --setp"),
+        (("web", "success", "--dry-rum"), "unknown option --dry-rum"),
+        (("web", "success", "--step"), "--step needs a value"),
+        (
+            ("--step", "--strict", "web", "success"),
+            "--step needs a value, not the option --strict (for such a value: --step=VALUE)",
+        ),
+        (
+            ("--logs", "--", "web", "success"),
+            "--logs needs a value, not the option -- (for such a value: --logs=VALUE)",
+        ),
+        (("--strict=yes", "web", "success"), "--strict takes no value"),
     ],
-    ids=["no-status", "nothing", "typed-without-project", "option-without-value", "too-many"],
+    ids=[
+        "no-status",
+        "nothing",
+        "typed-without-project",
+        "option-without-value",
+        "too-many",
+        "unknown-option",
+        "unknown-option-with-value",
+        "unknown-option-last",
+        "option-last-without-value",
+        "option-followed-by-an-option",
+        "option-followed-by-the-end-of-options",
+        "flag-with-a-value",
+    ],
 )
 def test_a_usage_mistake_exits_2_with_or_without_strict(args: tuple[str, ...], what: str) -> None:
     """Nothing is sent (nothing listens at the URL, which would be a soft failure)."""
@@ -411,6 +437,25 @@ def test_a_usage_mistake_exits_2_with_or_without_strict(args: tuple[str, ...], w
         result = run_script(*strict, *args, url=url)
         assert (result.returncode, result.stdout) == (2, "")
         assert result.stderr.splitlines() == [USAGE_LINE, "notify-dashboard: not sent: " + what]
+
+
+def test_words_that_only_start_with_a_dash_and_all_after_the_double_dash_are_positional(
+    hub: HubServer,
+) -> None:
+    deployment = run_id()
+    url = hub.url + INGEST
+    result = run_script(
+        "web", "failed", "1", "", deployment, "", "", "--- build failed ---", "-x", url=url
+    )
+    assert result.returncode == 0, result.stderr
+    after = run_id()
+    positional = ("web", "", "", "", after, "", "", "--setp")  # logs: "--setp"
+    result = run_script("--message=--force", "--type", "log_entry", "--", *positional, url=url)
+    assert result.returncode == 0, result.stderr
+    (event,) = events_of(hub, deployment)
+    assert (event["payload"]["logs"], event["payload"]["error"]) == ("--- build failed ---", "-x")
+    (event,) = events_of(hub, after)
+    assert (event["payload"]["message"], event["payload"]["logs"]) == ("--force", "--setp")
 
 
 def test_a_usage_mistake_is_an_error_annotation_in_github_actions() -> None:
