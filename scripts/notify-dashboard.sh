@@ -8,8 +8,10 @@
 #       [runId] [deployType] [serverHost] [logs] [errorMessage]
 #
 #   duration defaults to 0 (seconds), deployType to "static", serverHost to
-#   "redamancy.com.cn"; status is running, success or failed (any status word
-#   of the hub's vocabulary is accepted).
+#   "redamancy.com.cn"; status is running, success or failed, or any other
+#   word of the hub's vocabulary, in any case: succeeded, completed, failure,
+#   error, cancelled, canceled, skipped, started, in_progress, retrying,
+#   pending, queued (another word is a usage mistake).
 #
 # The JSON is built by python3 (present on every runner), never by pasting text
 # into a template, so quotes, backslashes, newlines, control characters,
@@ -164,6 +166,14 @@ for item in sys.argv[4:]:
     given[key] = value
 in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
 
+# The hub's status vocabulary (ledger/events.py STATUS_WORDS; a unit test keeps
+# the two equal), any case: a word outside it is refused before anything is sent.
+STATUS_WORDS = (
+    "success", "succeeded", "completed", "failed", "failure", "error", "cancelled",
+    "canceled", "skipped", "running", "started", "in_progress", "retrying", "pending",
+    "queued",
+)
+
 
 def finish(ok, line, usage=False):
     """Exit: 0 sent; a usage mistake 2; a delivery that failed 1, or 0 unless --strict."""
@@ -204,6 +214,9 @@ now = datetime.datetime.now(datetime.timezone.utc)
 timestamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
 project = value("project", "project")
 status = value("status", "status")
+if status and status.strip().lower() not in STATUS_WORDS:
+    finish(False, "unknown status %r; one of (in any case): %s"
+           % (status[:40], ", ".join(STATUS_WORDS)), True)
 duration = value("duration", "duration", "0")
 try:
     number = float(duration)

@@ -377,14 +377,23 @@ def test_a_repeated_event_id_is_stored_once(hub: HubServer) -> None:
 
 
 def test_a_rejected_event_prints_the_hubs_field_errors(hub: HubServer) -> None:
+    """A refusal is a delivery failure, not a usage mistake: soft unless --strict."""
     deployment = run_id()
-    result = run_script("web", "exploded", "1", "", deployment, url=hub.url + INGEST)
+    ten_thousand_years = str(10_000 * 365 * 86400)
+    result = run_script("web", "success", ten_thousand_years, "", deployment, url=hub.url + INGEST)
     assert result.returncode == 0
     assert "HTTP 422" in result.stderr
-    assert "status: Unknown status 'exploded'" in result.stderr
+    assert "duration: Must be between 0 and 315360000 seconds" in result.stderr
     assert len(result.stderr.splitlines()) == 1
-    strict = run_script("--strict", "web", "exploded", url=hub.url + INGEST)
+    strict = run_script("--strict", "web", "success", ten_thousand_years, url=hub.url + INGEST)
     assert strict.returncode == 1
+
+
+@pytest.mark.parametrize("word", ["SUCCESS", " Failed ", "Canceled", "in_progress", "QUEUED"])
+def test_status_words_of_the_hubs_vocabulary_are_sent_in_any_case(word: str) -> None:
+    result = run_script("--dry-run", "web", word, url="http://127.0.0.1:9/")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == word
 
 
 USAGE_LINE = (
@@ -414,6 +423,12 @@ USAGE_LINE = (
             "--logs needs a value, not the option -- (for such a value: --logs=VALUE)",
         ),
         (("--strict=yes", "web", "success"), "--strict takes no value"),
+        (
+            ("web", "exploded"),
+            "unknown status 'exploded'; one of (in any case): success, succeeded, completed,"
+            " failed, failure, error, cancelled, canceled, skipped, running, started,"
+            " in_progress, retrying, pending, queued",
+        ),
     ],
     ids=[
         "no-status",
@@ -428,6 +443,7 @@ USAGE_LINE = (
         "option-followed-by-an-option",
         "option-followed-by-the-end-of-options",
         "flag-with-a-value",
+        "unknown-status",
     ],
 )
 def test_a_usage_mistake_exits_2_with_or_without_strict(args: tuple[str, ...], what: str) -> None:
