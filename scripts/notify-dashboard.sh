@@ -7,11 +7,13 @@
 #   notify-dashboard.sh [options] <project> <status> [duration] [sourceRepo] \
 #       [runId] [deployType] [serverHost] [logs] [errorMessage]
 #
-#   duration defaults to 0 (seconds), deployType to "static", serverHost to
-#   "redamancy.com.cn"; status is running, success or failed, or any other
-#   word of the hub's vocabulary, in any case: succeeded, completed, failure,
-#   error, cancelled, canceled, skipped, started, in_progress, retrying,
-#   pending, queued (another word is a usage mistake).
+#   status is running, success or failed, or any other word of the hub's
+#   vocabulary, in any case: succeeded, completed, failure, error, cancelled,
+#   canceled, skipped, started, in_progress, retrying, pending, queued.
+#   duration is a number of seconds (42, 3.5), 0 when empty or left out;
+#   deployType defaults to "static", serverHost to "redamancy.com.cn".
+#   Another status word, or a duration that is not a number, is a usage
+#   mistake (exit status 2).
 #
 # The JSON is built by python3 (present on every runner), never by pasting text
 # into a template, so quotes, backslashes, newlines, control characters,
@@ -20,7 +22,8 @@
 # Options:
 #   --type TYPE          send a typed event instead of the legacy body:
 #                        step_started, step_completed, step_manual, log_entry,
-#                        deployment_started, deployment_completed, ...
+#                        deployment_started, deployment_completed,
+#                        deployment_rollback, metrics_update, test
 #   --step NAME          step name; "job / step" names the job as well
 #   --job NAME           job name
 #   --project NAME       (instead of the first positional argument)
@@ -32,7 +35,8 @@
 #                        ~128 KiB an argument may hold on Linux
 #   --message TEXT       a message (typed events)
 #   --error TEXT         error text (instead of the ninth positional argument)
-#   --level LEVEL        log_entry level: debug, info, warning, error
+#   --level LEVEL        log_entry level: debug, info, warning, error, or
+#                        trace, notice, warn, err, critical, fatal (any case)
 #   --event-id ID        idempotency key: a repeat is stored once
 #   --strict             exit 1 when the event was not delivered (the default
 #                        is to report the failure and exit 0, so a dashboard
@@ -157,7 +161,7 @@ if [ -z "$python" ]; then
 fi
 
 IFS= read -r -d '' PROGRAM <<'PY' || true
-import datetime, hashlib, hmac, json, os, sys, time, urllib.error, urllib.request, uuid
+import datetime, hashlib, hmac, json, math, os, sys, time, urllib.error, urllib.request, uuid
 
 strict, dry_run, synopsis = sys.argv[1] == "1", sys.argv[2] == "1", sys.argv[3]
 given = {}
@@ -172,6 +176,16 @@ STATUS_WORDS = (
     "success", "succeeded", "completed", "failed", "failure", "error", "cancelled",
     "canceled", "skipped", "running", "started", "in_progress", "retrying", "pending",
     "queued",
+)
+# --level words (app/schemas.py LEVEL_WORDS), any case, and --type names
+# (app/schemas.py SCHEMAS), as given: the same unit test compares them.
+LEVEL_WORDS = (
+    "debug", "info", "warning", "error", "trace", "notice", "warn", "err", "critical",
+    "fatal",
+)
+EVENT_TYPES = (
+    "deployment_started", "deployment_completed", "step_started", "step_completed",
+    "step_manual", "log_entry", "metrics_update", "deployment_rollback", "test",
 )
 
 
@@ -217,13 +231,25 @@ status = value("status", "status")
 if status and status.strip().lower() not in STATUS_WORDS:
     finish(False, "unknown status %r; one of (in any case): %s"
            % (status[:40], ", ".join(STATUS_WORDS)), True)
-duration = value("duration", "duration", "0")
-try:
-    number = float(duration)
+duration = value("duration", "duration")
+if duration.strip() == "":
+    duration = None  # the legacy body's 0; a typed event leaves it out
+else:
+    try:
+        number = float(duration)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        finish(False, "%s must be a number of seconds, not %r"
+               % ("--duration" if "duration" in given else "duration", duration[:40]), True)
     duration = int(number) if number.is_integer() else number
-except ValueError:
-    pass  # sent as given; the hub answers which values it takes
+level = given.get("level", "")
+if level and level.lower() not in LEVEL_WORDS:
+    finish(False, "unknown --level %r; one of (in any case): %s"
+           % (level[:40], ", ".join(LEVEL_WORDS)), True)
 kind = given.get("type", "")
+if kind and kind not in EVENT_TYPES:
+    finish(False, "unknown --type %r; one of: %s" % (kind[:40], ", ".join(EVENT_TYPES)), True)
 
 if not kind:
     if not project or not status:
@@ -231,7 +257,7 @@ if not kind:
     body = {
         "project": project,
         "status": status,
-        "duration": duration,
+        "duration": 0 if duration is None else duration,
         "timestamp": timestamp,
         "sourceRepo": value("", "sourceRepo"),
         "runId": value("deployment_id", "runId"),
@@ -260,14 +286,14 @@ else:
         "logs": logs,
         "message": given.get("message", ""),
         "error": value("error", "errorMessage"),
-        "level": given.get("level", ""),
+        "level": level,
         "event_id": given.get("event_id", ""),
         "repository": value("", "sourceRepo"),
         "deployType": value("", "deployType"),
         "serverHost": value("", "serverHost"),
     }
     body.update({key: text for key, text in optional.items() if text != ""})
-    if "duration" in given or given.get("arg_duration", "") != "":
+    if duration is not None:
         body["duration"] = duration
     label = " / ".join(part for part in (job, step) if part)
     what = " ".join(part for part in (kind, label, status) if part)

@@ -429,6 +429,23 @@ USAGE_LINE = (
             " failed, failure, error, cancelled, canceled, skipped, running, started,"
             " in_progress, retrying, pending, queued",
         ),
+        (("web", "success", "45s"), "duration must be a number of seconds, not '45s'"),
+        (
+            ("--duration", "-1", "web", "success"),
+            "--duration must be a number of seconds, not '-1'",
+        ),
+        (("--duration=inf", "web", "success"), "--duration must be a number of seconds, not 'inf'"),
+        (
+            ("--type", "log_entry", "--level", "verbose", "--logs", "x", "web"),
+            "unknown --level 'verbose'; one of (in any case): debug, info, warning, error,"
+            " trace, notice, warn, err, critical, fatal",
+        ),
+        (
+            ("--type", "step_begin", "web"),
+            "unknown --type 'step_begin'; one of: deployment_started, deployment_completed,"
+            " step_started, step_completed, step_manual, log_entry, metrics_update,"
+            " deployment_rollback, test",
+        ),
     ],
     ids=[
         "no-status",
@@ -444,6 +461,11 @@ USAGE_LINE = (
         "option-followed-by-the-end-of-options",
         "flag-with-a-value",
         "unknown-status",
+        "non-numeric-duration",
+        "negative-duration",
+        "infinite-duration",
+        "unknown-level",
+        "unknown-type",
     ],
 )
 def test_a_usage_mistake_exits_2_with_or_without_strict(args: tuple[str, ...], what: str) -> None:
@@ -482,6 +504,32 @@ def test_a_usage_mistake_is_an_error_annotation_in_github_actions() -> None:
         usage, line = result.stderr.splitlines()
         assert usage == USAGE_LINE
         assert line.startswith("::error title=dashboard notification::notify-dashboard: not sent:")
+
+
+@pytest.mark.parametrize(
+    ("args", "sent"),
+    [
+        (("--type", "log_entry", "--logs", "x", "--level", "WARN", "web"), {"level": "WARN"}),
+        (
+            ("--type", "log_entry", "--logs", "x", "--level", "critical", "web"),
+            {"level": "critical"},
+        ),
+        (("web", "success", "1e2"), {"duration": 100}),
+        (("web", "success", " 2.5 "), {"duration": 2.5}),
+        (("--duration", "", "web", "success"), {"duration": 0}),
+        (("--type", "step_started", "--duration=", "--step", "x", "web"), {}),
+    ],
+    ids=["level-in-capitals", "level-alias", "exponent", "spaces", "empty", "typed-empty"],
+)
+def test_levels_and_durations_the_hub_takes_are_sent(
+    args: tuple[str, ...], sent: dict[str, Any]
+) -> None:
+    result = run_script("--dry-run", *args, url="http://127.0.0.1:9/")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert {key: body[key] for key in sent} == sent
+    if not sent:
+        assert "duration" not in body
 
 
 def test_dry_run_prints_the_body_it_would_send() -> None:

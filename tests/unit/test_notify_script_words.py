@@ -12,6 +12,7 @@ import ast
 import re
 from functools import cache
 
+from app.schemas import LEVEL_WORDS, SCHEMAS
 from ledger.events import STATUS_WORDS
 from tests.conftest import ROOT
 
@@ -42,3 +43,11 @@ def words(name: str) -> list[str]:
 
 def test_the_scripts_status_words_are_the_hubs() -> None:
     assert words("STATUS_WORDS") == sorted(STATUS_WORDS)
+
+
+def test_the_scripts_levels_are_the_hubs() -> None:
+    assert words("LEVEL_WORDS") == sorted(LEVEL_WORDS)
+
+
+def test_the_scripts_event_types_are_the_ones_the_ingest_route_loads() -> None:
+    assert words("EVENT_TYPES") == sorted(SCHEMAS)
