@@ -37,7 +37,8 @@
 #   --error TEXT         error text (instead of the ninth positional argument)
 #   --level LEVEL        log_entry level: debug, info, warning, error, or
 #                        trace, notice, warn, err, critical, fatal (any case)
-#   --event-id ID        idempotency key: a repeat is stored once
+#   --event-id ID        the body's event_id (typed events and the legacy
+#                        body): a repeat with the same id is stored once
 #   --strict             exit 1 when the event was not delivered (the default
 #                        is to report the failure and exit 0, so a dashboard
 #                        outage never fails a deploy)
@@ -287,7 +288,6 @@ else:
         "message": given.get("message", ""),
         "error": value("error", "errorMessage"),
         "level": level,
-        "event_id": given.get("event_id", ""),
         "repository": value("", "sourceRepo"),
         "deployType": value("", "deployType"),
         "serverHost": value("", "serverHost"),
@@ -298,6 +298,9 @@ else:
     label = " / ".join(part for part in (job, step) if part)
     what = " ".join(part for part in (kind, label, status) if part)
     what += " of %s" % (project or "deployment " + deployment_id)
+
+if given.get("event_id", "") != "":
+    body["event_id"] = given["event_id"]
 
 data = json.dumps(body, ensure_ascii=False).encode("utf-8")
 if dry_run:

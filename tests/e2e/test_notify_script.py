@@ -354,14 +354,12 @@ def test_typed_events_default_to_the_runs_id_in_github_actions(hub: HubServer) -
     assert [e["payload"]["step"] for e in events_of(hub, deployment)] == ["lint"]
 
 
-def test_a_repeated_event_id_is_stored_once(hub: HubServer) -> None:
+@pytest.mark.parametrize("typed", [("--type", "step_started", "--step", "lint"), ()])
+def test_a_repeated_event_id_is_stored_once(hub: HubServer, typed: tuple[str, ...]) -> None:
     deployment = run_id()
     for _ in range(2):
         result = run_script(
-            "--type",
-            "step_started",
-            "--step",
-            "lint",
+            *typed,
             "--event-id",
             f"lint-{deployment}",
             "web",
