@@ -59,9 +59,12 @@
 #                        the original script posted to
 #                        https://redamancy.com.cn/project-dashboard/api/webhooks/deployment)
 #   DASHBOARD_SECRET     sign the body: X-Hub-Signature-256 (one of the hub's
-#                        HUB_WEBHOOK_SECRETS)
+#                        HUB_WEBHOOK_SECRETS). The signature covers the body
+#                        only, so without --event-id the body also carries the
+#                        Idempotency-Key as its event_id
 #   DASHBOARD_TOKEN      or send Authorization: Bearer (HUB_WEBHOOK_TOKENS)
-#   DASHBOARD_RETRIES    retries after no answer, 429 or 5xx (default 3)
+#   DASHBOARD_RETRIES    retries after no answer, 429 or 5xx (default 3), all
+#                        with the same body and Idempotency-Key: one event
 #   DASHBOARD_RETRY_DELAY  first backoff in seconds, doubled each time (default 2)
 #   DASHBOARD_TIMEOUT    seconds per attempt (default 10)
 #
@@ -299,8 +302,16 @@ else:
     what = " ".join(part for part in (kind, label, status) if part)
     what += " of %s" % (project or "deployment " + deployment_id)
 
+# One key for every attempt of this call, so a retry after a lost answer is a
+# duplicate, not a second event. It goes in the Idempotency-Key header, and,
+# in a signed body without --event-id, in event_id: the signature covers the
+# body only, so a hub ignores unsigned delivery headers on a signed post.
+delivery_key = str(uuid.uuid4())
+secret, token = os.environ.get("DASHBOARD_SECRET", ""), os.environ.get("DASHBOARD_TOKEN", "")
 if given.get("event_id", "") != "":
     body["event_id"] = given["event_id"]
+elif secret:
+    body["event_id"] = delivery_key
 
 data = json.dumps(body, ensure_ascii=False).encode("utf-8")
 if dry_run:
@@ -312,9 +323,8 @@ url = os.environ.get("DASHBOARD_URL") or (
 headers = {
     "Content-Type": "application/json",
     "User-Agent": "notify-dashboard/2",
-    "Idempotency-Key": str(uuid.uuid4()),
+    "Idempotency-Key": delivery_key,
 }
-secret, token = os.environ.get("DASHBOARD_SECRET", ""), os.environ.get("DASHBOARD_TOKEN", "")
 if secret:
     digest = hmac.new(secret.encode("utf-8"), data, hashlib.sha256).hexdigest()
     headers["X-Hub-Signature-256"] = "sha256=" + digest

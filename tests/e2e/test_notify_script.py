@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -230,11 +231,20 @@ def test_failures_become_a_warning_annotation_in_github_actions() -> None:
 
 
 class FlakyProxy:
-    """Answers 503 to the first ``failures`` posts, then passes posts on to the hub."""
+    """Answers 503 to the first ``failures`` posts, then passes posts on to the hub.
 
-    def __init__(self, target: str, failures: int) -> None:
+    Of the posts passed on, the hub's answer to the first ``lost`` never comes back:
+    the proxy closes the connection instead.  Headers named in ``drop`` are not
+    passed on (``seen`` has what the script sent).
+    """
+
+    def __init__(
+        self, target: str, failures: int = 0, lost: int = 0, drop: tuple[str, ...] = ()
+    ) -> None:
         self.target = target
         self.failures = failures
+        self.lost = lost
+        self.drop = {name.lower() for name in drop}
         self.seen: list[tuple[bytes, dict[str, str]]] = []
         proxy = self
 
@@ -257,9 +267,13 @@ class FlakyProxy:
                         b'"message": "upstream restarting", "details": {}}}',
                     )
                 else:
-                    request = urllib.request.Request(proxy.target, data=body, headers=headers)
+                    passed = {k: v for k, v in headers.items() if k.lower() not in proxy.drop}
+                    request = urllib.request.Request(proxy.target, data=body, headers=passed)
                     with urllib.request.urlopen(request, timeout=10) as response:
                         status, answer = response.status, response.read()
+                    if len(proxy.seen) <= proxy.failures + proxy.lost:
+                        self.close_connection = True
+                        return
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
@@ -301,6 +315,68 @@ def test_5xx_answers_are_retried_with_the_same_body_and_idempotency_key(
     assert len({body for body, _ in proxy.seen}) == 1
     assert len({headers["Idempotency-Key"] for _, headers in proxy.seen}) == 1
     assert len(events_of(guarded_hub, deployment)) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("web", "success", "2", "", "{deployment}"),
+        ("--type", "step_started", "--step", "build", "--deployment-id", "{deployment}", "web"),
+    ],
+    ids=["legacy", "typed"],
+)
+def test_a_signed_retry_after_a_lost_answer_is_stored_once(
+    guarded_hub: HubServer, args: tuple[str, ...]
+) -> None:
+    """The signature covers the body only, so a hub may ignore the unsigned
+    ``Idempotency-Key`` of a signed post.  The proxy drops it, as such a hub does:
+    the key the body carries as ``event_id`` is what makes the retry a duplicate."""
+    deployment = run_id()
+    proxy = FlakyProxy(guarded_hub.url + INGEST, lost=1, drop=("Idempotency-Key",))
+    try:
+        result = run_script(
+            *(arg.format(deployment=deployment) for arg in args),
+            url=proxy.url,
+            env={"DASHBOARD_SECRET": SECRET},
+        )
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stderr
+    assert "already accepted earlier" in result.stdout
+    assert len(proxy.seen) == 2
+    (body,) = {body for body, _ in proxy.seen}
+    (key,) = {headers["Idempotency-Key"] for _, headers in proxy.seen}
+    assert json.loads(body)["event_id"] == key
+    assert len(events_of(guarded_hub, deployment)) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "event_id"),
+    [
+        ((), {"DASHBOARD_SECRET": SECRET}, "a fresh key"),
+        (("--event-id", "mine"), {"DASHBOARD_SECRET": SECRET}, "mine"),
+        (("--type", "step_started", "--step", "x"), {"DASHBOARD_SECRET": SECRET}, "a fresh key"),
+        ((), {"DASHBOARD_TOKEN": TOKEN}, None),
+        ((), {}, None),
+    ],
+    ids=["signed", "signed-with-event-id", "signed-typed", "bearer", "unauthenticated"],
+)
+def test_only_signed_bodies_get_an_event_id_of_their_own(
+    args: tuple[str, ...], env: dict[str, str], event_id: str | None
+) -> None:
+    bodies = []
+    for _ in range(2):
+        result = run_script(
+            "--dry-run", *args, "web", "success", "1", url="http://127.0.0.1:9/", env=env
+        )
+        assert result.returncode == 0, result.stderr
+        bodies.append(json.loads(result.stdout))
+    if event_id == "a fresh key":
+        first, second = (body["event_id"] for body in bodies)
+        assert first != second
+        assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", first)
+    else:
+        assert [body.get("event_id") for body in bodies] == [event_id] * 2
 
 
 def test_typed_step_events_build_the_deployment_tree(hub: HubServer) -> None:
