@@ -7,9 +7,13 @@
 #   notify-dashboard.sh [options] <project> <status> [duration] [sourceRepo] \
 #       [runId] [deployType] [serverHost] [logs] [errorMessage]
 #
-#   duration defaults to 0 (seconds), deployType to "static", serverHost to
-#   "redamancy.com.cn"; status is running, success or failed (any status word
-#   of the hub's vocabulary is accepted).
+#   status is running, success or failed, or any other word of the hub's
+#   vocabulary, in any case: succeeded, completed, failure, error, cancelled,
+#   canceled, skipped, started, in_progress, retrying, pending, queued.
+#   duration is a number of seconds (42, 3.5), 0 when empty or left out;
+#   deployType defaults to "static", serverHost to "redamancy.com.cn".
+#   Another status word, or a duration that is not a number, is a usage
+#   mistake (exit status 2).
 #
 # The JSON is built by python3 (present on every runner), never by pasting text
 # into a template, so quotes, backslashes, newlines, control characters,
@@ -18,7 +22,8 @@
 # Options:
 #   --type TYPE          send a typed event instead of the legacy body:
 #                        step_started, step_completed, step_manual, log_entry,
-#                        deployment_started, deployment_completed, ...
+#                        deployment_started, deployment_completed,
+#                        deployment_rollback, metrics_update, test
 #   --step NAME          step name; "job / step" names the job as well
 #   --job NAME           job name
 #   --project NAME       (instead of the first positional argument)
@@ -30,15 +35,22 @@
 #                        ~128 KiB an argument may hold on Linux
 #   --message TEXT       a message (typed events)
 #   --error TEXT         error text (instead of the ninth positional argument)
-#   --level LEVEL        log_entry level: debug, info, warning, error
-#   --event-id ID        idempotency key: a repeat is stored once
-#   --strict             exit non-zero when the event was not accepted (the
-#                        default is to report the failure and exit 0, so a
-#                        dashboard outage never fails a deploy)
+#   --level LEVEL        log_entry level: debug, info, warning, error, or
+#                        trace, notice, warn, err, critical, fatal (any case)
+#   --event-id ID        the body's event_id (typed events and the legacy
+#                        body): a repeat with the same id is stored once
+#   --strict             exit 1 when the event was not delivered (the default
+#                        is to report the failure and exit 0, so a dashboard
+#                        outage never fails a deploy)
 #   --dry-run            print the JSON body instead of sending it
 #   -h, --help           this text
-#   Anything else, even when it starts with "-", is a positional argument, so
-#   log text such as "--- build failed ---" is passed on as it is.
+#   --NAME VALUE may also be written --NAME=VALUE, which is the way to give a
+#   value that looks like an option itself (--message=--force).
+#   An unknown option (any --NAME of letters, digits and dashes, such as --setp)
+#   or an option without its value is a usage mistake (exit status 2). Anything
+#   else, even when it starts with "-", is a positional argument, so log text
+#   such as "--- build failed ---" or "-x" is passed on as it is; "--" ends the
+#   options: every argument after it is positional.
 #
 # Environment:
 #   DASHBOARD_URL        ingest URL (default: the hub's public ingest path on
@@ -47,13 +59,21 @@
 #                        the original script posted to
 #                        https://redamancy.com.cn/project-dashboard/api/webhooks/deployment)
 #   DASHBOARD_SECRET     sign the body: X-Hub-Signature-256 (one of the hub's
-#                        HUB_WEBHOOK_SECRETS)
+#                        HUB_WEBHOOK_SECRETS). The signature covers the body
+#                        only, so without --event-id the body also carries the
+#                        Idempotency-Key as its event_id
 #   DASHBOARD_TOKEN      or send Authorization: Bearer (HUB_WEBHOOK_TOKENS)
-#   DASHBOARD_RETRIES    retries after no answer, 429 or 5xx (default 3)
+#   DASHBOARD_RETRIES    retries after no answer, 429 or 5xx (default 3), all
+#                        with the same body and Idempotency-Key: one event
 #   DASHBOARD_RETRY_DELAY  first backoff in seconds, doubled each time (default 2)
 #   DASHBOARD_TIMEOUT    seconds per attempt (default 10)
 #
-# Exit status: 0, unless --strict: 1 not accepted, 2 bad usage.
+# Exit status:
+#   0  sent; or not delivered (no answer, or an answer other than 200) and no
+#      --strict: one line on stderr says why
+#   1  not delivered, with --strict (also: no python3 on the runner)
+#   2  a usage mistake, with or without --strict: nothing is sent, and stderr
+#      has the usage line and one line saying what was wrong
 
 set -u
 
@@ -66,10 +86,24 @@ dry_run=0
 fields=()
 positional=()
 
+synopsis="usage: ${0##*/} [options] <project> <status> [duration] [sourceRepo] [runId]\
+ [deployType] [serverHost] [logs] [errorMessage] (see --help)"
+
+# A mistake in how the script is called: exit 2 even without --strict, since
+# no later run of the same line would ever send it.
 fail_usage() {
-    echo "notify-dashboard: not sent: $1 (see --help)" >&2
-    if [ "$strict" = 1 ]; then exit 2; fi
-    exit 0
+    local annotation=""
+    if [ "${GITHUB_ACTIONS:-}" = true ]; then
+        annotation="::error title=dashboard notification::"
+    fi
+    printf '%s\n%snotify-dashboard: not sent: %s\n' "$synopsis" "$annotation" "$1" >&2
+    exit 2
+}
+
+# --name or --name=value with a name of letters, digits and dashes: an option,
+# known or not. Other words, even when they start with "-", are positional.
+looks_like_option() {
+    [[ ${1%%=*} =~ ^--[A-Za-z][A-Za-z0-9-]*$ ]]
 }
 
 while [ $# -gt 0 ]; do
@@ -77,9 +111,14 @@ while [ $# -gt 0 ]; do
         --strict) strict=1 ;;
         --dry-run) dry_run=1 ;;
         -h | --help) usage; exit 0 ;;
+        --strict=* | --dry-run=* | --help=*) fail_usage "${1%%=*} takes no value" ;;
         --type | --step | --job | --project | --deployment-id | --status | --duration | \
             --logs | --logs-file | --message | --error | --level | --event-id)
             if [ $# -lt 2 ]; then fail_usage "$1 needs a value"; fi
+            # "--step $STEP --strict" with STEP empty: the value went missing.
+            if [ "$2" = -- ] || looks_like_option "$2"; then
+                fail_usage "$1 needs a value, not the option ${2%%=*} (for such a value: $1=VALUE)"
+            fi
             name=${1#--}
             fields+=("${name//-/_}=$2")
             shift
@@ -92,7 +131,10 @@ while [ $# -gt 0 ]; do
             fields+=("${name//-/_}=${1#*=}")
             ;;
         --) shift; positional+=("$@"); break ;;
-        *) positional+=("$1") ;;
+        *)
+            if looks_like_option "$1"; then fail_usage "unknown option ${1%%=*}"; fi
+            positional+=("$1")
+            ;;
     esac
     shift
 done
@@ -123,23 +165,46 @@ if [ -z "$python" ]; then
 fi
 
 IFS= read -r -d '' PROGRAM <<'PY' || true
-import datetime, hashlib, hmac, json, os, sys, time, urllib.error, urllib.request, uuid
+import datetime, hashlib, hmac, json, math, os, sys, time, urllib.error, urllib.request, uuid
 
-strict, dry_run = sys.argv[1] == "1", sys.argv[2] == "1"
+strict, dry_run, synopsis = sys.argv[1] == "1", sys.argv[2] == "1", sys.argv[3]
 given = {}
-for item in sys.argv[3:]:
+for item in sys.argv[4:]:
     key, _, value = item.partition("=")
     given[key] = value
 in_actions = os.environ.get("GITHUB_ACTIONS") == "true"
 
+# The hub's status vocabulary (ledger/events.py STATUS_WORDS; a unit test keeps
+# the two equal), any case: a word outside it is refused before anything is sent.
+STATUS_WORDS = (
+    "success", "succeeded", "completed", "failed", "failure", "error", "cancelled",
+    "canceled", "skipped", "running", "started", "in_progress", "retrying", "pending",
+    "queued",
+)
+# --level words (app/schemas.py LEVEL_WORDS), any case, and --type names
+# (app/schemas.py SCHEMAS), as given: the same unit test compares them.
+LEVEL_WORDS = (
+    "debug", "info", "warning", "error", "trace", "notice", "warn", "err", "critical",
+    "fatal",
+)
+EVENT_TYPES = (
+    "deployment_started", "deployment_completed", "step_started", "step_completed",
+    "step_manual", "log_entry", "metrics_update", "deployment_rollback", "test",
+)
+
 
 def finish(ok, line, usage=False):
+    """Exit: 0 sent; a usage mistake 2; a delivery that failed 1, or 0 unless --strict."""
     if ok:
         print("notify-dashboard: " + line, flush=True)
         sys.exit(0)
-    prefix = "::warning title=dashboard notification::" if in_actions else ""
+    if usage:
+        prefix = "::error title=dashboard notification::" if in_actions else ""
+        print(synopsis, file=sys.stderr)
+    else:
+        prefix = "::warning title=dashboard notification::" if in_actions else ""
     print(prefix + "notify-dashboard: not sent: " + line, file=sys.stderr, flush=True)
-    sys.exit((2 if usage else 1) if strict else 0)
+    sys.exit(2 if usage else 1 if strict else 0)
 
 
 def value(option, positional=None, default=""):
@@ -167,22 +232,36 @@ now = datetime.datetime.now(datetime.timezone.utc)
 timestamp = now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
 project = value("project", "project")
 status = value("status", "status")
-duration = value("duration", "duration", "0")
-try:
-    number = float(duration)
+if status and status.strip().lower() not in STATUS_WORDS:
+    finish(False, "unknown status %r; one of (in any case): %s"
+           % (status[:40], ", ".join(STATUS_WORDS)), True)
+duration = value("duration", "duration")
+if duration.strip() == "":
+    duration = None  # the legacy body's 0; a typed event leaves it out
+else:
+    try:
+        number = float(duration)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        finish(False, "%s must be a number of seconds, not %r"
+               % ("--duration" if "duration" in given else "duration", duration[:40]), True)
     duration = int(number) if number.is_integer() else number
-except ValueError:
-    pass  # sent as given; the hub answers which values it takes
+level = given.get("level", "")
+if level and level.lower() not in LEVEL_WORDS:
+    finish(False, "unknown --level %r; one of (in any case): %s"
+           % (level[:40], ", ".join(LEVEL_WORDS)), True)
 kind = given.get("type", "")
+if kind and kind not in EVENT_TYPES:
+    finish(False, "unknown --type %r; one of: %s" % (kind[:40], ", ".join(EVENT_TYPES)), True)
 
 if not kind:
     if not project or not status:
-        finish(False, "a project and a status are required: <project> <status> [duration] "
-               "[sourceRepo] [runId] [deployType] [serverHost] [logs] [errorMessage]", True)
+        finish(False, "a project and a status are required", True)
     body = {
         "project": project,
         "status": status,
-        "duration": duration,
+        "duration": 0 if duration is None else duration,
         "timestamp": timestamp,
         "sourceRepo": value("", "sourceRepo"),
         "runId": value("deployment_id", "runId"),
@@ -211,18 +290,28 @@ else:
         "logs": logs,
         "message": given.get("message", ""),
         "error": value("error", "errorMessage"),
-        "level": given.get("level", ""),
-        "event_id": given.get("event_id", ""),
+        "level": level,
         "repository": value("", "sourceRepo"),
         "deployType": value("", "deployType"),
         "serverHost": value("", "serverHost"),
     }
     body.update({key: text for key, text in optional.items() if text != ""})
-    if "duration" in given or given.get("arg_duration", "") != "":
+    if duration is not None:
         body["duration"] = duration
     label = " / ".join(part for part in (job, step) if part)
     what = " ".join(part for part in (kind, label, status) if part)
     what += " of %s" % (project or "deployment " + deployment_id)
+
+# One key for every attempt of this call, so a retry after a lost answer is a
+# duplicate, not a second event. It goes in the Idempotency-Key header, and,
+# in a signed body without --event-id, in event_id: the signature covers the
+# body only, so a hub ignores unsigned delivery headers on a signed post.
+delivery_key = str(uuid.uuid4())
+secret, token = os.environ.get("DASHBOARD_SECRET", ""), os.environ.get("DASHBOARD_TOKEN", "")
+if given.get("event_id", "") != "":
+    body["event_id"] = given["event_id"]
+elif secret:
+    body["event_id"] = delivery_key
 
 data = json.dumps(body, ensure_ascii=False).encode("utf-8")
 if dry_run:
@@ -234,9 +323,8 @@ url = os.environ.get("DASHBOARD_URL") or (
 headers = {
     "Content-Type": "application/json",
     "User-Agent": "notify-dashboard/2",
-    "Idempotency-Key": str(uuid.uuid4()),
+    "Idempotency-Key": delivery_key,
 }
-secret, token = os.environ.get("DASHBOARD_SECRET", ""), os.environ.get("DASHBOARD_TOKEN", "")
 if secret:
     digest = hmac.new(secret.encode("utf-8"), data, hashlib.sha256).hexdigest()
     headers["X-Hub-Signature-256"] = "sha256=" + digest
@@ -310,4 +398,4 @@ finish(False, "%s after %d attempts; last: %s" % (what, retries + 1, reason))
 PY
 
 # ${a[@]+"${a[@]}"}: an empty array under set -u, also on macOS's bash 3.2
-exec "$python" -I -c "$PROGRAM" "$strict" "$dry_run" ${fields[@]+"${fields[@]}"} ${args[@]+"${args[@]}"}
+exec "$python" -I -c "$PROGRAM" "$strict" "$dry_run" "$synopsis" ${fields[@]+"${fields[@]}"} ${args[@]+"${args[@]}"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -230,11 +231,20 @@ def test_failures_become_a_warning_annotation_in_github_actions() -> None:
 
 
 class FlakyProxy:
-    """Answers 503 to the first ``failures`` posts, then passes posts on to the hub."""
+    """Answers 503 to the first ``failures`` posts, then passes posts on to the hub.
 
-    def __init__(self, target: str, failures: int) -> None:
+    Of the posts passed on, the hub's answer to the first ``lost`` never comes back:
+    the proxy closes the connection instead.  Headers named in ``drop`` are not
+    passed on (``seen`` has what the script sent).
+    """
+
+    def __init__(
+        self, target: str, failures: int = 0, lost: int = 0, drop: tuple[str, ...] = ()
+    ) -> None:
         self.target = target
         self.failures = failures
+        self.lost = lost
+        self.drop = {name.lower() for name in drop}
         self.seen: list[tuple[bytes, dict[str, str]]] = []
         proxy = self
 
@@ -257,9 +267,13 @@ class FlakyProxy:
                         b'"message": "upstream restarting", "details": {}}}',
                     )
                 else:
-                    request = urllib.request.Request(proxy.target, data=body, headers=headers)
+                    passed = {k: v for k, v in headers.items() if k.lower() not in proxy.drop}
+                    request = urllib.request.Request(proxy.target, data=body, headers=passed)
                     with urllib.request.urlopen(request, timeout=10) as response:
                         status, answer = response.status, response.read()
+                    if len(proxy.seen) <= proxy.failures + proxy.lost:
+                        self.close_connection = True
+                        return
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(answer)))
@@ -301,6 +315,68 @@ def test_5xx_answers_are_retried_with_the_same_body_and_idempotency_key(
     assert len({body for body, _ in proxy.seen}) == 1
     assert len({headers["Idempotency-Key"] for _, headers in proxy.seen}) == 1
     assert len(events_of(guarded_hub, deployment)) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("web", "success", "2", "", "{deployment}"),
+        ("--type", "step_started", "--step", "build", "--deployment-id", "{deployment}", "web"),
+    ],
+    ids=["legacy", "typed"],
+)
+def test_a_signed_retry_after_a_lost_answer_is_stored_once(
+    guarded_hub: HubServer, args: tuple[str, ...]
+) -> None:
+    """The signature covers the body only, so a hub may ignore the unsigned
+    ``Idempotency-Key`` of a signed post.  The proxy drops it, as such a hub does:
+    the key the body carries as ``event_id`` is what makes the retry a duplicate."""
+    deployment = run_id()
+    proxy = FlakyProxy(guarded_hub.url + INGEST, lost=1, drop=("Idempotency-Key",))
+    try:
+        result = run_script(
+            *(arg.format(deployment=deployment) for arg in args),
+            url=proxy.url,
+            env={"DASHBOARD_SECRET": SECRET},
+        )
+    finally:
+        proxy.close()
+    assert result.returncode == 0, result.stderr
+    assert "already accepted earlier" in result.stdout
+    assert len(proxy.seen) == 2
+    (body,) = {body for body, _ in proxy.seen}
+    (key,) = {headers["Idempotency-Key"] for _, headers in proxy.seen}
+    assert json.loads(body)["event_id"] == key
+    assert len(events_of(guarded_hub, deployment)) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "event_id"),
+    [
+        ((), {"DASHBOARD_SECRET": SECRET}, "a fresh key"),
+        (("--event-id", "mine"), {"DASHBOARD_SECRET": SECRET}, "mine"),
+        (("--type", "step_started", "--step", "x"), {"DASHBOARD_SECRET": SECRET}, "a fresh key"),
+        ((), {"DASHBOARD_TOKEN": TOKEN}, None),
+        ((), {}, None),
+    ],
+    ids=["signed", "signed-with-event-id", "signed-typed", "bearer", "unauthenticated"],
+)
+def test_only_signed_bodies_get_an_event_id_of_their_own(
+    args: tuple[str, ...], env: dict[str, str], event_id: str | None
+) -> None:
+    bodies = []
+    for _ in range(2):
+        result = run_script(
+            "--dry-run", *args, "web", "success", "1", url="http://127.0.0.1:9/", env=env
+        )
+        assert result.returncode == 0, result.stderr
+        bodies.append(json.loads(result.stdout))
+    if event_id == "a fresh key":
+        first, second = (body["event_id"] for body in bodies)
+        assert first != second
+        assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", first)
+    else:
+        assert [body.get("event_id") for body in bodies] == [event_id] * 2
 
 
 def test_typed_step_events_build_the_deployment_tree(hub: HubServer) -> None:
@@ -354,14 +430,12 @@ def test_typed_events_default_to_the_runs_id_in_github_actions(hub: HubServer) -
     assert [e["payload"]["step"] for e in events_of(hub, deployment)] == ["lint"]
 
 
-def test_a_repeated_event_id_is_stored_once(hub: HubServer) -> None:
+@pytest.mark.parametrize("typed", [("--type", "step_started", "--step", "lint"), ()])
+def test_a_repeated_event_id_is_stored_once(hub: HubServer, typed: tuple[str, ...]) -> None:
     deployment = run_id()
     for _ in range(2):
         result = run_script(
-            "--type",
-            "step_started",
-            "--step",
-            "lint",
+            *typed,
             "--event-id",
             f"lint-{deployment}",
             "web",
@@ -377,27 +451,159 @@ def test_a_repeated_event_id_is_stored_once(hub: HubServer) -> None:
 
 
 def test_a_rejected_event_prints_the_hubs_field_errors(hub: HubServer) -> None:
+    """A refusal is a delivery failure, not a usage mistake: soft unless --strict."""
     deployment = run_id()
-    result = run_script("web", "exploded", "1", "", deployment, url=hub.url + INGEST)
+    ten_thousand_years = str(10_000 * 365 * 86400)
+    result = run_script("web", "success", ten_thousand_years, "", deployment, url=hub.url + INGEST)
     assert result.returncode == 0
     assert "HTTP 422" in result.stderr
-    assert "status: Unknown status 'exploded'" in result.stderr
+    assert "duration: Must be between 0 and 315360000 seconds" in result.stderr
     assert len(result.stderr.splitlines()) == 1
-    strict = run_script("--strict", "web", "exploded", url=hub.url + INGEST)
+    strict = run_script("--strict", "web", "success", ten_thousand_years, url=hub.url + INGEST)
     assert strict.returncode == 1
 
 
-@pytest.mark.parametrize(
-    "args",
-    [("web",), (), ("--type", "step_started"), ("--step",), ("a", "b", *"123456789")],
-    ids=["no-status", "nothing", "typed-without-project", "option-without-value", "too-many"],
+@pytest.mark.parametrize("word", ["SUCCESS", " Failed ", "Canceled", "in_progress", "QUEUED"])
+def test_status_words_of_the_hubs_vocabulary_are_sent_in_any_case(word: str) -> None:
+    result = run_script("--dry-run", "web", word, url="http://127.0.0.1:9/")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == word
+
+
+USAGE_LINE = (
+    "usage: notify-dashboard.sh [options] <project> <status> [duration] [sourceRepo] [runId]"
+    " [deployType] [serverHost] [logs] [errorMessage] (see --help)"
 )
-def test_bad_usage_never_fails_the_deploy_unless_strict(args: tuple[str, ...]) -> None:
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (("web",), "a project and a status are required"),
+        ((), "a project and a status are required"),
+        (("--type", "step_started"), "a typed event needs a project or a deployment id"),
+        (("--step",), "--step needs a value"),
+        (("a", "b", *"123456789"), "at most 9 positional arguments, got 11"),
+        (("--setp", "build", "web", "success"), "unknown option --setp"),
+        (("--setp=build", "web", "success"), "unknown option --setp"),
+        (("web", "success", "--dry-rum"), "unknown option --dry-rum"),
+        (("web", "success", "--step"), "--step needs a value"),
+        (
+            ("--step", "--strict", "web", "success"),
+            "--step needs a value, not the option --strict (for such a value: --step=VALUE)",
+        ),
+        (
+            ("--logs", "--", "web", "success"),
+            "--logs needs a value, not the option -- (for such a value: --logs=VALUE)",
+        ),
+        (("--strict=yes", "web", "success"), "--strict takes no value"),
+        (
+            ("web", "exploded"),
+            "unknown status 'exploded'; one of (in any case): success, succeeded, completed,"
+            " failed, failure, error, cancelled, canceled, skipped, running, started,"
+            " in_progress, retrying, pending, queued",
+        ),
+        (("web", "success", "45s"), "duration must be a number of seconds, not '45s'"),
+        (
+            ("--duration", "-1", "web", "success"),
+            "--duration must be a number of seconds, not '-1'",
+        ),
+        (("--duration=inf", "web", "success"), "--duration must be a number of seconds, not 'inf'"),
+        (
+            ("--type", "log_entry", "--level", "verbose", "--logs", "x", "web"),
+            "unknown --level 'verbose'; one of (in any case): debug, info, warning, error,"
+            " trace, notice, warn, err, critical, fatal",
+        ),
+        (
+            ("--type", "step_begin", "web"),
+            "unknown --type 'step_begin'; one of: deployment_started, deployment_completed,"
+            " step_started, step_completed, step_manual, log_entry, metrics_update,"
+            " deployment_rollback, test",
+        ),
+    ],
+    ids=[
+        "no-status",
+        "nothing",
+        "typed-without-project",
+        "option-without-value",
+        "too-many",
+        "unknown-option",
+        "unknown-option-with-value",
+        "unknown-option-last",
+        "option-last-without-value",
+        "option-followed-by-an-option",
+        "option-followed-by-the-end-of-options",
+        "flag-with-a-value",
+        "unknown-status",
+        "non-numeric-duration",
+        "negative-duration",
+        "infinite-duration",
+        "unknown-level",
+        "unknown-type",
+    ],
+)
+def test_a_usage_mistake_exits_2_with_or_without_strict(args: tuple[str, ...], what: str) -> None:
+    """Nothing is sent (nothing listens at the URL, which would be a soft failure)."""
     url = f"http://127.0.0.1:{free_port()}{INGEST}"
-    result = run_script(*args, url=url)
-    assert (result.returncode, result.stdout) == (0, "")
-    assert result.stderr.startswith("notify-dashboard: not sent: ")
-    assert run_script("--strict", *args, url=url).returncode == 2
+    for strict in ((), ("--strict",)):
+        result = run_script(*strict, *args, url=url)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr.splitlines() == [USAGE_LINE, "notify-dashboard: not sent: " + what]
+
+
+def test_words_that_only_start_with_a_dash_and_all_after_the_double_dash_are_positional(
+    hub: HubServer,
+) -> None:
+    deployment = run_id()
+    url = hub.url + INGEST
+    result = run_script(
+        "web", "failed", "1", "", deployment, "", "", "--- build failed ---", "-x", url=url
+    )
+    assert result.returncode == 0, result.stderr
+    after = run_id()
+    positional = ("web", "", "", "", after, "", "", "--setp")  # logs: "--setp"
+    result = run_script("--message=--force", "--type", "log_entry", "--", *positional, url=url)
+    assert result.returncode == 0, result.stderr
+    (event,) = events_of(hub, deployment)
+    assert (event["payload"]["logs"], event["payload"]["error"]) == ("--- build failed ---", "-x")
+    (event,) = events_of(hub, after)
+    assert (event["payload"]["message"], event["payload"]["logs"]) == ("--force", "--setp")
+
+
+def test_a_usage_mistake_is_an_error_annotation_in_github_actions() -> None:
+    url = f"http://127.0.0.1:{free_port()}{INGEST}"
+    for args in (("--step",), ("web",)):
+        result = run_script(*args, url=url, env={"GITHUB_ACTIONS": "true"})
+        assert result.returncode == 2
+        usage, line = result.stderr.splitlines()
+        assert usage == USAGE_LINE
+        assert line.startswith("::error title=dashboard notification::notify-dashboard: not sent:")
+
+
+@pytest.mark.parametrize(
+    ("args", "sent"),
+    [
+        (("--type", "log_entry", "--logs", "x", "--level", "WARN", "web"), {"level": "WARN"}),
+        (
+            ("--type", "log_entry", "--logs", "x", "--level", "critical", "web"),
+            {"level": "critical"},
+        ),
+        (("web", "success", "1e2"), {"duration": 100}),
+        (("web", "success", " 2.5 "), {"duration": 2.5}),
+        (("--duration", "", "web", "success"), {"duration": 0}),
+        (("--type", "step_started", "--duration=", "--step", "x", "web"), {}),
+    ],
+    ids=["level-in-capitals", "level-alias", "exponent", "spaces", "empty", "typed-empty"],
+)
+def test_levels_and_durations_the_hub_takes_are_sent(
+    args: tuple[str, ...], sent: dict[str, Any]
+) -> None:
+    result = run_script("--dry-run", *args, url="http://127.0.0.1:9/")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert {key: body[key] for key in sent} == sent
+    if not sent:
+        assert "duration" not in body
 
 
 def test_dry_run_prints_the_body_it_would_send() -> None:
