@@ -10,7 +10,8 @@ twice:
   or after ``HUB_ALERT_LONG_RUNNING_P95_FACTOR`` times the p95 duration of the
   project's recent successful deployments (whichever is reached first);
 * ``stalled``: a step running while its deployment has had no news (no event
-  of any type) for ``HUB_ALERT_STALLED_STEP_SECONDS``.
+  of any type received) for ``HUB_ALERT_STALLED_STEP_SECONDS`` (the rule of
+  stale runs, ``ledger/staleness.py``, at the alert's own threshold).
 
 ``rules.py`` decides, ``state.py`` remembers, ``delivery.py`` sends and
 ``runner.py`` wires them to the store and the hub.

@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -41,6 +40,7 @@ from alerts.state import AlertState
 from app.config import Settings
 from broadcaster.hub import Envelope, Hub, Subscriber
 from ledger.events import Event
+from ledger.staleness import is_stale, quiet_for
 from ledger.timestamps import parse_timestamp
 from ledger.view import ListRow
 from storage import paging
@@ -56,8 +56,6 @@ CATCH_UP_SECONDS = 900.0
 P95_SAMPLE = 50
 #: Running deployments looked at per check, newest first (pages of 200).
 MAX_RUNNING_CHECKED = 2000
-#: Deployments whose last news is remembered (the least recently heard from go first).
-MAX_NEWS = 20000
 #: Alerts kept in the state table, for deduplication, before they are forgotten.
 STATE_RETENTION_SECONDS = 30 * 86400.0
 CONCURRENT_DELIVERIES = 8
@@ -90,7 +88,6 @@ class Alerter:
         self.state: AlertState | None = None
         self.queue: gevent.queue.Queue[Alert] = gevent.queue.Queue(QUEUE_SIZE)
         self.in_flight: set[str] = set()
-        self.news: OrderedDict[str, float] = OrderedDict()
         self.watcher = _Watcher(QUEUE_SIZE, on_overflow=self._overflowed)
         self._lock_file: IO[bytes] | None = None
         self._greenlets: list[gevent.Greenlet] = []
@@ -150,13 +147,7 @@ class Alerter:
                     self.observe(item.event)
 
     def observe(self, event: Event) -> None:
-        """Note news of the event's deployment; raise an alert if it is a failure."""
-        if event.deployment_id is None:
-            return
-        self.news[event.deployment_id] = self.clock()
-        self.news.move_to_end(event.deployment_id)
-        if len(self.news) > MAX_NEWS:
-            self.news.popitem(last=False)
+        """Raise an alert if the event is a deployment's failure."""
         alert = failure_alert(event)
         if alert is not None:
             self.raise_alert(alert)
@@ -222,15 +213,13 @@ class Alerter:
         return p95([row["duration_ms"] / 1000 for row in page.items if row["duration_ms"]])
 
     def _check_stalled(self, row: ListRow, now: float) -> None:
-        heard = [self.news.get(row["deployment_id"], 0.0)]
-        if updated_at := row["updated_at"]:
-            heard.append(parse_timestamp(updated_at).timestamp())
-        quiet = now - max(heard)
-        if quiet <= self.settings.alert_stalled_step_seconds:
+        """The rule of stale runs (``ledger.staleness``), at the alert's own threshold."""
+        last_news = row.get("last_news_at")
+        if not is_stale(row["status"], last_news, now, self.settings.alert_stalled_step_seconds):
             return
         view = self.store.get_deployment(row["deployment_id"])
         if view is not None:
-            for alert in stalled_alerts(view, quiet):
+            for alert in stalled_alerts(view, quiet_for(last_news, now)):
                 self.raise_alert(alert)
 
     # raising and sending

@@ -6,6 +6,8 @@ Query strings are parsed strictly: a bad ``limit``, ``status`` or cursor is a
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, jsonify, request
 
 from app.auth import check_read_token
@@ -14,6 +16,7 @@ from app.errors import BadRequest, NotFound
 from app.query import MAX_SEQ, limit, param, whole_number
 from ledger.events import STATUSES
 from ledger.ids import parse_event_id
+from ledger.staleness import mark_stale
 
 api = Blueprint("api", __name__)
 
@@ -41,15 +44,18 @@ def list_deployments() -> Response:
         )
     except ValueError as exc:
         raise BadRequest(str(exc), {"cursor": [str(exc)]}) from None
-    return jsonify({"deployments": page.items, "next_cursor": page.next_cursor})
+    now, after = time.time(), current_context().settings.stale_after
+    rows = [mark_stale(row, now, after) for row in page.items]
+    return jsonify({"deployments": rows, "next_cursor": page.next_cursor})
 
 
 @api.get("/deployments/<path:deployment_id>")
 def get_deployment(deployment_id: str) -> Response:
-    view = current_context().store.get_deployment(deployment_id)
+    context = current_context()
+    view = context.store.get_deployment(deployment_id)
     if view is None:
         raise NotFound(f"no deployment {deployment_id!r}")
-    return jsonify(view)
+    return jsonify(mark_stale(view, time.time(), context.settings.stale_after))
 
 
 @api.get("/deployments/<path:deployment_id>/logs")
@@ -70,7 +76,12 @@ def deployment_logs(deployment_id: str) -> Response:
 
 @api.get("/projects")
 def list_projects() -> Response:
-    return jsonify({"projects": current_context().store.projects()})
+    context = current_context()
+    now, after = time.time(), context.settings.stale_after
+    projects = context.store.projects()
+    for project in projects:
+        mark_stale(project["latest_deployment"], now, after)
+    return jsonify({"projects": projects})
 
 
 @api.get("/events")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import re
 import unicodedata
 from html import escape
@@ -12,6 +13,7 @@ from flask import Blueprint, Response, request
 from app.auth import check_read_token
 from app.context import current_context
 from app.query import bounded, param
+from ledger.staleness import mark_stale
 
 badge_routes = Blueprint("badge", __name__)
 
@@ -22,6 +24,7 @@ BADGE_COLOURS = {
     "pending": "#616161",
     "cancelled": "#616161",
     "skipped": "#616161",
+    "stale": "#9e6a03",
 }
 BADGE_NO_DEPLOYMENT = ("no deployments", "#616161")
 MAX_BADGE_LABEL = 40
@@ -83,7 +86,8 @@ def badge(project: str) -> Response:
         project=project, status=None, branch=None, limit=1, cursor=None
     )
     if page.items:
-        status = page.items[0]["status"]
+        latest = mark_stale(page.items[0], time.time(), settings.stale_after)
+        status = "stale" if latest["stale"] else latest["status"]
         message, colour = status, BADGE_COLOURS.get(status, "#616161")
     else:
         message, colour = BADGE_NO_DEPLOYMENT

@@ -106,6 +106,12 @@ class Settings:
     )
     max_batch_events: int = _setting(1000, minimum=1, doc='Events per `{"events": [...]}` batch.')
     max_json_depth: int = _setting(32, minimum=2, doc="Deepest JSON nesting accepted (422 above).")
+    stale_after: float = _setting(
+        3600.0,
+        minimum=0,
+        doc="Seconds without any news after which an open deployment (and its open steps) "
+        "shows as stale, its timer stopped at the last news; any new event revives it (0: never).",
+    )
     retention_days: float = _setting(
         30.0, minimum=0, doc="Events older than this are pruned (0 keeps them forever)."
     )

@@ -24,6 +24,8 @@ class Limits:
     replay_max_events: int = 10000
     send_timeout: float = 10.0
     max_connections: int = 10000
+    #: Not a bound but announced beside them: when open runs count as stale.
+    stale_after: float = 3600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -36,6 +38,7 @@ class Limits:
             replay_max_events=settings.replay_max_events,
             send_timeout=settings.ws_send_timeout,
             max_connections=settings.ws_max_connections,
+            stale_after=settings.stale_after,
         )
 
     def replay_limit(self, match: Filter, since: str | None) -> int:

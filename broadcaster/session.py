@@ -226,6 +226,8 @@ class Session:
                     "replay_project_limit": limits.replay_project_limit,
                     "replay_max_events": limits.replay_max_events,
                 },
+                # So that pages can tell a run stale as time passes (ledger/staleness.py).
+                "stale_after": limits.stale_after,
             }
         )
 

@@ -258,5 +258,3 @@ def infer_status(statuses: list[str], settled: str = "running") -> str:
 def earliest(times: list[str | None]) -> str | None:
     known = [t for t in times if t]
     return min(known) if known else None
-
-

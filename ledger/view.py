@@ -29,6 +29,7 @@ class StepView(TypedDict):
     retries: int
     error: str | None
     message: str | None
+    stale: NotRequired[bool]
 
 
 class JobView(TypedDict):
@@ -38,6 +39,7 @@ class JobView(TypedDict):
     completed_at: str | None
     duration_ms: int | None
     steps: list[StepView]
+    stale: NotRequired[bool]
 
 
 class Rollback(TypedDict):
@@ -50,7 +52,8 @@ class DeploymentView(TypedDict):
     """``GET /api/deployments/<id>``: the deployment, its run metadata and its job tree.
 
     The store adds what lives beside the fold: the latest metrics report, the
-    newest event's id and how many log lines the deployment has.
+    newest event's id, how many log lines the deployment has and when it last
+    heard of it; the read API adds ``stale`` (:mod:`ledger.staleness`).
     """
 
     deployment_id: str
@@ -76,6 +79,8 @@ class DeploymentView(TypedDict):
     metrics: NotRequired[dict[str, Any] | None]
     last_event_id: NotRequired[str]
     log_lines: NotRequired[int]
+    last_news_at: NotRequired[str | None]
+    stale: NotRequired[bool]
 
 
 class StepCounts(TypedDict):
@@ -112,6 +117,8 @@ class ListRow(TypedDict):
     steps: StepCounts
     updated_at: str | None
     metrics: dict[str, Any] | None
+    last_news_at: NotRequired[str | None]
+    stale: NotRequired[bool]
 
 
 #: The run metadata every view carries, in ``RUN_METADATA``'s order.

@@ -57,6 +57,7 @@ from ledger.metrics import metrics_value
 from ledger.recorder import Entry, Recorder, Stored, record_in_batch
 from ledger.resume import Resume, resume_from
 from ledger.retention import Retention
+from ledger.staleness import news_at
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage import redis_scripts
 from storage.store import (
@@ -651,11 +652,18 @@ class RedisStore:
         """``(view, metrics)`` of each deployment that still has a fold, by id, in order."""
         with self._redis.pipeline(transaction=False) as pipe:
             for deployment_id in deployment_ids:
-                pipe.hmget(self._key("dep:", deployment_id), "project", "fold", "metrics", "view")
+                pipe.hmget(
+                    self._key("dep:", deployment_id),
+                    "project",
+                    "fold",
+                    "metrics",
+                    "view",
+                    "last_activity",
+                )
             replies = pipe.execute()
         return {
-            deployment_id: (_view(deployment_id, project, raw, legacy), metrics)
-            for deployment_id, (project, raw, metrics, legacy) in zip(
+            deployment_id: (_view(deployment_id, project, raw, legacy, received), metrics)
+            for deployment_id, (project, raw, metrics, legacy, received) in zip(
                 deployment_ids, replies, strict=True
             )
             if project is not None and (raw is not None or legacy is not None)
@@ -687,13 +695,19 @@ class RedisStore:
     def get_deployment(self, deployment_id: str) -> DeploymentView | None:
         with _available(self._closed), self._redis.pipeline(transaction=True) as pipe:
             pipe.hmget(
-                self._key("dep:", deployment_id), "project", "fold", "metrics", "last_id", "view"
+                self._key("dep:", deployment_id),
+                "project",
+                "fold",
+                "metrics",
+                "last_id",
+                "view",
+                "last_activity",
             )
             pipe.xlen(self._key("logs:", deployment_id))
-            (project, raw, metrics, last_id, legacy), lines = pipe.execute()
+            (project, raw, metrics, last_id, legacy, received), lines = pipe.execute()
         if project is None or (raw is None and legacy is None):
             return None
-        view = _view(deployment_id, project, raw, legacy)
+        view = _view(deployment_id, project, raw, legacy, received)
         view["metrics"] = orjson.loads(metrics) if metrics else None
         view["last_event_id"] = last_id.decode()
         view["log_lines"] = lines
@@ -907,13 +921,20 @@ def _fold(project: bytes, raw: bytes, ts0: bytes | None) -> Fold:
 
 
 def _view(
-    deployment_id: str, project: bytes, raw: bytes | None, legacy: bytes | None
+    deployment_id: str,
+    project: bytes,
+    raw: bytes | None,
+    legacy: bytes | None,
+    received: bytes | None,
 ) -> DeploymentView:
     """Rendered from the fold; a hash written before folds were kept has its view as JSON."""
-    if raw is None:
-        view: DeploymentView = orjson.loads(cast(bytes, legacy))
-        return view
-    return render(_fold(project, raw, None), deployment_id)
+    view: DeploymentView = (
+        orjson.loads(cast(bytes, legacy))
+        if raw is None
+        else render(_fold(project, raw, None), deployment_id)
+    )
+    view["last_news_at"] = news_at(float(received)) if received else None
+    return view
 
 
 def _event_seq(event_id: str) -> int:

@@ -41,6 +41,7 @@ from ledger.logs import LogLine, LogRow, log_row
 from ledger.recorder import Recorder, Stored, Touched, record_in_batch
 from ledger.resume import resume_from
 from ledger.retention import Retention
+from ledger.staleness import news_at
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage.group_commit import GroupCommit
 from storage.store import (
@@ -169,13 +170,16 @@ class SqliteStore:
         group_commit: bool | None = None,
         max_group_events: int = MAX_GROUP_EVENTS,
         hooks: StoreHooks | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """``group_commit`` defaults to whether gevent has patched ``threading``."""
+        """``group_commit`` defaults to whether gevent has patched ``threading``; ``clock``
+        gives receipt times (what "last news" and pruning by age count from)."""
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.retention = retention or Retention()
         self.hooks = hooks or StoreHooks()
+        self.clock = clock
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
@@ -226,7 +230,7 @@ class SqliteStore:
         """Store ``batches`` in the open transaction: one recorder decides for all of them."""
         first_seq = self._next_seq()
         recorder = Recorder(_Source(self, first_seq), epoch=self.epoch, next_seq=first_seq)
-        now = time.time()
+        now = self.clock()
         events: list[tuple[Any, ...]] = []
         lines: list[tuple[Any, ...]] = []
         answers = [self._record(batch, recorder, now, events, lines) for batch in batches]
@@ -419,11 +423,11 @@ class SqliteStore:
             params += [sort_ts, deployment_id]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._db.execute(
-            f"SELECT deployment_id, sort_ts, project, fold, metrics FROM deployments {where} "
-            "ORDER BY sort_ts DESC, deployment_id DESC LIMIT ?",
+            "SELECT deployment_id, sort_ts, project, fold, metrics, last_activity "
+            f"FROM deployments {where} ORDER BY sort_ts DESC, deployment_id DESC LIMIT ?",
             (*params, limit + 1),
         ).fetchall()
-        items = [list_row(_view(d, p, f), m) for d, _, p, f, m in rows[:limit]]
+        items = [list_row(_view(d, p, f, a), m) for d, _, p, f, m, a in rows[:limit]]
         next_cursor = (
             encode_cursor(rows[limit - 1][1], rows[limit - 1][0]) if (len(rows) > limit) else None
         )
@@ -432,12 +436,13 @@ class SqliteStore:
     @_store_errors
     def get_deployment(self, deployment_id: str) -> DeploymentView | None:
         row = self._db.execute(
-            "SELECT project, fold, metrics, last_seq FROM deployments WHERE deployment_id = ?",
+            "SELECT project, fold, metrics, last_seq, last_activity FROM deployments "
+            "WHERE deployment_id = ?",
             (deployment_id,),
         ).fetchone()
         if row is None:
             return None
-        view = _view(deployment_id, row[0], row[1])
+        view = _view(deployment_id, row[0], row[1], row[4])
         view["metrics"] = orjson.loads(row[2]) if row[2] else None
         view["last_event_id"] = make_event_id(self.epoch, row[3])
         view["log_lines"] = self._db.execute(
@@ -485,11 +490,11 @@ class SqliteStore:
         result = []
         for project in sorted(counts):
             latest = self._db.execute(
-                "SELECT deployment_id, fold, metrics FROM deployments WHERE project = ? "
-                "ORDER BY sort_ts DESC, deployment_id DESC LIMIT 1",
+                "SELECT deployment_id, fold, metrics, last_activity FROM deployments "
+                "WHERE project = ? ORDER BY sort_ts DESC, deployment_id DESC LIMIT 1",
                 (project,),
             ).fetchone()
-            row = list_row(_view(latest[0], project, latest[1]), latest[2])
+            row = list_row(_view(latest[0], project, latest[1], latest[3]), latest[2])
             result.append(project_summary(project, counts[project], row))
         return result
 
@@ -507,7 +512,7 @@ class SqliteStore:
         retention = self.retention
         if not retention.active:
             return 0
-        age_cutoff = retention.age_cutoff(time.time())
+        age_cutoff = retention.age_cutoff(self.clock())
         seq_cutoff = 0
         excess = retention.excess(self._db.execute("SELECT count(*) FROM events").fetchone()[0])
         if excess:
@@ -601,6 +606,8 @@ def _fold(project: str, raw: bytes) -> Fold:
     return fold
 
 
-def _view(deployment_id: str, project: str, raw: bytes) -> DeploymentView:
+def _view(deployment_id: str, project: str, raw: bytes, received: float) -> DeploymentView:
     """The view is rendered on read: rows keep only the fold, which is half the bytes."""
-    return render(_fold(project, raw), deployment_id)
+    view = render(_fold(project, raw), deployment_id)
+    view["last_news_at"] = news_at(received)
+    return view

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -327,3 +328,30 @@ def test_reads_during_a_store_outage_are_503(client: FlaskClient, app: Any) -> N
         assert response.status_code == 503, url
         assert response.get_json()["error"]["code"] == "backend_unavailable"
         assert response.headers["Retry-After"]
+
+
+def test_an_open_run_without_news_reads_as_stale_and_news_revives_it(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HUB_STALE_AFTER (one hour by default) after the last event received, of any type."""
+    import types
+
+    from app import api
+
+    started = {"type": "deployment_started", "project": "p", "deployment_id": "quiet"}
+    assert client.post("/api/webhooks/deployment", json=started).status_code == 200
+    view = client.get("/api/deployments/quiet").get_json()
+    assert (view["stale"], view["status"]) == (False, "running")
+    assert view["last_news_at"] is not None
+    later = types.SimpleNamespace(time=lambda: time.time() + 3601)
+    monkeypatch.setattr(api, "time", later)
+    view = client.get("/api/deployments/quiet").get_json()
+    assert (view["stale"], view["status"]) == (True, "running")
+    row = client.get("/api/deployments?project=p").get_json()["deployments"][0]
+    assert row["stale"] is True
+    assert client.get("/api/projects").get_json()["projects"][0]["latest_deployment"]["stale"]
+    monkeypatch.undo()
+    log = {"type": "log_entry", "project": "p", "deployment_id": "quiet", "message": "alive"}
+    assert client.post("/api/webhooks/deployment", json=log).status_code == 200
+    monkeypatch.setattr(api, "time", types.SimpleNamespace(time=lambda: time.time() + 3000))
+    assert client.get("/api/deployments/quiet").get_json()["stale"] is False

@@ -20,9 +20,8 @@ from broadcaster.hub import Hub
 from ledger.events import Event
 from ledger.ids import make_event_id
 from ledger.timestamps import format_timestamp
-from storage.factory import create_store
+from storage.sqlite_store import SqliteStore
 from storage.store import Batch, Store
-from storage.url import StoreURL
 from tests.alerts_receiver import AlertReceiver
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -253,8 +252,14 @@ class Clock:
 
 
 @pytest.fixture
-def store() -> Iterator[Store]:
-    opened = create_store(StoreURL.parse("memory://"))
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(clock: Clock) -> Iterator[Store]:
+    """An in-memory store whose receipt times follow the test's clock."""
+    opened = SqliteStore(":memory:", clock=clock)
     yield opened
     opened.close()
 
@@ -292,12 +297,12 @@ def ingest(store: Store, *bodies: dict[str, Any]) -> None:
 
 
 def test_long_running_and_stalled_deployments_are_alerted_once(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, clock: Clock
 ) -> None:
-    clock = Clock()
     engine = alerter(
         store, tmp_path, clock, alert_long_running_seconds=3600, alert_stalled_step_seconds=600
     )
+    clock.now -= 700  # the old deployment was last heard of 700 s ago
     ingest(
         store,
         {
@@ -313,6 +318,10 @@ def test_long_running_and_stalled_deployments_are_alerted_once(
             "step_name": "deploy / upload",
             "timestamp": ago(7000),
         },
+    )
+    clock.now += 700
+    ingest(
+        store,
         {
             "type": "deployment_started",
             "project": "web",
@@ -327,29 +336,20 @@ def test_long_running_and_stalled_deployments_are_alerted_once(
     engine.stop()
 
 
-def test_news_from_the_hub_postpones_a_stall(store: Store, tmp_path: Path) -> None:
-    clock = Clock()
+def test_news_from_the_hub_postpones_a_stall(store: Store, tmp_path: Path, clock: Clock) -> None:
+    """Any event of the deployment is news, a log line included."""
     engine = alerter(store, tmp_path, clock, alert_stalled_step_seconds=600)
-    ingest(
-        store,
-        {
-            "type": "step_started",
-            "project": "web",
-            "deployment_id": "d",
-            "step_name": "build",
-            "timestamp": ago(3600),
-        },
-    )
-    engine.observe(
-        Event(
-            id="x",
-            type="log_entry",
-            project="web",
-            deployment_id="d",
-            timestamp=ago(0),
-            payload={"message": "still going"},
-        )
-    )
+    clock.now -= 3600
+    step = {
+        "type": "step_started",
+        "project": "web",
+        "deployment_id": "d",
+        "step_name": "build",
+        "timestamp": ago(3600),
+    }
+    ingest(store, step)
+    clock.now += 3600
+    ingest(store, {"type": "log_entry", "project": "web", "deployment_id": "d", "message": "go"})
     engine.check()
     assert queued(engine) == []
     clock.now += 601
@@ -358,8 +358,9 @@ def test_news_from_the_hub_postpones_a_stall(store: Store, tmp_path: Path) -> No
     engine.stop()
 
 
-def test_relative_threshold_comes_from_the_projects_p95(store: Store, tmp_path: Path) -> None:
-    clock = Clock()
+def test_relative_threshold_comes_from_the_projects_p95(
+    store: Store, tmp_path: Path, clock: Clock
+) -> None:
     engine = alerter(store, tmp_path, clock, alert_long_running_p95_factor=2.0)
     for n in range(6):
         ingest(
@@ -394,9 +395,8 @@ def test_relative_threshold_comes_from_the_projects_p95(store: Store, tmp_path: 
 
 
 def test_failures_are_alerted_live_and_never_twice_across_a_restart(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, clock: Clock
 ) -> None:
-    clock = Clock()
     engine = alerter(store, tmp_path, clock)
     failed = event("deployment_completed", status="failure")
     engine.observe(failed)
@@ -414,8 +414,9 @@ def test_failures_are_alerted_live_and_never_twice_across_a_restart(
     third.stop()
 
 
-def test_recent_failures_missed_live_are_caught_up(store: Store, tmp_path: Path) -> None:
-    clock = Clock()
+def test_recent_failures_missed_live_are_caught_up(
+    store: Store, tmp_path: Path, clock: Clock
+) -> None:
     engine = alerter(store, tmp_path, clock)
     ingest(
         store,
@@ -439,8 +440,7 @@ def test_recent_failures_missed_live_are_caught_up(store: Store, tmp_path: Path)
     engine.stop()
 
 
-def test_only_one_process_holds_the_lead(store: Store, tmp_path: Path) -> None:
-    clock = Clock()
+def test_only_one_process_holds_the_lead(store: Store, tmp_path: Path, clock: Clock) -> None:
     first = alerter(store, tmp_path, clock)
     settings = first.settings
     second = Alerter(settings, store, Hub(store), clock=clock)

@@ -83,6 +83,7 @@ def test_welcome_names_the_server_and_its_limits(session: Session) -> None:
             "replay_project_limit": 20,
             "replay_max_events": 500,
         },
+        "stale_after": 3600.0,
     }
 
 
