@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-import time
 import re
+import time
 import unicodedata
 from html import escape
 
