@@ -82,7 +82,9 @@ def test_steps_appear_run_and_finish_live_with_coloured_logs(
                 job="ci",
                 step=name,
                 status=outcome,
-                duration_ms=1500,
+                # times that are 1.5 s apart: the duration shown is theirs
+                started_at="2026-01-01T00:00:00.000Z",
+                completed_at="2026-01-01T00:00:01.500Z",
                 error="exit code 1" if outcome == "failure" else None,
             ),
         )
