@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify
 from app.context import current_context
 from app.errors import BackendUnavailable
 from app.metrics import exposition
+from ledger import version
 from storage.store import StoreUnavailable
 
 health = Blueprint("health", __name__)
@@ -14,8 +15,8 @@ health = Blueprint("health", __name__)
 
 @health.get("/healthz")
 def healthz() -> Response:
-    """The process answers; says nothing about the store."""
-    return jsonify({"status": "ok"})
+    """The process answers, with the hub's version; says nothing about the store."""
+    return jsonify({"status": "ok", "version": version()})
 
 
 @health.get("/readyz")

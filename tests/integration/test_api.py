@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from ledger import version
+
 
 def post(client: FlaskClient, payload: Any) -> Any:
     response = client.post(
@@ -227,7 +229,7 @@ def test_event_log_polls_with_since(seeded: FlaskClient) -> None:
 
 
 def test_health_and_readiness(client: FlaskClient) -> None:
-    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/healthz").get_json() == {"status": "ok", "version": version()}
     assert client.get("/readyz").status_code == 200
     assert client.get("/project-dashboard/readyz").status_code == 200
     metrics = client.get("/metrics")
