@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import configparser
 import re
 
 from ledger import version
-from tests.conftest import ROOT
-
-#: The packages the wheel ships.
-PACKAGES = ("ledger", "senders", "storage", "app", "broadcaster", "alerts", "server", "hubctl")
-
-
-def declared_version() -> str:
-    config = configparser.ConfigParser()
-    config.read(ROOT / "setup.cfg")
-    return config["metadata"]["version"]
+from tests.conftest import PACKAGES, ROOT, declared_version
 
 
 def test_the_installed_version_is_the_one_setup_cfg_declares() -> None:
