@@ -26,3 +26,8 @@ def test_only_ledger_reads_the_distribution_version() -> None:
         if "importlib.metadata" in path.read_text(encoding="utf-8")
     ]
     assert readers == ["ledger/__init__.py"]
+
+
+def test_the_changelog_has_an_entry_for_this_version() -> None:
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[{re.escape(version())}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M)
