@@ -8,6 +8,7 @@ from app.auth import check_read_token
 from app.context import current_context
 from app.errors import BackendUnavailable
 from app.metrics import exposition
+from ledger import version
 from storage.store import StoreUnavailable
 
 health = Blueprint("health", __name__)
@@ -15,8 +16,8 @@ health = Blueprint("health", __name__)
 
 @health.get("/healthz")
 def healthz() -> Response:
-    """The process answers; says nothing about the store."""
-    return jsonify({"status": "ok"})
+    """The process answers, with the hub's version; says nothing about the store."""
+    return jsonify({"status": "ok", "version": version()})
 
 
 @health.get("/readyz")

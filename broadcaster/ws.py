@@ -15,8 +15,6 @@ import logging
 import os
 import signal
 import threading
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from types import FrameType
 from typing import Any, Protocol
 
@@ -46,13 +44,9 @@ from broadcaster.connection import Connection, Unstarted
 from broadcaster.hub import Hub
 from broadcaster.limits import Limits
 from broadcaster.session import Session
+from ledger import version
 
 log = logging.getLogger(__name__)
-
-try:
-    VERSION = package_version("deploy-dashboard-hub")
-except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
-    VERSION = "unknown"
 
 websocket = Blueprint("websocket", __name__)
 sock = Sock()
@@ -168,7 +162,7 @@ def _serve(ws: Any) -> None:
     connection = Connection(
         ws.sock,
         protocol,
-        Session(connections.limits, version=VERSION, connection_id=connection_id),
+        Session(connections.limits, version=version(), connection_id=connection_id),
         connections.hub,
         connections.limits,
         connection_id=connection_id,

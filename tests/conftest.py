@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 from collections.abc import Iterator
@@ -19,6 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "original-payloads"
 #: Waits scale with this, for slow CI machines; tests never assert timings.
 TIMEOUT_FACTOR = float(os.environ.get("HUB_TEST_TIMEOUT_FACTOR", "1"))
+#: The packages the wheel ships.
+PACKAGES = ("ledger", "senders", "storage", "app", "broadcaster", "alerts", "server", "hubctl")
+
+
+def declared_version() -> str:
+    """The version setup.cfg gives the distribution."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return config["metadata"]["version"]
 
 
 def load_manifest() -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import pytest
 import websocket
 from websocket import ABNF
 
+from ledger import version
 from tests.e2e.server import HubServer
 from tests.e2e.wsclient import (
     WAIT,
@@ -55,7 +56,7 @@ def test_welcome_is_sent_on_every_path(server: HubServer, path: str) -> None:
     welcome = receive(ws)
     assert welcome["type"] == "welcome"
     assert welcome["server"] == "deploy-dashboard-hub"
-    assert welcome["version"]
+    assert welcome["version"] == version()
     assert welcome["limits"]["max_subscriptions"] == 3
     assert welcome["limits"]["max_frame_bytes"] == MAX_FRAME
     assert welcome["limits"]["heartbeat_interval"] == 25.0

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from ledger import version
 from ledger.ids import make_event_id
 
 
@@ -254,7 +255,7 @@ def test_a_log_cursor_that_is_no_line_id_is_a_400(seeded: FlaskClient, after: st
 
 
 def test_health_and_readiness(client: FlaskClient) -> None:
-    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/healthz").get_json() == {"status": "ok", "version": version()}
     assert client.get("/readyz").status_code == 200
     assert client.get("/project-dashboard/readyz").status_code == 200
     metrics = client.get("/metrics")
