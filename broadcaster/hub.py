@@ -29,7 +29,7 @@ import gevent.lock
 import orjson
 
 from ledger.events import Event
-from ledger.filters import Filter
+from ledger.filters import ALL, Filter
 from ledger.ids import parse_event_id
 from storage.store import History, Store, StoreUnavailable
 
@@ -359,6 +359,7 @@ class Hub:
             for subscriber in self._everything.union(
                 self._by_topic.get(f"project:{project}", ()),
                 self._by_topic.get(f"deployment:{deployment_id}", ()),
+                self._by_topic.get(ALL, ()),
             ):
                 wanted = subscriber.select(run)
                 subscriber.offer(wanted)

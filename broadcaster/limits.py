@@ -46,8 +46,9 @@ class Limits:
 
         A deployment replays all of its events, and so does a resume from
         ``since`` (it wants exactly what it missed); a fresh project
-        subscription only its latest events.  ``replay_max_events`` bounds all.
+        subscription, or one to every project, only the latest events.
+        ``replay_max_events`` bounds all.
         """
-        if since is None and match.project is not None:
+        if since is None and match.deployment_id is None:  # a project, or every project
             return min(self.replay_project_limit, self.replay_max_events)
         return self.replay_max_events

@@ -46,16 +46,21 @@ FRAME_NAMES: dict[str, str] = {
     "unsubscribe:project": "unsubscribe_project",
     "unsubscribe_deployment": "unsubscribe_deployment",
     "unsubscribe:deployment": "unsubscribe_deployment",
+    "subscribe_all": "subscribe_all",
+    "unsubscribe_all": "unsubscribe_all",
     "ping": "ping",
     "heartbeat": "heartbeat",
 }
 
-#: Canonical subscription frames: (subscribe or not, the field naming the target).
-_TARGETS: dict[str, tuple[bool, str]] = {
+#: Canonical subscription frames: (subscribe or not, the field naming the target; ``None``:
+#: every project, no target).
+_TARGETS: dict[str, tuple[bool, str | None]] = {
     "subscribe_project": (True, "project"),
     "subscribe_deployment": (True, "deployment_id"),
+    "subscribe_all": (True, None),
     "unsubscribe_project": (False, "project"),
     "unsubscribe_deployment": (False, "deployment_id"),
+    "unsubscribe_all": (False, None),
 }
 
 
@@ -105,18 +110,24 @@ class Unsubscribe:
 Output = str | Subscribe | Unsubscribe
 
 
-def target_of(match: Filter) -> dict[str, str]:
-    """``{"project": P}`` or ``{"deployment_id": D}``, as frames name a subscription."""
+def target_of(match: Filter) -> dict[str, str | bool]:
+    """``{"project": P}``, ``{"deployment_id": D}`` or ``{"all": true}``, as frames name a
+    subscription."""
     if match.project is not None:
         return {"project": match.project}
-    return {"deployment_id": str(match.deployment_id)}
+    if match.deployment_id is not None:
+        return {"deployment_id": match.deployment_id}
+    return {"all": True}
 
 
-def make_filter(field: str, target: str, types: frozenset[str] | None = None) -> Filter:
-    """The filter for ``field`` (``project`` or ``deployment_id``) equal to ``target``."""
+def make_filter(field: str | None, target: str, types: frozenset[str] | None = None) -> Filter:
+    """The filter for ``field`` (``project`` or ``deployment_id``) equal to ``target``;
+    every project's events when ``field`` is ``None``."""
     if field == "project":
         return Filter(project=target, types=types)
-    return Filter(deployment_id=target, types=types)
+    if field == "deployment_id":
+        return Filter(deployment_id=target, types=types)
+    return Filter(types=types)
 
 
 def parse_identifier(value: Any, field: str) -> str:
@@ -188,11 +199,11 @@ def _unpack(value: Any) -> tuple[str, dict[str, Any]]:
                 ErrorCode.INVALID_FRAME, "an array frame starts with the frame's name: [name, id]"
             )
         name = _canonical(value[0])
-        if name not in _TARGETS:  # ping/heartbeat: a socket.io-style payload is ignored
+        if name not in _TARGETS or _TARGETS[name][1] is None:  # nothing to name: extras ignored
             return name, {}
         if len(value) != 2:
             raise FrameError(ErrorCode.INVALID_FRAME, f"expected [{value[0]!r}, id]")
-        return name, {_TARGETS[name][1]: value[1]}
+        return name, {str(_TARGETS[name][1]): value[1]}
     raise FrameError(
         ErrorCode.INVALID_FRAME, "a frame is a JSON object with a 'type', or an array [name, id]"
     )
@@ -254,12 +265,12 @@ class Session:
         if name == "heartbeat":
             return [HEARTBEAT_ACK]
         subscribing, field = _TARGETS[name]
-        target = parse_identifier(fields.get(field), field)
+        target = "" if field is None else parse_identifier(fields.get(field), field)
         if subscribing:
             return [self._subscribe(field, target, fields)]
         return self._unsubscribe(field, target)
 
-    def _subscribe(self, field: str, target: str, fields: dict[str, Any]) -> Subscribe:
+    def _subscribe(self, field: str | None, target: str, fields: dict[str, Any]) -> Subscribe:
         since = parse_since(fields.get("since"))
         match = make_filter(field, target, parse_types(fields.get("types")))
         limit = fields.get("limit")
@@ -284,10 +295,11 @@ class Session:
         self.subscriptions[match.topic] = match
         return Subscribe(match, since, limit, previous)
 
-    def _unsubscribe(self, field: str, target: str) -> list[Output]:
+    def _unsubscribe(self, field: str | None, target: str) -> list[Output]:
         match = self.subscriptions.pop(make_filter(field, target).topic, None)
         if match is None:
-            raise FrameError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {field} {target!r}")
+            what = "every project" if field is None else f"{field} {target!r}"
+            raise FrameError(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {what}")
         return [Unsubscribe(match), encode({"type": "unsubscribed", **target_of(match)})]
 
     def failed(self, request: Subscribe, reason: str) -> str:

@@ -1,6 +1,6 @@
 """``GET /api/stream``: the WebSocket feed as Server-Sent Events, for curl and plain browsers.
 
-One subscription per request, chosen by the query (``project=`` or
+One subscription per request, chosen by the query (``project=``, ``all=true`` or
 ``deployment_id=``, optionally ``types=a,b``).  Each ``data:`` line is the
 same JSON frame a WebSocket client gets (``subscribed``, ``event``,
 ``replay_complete``, ``error``), so one parser serves both; event frames
@@ -60,19 +60,19 @@ WAKE = ""
 def _query() -> tuple[Filter, str | None]:
     """The subscription a stream request asks for; 400 naming the parameter otherwise."""
     args = request.args
-    given = [name for name in ("project", "deployment_id") if args.get(name)]
-    if len(given) != 1:
+    given = [name for name in ("project", "deployment_id", "all") if args.get(name)]
+    if len(given) != 1 or (given == ["all"] and args["all"] != "true"):
         raise BadRequest(
-            "give exactly one of 'project' and 'deployment_id'",
-            {"project": ["Exactly one of project and deployment_id."]},
+            "give exactly one of 'project', 'deployment_id' and 'all=true'",
+            {"project": ["Exactly one of project, deployment_id and all=true."]},
         )
-    name = given[0]
+    name: str | None = None if given == ["all"] else given[0]
     header = request.headers.get("Last-Event-ID")
     since_name = "Last-Event-ID" if header is not None else "last_event_id"
     try:
-        target = parse_identifier(args[name], name)
+        target = "" if name is None else parse_identifier(args[name], name)
     except FrameError as error:
-        raise BadRequest(error.message, {name: [error.message]}) from None
+        raise BadRequest(error.message, {str(name): [error.message]}) from None
     try:
         raw_types = args.get("types")
         types = parse_types([t.strip() for t in raw_types.split(",")]) if raw_types else None

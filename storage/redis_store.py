@@ -572,11 +572,12 @@ class RedisStore:
         """Events for ``match`` up to ``upto``; ``recovered`` tells if they reach ``since``."""
         with _available(self._closed):
             epoch, pruned_upto = self._meta()
-            key = (
-                self._key("ps:", match.project)
-                if match.project is not None
-                else self._key("ds:", str(match.deployment_id))
-            )
+            if match.project is not None:
+                key = self._key("ps:", match.project)
+            elif match.deployment_id is not None:
+                key = self._key("ds:", match.deployment_id)
+            else:
+                key = self._key("log")  # every project
             resume = resume_from(since, epoch=epoch, upto=upto, pruned_upto=pruned_upto)
             if resume.recovered and since is not None and not self._reaches_back(key, resume.after):
                 resume = Resume(resume.after, False)  # the stream was trimmed past it

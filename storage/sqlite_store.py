@@ -357,17 +357,22 @@ class SqliteStore:
         resume = resume_from(
             since, epoch=self.epoch, upto=upto, pruned_upto=int(self._meta("pruned_upto"))
         )
-        column, value = (
-            ("project", match.project)
-            if match.project is not None
-            else ("deployment_id", match.deployment_id)
-        )
-        types = sorted(match.types) if match.types else None
-        type_sql = f" AND type IN ({','.join('?' * len(types))})" if types else ""
+        clauses: list[str] = ["seq > ?", "seq <= ?"]
+        params: list[Any] = [resume.after, upto]
+        if match.project is not None:
+            clauses.append("project = ?")
+            params.append(match.project)
+        elif match.deployment_id is not None:
+            clauses.append("deployment_id = ?")
+            params.append(match.deployment_id)
+        if match.types:
+            types = sorted(match.types)
+            clauses.append(f"type IN ({','.join('?' * len(types))})")
+            params += types
         rows = self._db.execute(
-            f"SELECT seq, body FROM events WHERE {column} = ? AND seq > ? AND seq <= ?"
-            f"{type_sql} ORDER BY seq DESC LIMIT ?",
-            (value, resume.after, upto, *(types or []), limit + 1),
+            f"SELECT seq, body FROM events WHERE {' AND '.join(clauses)} "
+            "ORDER BY seq DESC LIMIT ?",
+            (*params, limit + 1),
         ).fetchall()
         if len(rows) > limit:
             rows = rows[:limit]

@@ -6,6 +6,7 @@ import http.client
 import json
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,15 @@ def test_shutdown_ends_streams_with_a_going_away_frame(tmp_path: Path) -> None:
     finally:
         stream.close()
         stopper.join()
+
+
+def test_a_stream_of_every_project(server: HubServer) -> None:
+    stream = Stream(server, {"all": "true", "types": "deployment_started"})
+    assert stream.response.status == 200
+    subscribed, _ = stream.replay()
+    assert subscribed["all"] is True
+    project = f"sse-all-{time.monotonic_ns()}"
+    [live] = post(server, {"type": "deployment_started", "project": project, "deployment_id": "a"})
+    event_id, frame = stream.frame()
+    assert (event_id, frame["event"]["project"]) == (live, project)
+    stream.close()

@@ -424,3 +424,15 @@ def test_sigterm_closes_clients_with_1001(tmp_path: Path) -> None:
     finally:
         stopper.join()
     assert "Worker graceful timeout" not in hub.log()
+
+
+def test_a_subscription_to_every_project_sees_a_brand_new_one_at_once(server: HubServer) -> None:
+    """What the overview needs to show a new project live, without polling."""
+    client = connect(server)
+    subscribe(client, {"type": "subscribe_all", "types": ["deployment_started"]})
+    project = f"new-{time.monotonic_ns()}"
+    post(server, log_event(project, "n-1"))  # not a wanted type: not sent
+    post(server, {"type": "deployment_started", "project": project, "deployment_id": "n-1"})
+    frame = receive(client)
+    assert (frame["event"]["project"], frame["event"]["type"]) == (project, "deployment_started")
+    client.close()

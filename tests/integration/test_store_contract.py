@@ -356,3 +356,13 @@ def test_a_delivery_key_with_another_digest_is_a_conflict_that_stores_nothing(
     with pytest.raises(DeliveryConflict):
         store.append(Batch([event(message="other")], "key-1", "digest-b"))
     assert store.last_seq() == before
+
+
+def test_history_of_every_project_holds_them_all_in_order(store: Store) -> None:
+    ids = append(store, event(project="a"), event(project="b", deployment_id="2"), event())
+    history = store.history(Filter(), None, store.last_seq(), 10)
+    assert ([e.id for e in history.events], history.recovered) == (ids, True)
+    resumed = store.history(Filter(), ids[0], store.last_seq(), 10)
+    assert ([e.id for e in resumed.events], resumed.recovered) == (ids[1:], True)
+    only = store.history(Filter(types=frozenset({"log_entry"})), None, store.last_seq(), 1)
+    assert ([e.id for e in only.events], only.recovered) == (ids[-1:], True)

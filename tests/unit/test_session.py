@@ -382,3 +382,34 @@ def test_prebuilt_text_frames_parse_at_every_length_boundary(length: int) -> Non
     messages = [m for m in client.events() if isinstance(m, TextMessage)]
     assert messages[-1].message_finished
     assert "".join(m.data for m in messages) == text
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"type": "subscribe_all"}',
+        '["subscribe_all"]',
+        '{"type": "subscribe_all", "types": ["deployment_started", "deployment_completed"]}',
+    ],
+    ids=["object", "array", "narrowed"],
+)
+def test_a_client_may_subscribe_to_every_project(session: Session, frame: str) -> None:
+    [request] = session.feed(frame)
+    assert isinstance(request, Subscribe)
+    assert (request.match.project, request.match.deployment_id) == (None, None)
+    assert request.match.topic == "all"
+    assert request.limit == LIMITS.replay_project_limit  # bounded like a project's replay
+    assert request.match.matches(
+        Event("deployment_started", "brand-new", "d", "2026-01-01T00:00:00.000Z")
+    )
+    subscribed = json.loads(replay(request, History([], True))[0])  # type: ignore[arg-type]
+    assert subscribed["all"] is True
+
+
+def test_unsubscribe_all_undoes_it_and_says_when_there_was_nothing(session: Session) -> None:
+    session.feed('{"type": "subscribe_all"}')
+    [undo, answer] = session.feed('{"type": "unsubscribe_all"}')
+    assert isinstance(undo, Unsubscribe)
+    assert json.loads(str(answer)) == {"type": "unsubscribed", "all": True}
+    [error] = session.feed('["unsubscribe_all"]')
+    assert json.loads(str(error))["code"] == "not_subscribed"
