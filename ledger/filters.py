@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from ledger.events import Event
 
-
 #: The topic of a subscription to every project.
 ALL = "all"
 
