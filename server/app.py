@@ -12,6 +12,7 @@ import logging
 
 import gevent
 from flask import Flask
+from flask_compress import Compress
 
 from alerts.runner import start_alerts
 from app import ratelimit
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 #: Where the public paths of CONTRACT.md live; each is also served without the prefix.
 PUBLIC_PREFIX = "/project-dashboard"
 PRUNE_INTERVAL_SECONDS = 300.0
+#: Responses smaller than this are sent as they are: compressing them saves nothing.
+COMPRESS_MIN_BYTES = 500
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -49,6 +52,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     # not a redirect to "/api/deployments/logs", which is another resource entirely.
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # JSON and static files over half a kilobyte go out compressed when the client takes
+    # it (users run the hub without nginx too); event streams are never held back for it.
+    app.config.update(COMPRESS_ALGORITHM=["br", "gzip"], COMPRESS_MIN_SIZE=COMPRESS_MIN_BYTES)
+    Compress(app)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     store = create_store(
         settings.store,

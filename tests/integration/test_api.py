@@ -356,3 +356,20 @@ def test_an_open_run_without_news_reads_as_stale_and_news_revives_it(
     assert client.post("/api/webhooks/deployment", json=log).status_code == 200
     monkeypatch.setattr(api, "time", types.SimpleNamespace(time=lambda: time.time() + 3000))
     assert client.get("/api/deployments/quiet").get_json()["stale"] is False
+
+
+def test_large_answers_are_compressed_for_clients_that_take_it(client: FlaskClient) -> None:
+    events = [
+        {"type": "log_entry", "project": "z", "deployment_id": "z1", "message": f"line {i}"}
+        for i in range(50)
+    ]
+    assert client.post("/api/webhooks/deployment", json={"events": events}).status_code == 200
+    plain = client.get("/api/events?project=z")
+    assert "Content-Encoding" not in plain.headers
+    for algorithm in ("gzip", "br"):
+        packed = client.get("/api/events?project=z", headers={"Accept-Encoding": algorithm})
+        assert packed.headers["Content-Encoding"] == algorithm
+        assert len(packed.data) < len(plain.data) / 3
+        assert packed.headers["Vary"] == "Accept-Encoding"
+    small = client.get("/healthz", headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in small.headers
