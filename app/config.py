@@ -166,8 +166,8 @@ class Settings:
     github_repositories: tuple[str, ...] = _setting(
         (),
         doc="Repositories (`owner/repo`, or `owner/repo=project` to name the project) whose "
-        "`workflow_run`/`workflow_job` deliveries on `/api/webhooks/github` are recorded; "
-        "empty: none.",
+        "`workflow_run`/`workflow_job`/`deployment`/`deployment_status` deliveries on "
+        "`/api/webhooks/github` are recorded; empty: none.",
     )
     allow_unauthenticated: bool = _setting(
         False,

@@ -167,23 +167,31 @@ def project_status() -> Response:
 
 @webhooks.post("/webhooks/github")
 def github_delivery() -> Response:
-    """GitHub ``workflow_run``/``workflow_job`` deliveries (LEGACY.md §5, ``app/github.py``).
+    """GitHub ``workflow_run``/``workflow_job``/``deployment``/``deployment_status``
+    deliveries (docs/SENDERS.md, ``app/github.py``).
 
-    Signed like every ingest; other events and repositories not in
+    Signed like every ingest; a ``ping``, other events and repositories not in
     ``HUB_GITHUB_REPOSITORIES`` are acknowledged with 200 and store nothing,
     so GitHub does not mark the hook as failing.
     """
     try:
         return _ingest("github", _github_events)
     except IgnoredDelivery as ignored:
-        log.info("github delivery ignored", extra={"reason": ignored.reason})
-        body: dict[str, object] = {
-            "success": True,
-            "accepted": 0,
-            "ids": [],
-            "ignored": ignored.reason,
-        }
-        return jsonify(body)
+        return ignored_answer("github", ignored)
+
+
+def ignored_answer(sender: str, ignored: IgnoredDelivery) -> Response:
+    """200 for a delivery that stores nothing, saying why (and what a ``ping`` is told)."""
+    log.info("delivery ignored", extra={"route": sender, "reason": ignored.reason})
+    body: dict[str, object] = {
+        "success": True,
+        "accepted": 0,
+        "ids": [],
+        "ignored": ignored.reason,
+    }
+    if ignored.message is not None:
+        body["message"] = ignored.message
+    return jsonify(body)
 
 
 def _github_events(body: bytes) -> list[Event]:
