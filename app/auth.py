@@ -1,4 +1,5 @@
-"""Who may post: GitHub HMAC, Standard Webhooks, or a bearer token.
+"""Who may post: GitHub HMAC, Standard Webhooks, or a bearer token; and
+GitLab's ``X-Gitlab-Token`` on GitLab's route.
 
 Several secrets and tokens may be active at once so they can be rotated
 without downtime.  Signatures are checked over the raw body bytes and compared
@@ -87,6 +88,36 @@ def verify_request(
         "missing signature or token: send X-Hub-Signature-256, Standard "
         "Webhooks headers or Authorization: Bearer"
     )
+
+
+def verify_gitlab(
+    headers: HeaderLookup,
+    body: bytes,
+    *,
+    gitlab_tokens: tuple[str, ...],
+    secrets: tuple[str, ...],
+    tokens: tuple[str, ...],
+) -> Sender:
+    """Who sent a GitLab delivery, or :class:`Unauthorized`.
+
+    GitLab's signing token (Standard Webhooks ``webhook-signature`` over the
+    ``webhook-id``, timestamp and body) is checked against the ingest secrets
+    whenever it is sent and secrets are set; otherwise the secret token GitLab
+    sends as ``X-Gitlab-Token`` is compared, in constant time, with each of
+    ``gitlab_tokens``.  Without either, the ingest credentials apply as on
+    every route (a bearer token, or nothing when none is configured).
+    """
+    if secrets and headers.get("webhook-signature") is not None:
+        return _verify_standard(headers, body, secrets)
+    offered = headers.get("X-Gitlab-Token")
+    if gitlab_tokens and offered is not None:
+        for index, token in enumerate(gitlab_tokens):
+            if hmac.compare_digest(offered.encode(), token.encode()):
+                return Sender(f"gitlab-token#{index}", _fingerprint("gitlab-token", token))
+        raise Unauthorized("X-Gitlab-Token is not valid")
+    if gitlab_tokens and not (secrets or tokens):
+        raise Unauthorized("missing X-Gitlab-Token (the webhook's secret token)")
+    return verify_request(headers, body, secrets=secrets, tokens=tokens)
 
 
 def _verify_standard(headers: HeaderLookup, body: bytes, secrets: tuple[str, ...]) -> Sender:

@@ -169,6 +169,19 @@ class Settings:
         "`workflow_run`/`workflow_job`/`deployment`/`deployment_status` deliveries on "
         "`/api/webhooks/github` are recorded; empty: none.",
     )
+    gitlab_projects: tuple[str, ...] = _setting(
+        (),
+        doc="GitLab projects (`group/path`, or `group/path=project` to name the project) whose "
+        "`Pipeline Hook`/`Job Hook`/`Deployment Hook` deliveries on `/api/webhooks/gitlab` "
+        "are recorded; empty: none.",
+    )
+    gitlab_tokens: tuple[str, ...] = _setting(
+        (),
+        doc="Comma-separated secret tokens GitLab sends as `X-Gitlab-Token` to "
+        "`/api/webhooks/gitlab` (several for rotation). GitLab's signing token "
+        "(`webhook-signature`) is checked against `HUB_WEBHOOK_SECRETS`. Empty: that route "
+        "takes the ingest credentials only.",
+    )
     allow_unauthenticated: bool = _setting(
         False,
         doc="Start even though no webhook secret or token is set while `HUB_HOST` is not a "

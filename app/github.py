@@ -17,12 +17,14 @@ from ledger.events import Event
 from senders.github import RECORDED_EVENTS, IgnoredDelivery, delivery_bodies, ping_answer
 
 
-def load_bodies(bodies: Sequence[dict[str, Any]]) -> list[Event]:
+def load_bodies(bodies: Sequence[dict[str, Any]], source: str = "GitHub") -> list[Event]:
     """Validate translated bodies exactly as posted ones are; name the body that fails."""
     return load_each(
         bodies,
         load_typed_event,
-        lambda _, body: f"GitHub data gave an invalid {body.get('type')} event; nothing was stored",
+        lambda _, body: (
+            f"{source} data gave an invalid {body.get('type')} event; nothing was stored"
+        ),
     )
 
 
