@@ -182,6 +182,12 @@ class Settings:
         "(`webhook-signature`) is checked against `HUB_WEBHOOK_SECRETS`. Empty: that route "
         "takes the ingest credentials only.",
     )
+    flux_secrets: tuple[str, ...] = _setting(
+        (),
+        doc="Comma-separated HMAC keys (the `token` of a Flux `generic-hmac` provider's Secret) "
+        "checked against `X-Signature` on `/api/webhooks/flux`; several for rotation. Empty: "
+        "that route takes the ingest credentials only.",
+    )
     allow_unauthenticated: bool = _setting(
         False,
         doc="Start even though no webhook secret or token is set while `HUB_HOST` is not a "

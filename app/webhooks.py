@@ -19,7 +19,7 @@ import orjson
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.datastructures import Headers
 
-from app.auth import Sender, verify_gitlab, verify_request
+from app.auth import Sender, verify_flux, verify_gitlab, verify_request
 from app.body import read_body
 from app.context import current_context
 from app.errors import (
@@ -30,6 +30,7 @@ from app.errors import (
     UnsupportedMediaType,
     from_event_error,
 )
+from app.flux import decode_event as decode_flux
 from app.github import decode_delivery
 from app.gitlab import decode_delivery as decode_gitlab
 from app.idempotency import body_digest, delivery_key, scoped
@@ -248,3 +249,32 @@ def _gitlab_events(body: bytes) -> list[Event]:
         max_depth=settings.max_json_depth,
         max_events=settings.max_batch_events,
     )
+
+
+@webhooks.post("/webhooks/flux")
+def flux_event() -> Response:
+    """Flux notification-controller events (``generic-hmac`` or ``generic`` provider,
+    ``app/flux.py``): Kustomization and HelmRelease reconciliations as deployments.
+
+    Signed with ``X-Signature`` (``HUB_FLUX_SECRETS``); events of other kinds,
+    and events without a revision, are acknowledged with 200 and store nothing.
+    """
+    try:
+        return _ingest("flux", _flux_events, _flux_sender)
+    except IgnoredDelivery as ignored:
+        return ignored_answer("flux", ignored)
+
+
+def _flux_sender(headers: Headers, body: bytes) -> Sender:
+    settings = current_context().settings
+    return verify_flux(
+        headers,
+        body,
+        flux_secrets=settings.flux_secrets,
+        secrets=settings.webhook_secrets,
+        tokens=settings.webhook_tokens,
+    )
+
+
+def _flux_events(body: bytes) -> list[Event]:
+    return decode_flux(body, max_depth=current_context().settings.max_json_depth)
