@@ -1,4 +1,6 @@
-"""Who may post: GitHub HMAC, Standard Webhooks, or a bearer token.
+"""Who may post: GitHub HMAC, Standard Webhooks, or a bearer token; and the
+schemes of the senders with routes of their own: GitLab's ``X-Gitlab-Token``
+and Flux's ``X-Signature``.
 
 Several secrets and tokens may be active at once so they can be rotated
 without downtime.  Signatures are checked over the raw body bytes and compared
@@ -87,6 +89,80 @@ def verify_request(
         "missing signature or token: send X-Hub-Signature-256, Standard "
         "Webhooks headers or Authorization: Bearer"
     )
+
+
+def verify_gitlab(
+    headers: HeaderLookup,
+    body: bytes,
+    *,
+    gitlab_tokens: tuple[str, ...],
+    secrets: tuple[str, ...],
+    tokens: tuple[str, ...],
+) -> Sender:
+    """Who sent a GitLab delivery, or :class:`Unauthorized`.
+
+    GitLab's signing token (Standard Webhooks ``webhook-signature`` over the
+    ``webhook-id``, timestamp and body) is checked against the ingest secrets
+    whenever it is sent and secrets are set; otherwise the secret token GitLab
+    sends as ``X-Gitlab-Token`` is compared, in constant time, with each of
+    ``gitlab_tokens``.  Without either, the ingest credentials apply as on
+    every route (a bearer token, or nothing when none is configured).
+    """
+    if secrets and headers.get("webhook-signature") is not None:
+        return _verify_standard(headers, body, secrets)
+    offered = headers.get("X-Gitlab-Token")
+    if gitlab_tokens and offered is not None:
+        for index, token in enumerate(gitlab_tokens):
+            if hmac.compare_digest(offered.encode(), token.encode()):
+                return Sender(f"gitlab-token#{index}", _fingerprint("gitlab-token", token))
+        raise Unauthorized("X-Gitlab-Token is not valid")
+    if gitlab_tokens and not (secrets or tokens):
+        raise Unauthorized("missing X-Gitlab-Token (the webhook's secret token)")
+    return verify_request(headers, body, secrets=secrets, tokens=tokens)
+
+
+#: The hash functions Flux's ``generic-hmac`` provider may name in ``X-Signature``.
+FLUX_HASHES = {
+    "sha224": hashlib.sha224,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
+
+
+def verify_flux(
+    headers: HeaderLookup,
+    body: bytes,
+    *,
+    flux_secrets: tuple[str, ...],
+    secrets: tuple[str, ...],
+    tokens: tuple[str, ...],
+) -> Sender:
+    """Who sent a Flux notification, or :class:`Unauthorized`.
+
+    Flux's ``generic-hmac`` provider signs the body with the ``token`` of its
+    Secret and sends ``X-Signature: <hash>=<hex HMAC>`` (``sha256`` unless Flux
+    changes its default); it is checked against each of ``flux_secrets``.
+    Without it, the ingest credentials apply (a ``generic`` provider can send
+    ``Authorization: Bearer`` through its Secret's ``headers``).
+    """
+    signature = headers.get("X-Signature")
+    if flux_secrets and signature is not None:
+        name, _, offered = signature.strip().partition("=")
+        digest = FLUX_HASHES.get(name.lower())
+        if digest is None or not offered:
+            raise Unauthorized(
+                "X-Signature must be <hash>=<hex HMAC of the body>, hash one of "
+                + ", ".join(FLUX_HASHES)
+            )
+        for index, secret in enumerate(flux_secrets):
+            expected = hmac.new(secret.encode(), body, digest).hexdigest()
+            if hmac.compare_digest(offered.lower().encode(), expected.encode()):
+                return Sender(f"flux-secret#{index}", _fingerprint("flux", secret), signed=True)
+        raise Unauthorized("X-Signature does not match the body")
+    if flux_secrets and not (secrets or tokens):
+        raise Unauthorized("missing X-Signature (Flux's generic-hmac provider sends it)")
+    return verify_request(headers, body, secrets=secrets, tokens=tokens)
 
 
 def _verify_standard(headers: HeaderLookup, body: bytes, secrets: tuple[str, ...]) -> Sender:

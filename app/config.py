@@ -172,8 +172,27 @@ class Settings:
     github_repositories: tuple[str, ...] = _setting(
         (),
         doc="Repositories (`owner/repo`, or `owner/repo=project` to name the project) whose "
-        "`workflow_run`/`workflow_job` deliveries on `/api/webhooks/github` are recorded; "
-        "empty: none.",
+        "`workflow_run`/`workflow_job`/`deployment`/`deployment_status` deliveries on "
+        "`/api/webhooks/github` are recorded; empty: none.",
+    )
+    gitlab_projects: tuple[str, ...] = _setting(
+        (),
+        doc="GitLab projects (`group/path`, or `group/path=project` to name the project) whose "
+        "`Pipeline Hook`/`Job Hook`/`Deployment Hook` deliveries on `/api/webhooks/gitlab` "
+        "are recorded; empty: none.",
+    )
+    gitlab_tokens: tuple[str, ...] = _setting(
+        (),
+        doc="Comma-separated secret tokens GitLab sends as `X-Gitlab-Token` to "
+        "`/api/webhooks/gitlab` (several for rotation). GitLab's signing token "
+        "(`webhook-signature`) is checked against `HUB_WEBHOOK_SECRETS`. Empty: that route "
+        "takes the ingest credentials only.",
+    )
+    flux_secrets: tuple[str, ...] = _setting(
+        (),
+        doc="Comma-separated HMAC keys (the `token` of a Flux `generic-hmac` provider's Secret) "
+        "checked against `X-Signature` on `/api/webhooks/flux`; several for rotation. Empty: "
+        "that route takes the ingest credentials only.",
     )
     allow_unauthenticated: bool = _setting(
         False,

@@ -10,6 +10,7 @@ from app.auth import check_read_token
 from app.context import current_context
 from app.query import param, whole_number
 from ledger.delivery import summarise
+from ledger.environments import default_environment, in_environment, stage_rank
 from ledger.timestamps import format_timestamp
 from ledger.view import ListRow
 from storage import paging
@@ -21,18 +22,37 @@ MAX_WINDOW_DAYS = 365
 DEFAULT_WINDOW_DAYS = 30
 #: At most this many deployments are read for one answer (``truncated`` says when more).
 MAX_DEPLOYMENTS = 5000
+#: ``environment=*``: every deployment counts, whatever its environment.
+ALL_ENVIRONMENTS = "*"
 
 
 @delivery_routes.get("/api/delivery-metrics")
 def delivery_metrics() -> Response:
-    """Deployment frequency, change failure rate, time to restore and durations, per project."""
+    """Deployment frequency, change failure rate, time to restore and durations, per project.
+
+    ``environment=`` restricts them to the deployments to one environment; without it,
+    to ``production`` when the window has deployments there, else none is left out
+    (``environment=*``: every deployment, whatever its environment).
+    """
     context = current_context()
     check_read_token(request.headers, request.args.get("token"), context.settings.read_tokens)
     days = whole_number("days", default=DEFAULT_WINDOW_DAYS, low=1, high=MAX_WINDOW_DAYS)
     end = datetime.now(UTC)
     start = end - timedelta(days=days)
     rows, truncated = deployments_since(context.store, param("project"), format_timestamp(start))
-    return jsonify({**summarise(rows, start=start, end=end), "truncated": truncated})
+    asked = param("environment")
+    environment = (
+        None if asked == ALL_ENVIRONMENTS else asked if asked else default_environment(rows)
+    )
+    names = sorted({e for row in rows if (e := row.get("environment"))}, key=stage_rank)
+    return jsonify(
+        {
+            **summarise(in_environment(rows, environment), start=start, end=end),
+            "environment": environment,
+            "environments": names,
+            "truncated": truncated,
+        }
+    )
 
 
 def deployments_since(store: Store, project: str | None, start: str) -> tuple[list[ListRow], bool]:

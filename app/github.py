@@ -12,17 +12,19 @@ from typing import Any
 
 from app.ingest import json_depth, load_each, parse_json
 from app.schemas import load_typed_event
-from ledger.errors import Invalid
+from ledger.errors import Invalid, Malformed
 from ledger.events import Event
-from senders.github import WORKFLOW_EVENTS, IgnoredDelivery, delivery_bodies
+from senders.github import RECORDED_EVENTS, IgnoredDelivery, delivery_bodies, ping_answer
 
 
-def load_bodies(bodies: Sequence[dict[str, Any]]) -> list[Event]:
+def load_bodies(bodies: Sequence[dict[str, Any]], source: str = "GitHub") -> list[Event]:
     """Validate translated bodies exactly as posted ones are; name the body that fails."""
     return load_each(
         bodies,
         load_typed_event,
-        lambda _, body: f"GitHub data gave an invalid {body.get('type')} event; nothing was stored",
+        lambda _, body: (
+            f"{source} data gave an invalid {body.get('type')} event; nothing was stored"
+        ),
     )
 
 
@@ -36,12 +38,24 @@ def decode_delivery(
 ) -> list[Event]:
     """The events of one ``POST /api/webhooks/github`` body (after its signature was checked).
 
+    A ``ping`` (sent when the hook is made, or by "Redeliver") stores nothing
+    and is answered with what the hook will record.
+
     The same bounds as any other ingest apply: nesting depth, and as many
     events as one batch may hold (a job's steps give two events each).
     """
-    if event_name not in WORKFLOW_EVENTS:
+    if event_name == "ping":
+        try:
+            payload: Any = parse_json(body, "github")
+        except Malformed:
+            payload = None
+        raise IgnoredDelivery("'ping' records nothing", message=ping_answer(payload, projects))
+    if event_name not in RECORDED_EVENTS:
         shown = repr(event_name[:50]) if event_name else "a delivery without X-GitHub-Event"
-        raise IgnoredDelivery(f"{shown} is not recorded; only {' and '.join(WORKFLOW_EVENTS)}")
+        raise IgnoredDelivery(
+            f"{shown} is not recorded; only {', '.join(RECORDED_EVENTS[:-1])} "
+            f"and {RECORDED_EVENTS[-1]}"
+        )
     payload = parse_json(body, "github")
     if json_depth(payload, max_depth) > max_depth:
         raise Invalid(f"JSON is nested deeper than {max_depth} levels", {"max_depth": max_depth})

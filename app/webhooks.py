@@ -17,8 +17,9 @@ from collections.abc import Callable
 
 import orjson
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.datastructures import Headers
 
-from app.auth import verify_request
+from app.auth import Sender, verify_flux, verify_gitlab, verify_request
 from app.body import read_body
 from app.context import current_context
 from app.errors import (
@@ -29,7 +30,9 @@ from app.errors import (
     UnsupportedMediaType,
     from_event_error,
 )
+from app.flux import decode_event as decode_flux
 from app.github import decode_delivery
+from app.gitlab import decode_delivery as decode_gitlab
 from app.idempotency import body_digest, delivery_key, scoped
 from app.ingest import decode_events
 from app.metrics import (
@@ -43,6 +46,7 @@ from app.ratelimit import current_limits
 from ledger.errors import EventError
 from ledger.events import Event
 from senders.github import IgnoredDelivery, repository_projects
+from senders.gitlab import project_names
 from storage.store import Batch, DeliveryConflict, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -52,13 +56,15 @@ webhooks = Blueprint("webhooks", __name__)
 
 #: Turns a request body (already size-, type- and signature-checked) into its events.
 Decoder = Callable[[bytes], list[Event]]
+#: Says who sent a request (headers, raw body) or raises :class:`~app.errors.Unauthorized`.
+Verifier = Callable[[Headers, bytes], Sender]
 
 
-def _ingest(route: str, decode: Decoder | None = None) -> Response:
+def _ingest(route: str, decode: Decoder | None = None, verify: Verifier | None = None) -> Response:
     started = time.perf_counter()
     try:
         try:
-            response = _accept(route, decode)
+            response = _accept(route, decode, verify)
         except EventError as refused:
             raise from_event_error(refused) from None
     except HubError as error:
@@ -72,7 +78,7 @@ def _ingest(route: str, decode: Decoder | None = None) -> Response:
     return response
 
 
-def _accept(route: str, decode: Decoder | None = None) -> Response:
+def _accept(route: str, decode: Decoder | None = None, verify: Verifier | None = None) -> Response:
     context = current_context()
     settings = context.settings
     limits = current_limits()
@@ -86,8 +92,12 @@ def _accept(route: str, decode: Decoder | None = None) -> Response:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidJSON(f"body is not UTF-8 (byte {exc.start})") from None
-    sender = verify_request(
-        request.headers, body, secrets=settings.webhook_secrets, tokens=settings.webhook_tokens
+    sender = (
+        verify(request.headers, body)
+        if verify is not None
+        else verify_request(
+            request.headers, body, secrets=settings.webhook_secrets, tokens=settings.webhook_tokens
+        )
     )
     limits.check_ingest_identity(sender.identity, request.remote_addr)
     events = (
@@ -167,23 +177,31 @@ def project_status() -> Response:
 
 @webhooks.post("/webhooks/github")
 def github_delivery() -> Response:
-    """GitHub ``workflow_run``/``workflow_job`` deliveries (LEGACY.md §5, ``app/github.py``).
+    """GitHub ``workflow_run``/``workflow_job``/``deployment``/``deployment_status``
+    deliveries (docs/SENDERS.md, ``app/github.py``).
 
-    Signed like every ingest; other events and repositories not in
+    Signed like every ingest; a ``ping``, other events and repositories not in
     ``HUB_GITHUB_REPOSITORIES`` are acknowledged with 200 and store nothing,
     so GitHub does not mark the hook as failing.
     """
     try:
         return _ingest("github", _github_events)
     except IgnoredDelivery as ignored:
-        log.info("github delivery ignored", extra={"reason": ignored.reason})
-        body: dict[str, object] = {
-            "success": True,
-            "accepted": 0,
-            "ids": [],
-            "ignored": ignored.reason,
-        }
-        return jsonify(body)
+        return ignored_answer("github", ignored)
+
+
+def ignored_answer(sender: str, ignored: IgnoredDelivery) -> Response:
+    """200 for a delivery that stores nothing, saying why (and what a ``ping`` is told)."""
+    log.info("delivery ignored", extra={"route": sender, "reason": ignored.reason})
+    body: dict[str, object] = {
+        "success": True,
+        "accepted": 0,
+        "ids": [],
+        "ignored": ignored.reason,
+    }
+    if ignored.message is not None:
+        body["message"] = ignored.message
+    return jsonify(body)
 
 
 def _github_events(body: bytes) -> list[Event]:
@@ -195,3 +213,68 @@ def _github_events(body: bytes) -> list[Event]:
         max_depth=settings.max_json_depth,
         max_events=settings.max_batch_events,
     )
+
+
+@webhooks.post("/webhooks/gitlab")
+def gitlab_delivery() -> Response:
+    """GitLab ``Pipeline Hook``/``Job Hook``/``Deployment Hook`` deliveries (``app/gitlab.py``).
+
+    Authenticated by GitLab's ``X-Gitlab-Token`` (``HUB_GITLAB_TOKENS``) or its
+    signing token; other hooks and projects not in ``HUB_GITLAB_PROJECTS`` are
+    acknowledged with 200 and store nothing.
+    """
+    try:
+        return _ingest("gitlab", _gitlab_events, _gitlab_sender)
+    except IgnoredDelivery as ignored:
+        return ignored_answer("gitlab", ignored)
+
+
+def _gitlab_sender(headers: Headers, body: bytes) -> Sender:
+    settings = current_context().settings
+    return verify_gitlab(
+        headers,
+        body,
+        gitlab_tokens=settings.gitlab_tokens,
+        secrets=settings.webhook_secrets,
+        tokens=settings.webhook_tokens,
+    )
+
+
+def _gitlab_events(body: bytes) -> list[Event]:
+    settings = current_context().settings
+    return decode_gitlab(
+        body,
+        request.headers.get("X-Gitlab-Event"),
+        project_names(settings.gitlab_projects),
+        max_depth=settings.max_json_depth,
+        max_events=settings.max_batch_events,
+    )
+
+
+@webhooks.post("/webhooks/flux")
+def flux_event() -> Response:
+    """Flux notification-controller events (``generic-hmac`` or ``generic`` provider,
+    ``app/flux.py``): Kustomization and HelmRelease reconciliations as deployments.
+
+    Signed with ``X-Signature`` (``HUB_FLUX_SECRETS``); events of other kinds,
+    and events without a revision, are acknowledged with 200 and store nothing.
+    """
+    try:
+        return _ingest("flux", _flux_events, _flux_sender)
+    except IgnoredDelivery as ignored:
+        return ignored_answer("flux", ignored)
+
+
+def _flux_sender(headers: Headers, body: bytes) -> Sender:
+    settings = current_context().settings
+    return verify_flux(
+        headers,
+        body,
+        flux_secrets=settings.flux_secrets,
+        secrets=settings.webhook_secrets,
+        tokens=settings.webhook_tokens,
+    )
+
+
+def _flux_events(body: bytes) -> list[Event]:
+    return decode_flux(body, max_depth=current_context().settings.max_json_depth)

@@ -77,6 +77,10 @@ RUN_METADATA: tuple[str, ...] = (
     "run_url",
 )
 
+#: Run metadata that has no payload key of its own: senders put it under ``payload.extra``
+#: (typed bodies as unknown keys, translations by name) and the view shows the latest value.
+EXTRA_METADATA: tuple[str, ...] = ("environment_url", "version")
+
 #: Keys of ``Event.payload``: always all present (``None`` when unknown), whatever the type.
 PAYLOAD_KEYS: tuple[str, ...] = (
     "job",

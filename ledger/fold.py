@@ -22,7 +22,14 @@ from typing import Any
 import orjson
 
 from ledger.durations import minus
-from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, RUN_METADATA, TERMINAL_STATUSES, Event
+from ledger.events import (
+    EXTRA_METADATA,
+    LIFECYCLE_TYPES,
+    OPEN_STATUSES,
+    RUN_METADATA,
+    TERMINAL_STATUSES,
+    Event,
+)
 from ledger.projects import resolve_project
 
 #: Tie-break for events stamped with the same instant: starts before ends.
@@ -35,6 +42,9 @@ TYPE_RANK = {
     "deployment_completed": 5,
     "deployment_rollback": 6,
 }
+
+#: Longest value of an :data:`~ledger.events.EXTRA_METADATA` entry the view keeps.
+MAX_METADATA_LENGTH = 2000
 
 #: Where an event sorts in the fold: time, then type rank, then content.
 SortKey = tuple[str, int, str]
@@ -150,6 +160,11 @@ class Fold:
         for name in RUN_METADATA:
             if payload.get(name) is not None:
                 self.metadata[name] = payload[name]
+        extra = payload.get("extra") or {}
+        for name in EXTRA_METADATA:
+            value = extra.get(name)
+            if isinstance(value, str) and value:
+                self.metadata[name] = value[:MAX_METADATA_LENGTH]
         if event.type == "deployment_started":
             self._start(payload.get("started_at") or event.timestamp, payload)
         elif event.type == "deployment_completed":

@@ -73,6 +73,8 @@ class DeploymentView(TypedDict):
     workflow_name: str | None
     workflow_id: str | None
     run_url: str | None
+    environment_url: str | None
+    version: str | None
     rollback: Rollback | None
     jobs: list[JobView]
     updated_at: str | None
@@ -112,6 +114,8 @@ class ListRow(TypedDict):
     workflow_name: str | None
     workflow_id: str | None
     run_url: str | None
+    environment_url: str | None
+    version: str | None
     rollback: Rollback | None
     jobs: int
     steps: StepCounts
@@ -174,6 +178,8 @@ def render(fold: Fold, deployment_id: str) -> DeploymentView:
         "workflow_name": meta.get("workflow_name"),
         "workflow_id": meta.get("workflow_id"),
         "run_url": meta.get("run_url"),
+        "environment_url": meta.get("environment_url"),
+        "version": meta.get("version"),
         "rollback": cast(Rollback | None, fold.rollback),
         "jobs": jobs(fold.steps.values()),
         "updated_at": fold.last_ts,

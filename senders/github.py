@@ -16,6 +16,11 @@ Identity: the deployment is the run (``deployment_id`` = run id), a job is
 its name, a step its name; event ids are ``gh-<run>-<attempt>-...`` so a
 re-run attempt is a new start of the same deployment while a repeat of the
 same attempt changes nothing.
+
+GitHub Deployments (``deployment``/``deployment_status`` deliveries) join the
+run that created them, else are deployments of their own
+(:func:`deployment_id_of`); their event ids are
+``gh-deployment-<id>-created`` and ``gh-deployment-<id>-status-<status id>``.
 """
 
 from __future__ import annotations
@@ -43,8 +48,25 @@ CONCLUSIONS: dict[str, str] = {
     "skipped": "skipped",
 }
 
-#: The webhook events that carry runs and jobs; every other one is acknowledged and dropped.
+#: The webhook events that carry runs and jobs.
 WORKFLOW_EVENTS = ("workflow_run", "workflow_job")
+#: The webhook events of GitHub Deployments.
+DEPLOYMENT_EVENTS = ("deployment", "deployment_status")
+#: Every webhook event that is recorded; any other is acknowledged and dropped.
+RECORDED_EVENTS = WORKFLOW_EVENTS + DEPLOYMENT_EVENTS
+
+#: A deployment status's ``state`` in the hub's vocabulary; ``inactive`` (a newer
+#: deployment to the environment replaced this one) changes no status: it is a log line.
+DEPLOYMENT_STATES: dict[str, str | None] = {
+    "queued": "pending",
+    "pending": "pending",
+    "waiting": "pending",
+    "in_progress": "running",
+    "success": "success",
+    "failure": "failure",
+    "error": "failure",
+    "inactive": None,
+}
 
 #: The runner opens each step's output with this header (``::group::`` of users is kept).
 STEP_HEADER = "##[group]Run "
@@ -65,11 +87,15 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 class IgnoredDelivery(Exception):
-    """A delivery that is acknowledged and stores nothing (another event, an unlisted repo)."""
+    """A delivery that is acknowledged and stores nothing (another event, an unlisted repo).
 
-    def __init__(self, reason: str) -> None:
+    ``message``, when set, is said to the sender besides the reason (a ``ping``'s answer).
+    """
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.message = message
 
 
 def status_of(status: str | None, conclusion: str | None) -> str:
@@ -376,6 +402,8 @@ def delivery_bodies(
         raise IgnoredDelivery(
             f"repository {full_name[:MAX_NAME_LENGTH]!r} is not in HUB_GITHUB_REPOSITORIES"
         )
+    if event_name in DEPLOYMENT_EVENTS:
+        return deployment_bodies(event_name, payload, project)
     obj = payload.get(event_name)
     if not isinstance(obj, dict):
         raise Invalid(
@@ -383,11 +411,7 @@ def delivery_bodies(
             {event_name: ["Missing data for required field."]},
         )
     required = ("id",) if event_name == "workflow_run" else ("id", "run_id")
-    errors = {
-        name: ["Must be a whole number."]
-        for name in required
-        if isinstance(obj.get(name), bool) or not isinstance(obj.get(name), int)
-    }
+    errors = {name: ["Must be a whole number."] for name in required if not _whole(obj.get(name))}
     if errors:
         raise Invalid(f"the {event_name} object is incomplete", {event_name: errors})
     if event_name == "workflow_run":
@@ -398,3 +422,191 @@ def delivery_bodies(
             f"workflow_job {payload.get('action') or 'delivery'} has no started step yet"
         )
     return bodies
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def deployment_id_of(payload: Mapping[str, Any], deployment: Mapping[str, Any]) -> str:
+    """The hub's deployment for a GitHub deployment: its workflow run's, when it has one.
+
+    A deployment that a workflow run created (a job with ``environment:``)
+    carries that run as ``workflow_run``; the run is recorded under its id
+    (:func:`run_events`), so the deployment joins it and the two are one.  Any
+    other deployment (made through the API, by an app or a script) is a
+    deployment of its own, ``gh-deploy-<deployment id>``.
+    """
+    run = payload.get("workflow_run")
+    if isinstance(run, Mapping) and _whole(run.get("id")):
+        return str(run["id"])
+    return f"gh-deploy-{deployment['id']}"
+
+
+def deployment_bodies(
+    event_name: str, payload: Mapping[str, Any], project: str
+) -> list[dict[str, Any]]:
+    """Typed bodies for a ``deployment`` or ``deployment_status`` delivery.
+
+    Both carry the deployment, so both give its start (the same ``event_id``,
+    so it is stored once, whichever arrives first); a status adds its own event.
+    """
+    deployment = payload.get("deployment")
+    if not isinstance(deployment, Mapping):
+        raise Invalid(
+            f"a {event_name} delivery needs a 'deployment' object",
+            {"deployment": ["Missing data for required field."]},
+        )
+    if not _whole(deployment.get("id")):
+        raise Invalid(
+            "the deployment object is incomplete",
+            {"deployment": {"id": ["Must be a whole number."]}},
+        )
+    repository = payload.get("repository")
+    full_name = repository.get("full_name") if isinstance(repository, Mapping) else None
+    target = deployment_id_of(payload, deployment)
+    linked = not target.startswith("gh-deploy-")
+    bodies = [deployment_created(deployment, project, target, linked=linked, repository=full_name)]
+    if event_name == "deployment_status":
+        status = payload.get("deployment_status")
+        if not isinstance(status, Mapping) or not _whole(status.get("id")):
+            raise Invalid(
+                "a deployment_status delivery needs a 'deployment_status' object with an id",
+                {"deployment_status": ["Missing data for required field."]},
+            )
+        bodies.append(deployment_status_body(deployment, status, project, target, linked=linked))
+    return [{k: v for k, v in body.items() if v is not None} for body in bodies]
+
+
+def _environment(*sources: Mapping[str, Any]) -> str | None:
+    for source in sources:
+        name = source.get("environment")
+        if isinstance(name, str) and name.strip():
+            return clean_name(name)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def deployment_created(
+    deployment: Mapping[str, Any],
+    project: str,
+    deployment_id: str,
+    *,
+    linked: bool,
+    repository: Any = None,
+) -> dict[str, Any]:
+    """The deployment's start, from the deployment object alone (both deliveries carry it).
+
+    A deployment of its own waits (``pending``) until a status says it runs; one that
+    joins its workflow run is part of a run that is already running.  Its creator is
+    the actor only when it stands alone: a run names who triggered it.
+    """
+    created_at = _time(deployment.get("created_at"))
+    creator = deployment.get("creator")
+    body: dict[str, Any] = {
+        "type": "deployment_started",
+        "project": project,
+        "deployment_id": deployment_id,
+        "event_id": f"gh-deployment-{deployment['id']}-created",
+        "status": "running" if linked else "pending",
+        "timestamp": created_at,
+        "started_at": created_at,
+        "environment": _environment(deployment),
+        "branch": _text(deployment.get("ref")),
+        "commit": _text(deployment.get("sha")),
+        "message": _text(deployment.get("description")),
+        "github_deployment_id": deployment["id"],
+        "task": _text(deployment.get("task")),
+    }
+    if isinstance(repository, str) and repository:
+        body["repository"] = clean_name(repository)
+    if not linked and isinstance(creator, Mapping) and _text(creator.get("login")):
+        body["actor"] = clean_name(creator["login"])
+    extra = deployment.get("payload")
+    if isinstance(extra, Mapping) and _text(extra.get("version")):
+        body["version"] = extra["version"]
+    return body
+
+
+def deployment_status_body(
+    deployment: Mapping[str, Any],
+    status: Mapping[str, Any],
+    project: str,
+    deployment_id: str,
+    *,
+    linked: bool,
+) -> dict[str, Any]:
+    """What one deployment status says: the deployment waits, runs, ends, or went inactive."""
+    state = str(status.get("state") or "")
+    if state not in DEPLOYMENT_STATES:
+        raise Invalid(
+            f"unknown deployment status state {state[:50]!r}",
+            {"deployment_status": {"state": [f"Must be one of: {', '.join(DEPLOYMENT_STATES)}."]}},
+        )
+    hub_status = DEPLOYMENT_STATES[state]
+    at = _time(status.get("created_at")) or _time(deployment.get("created_at"))
+    environment = _environment(status, deployment)
+    target_url = _text(status.get("log_url")) or _text(status.get("target_url"))
+    common: dict[str, Any] = {
+        "project": project,
+        "deployment_id": deployment_id,
+        "event_id": f"gh-deployment-{deployment['id']}-status-{status['id']}",
+        "timestamp": at,
+        "environment_url": _text(status.get("environment_url")),
+        "target_url": target_url,
+        "github_deployment_id": deployment["id"],
+        "deployment_state": state,
+    }
+    if hub_status is None:
+        shown = f" to {environment}" if environment else ""
+        return {
+            **common,
+            "type": "log_entry",
+            "level": "info",
+            "message": f"GitHub deployment {deployment['id']}{shown} is inactive: "
+            "a newer deployment replaced it",
+        }
+    description = _text(status.get("description"))
+    if hub_status in OPEN_STATUSES:
+        return {
+            **common,
+            "type": "deployment_started",
+            "status": "running" if linked else hub_status,
+            "started_at": None if linked else _time(deployment.get("created_at")),
+            "environment": environment,
+            "run_url": None if linked else target_url,
+            "message": description,
+        }
+    return {
+        **common,
+        "type": "deployment_completed",
+        "status": hub_status,
+        "completed_at": at,
+        "started_at": None if linked else _time(deployment.get("created_at")),
+        "environment": environment,
+        "error": (description or f"deployment {state}") if hub_status == "failure" else None,
+        "message": description if hub_status != "failure" else None,
+    }
+
+
+def ping_answer(payload: Any, projects: Mapping[str, str]) -> str:
+    """What a ``ping`` is told: the hook reached the hub, and whether it records anything."""
+    hook_id = payload.get("hook_id") if isinstance(payload, dict) else None
+    hook = f"hook {hook_id}" if _whole(hook_id) else "the hook"
+    repository = payload.get("repository") if isinstance(payload, dict) else None
+    full_name = repository.get("full_name") if isinstance(repository, dict) else None
+    if isinstance(full_name, str) and full_name:
+        listed = full_name.lower() in projects
+        shown = full_name[:MAX_NAME_LENGTH]
+        return f"{hook} works: its signature was accepted; repository {shown!r} " + (
+            f"is recorded as project {projects[full_name.lower()]!r}"
+            if listed
+            else "is not in HUB_GITHUB_REPOSITORIES, so its deliveries are ignored"
+        )
+    return (
+        f"{hook} works: its signature was accepted; deliveries are recorded for the "
+        "repositories in HUB_GITHUB_REPOSITORIES"
+    )

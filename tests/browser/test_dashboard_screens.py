@@ -143,16 +143,16 @@ def seeded(hub: HubServer) -> str:
     """Three projects with history, one deployment running now; the running deployment's id."""
     now = datetime.now(UTC)
     plan = [
-        ("web-shop", "ws-101", 60 * 70, "success", None),
-        ("web-shop", "ws-102", 60 * 46, "success", None),
-        ("web-shop", "ws-103", 60 * 30, "failure", "smoke test"),
-        ("web-shop", "ws-104", 60 * 29, "success", None),
-        ("api-gateway", "gw-201", 60 * 50, "success", None),
-        ("api-gateway", "gw-202", 60 * 20, "failure", "unit tests"),
-        ("api-gateway", "gw-203", 60 * 5, "success", None),
-        ("数据平台", "dp-301", 60 * 10, "success", None),
+        ("web-shop", "ws-101", 60 * 70, "success", None, "production"),
+        ("web-shop", "ws-102", 60 * 46, "success", None, "staging"),
+        ("web-shop", "ws-103", 60 * 30, "failure", "smoke test", "production"),
+        ("web-shop", "ws-104", 60 * 29, "success", None, "production"),
+        ("api-gateway", "gw-201", 60 * 50, "success", None, "staging"),
+        ("api-gateway", "gw-202", 60 * 20, "failure", "unit tests", "production"),
+        ("api-gateway", "gw-203", 60 * 5, "success", None, "production"),
+        ("数据平台", "dp-301", 60 * 10, "success", None, "production"),
     ]
-    for project, deployment_id, minutes_ago, outcome, fail_at in plan:
+    for project, deployment_id, minutes_ago, outcome, fail_at, environment in plan:
         post(
             hub,
             *deployment(
@@ -164,6 +164,11 @@ def seeded(hub: HubServer) -> str:
                 branch="main",
                 commit="9c1e5d2a7b3f4e6d8a0b1c2d3e4f5a6b7c8d9e0f",
                 actor="mei",
+                environment=environment,
+                version=f"2.{minutes_ago % 7}.0",
+                environment_url=f"https://{environment}.{project}.example.com"
+                if project.isascii()
+                else None,
             ),
         )
     running = "ws-105"
@@ -200,6 +205,7 @@ def seeded(hub: HubServer) -> str:
 
 PAGES = [
     ("projects", "#/", ".project-card"),
+    ("environments", "#/environments", "table.environments td.env-cell"),
     ("deployments", "#/deployments", "tbody tr"),
     ("deployment", "#/deployments/ws-105", "li.step"),
     ("metrics", "#/metrics?days=7", ".chart-grid canvas"),
@@ -231,7 +237,13 @@ def test_every_page_renders_cleanly_and_fits_the_screen(
                 "data-status", "running"
             )
             expect(page.locator(".metric-list")).to_contain_text("812")
+        elif name == "environments":
+            expect(page.locator("table.environments thead th")).to_have_text(
+                ["Project", "staging", "production"]
+            )
+            expect(page.locator("table.environments tbody tr")).to_have_count(3)
         elif name == "metrics":
+            expect(page.locator("#metrics-environment")).to_have_value("production")
             expect(page.locator(".chart-grid canvas")).to_have_count(4)
             expect(page.locator(".metrics-table tbody tr")).to_have_count(3)
         page.screenshot(path=str(ARTIFACTS / f"{name}-{size}.png"), full_page=True)

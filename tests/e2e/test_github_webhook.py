@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.e2e.server import HubServer
 from tests.fake_github import FakeRun, build_run
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "github-hook-secret"
+FIXTURES = ROOT / "tests" / "fixtures" / "github"
 ROUTES = ["/api/webhooks/github", "/project-dashboard/api/webhooks/github"]
 
 
@@ -177,7 +179,7 @@ def test_a_rotated_secret_still_verifies(hub: HubServer) -> None:
 @pytest.mark.parametrize(
     ("event", "payload", "why"),
     [
-        ("ping", {"zen": "Keep it logically awesome.", "hook_id": 1}, "'ping' is not recorded"),
+        ("ping", {"zen": "Keep it logically awesome.", "hook_id": 1}, "'ping' records nothing"),
         (
             "push",
             {"ref": "refs/heads/main", "repository": {"full_name": "MoseLu/axi-star-cloud"}},
@@ -253,3 +255,43 @@ def test_a_form_encoded_delivery_is_refused_with_415(hub: HubServer) -> None:
         },
     )
     assert (status, answer["error"]["code"]) == (415, "unsupported_media_type")
+
+
+def test_a_ping_says_the_hook_works(hub: HubServer) -> None:
+    payload = json.loads((FIXTURES / "ping.1.json").read_text())
+    payload["repository"]["full_name"] = "MoseLu/axi-star-cloud"
+    before = event_count(hub)
+    status, answer = deliver(hub, "ping", payload, "ping-works")
+    assert (status, answer["accepted"]) == (200, 0)
+    assert answer["message"] == (
+        "hook 109948940 works: its signature was accepted; repository "
+        "'MoseLu/axi-star-cloud' is recorded as project 'star-cloud'"
+    )
+    assert event_count(hub) == before
+
+
+def test_a_deployment_and_its_statuses_in_any_order(hub: HubServer) -> None:
+    """GitHub's published examples, the status first: one deployment, moved by its statuses."""
+    deployment = json.loads((FIXTURES / "deployment.created.1.json").read_text())
+    status = json.loads((FIXTURES / "deployment_status.created.1.json").read_text())
+    for payload in (deployment, status):
+        payload["repository"]["full_name"] = "MoseLu/axi-docs"
+        payload["deployment"]["id"] = 7_400_001
+    status["deployment_status"]["environment_url"] = "https://docs.example.com"
+    got, answer = deliver(hub, "deployment_status", status, "deployment-status-1")
+    assert (got, answer["accepted"]) == (200, 2)
+    got, answer = deliver(hub, "deployment", deployment, "deployment-1")
+    assert (got, answer["accepted"], answer["duplicate"]) == (200, 1, True)
+    got, view = hub.request("GET", "/api/deployments/gh-deploy-7400001")
+    assert got == 200
+    assert (view["project"], view["status"], view["environment"]) == (
+        "axi-docs",
+        "success",
+        "production",
+    )
+    assert view["environment_url"] == "https://docs.example.com"
+    assert (view["branch"], view["commit"], view["actor"]) == (
+        "master",
+        "f95f852bd8fca8fcc58a9a2d6c842781e32a215e",
+        "Codertocat",
+    )

@@ -10,7 +10,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from app.auth import verify_request
+from app.auth import verify_flux, verify_gitlab, verify_request
 from app.errors import Unauthorized
 
 BODY = b'{"type": "test"}'
@@ -117,3 +117,73 @@ def test_each_credential_has_its_own_scope_and_no_secret_in_it() -> None:
     }
     assert len(scopes) == 2
     assert all(s != "a" and s.split(":")[1] != "b" for s in scopes)
+
+
+# -- GitLab's secret token and signing token -----------------------------------------------
+
+
+def gitlab(headers: dict[str, str], *, secrets: tuple[str, ...] = SECRETS) -> str:
+    return verify_gitlab(
+        headers, BODY, gitlab_tokens=("gl-old", "gl-new"), secrets=secrets, tokens=("tok-1",)
+    ).identity
+
+
+def test_gitlab_tokens_rotate_and_are_their_own_credentials() -> None:
+    assert gitlab({"X-Gitlab-Token": "gl-new"}) == "gitlab-token#1"
+    assert gitlab({"X-Gitlab-Token": "gl-old"}) == "gitlab-token#0"
+    with pytest.raises(Unauthorized, match="X-Gitlab-Token is not valid"):
+        gitlab({"X-Gitlab-Token": "tok-1"})
+
+
+def test_gitlab_signing_token_is_checked_whenever_it_is_sent() -> None:
+    assert gitlab(standard_headers("new-secret")) == "secret#1"
+    with pytest.raises(Unauthorized):
+        gitlab({**standard_headers("someone-else"), "X-Gitlab-Token": "gl-new"})
+
+
+def test_gitlab_falls_back_to_the_ingest_credentials() -> None:
+    assert gitlab({"Authorization": "Bearer tok-1"}) == "token#0"
+    with pytest.raises(Unauthorized, match="missing signature or token"):
+        gitlab({})
+
+
+def test_gitlab_tokens_alone_are_required() -> None:
+    with pytest.raises(Unauthorized, match="missing X-Gitlab-Token"):
+        verify_gitlab({}, BODY, gitlab_tokens=("gl",), secrets=(), tokens=())
+    open_route = verify_gitlab({}, BODY, gitlab_tokens=(), secrets=(), tokens=())
+    assert open_route.identity == "anonymous"
+
+
+# -- Flux's X-Signature ----------------------------------------------------------------------
+
+
+def flux(headers: dict[str, str], *, tokens: tuple[str, ...] = ("tok-1",)) -> str:
+    return verify_flux(
+        headers, BODY, flux_secrets=("fx-old", "fx-new"), secrets=(), tokens=tokens
+    ).identity
+
+
+@pytest.mark.parametrize("name", ["sha224", "sha256", "sha384", "sha512"])
+def test_flux_signatures_of_every_hash_flux_may_name(name: str) -> None:
+    digest = hmac.new(b"fx-new", BODY, getattr(hashlib, name)).hexdigest()
+    assert flux({"X-Signature": f"{name}={digest}"}) == "flux-secret#1"
+    assert flux({"X-Signature": f"{name.upper()}={digest.upper()}"}) == "flux-secret#1"
+
+
+@pytest.mark.parametrize(
+    ("signature", "message"),
+    [
+        ("sha256=" + "0" * 64, "does not match"),
+        ("md5=abc", "X-Signature must be"),
+        ("sha256", "X-Signature must be"),
+    ],
+)
+def test_bad_flux_signatures_are_refused(signature: str, message: str) -> None:
+    with pytest.raises(Unauthorized, match=message):
+        flux({"X-Signature": signature})
+
+
+def test_flux_without_a_signature_needs_an_ingest_credential() -> None:
+    assert flux({"Authorization": "Bearer tok-1"}) == "token#0"
+    with pytest.raises(Unauthorized, match="missing X-Signature"):
+        flux({}, tokens=())

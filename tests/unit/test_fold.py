@@ -182,3 +182,37 @@ def test_a_lone_completion_without_duration_has_no_start() -> None:
     view = build_view("s", [done])
     assert (view["status"], view["started_at"], view["duration_ms"]) == ("success", None, None)
     assert view["completed_at"] == "2025-08-17T03:16:40.000Z"
+
+
+def test_environment_url_and_version_come_from_extra_keys_latest_first() -> None:
+    view = build_view(
+        "7",
+        [
+            event(
+                type="deployment_started",
+                timestamp="2025-08-12T11:20:00Z",
+                environment="production",
+                environment_url="https://old.example.com",
+                version="1.2.0",
+            ),
+            event(
+                type="deployment_completed",
+                status="success",
+                timestamp="2025-08-12T11:21:00Z",
+                environment_url="https://shop.example.com",
+            ),
+            event(type="deployment_completed", status="success", timestamp="2025-08-12T11:20:30Z"),
+        ],
+    )
+    assert view["environment"] == "production"
+    assert view["environment_url"] == "https://shop.example.com"
+    assert view["version"] == "1.2.0"
+
+
+def test_extra_metadata_that_is_not_text_is_not_shown() -> None:
+    view = build_view(
+        "7",
+        [event(type="deployment_started", timestamp="2025-08-12T11:20:00Z", version=3)],
+    )
+    assert view["version"] is None
+    assert view["environment_url"] is None

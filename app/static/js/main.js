@@ -7,6 +7,7 @@ import { h, tick } from "./dom.js";
 import { Live } from "./live.js";
 import { deploymentView } from "./views/deployment.js";
 import { deploymentsView } from "./views/deployments.js";
+import { environmentsView } from "./views/environments.js";
 import { metricsView } from "./views/metrics.js";
 import { projectsView } from "./views/projects.js";
 
@@ -48,6 +49,7 @@ function route() {
   const query = new URLSearchParams(search);
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0) return { name: "projects", render: () => projectsView(main, live) };
+  if (parts[0] === "environments" && parts.length === 1) return { name: "projects", title: "Environments", render: () => environmentsView(main, live) };
   if (parts[0] === "deployments" && parts.length === 1) return { name: "deployments", render: () => deploymentsView(main, live, query) };
   if (parts[0] === "deployments" && parts.length === 2) return { name: "deployments", render: () => deploymentView(main, parts[1], live) };
   if (parts[0] === "metrics") return { name: "metrics", render: () => metricsView(main, live, query) };
@@ -71,7 +73,7 @@ function navigate(initial = false) {
     if (link.dataset.nav === next.name) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  document.title = `${TITLES[next.name] || "Deployments"} · Deployments`;
+  document.title = `${next.title || TITLES[next.name] || "Deployments"} · Deployments`;
   current = next.render();
   if (!initial) main.focus({ preventScroll: true });
 }

@@ -66,6 +66,8 @@ function renderHeader(view) {
       metaItem("Commit", view.commit, view.commit ? h("span", { class: "mono", title: view.commit }, shortCommit(view.commit)) : null),
       metaItem("Actor", view.actor),
       metaItem("Environment", view.environment),
+      metaItem("Version", view.version),
+      metaItem("Environment URL", safeUrl(view.environment_url), safeUrl(view.environment_url) ? h("a", { href: safeUrl(view.environment_url), rel: "noopener noreferrer", target: "_blank" }, view.environment_url) : null),
       metaItem("Repository", view.repository),
       metaItem("Workflow run", view.workflow_id || runUrl, runUrl ? h("a", { href: runUrl, rel: "noopener noreferrer", target: "_blank" }, view.workflow_id || "open") : null),
       metaItem("Started", formatAbsolute(view.started_at)),

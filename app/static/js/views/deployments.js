@@ -1,4 +1,4 @@
-// Deployment history: newest first, filtered by project, status and branch, with
+// Deployment history: newest first, filtered by project, status, branch and environment, with
 // rows that update (and appear) live and running durations that tick.
 
 import { deploymentPath, getJSON } from "../api.js";
@@ -16,6 +16,7 @@ function row(item) {
     h("td", { "data-label": "Status" }, statusBadge(item.status)),
     h("td", { "data-label": "Project" }, h("a", { href: `#/deployments?project=${encodeURIComponent(item.project)}` }, item.project)),
     h("td", { "data-label": "Deployment" }, h("a", { href: link, class: "mono" }, item.deployment_id)),
+    h("td", { "data-label": "Environment" }, item.environment || "—"),
     h("td", { "data-label": "Branch" }, item.branch || "—"),
     h("td", { "data-label": "Commit", class: "mono", title: item.commit || null }, shortCommit(item.commit) || "—"),
     h("td", { "data-label": "Actor" }, item.actor || "—"),
@@ -28,12 +29,18 @@ function matches(item, filters) {
   return (
     (!filters.project || item.project === filters.project) &&
     (!filters.status || item.status === filters.status) &&
-    (!filters.branch || item.branch === filters.branch)
+    (!filters.branch || item.branch === filters.branch) &&
+    (!filters.environment || item.environment === filters.environment)
   );
 }
 
 export function deploymentsView(main, live, query) {
-  const filters = { project: query.get("project") || "", status: query.get("status") || "", branch: query.get("branch") || "" };
+  const filters = {
+    project: query.get("project") || "",
+    status: query.get("status") || "",
+    branch: query.get("branch") || "",
+    environment: query.get("environment") || "",
+  };
   let cursor = null;
   let disposed = false;
 
@@ -47,6 +54,9 @@ export function deploymentsView(main, live, query) {
     STATUSES.map((s) => h("option", { value: s }, s)),
   );
   statusSelect.value = filters.status;
+  const environmentSelect = h("select", { id: "filter-environment", name: "environment" }, h("option", { value: "" }, "Any environment"));
+  if (filters.environment) environmentSelect.append(h("option", { value: filters.environment }, filters.environment));
+  environmentSelect.value = filters.environment;
   const branchInput = h("input", { id: "filter-branch", name: "branch", type: "search", placeholder: "any branch", value: filters.branch, maxlength: "200" });
   const tbody = h("tbody");
   const status = h("p", { class: "muted", role: "status", hidden: true });
@@ -63,6 +73,7 @@ export function deploymentsView(main, live, query) {
       { class: "card filters", role: "search", "aria-label": "Filter deployments", onsubmit: (e) => e.preventDefault() },
       h("label", { for: "filter-project" }, "Project", projectSelect),
       h("label", { for: "filter-status" }, "Status", statusSelect),
+      h("label", { for: "filter-environment" }, "Environment", environmentSelect),
       h("label", { for: "filter-branch" }, "Branch", branchInput),
     ),
     h(
@@ -75,7 +86,7 @@ export function deploymentsView(main, live, query) {
         h(
           "thead",
           null,
-          h("tr", null, ["Status", "Project", "Deployment", "Branch", "Commit", "Actor", "Started", "Duration"].map((t) => h("th", { scope: "col" }, t))),
+          h("tr", null, ["Status", "Project", "Deployment", "Environment", "Branch", "Commit", "Actor", "Started", "Duration"].map((t) => h("th", { scope: "col" }, t))),
         ),
         tbody,
       ),
@@ -88,6 +99,13 @@ export function deploymentsView(main, live, query) {
     .then((answer) => {
       for (const p of answer.projects) {
         if (p.project !== filters.project) projectSelect.append(h("option", { value: p.project }, p.project));
+      }
+    })
+    .catch(() => {});
+  getJSON("environments")
+    .then((answer) => {
+      for (const name of answer.environment_names) {
+        if (name !== filters.environment) environmentSelect.append(h("option", { value: name }, name));
       }
     })
     .catch(() => {});
@@ -114,6 +132,7 @@ export function deploymentsView(main, live, query) {
   function applyFilters() {
     filters.project = projectSelect.value;
     filters.status = statusSelect.value;
+    filters.environment = environmentSelect.value;
     filters.branch = branchInput.value.trim();
     const params = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
     const text = params.toString();
@@ -124,6 +143,7 @@ export function deploymentsView(main, live, query) {
   }
   projectSelect.addEventListener("change", applyFilters);
   statusSelect.addEventListener("change", applyFilters);
+  environmentSelect.addEventListener("change", applyFilters);
   branchInput.addEventListener("input", debounce(applyFilters, 300));
 
   // Live: fetch each changed deployment and put its row in place.

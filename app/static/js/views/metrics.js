@@ -76,6 +76,8 @@ export function metricsView(main, live, query) {
   let days = Number(query.get("days")) || 30;
   if (!WINDOWS.includes(days)) days = 30;
   let project = query.get("project") || "";
+  // "" lets the hub choose (production when there is one); "*" counts every environment
+  let environment = query.get("environment") || "";
   let disposed = false;
   let charts = [];
 
@@ -84,6 +86,7 @@ export function metricsView(main, live, query) {
   const projectSelect = h("select", { id: "metrics-project" }, h("option", { value: "" }, "All projects"));
   if (project) projectSelect.append(h("option", { value: project }, project));
   projectSelect.value = project;
+  const environmentSelect = h("select", { id: "metrics-environment" }, h("option", { value: "*" }, "All environments"));
   const status = h("p", { class: "muted", role: "status" }, "Loading metrics…");
   const body = h("div", { class: "metrics-body" });
 
@@ -94,6 +97,7 @@ export function metricsView(main, live, query) {
       { class: "card filters", "aria-label": "Metrics window", onsubmit: (e) => e.preventDefault() },
       h("label", { for: "metrics-window" }, "Window", windowSelect),
       h("label", { for: "metrics-project" }, "Project", projectSelect),
+      h("label", { for: "metrics-environment" }, "Environment", environmentSelect),
     ),
     status,
     body,
@@ -110,8 +114,15 @@ export function metricsView(main, live, query) {
     charts = [];
   }
 
+  function showEnvironments(data) {
+    const names = [...new Set([...data.environments, ...(data.environment ? [data.environment] : [])])];
+    environmentSelect.replaceChildren(h("option", { value: "*" }, "All environments"), ...names.map((name) => h("option", { value: name }, name)));
+    environmentSelect.value = data.environment || "*";
+  }
+
   function render(data, Chart) {
     destroyCharts();
+    showEnvironments(data);
     Chart.defaults.font.family = FONT;
     Chart.defaults.color = "#3d4451";
     const overall = data.overall;
@@ -213,7 +224,7 @@ export function metricsView(main, live, query) {
   async function load() {
     const mine = ++generation;
     try {
-      const [data, Chart] = await Promise.all([getJSON("delivery-metrics", { days, project }), loadChartLibrary()]);
+      const [data, Chart] = await Promise.all([getJSON("delivery-metrics", { days, project, environment }), loadChartLibrary()]);
       if (disposed || mine !== generation) return;
       status.hidden = true;
       render(data, Chart);
@@ -224,16 +235,19 @@ export function metricsView(main, live, query) {
     }
   }
 
-  function applyControls() {
+  function applyControls(event) {
     days = Number(windowSelect.value);
     project = projectSelect.value;
+    if (event?.currentTarget === environmentSelect) environment = environmentSelect.value;
     const params = new URLSearchParams({ days: String(days) });
     if (project) params.set("project", project);
+    if (environment) params.set("environment", environment);
     history.replaceState(null, "", `#/metrics?${params}`);
     load();
   }
   windowSelect.addEventListener("change", applyControls);
   projectSelect.addEventListener("change", applyControls);
+  environmentSelect.addEventListener("change", applyControls);
 
   const soon = debounce(load, 2000);
   const watch = watchProjects(live, {

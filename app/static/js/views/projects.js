@@ -16,6 +16,7 @@ import {
   svg,
   timeAgo,
 } from "../dom.js";
+import { overviewTabs } from "./overview.js";
 import { watchProjects } from "./watch.js";
 
 const TREND_LENGTH = 20;
@@ -124,6 +125,7 @@ export function projectsView(main, live) {
   const grid = h("div", { class: "project-grid" });
   main.replaceChildren(
     h("div", { class: "page-head" }, h("h1", null, "Projects"), h("p", { class: "muted" }, "The latest deployment of every project, updated live.")),
+    overviewTabs("projects"),
     status,
     grid,
   );
