@@ -17,7 +17,7 @@ import websocket
 from websocket import ABNF
 
 from ledger import version
-from tests.e2e.server import HubServer
+from tests.e2e.server import HubServer, checked
 from tests.e2e.wsclient import (
     WAIT,
     DeflateClient,
@@ -383,7 +383,7 @@ def test_a_request_that_is_not_a_valid_upgrade_gets_an_http_error(
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     connection.request("GET", "/ws", headers=headers)
     response = connection.getresponse()
-    body = json.loads(response.read())
+    body = json.loads(checked("GET", "/ws", response, response.read()))
     connection.close()
     assert response.status == status
     assert body["success"] is False
