@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from tests.contract import check_frame
 from tests.e2e.server import HubServer, checked
 from tests.e2e.wsclient import WAIT, log_event, post
 
@@ -41,7 +42,7 @@ class Stream:
         self.target = f"{path}?{urlencode(query)}"
         self.connection.request("GET", self.target, headers=headers or {})
         self.response = self.connection.getresponse()
-        if self.response.status == 200:  # its body is the stream, read frame by frame
+        if self.response.status == 200:  # the frames are checked one by one (frame)
             checked("GET", self.target, self.response, b"")
 
     def error(self) -> dict[str, Any]:
@@ -66,10 +67,15 @@ class Stream:
             fields[name or "comment"] = value.removeprefix(" ")
 
     def frame(self) -> tuple[str | None, dict[str, Any]]:
-        """The next data record (keep-alives and ``retry:`` skipped): ``(id, frame)``."""
+        """The next data record (keep-alives and ``retry:`` skipped): ``(id, frame)``.
+
+        Each frame is held to ``docs/frames.schema.json#/$defs/sseFrame``.
+        """
         while "data" not in (record := self.record()):
             pass
-        return record.get("id"), json.loads(record["data"])
+        frame: dict[str, Any] = json.loads(record["data"])
+        check_frame(frame, "sseFrame")
+        return record.get("id"), frame
 
     def replay(self) -> tuple[dict[str, Any], list[str]]:
         """``subscribed`` and the replayed event ids, through ``replay_complete``."""

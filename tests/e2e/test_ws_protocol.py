@@ -23,6 +23,7 @@ from tests.e2e.wsclient import (
     DeflateClient,
     close_code,
     connect,
+    decode,
     log_event,
     post,
     receive,
@@ -349,7 +350,7 @@ def test_concurrent_writes_to_one_connection_stay_well_formed(server: HubServer)
             ws_pongs.append(frame.data.decode())
             continue
         assert opcode == ABNF.OPCODE_TEXT
-        decoded = json.loads(frame.data)
+        decoded = decode(frame.data)
         if decoded["type"] == "pong":
             app_pongs += 1
         else:
@@ -406,7 +407,7 @@ def test_a_peer_that_stops_answering_pings_is_closed(tmp_path: Path) -> None:
         send(answering, ["ping"])
         while (opcode_frame := answering.recv_data_frame())[0] != ABNF.OPCODE_TEXT:
             pass
-        assert json.loads(opcode_frame[1].data) == {"type": "pong"}
+        assert decode(opcode_frame[1].data) == {"type": "pong"}
         assert close_code(silent) == 1008
         answering.close()
     finally:
