@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 
 def format_timestamp(moment: datetime) -> str:
     """ISO-8601 in UTC with milliseconds: one spelling, so strings sort as times do."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{moment.microsecond // 1000:03d}Z"
-    )
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_timestamp(text: str) -> datetime:

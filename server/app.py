@@ -99,13 +99,15 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 
 def _register_routes(app: Flask, role: str) -> None:
-    """Read API, health and dashboard everywhere; webhooks unless stream; WS/SSE unless ingest."""
+    """Read API, health, dashboard and the OpenAPI document everywhere; webhooks unless
+    stream; WS/SSE unless ingest."""
     from app.api import api
     from app.badge import badge_routes
     from app.dashboard import dashboard
     from app.delivery_metrics import delivery_routes
     from app.environments import environment_routes
     from app.health import health
+    from app.openapi import openapi_routes
     from app.webhooks import webhooks
     from broadcaster.sse import stream
 
@@ -114,7 +116,7 @@ def _register_routes(app: Flask, role: str) -> None:
             app.register_blueprint(webhooks, url_prefix=f"{prefix}/api", name=f"webhooks{suffix}")
         app.register_blueprint(api, url_prefix=f"{prefix}/api", name=f"api{suffix}")
         app.register_blueprint(health, url_prefix=prefix or None, name=f"health{suffix}")
-        for pages in (dashboard, badge_routes, delivery_routes, environment_routes):
+        for pages in (dashboard, badge_routes, delivery_routes, environment_routes, openapi_routes):
             app.register_blueprint(pages, url_prefix=prefix or None, name=f"{pages.name}{suffix}")
         if role != "INGEST":
             app.register_blueprint(stream, url_prefix=f"{prefix}/api", name=f"stream{suffix}")

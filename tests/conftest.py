@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 
 from app.config import Settings
 from server.app import create_app
+from tests.contract import CheckedClient
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "original-payloads"
@@ -43,6 +44,12 @@ def _clean_hub_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("HUB_") and not name.startswith("HUB_TEST_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _checked_test_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every response of Flask's test client is held to the OpenAPI document."""
+    monkeypatch.setattr(Flask, "test_client_class", CheckedClient)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ store, which is how the durability tests prove nothing accepted is lost.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT, TIMEOUT_FACTOR
+from tests.contract import check_response
 
 
 def free_port() -> int:
@@ -125,15 +127,20 @@ class HubServer:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        """One HTTP request; returns ``(status, parsed JSON or text)``."""
+        """One HTTP request; returns ``(status, parsed JSON or text)``.
+
+        The answer is held to the OpenAPI document first (``tests/contract.py``): a
+        response the document does not describe fails the test.
+        """
         req = urllib.request.Request(
             self.url + path, data=body, method=method, headers=headers or {}
         )
         try:
             with urllib.request.urlopen(req, timeout=30 * TIMEOUT_FACTOR) as response:
-                status, raw = response.status, response.read()
+                status, raw, answered = response.status, response.read(), response.headers
         except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
+            status, raw, answered = error.code, error.read(), error.headers
+        check_response(method, path, status, dict(answered.items()), raw)
         try:
             return status, json.loads(raw)
         except ValueError:
@@ -148,3 +155,12 @@ class HubServer:
             json.dumps(payload).encode(),
             {"Content-Type": "application/json", **(headers or {})},
         )
+
+
+def checked(method: str, target: str, response: http.client.HTTPResponse, body: bytes) -> bytes:
+    """``body``, once ``response`` to ``method`` ``target`` is held to the OpenAPI document.
+
+    For tests that speak ``http.client`` themselves (keep-alive, streams, odd headers).
+    """
+    check_response(method, target, response.status, dict(response.getheaders()), body)
+    return body

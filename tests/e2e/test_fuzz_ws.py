@@ -29,6 +29,7 @@ from tests.e2e.wsclient import (
     WAIT,
     connect,
     connect_to_worker,
+    decode,
     handshake,
     masked,
     post,
@@ -244,7 +245,7 @@ def answered_barrier(frames: list[Frame]) -> bool:
     opcode, payload = frames[-1]
     if opcode != 0x1:
         return False
-    answer = json.loads(payload)
+    answer = decode(payload)
     return bool(answer["type"] == "replay_complete" and answer.get("project") == BARRIER)
 
 
@@ -257,7 +258,7 @@ def check_answers(frames: list[Frame], allowed_closes: set[int | None]) -> None:
     event(f"closed with {code}")
     for opcode, payload in answers:
         if opcode == 0x1:
-            answer = json.loads(payload)
+            answer = decode(payload)  # held to docs/frames.schema.json too
             assert answer["type"] in ANSWER_TYPES, answer
             if answer["type"] == "error":
                 assert answer["code"] in set(ErrorCode), answer
@@ -292,7 +293,7 @@ def exchange(server: HubServer, data: bytes) -> int:
         buffer, frames = bytearray(rest), list[Frame]()
         read_frames(sock, buffer, frames, lambda frames: True)
         assert frames[0][0] == 0x1, frames
-        pid = worker_pid(json.loads(frames.pop()[1]))
+        pid = worker_pid(decode(frames.pop()[1]))
         if whole:
             sock.sendall(
                 data + masked(json.dumps({"type": "subscribe_project", "project": BARRIER}))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import FIXTURES, TIMEOUT_FACTOR, load_manifest
-from tests.e2e.server import HubServer
+from tests.e2e.server import HubServer, checked
 
 pytestmark = pytest.mark.e2e
 
@@ -108,7 +108,7 @@ def test_concurrent_senders_lose_and_duplicate_nothing(hub_server: HubServer) ->
             )
             connection.request("POST", ROUTE, body, {"Content-Type": "application/json"})
             response = connection.getresponse()
-            answer = json.loads(response.read())
+            answer = json.loads(checked("POST", ROUTE, response, response.read()))
             assert response.status == 200, answer
             ids += answer["ids"]
         connection.close()

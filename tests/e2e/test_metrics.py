@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import HubServer
+from tests.e2e.server import HubServer, checked
 from tests.e2e.wsclient import connect_to_worker, metric, post, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -65,7 +65,7 @@ def test_connection_gauge_counts_live_workers_only(two_workers: HubServer) -> No
 def test_metrics_text_is_prometheus_exposition(two_workers: HubServer) -> None:
     with urllib.request.urlopen(two_workers.url + "/metrics", timeout=10) as response:
         assert response.headers["Content-Type"].startswith("text/plain; version=")
-        text = response.read().decode()
+        text = checked("GET", "/metrics", response, response.read()).decode()
     for name in (
         "hub_ingest_seconds",
         "hub_store_seconds",

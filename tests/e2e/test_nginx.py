@@ -23,7 +23,7 @@ import pytest
 import websocket
 
 from tests.conftest import ROOT, TIMEOUT_FACTOR
-from tests.e2e.server import HubServer, free_port
+from tests.e2e.server import HubServer, checked, free_port
 from tests.e2e.test_redis_scaleout import start_pair
 from tests.e2e.wsclient import WAIT, receive, subscribe, wait_for
 from tests.redis_server import RedisServer
@@ -145,7 +145,9 @@ def answers(port: int) -> bool:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
     try:
         connection.request("GET", "/project-dashboard/healthz")
-        return connection.getresponse().status == 200
+        response = connection.getresponse()
+        checked("GET", "/project-dashboard/healthz", response, response.read())
+        return response.status == 200
     except OSError:
         return False
     finally:
@@ -161,6 +163,7 @@ def request(
     response = connection.getresponse()
     data = response.read()
     connection.close()
+    checked(method, path, response, data)
     with contextlib.suppress(ValueError):
         return response.status, dict(response.getheaders()), json.loads(data)
     return response.status, dict(response.getheaders()), data
@@ -213,6 +216,7 @@ def test_server_sent_events_are_not_buffered(proxy: int) -> None:
     )
     response = connection.getresponse()
     assert response.status == 200
+    checked("GET", "/project-dashboard/api/stream?project=sse-nginx", response, b"")
     status, _, answer = request(
         proxy,
         "POST",

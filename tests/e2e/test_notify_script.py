@@ -19,7 +19,7 @@ import pytest
 
 from ledger.timestamps import duration_between
 from tests.conftest import ROOT, TIMEOUT_FACTOR
-from tests.e2e.server import HubServer, free_port
+from tests.e2e.server import HubServer, checked, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -272,6 +272,7 @@ class FlakyProxy:
                     request = urllib.request.Request(proxy.target, data=body, headers=passed)
                     with urllib.request.urlopen(request, timeout=10) as response:
                         status, answer = response.status, response.read()
+                        checked("POST", INGEST, response, answer)
                     if len(proxy.seen) <= proxy.failures + proxy.lost:
                         self.close_connection = True
                         return

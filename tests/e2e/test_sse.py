@@ -14,7 +14,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.e2e.server import HubServer
+from tests.contract import check_frame
+from tests.e2e.server import HubServer, checked
 from tests.e2e.wsclient import WAIT, log_event, post
 
 pytestmark = pytest.mark.e2e
@@ -38,8 +39,18 @@ class Stream:
         path: str = "/api/stream",
     ) -> None:
         self.connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=WAIT)
-        self.connection.request("GET", f"{path}?{urlencode(query)}", headers=headers or {})
+        self.target = f"{path}?{urlencode(query)}"
+        self.connection.request("GET", self.target, headers=headers or {})
         self.response = self.connection.getresponse()
+        if self.response.status == 200:  # the frames are checked one by one (frame)
+            checked("GET", self.target, self.response, b"")
+
+    def error(self) -> dict[str, Any]:
+        """The body of a refused request, once it is checked against the OpenAPI document."""
+        body: dict[str, Any] = json.loads(
+            checked("GET", self.target, self.response, self.response.read())
+        )
+        return body
 
     def record(self) -> dict[str, str]:
         fields: dict[str, str] = {}
@@ -56,10 +67,15 @@ class Stream:
             fields[name or "comment"] = value.removeprefix(" ")
 
     def frame(self) -> tuple[str | None, dict[str, Any]]:
-        """The next data record (keep-alives and ``retry:`` skipped): ``(id, frame)``."""
+        """The next data record (keep-alives and ``retry:`` skipped): ``(id, frame)``.
+
+        Each frame is held to ``docs/frames.schema.json#/$defs/sseFrame``.
+        """
         while "data" not in (record := self.record()):
             pass
-        return record.get("id"), json.loads(record["data"])
+        frame: dict[str, Any] = json.loads(record["data"])
+        check_frame(frame, "sseFrame")
+        return record.get("id"), frame
 
     def replay(self) -> tuple[dict[str, Any], list[str]]:
         """``subscribed`` and the replayed event ids, through ``replay_complete``."""
@@ -186,7 +202,7 @@ def test_a_bad_stream_request_is_a_400_naming_the_parameter(
     server: HubServer, query: dict[str, str], headers: dict[str, str], field: str
 ) -> None:
     stream = Stream(server, query, headers)
-    body = json.loads(stream.response.read())
+    body = stream.error()
     assert stream.response.status == 400
     assert body["success"] is False
     assert body["error"]["code"] == "bad_request"

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import websocket
 
-from tests.e2e.server import HubServer
+from tests.contract import check_response
+from tests.e2e.server import HubServer, checked
 from tests.e2e.wsclient import WAIT, connect, receive, send, wait_for, ws_url
 
 pytestmark = pytest.mark.e2e
@@ -35,6 +36,14 @@ def refused(server: HubServer, path: str = "/ws", **options: Any) -> int:
     with pytest.raises(websocket.WebSocketBadStatusException) as refusal:
         websocket.create_connection(ws_url(server, path), timeout=WAIT, **options)
     status: int = refusal.value.status_code
+    headers = refusal.value.resp_headers or {}
+    check_response(
+        "GET",
+        path,
+        status,
+        {name.title(): value for name, value in headers.items()},
+        refusal.value.resp_body or b"",
+    )
     return status
 
 
@@ -45,7 +54,7 @@ def get(
     connection.request("GET", path, headers=headers or {})
     response = connection.getresponse()
     status, reply_headers = response.status, response.headers
-    body = json.loads(response.read()) if status != 200 else {}
+    body = json.loads(checked("GET", path, response, response.read())) if status != 200 else {}
     connection.close()
     return status, body, reply_headers
 
@@ -101,6 +110,7 @@ def test_the_stream_needs_the_read_token_but_not_an_origin(guarded: HubServer) -
         headers={"Authorization": f"Bearer {TOKEN}", "Origin": "https://elsewhere.example.com"},
     )
     response = connection.getresponse()
+    checked("GET", "/api/stream?project=p", response, b"")
     assert response.status == 200
     connection.close()
 
@@ -114,7 +124,9 @@ def test_the_connection_limit_answers_503_before_the_upgrade(tmp_path: Path) -> 
         first = connect(hub)
         stream = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=WAIT)
         stream.request("GET", "/api/stream?project=p")
-        assert stream.getresponse().status == 200
+        opened = stream.getresponse()
+        checked("GET", "/api/stream?project=p", opened, b"")
+        assert opened.status == 200
         assert refused(hub) == 503
         status, body, headers = get(hub, "/api/stream?project=p")
         assert status == 503

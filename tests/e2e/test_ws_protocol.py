@@ -17,12 +17,13 @@ import websocket
 from websocket import ABNF
 
 from ledger import version
-from tests.e2e.server import HubServer
+from tests.e2e.server import HubServer, checked
 from tests.e2e.wsclient import (
     WAIT,
     DeflateClient,
     close_code,
     connect,
+    decode,
     log_event,
     post,
     receive,
@@ -349,7 +350,7 @@ def test_concurrent_writes_to_one_connection_stay_well_formed(server: HubServer)
             ws_pongs.append(frame.data.decode())
             continue
         assert opcode == ABNF.OPCODE_TEXT
-        decoded = json.loads(frame.data)
+        decoded = decode(frame.data)
         if decoded["type"] == "pong":
             app_pongs += 1
         else:
@@ -383,7 +384,7 @@ def test_a_request_that_is_not_a_valid_upgrade_gets_an_http_error(
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     connection.request("GET", "/ws", headers=headers)
     response = connection.getresponse()
-    body = json.loads(response.read())
+    body = json.loads(checked("GET", "/ws", response, response.read()))
     connection.close()
     assert response.status == status
     assert body["success"] is False
@@ -406,7 +407,7 @@ def test_a_peer_that_stops_answering_pings_is_closed(tmp_path: Path) -> None:
         send(answering, ["ping"])
         while (opcode_frame := answering.recv_data_frame())[0] != ABNF.OPCODE_TEXT:
             pass
-        assert json.loads(opcode_frame[1].data) == {"type": "pong"}
+        assert decode(opcode_frame[1].data) == {"type": "pong"}
         assert close_code(silent) == 1008
         answering.close()
     finally:

@@ -17,6 +17,7 @@ from tests.e2e.wsclient import (
     WAIT,
     Crowd,
     connect,
+    decode,
     log_event,
     metric,
     post,
@@ -56,7 +57,7 @@ def read_frames(ws: websocket.WebSocket) -> tuple[list[str], int | None]:
             if frame.opcode == ABNF.OPCODE_CLOSE:
                 return ids, int.from_bytes(frame.data[:2], "big")
             if frame.opcode == ABNF.OPCODE_TEXT:
-                ids.append(json.loads(frame.data)["event"]["id"])
+                ids.append(decode(frame.data)["event"]["id"])
     finally:
         ws.shutdown()
 
@@ -149,7 +150,7 @@ def test_a_client_that_floods_frames_without_reading_is_closed_with_1008(tmp_pat
             frame = flooder.recv_frame()
             if frame.opcode == ABNF.OPCODE_CLOSE:
                 break
-            frames.append(json.loads(frame.data))
+            frames.append(decode(frame.data))
         assert int.from_bytes(frame.data[:2], "big") == 1008
         assert frames[0]["type"] == "subscribed"
         replayed = [f["event"]["id"] for f in frames if f["type"] == "event"]

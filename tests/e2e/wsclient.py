@@ -6,6 +6,10 @@ permessage-deflate, so :class:`DeflateClient` is a small wsproto client for
 that.  The raw helpers at the end (a handshake and an unmasked-frame parser)
 let the scale test and bench/fanout.py hold thousands of connections without
 a thread each.
+
+Every frame these clients receive from the hub is held to
+``docs/frames.schema.json`` (:func:`decode`): a frame it does not describe fails
+the test.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 
 from tests.conftest import TIMEOUT_FACTOR
+from tests.contract import check_frame
 from tests.e2e.server import HubServer
 
 #: How long a test waits for any one frame before calling the hub stuck.
@@ -68,9 +73,15 @@ def send(ws: websocket.WebSocket, frame: Any) -> None:
     ws.send(json.dumps(frame))
 
 
-def receive(ws: websocket.WebSocket) -> dict[str, Any]:
-    frame: dict[str, Any] = json.loads(ws.recv())
+def decode(data: str | bytes) -> dict[str, Any]:
+    """One text frame of the hub, parsed, once it is checked against the frame schema."""
+    frame: dict[str, Any] = json.loads(data)
+    check_frame(frame)
     return frame
+
+
+def receive(ws: websocket.WebSocket) -> dict[str, Any]:
+    return decode(ws.recv())
 
 
 def subscribe(
@@ -190,8 +201,7 @@ class DeflateClient:
                 assert isinstance(event, TextMessage), event
                 parts.append(event.data)
                 if event.message_finished:
-                    frame: dict[str, Any] = json.loads("".join(parts))
-                    return frame
+                    return decode("".join(parts))
             else:
                 raise AssertionError(f"unexpected {event!r}")
 
@@ -301,7 +311,7 @@ class Crowd:
     def _parse(self, index: int) -> None:
         for opcode, payload in split_frames(self.buffers[index]):
             if opcode == 0x1:
-                self.frames[index].append(json.loads(payload))
+                self.frames[index].append(decode(payload))
             elif opcode == 0x9:
                 self.socks[index].sendall(masked(payload, 0xA))
             elif opcode == 0x8:

@@ -195,6 +195,19 @@ def test_timestamps_are_normalised_to_utc_milliseconds() -> None:
         assert event.timestamp == normal
 
 
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("0999-12-31T23:59:59.5Z", "0999-12-31T23:59:59.500Z"),
+        ("0001-01-02T00:00:00Z", "0001-01-02T00:00:00.000Z"),
+    ],
+)
+def test_years_before_1000_keep_four_digits(raw: str, normal: str) -> None:
+    """Every time is ISO-8601 and sorts as a string: ``strftime("%Y")`` would give ``999``."""
+    event = load_one(typed(type="deployment_started", timestamp=raw), "deployment")
+    assert event.timestamp == normal
+
+
 def test_a_missing_timestamp_is_the_receipt_time() -> None:
     event = load_one(typed(type="deployment_started", timestamp=""), "deployment")
     assert event.timestamp.endswith("Z")
