@@ -26,7 +26,7 @@ usage: deploy-hub [GUNICORN OPTION ...]
 
 Start the deployment dashboard hub under gunicorn with gevent workers:
   gunicorn -c {config} [GUNICORN OPTION ...] '{app}'
-Settings are HUB_* environment variables (HUB_HOST, HUB_PORT, HUB_BROKER_URL, ...);
+Settings are HUB_* environment variables (HUB_HOST, HUB_PORT, HUB_STORE_URL, ...);
 options given here go to gunicorn as they are (python -m gunicorn --help lists them).
 
   -h, --help  show this message and exit

@@ -30,6 +30,7 @@ from gunicorn import util as gunicorn_util  # noqa: E402 - likewise
 from app.config import ConfigError  # noqa: E402 - after the metrics directory is set
 from app.errors import error_body  # noqa: E402 - likewise
 from app.validation import load_settings  # noqa: E402 - likewise
+from server.ports import bind_problem  # noqa: E402 - likewise
 
 try:
     _settings = load_settings()
@@ -70,7 +71,16 @@ control_socket_disable = True
 
 
 def on_starting(server: Any) -> None:
-    """Start the metrics from zero: files left by an earlier run would be added in."""
+    """Refuse an address the hub cannot listen on, then start the metrics from zero.
+
+    The address is not checked when the listening socket is inherited (gunicorn's
+    re-exec on USR2, systemd socket activation): it is then held on purpose.
+    Metric files left by an earlier run would be added in, so they go.
+    """
+    inherited = "GUNICORN_FD" in os.environ or "LISTEN_FDS" in os.environ
+    problem = None if inherited else bind_problem(_settings.host, _settings.port)
+    if problem is not None:
+        sys.exit(f"hub configuration error: {problem}")
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
