@@ -43,6 +43,10 @@ class DeliveryConflict(Exception):
     """A delivery id already stored arrived with another body; nothing was stored."""
 
 
+class BackupError(Exception):
+    """A backup or restore that cannot be done; the message says why and what to do."""
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Events of one request, stored all together or not at all.

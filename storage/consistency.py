@@ -1,0 +1,117 @@
+"""Whether a store still keeps its promises: its log in order, its views its events' fold.
+
+Any store, through the :class:`~storage.store.Store` protocol only: the log is
+read from start to end (ids strictly increasing, every event counted), and
+each deployment's stored view is compared with :func:`ledger.view.build_view`
+over its events, the view's definition.  A difference means a write was cut
+short or a bug changed a rule; it is reported, never repaired behind the
+operator's back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.events import Event
+from ledger.view import build_view
+from storage import paging
+from storage.store import Store
+
+#: Keys of a stored view that are not part of the fold (kept beside it by the store).
+STORE_KEYS = ("last_event_id", "log_lines", "metrics", "last_news_at")
+#: Events read per call while walking the log.
+READ_SIZE = 1000
+#: Reads of a deployment that keeps changing before it counts as busy.
+ATTEMPTS = 3
+#: At most this many problems are described; the rest are only counted.
+SHOWN_PROBLEMS = 20
+
+
+@dataclass(slots=True)
+class Report:
+    """What a check read and what it found wrong."""
+
+    events: int = 0
+    deployments: int = 0
+    problems: list[str] = field(default_factory=list)
+    more_problems: int = 0
+    busy: int = 0
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < SHOWN_PROBLEMS:
+            self.problems.append(text)
+        else:
+            self.more_problems += 1
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check(store: Store, *, most_deployments: int) -> Report:
+    """Walk the whole log, then compare the newest ``most_deployments`` views with their fold."""
+    report = Report()
+    _check_log(store, report)
+    for row in paging.deployments(store, most=most_deployments):
+        report.deployments += 1
+        _check_view(store, row["deployment_id"], report)
+    return report
+
+
+def _check_log(store: Store, report: Report) -> None:
+    last_seq, top = 0, store.last_seq()
+    while last_seq < top:
+        rows = store.read_after(last_seq, READ_SIZE)
+        if not rows:
+            break
+        for seq, _ in rows:
+            if seq <= last_seq:
+                report.problem(f"the log goes back from seq {last_seq} to {seq}")
+            last_seq = seq
+        report.events += len(rows)
+
+
+def _check_view(store: Store, deployment_id: str, report: Report) -> None:
+    """Compare one view with its fold; a deployment that changes while read is read again.
+
+    The view is read first, its events after: they match when the newest event
+    is the one the view names.  A hub serving beside the check may add events
+    in between (or prune the deployment); after :data:`ATTEMPTS` tries such a
+    deployment counts as busy, not as a problem.
+    """
+    for _ in range(ATTEMPTS):
+        stored = store.get_deployment(deployment_id)
+        if stored is None:
+            break  # pruned since it was listed
+        items = list(_events_of(store, deployment_id))
+        if not items:
+            report.problem(f"deployment {deployment_id!r} has a view but no events")
+            return
+        if items[-1]["id"] != stored.get("last_event_id"):
+            continue
+        view: dict[str, Any] = dict(stored)
+        for key in STORE_KEYS:
+            view.pop(key, None)
+        expected: dict[str, Any] = dict(
+            build_view(deployment_id, [Event.from_dict(item) for item in items])
+        )
+        if view != expected:
+            differing = sorted(k for k in {*view, *expected} if view.get(k) != expected.get(k))
+            report.problem(
+                f"deployment {deployment_id!r}: the stored view differs from its "
+                f"{len(items)} events in {', '.join(differing)}"
+            )
+        return
+    report.busy += 1
+
+
+def _events_of(store: Store, deployment_id: str) -> Iterator[dict[str, Any]]:
+    since = None
+    while True:
+        page = store.events(project=None, deployment_id=deployment_id, since=since, limit=500)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        since = page.next_cursor
