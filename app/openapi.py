@@ -57,6 +57,7 @@ from app.schemas import (
 )
 from ledger import version
 from ledger.events import EVENT_TYPES, MAX_NAME_LENGTH, STATUS_WORDS, STATUSES
+from ledger.filters import TYPE_PATTERNS
 
 openapi_routes = Blueprint("openapi", __name__)
 
@@ -811,7 +812,8 @@ def _add_reads(spec: APISpec) -> None:
                     _query(
                         "types",
                         {"type": "string"},
-                        f"Comma-separated event types, of: {', '.join(EVENT_TYPES)}.",
+                        f"Comma-separated event types, of: {', '.join(EVENT_TYPES)}; or "
+                        f"patterns: {', '.join(TYPE_PATTERNS)}.",
                     ),
                     _query(
                         "last_event_id",

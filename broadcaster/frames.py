@@ -21,8 +21,9 @@ from broadcaster.codes import ErrorCode
 
 # The session's table of subscription frames: (subscribes, field naming the target or None).
 from broadcaster.session import _TARGETS as TARGETS
-from broadcaster.session import FRAME_NAMES, MAX_ID_LENGTH, MAX_SINCE_LENGTH
+from broadcaster.session import FRAME_NAMES, MAX_ID_LENGTH, MAX_SINCE_LENGTH, MAX_TYPE_ENTRIES
 from ledger.events import EVENT_TYPES
+from ledger.filters import TYPE_PATTERNS
 
 #: Error codes that only end an SSE stream; the WebSocket closes with a code instead.
 SSE_ONLY_CODES = (ErrorCode.TOO_SLOW, ErrorCode.GOING_AWAY)
@@ -175,9 +176,11 @@ def _client_frames() -> dict[str, JsonSchema]:
         },
         "types": {
             "type": "array",
-            "items": {"enum": list(EVENT_TYPES)},
+            "items": {"enum": [*EVENT_TYPES, *TYPE_PATTERNS]},
             "minItems": 1,
-            "description": "Only these event types, in replay and live.",
+            "maxItems": MAX_TYPE_ENTRIES,
+            "description": "Only these event types, in replay and live; `*` and `<family>_*` "
+            "(`deployment_*`, `step_*`, ...) stand for every type, or every type of a family.",
         },
         "limit": {
             "type": ["integer", "null"],

@@ -27,7 +27,7 @@ from broadcaster.codes import ErrorCode
 from broadcaster.hub import Envelope
 from broadcaster.limits import Limits
 from ledger.events import EVENT_TYPES
-from ledger.filters import Filter
+from ledger.filters import Filter, expand_types
 from ledger.ids import parse_event_id
 from storage.store import History
 
@@ -35,6 +35,8 @@ from storage.store import History
 MAX_ID_LENGTH = 200
 #: Longest ``since``; real ids are ``<epoch>-<seq>``, far shorter.
 MAX_SINCE_LENGTH = 64
+#: Entries of a subscription's ``types``: more than there are types, fewer than a flood.
+MAX_TYPE_ENTRIES = 32
 
 #: Every frame name a client may send, mapped to its canonical (CONTRACT.md) name.
 FRAME_NAMES: dict[str, str] = {
@@ -157,21 +159,20 @@ def parse_since(value: Any) -> str | None:
 
 
 def parse_types(value: Any) -> frozenset[str] | None:
-    """The event types a subscription narrows to; ``None`` for all of them."""
+    """The event types a subscription narrows to (patterns expanded); ``None`` for all."""
     if value is None:
         return None
     allowed = ", ".join(EVENT_TYPES)
-    if not isinstance(value, list) or not value:
+    if not isinstance(value, list) or not value or len(value) > MAX_TYPE_ENTRIES:
         raise FrameError(
-            ErrorCode.INVALID_FIELD, f"'types' must be a non-empty list of event types: {allowed}"
+            ErrorCode.INVALID_FIELD,
+            f"'types' must be a list of 1 to {MAX_TYPE_ENTRIES} event types or patterns "
+            f"such as 'step_*': {allowed}",
         )
-    unknown = [t for t in value if t not in EVENT_TYPES]
-    if unknown:
-        shown = str(unknown[0])[:50]
-        raise FrameError(
-            ErrorCode.INVALID_FIELD, f"unknown event type {shown!r} in 'types'; known: {allowed}"
-        )
-    return frozenset(value)
+    try:
+        return expand_types(value)
+    except ValueError as exc:
+        raise FrameError(ErrorCode.INVALID_FIELD, f"{exc}; known: {allowed}") from None
 
 
 def _canonical(name: str) -> str:

@@ -6,12 +6,43 @@ queries, so that replay and live delivery can never disagree on a match.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ledger.events import Event
+from ledger.events import EVENT_TYPES, Event
 
 #: The topic of a subscription to every project.
 ALL = "all"
+#: The patterns a ``types`` entry may be besides a type: ``"*"`` (every type) and
+#: ``"<family>_*"`` for each family of types (``deployment_*``, ``step_*``, ...).
+TYPE_PATTERNS: dict[str, frozenset[str]] = {
+    "*": frozenset(EVENT_TYPES),
+    **{
+        f"{family}_*": frozenset(t for t in EVENT_TYPES if t.startswith(f"{family}_"))
+        for family in dict.fromkeys(t.split("_")[0] for t in EVENT_TYPES if "_" in t)
+    },
+}
+
+
+def expand_types(entries: Iterable[object]) -> frozenset[str]:
+    """The event types ``entries`` name, outright or by a pattern of :data:`TYPE_PATTERNS`.
+
+    Patterns are expanded here, once, so a filter holds plain types and matching
+    an event stays one set lookup.  Raises ``ValueError`` naming the first entry
+    that is neither.
+    """
+    found: set[str] = set()
+    for entry in entries:
+        if isinstance(entry, str) and entry in TYPE_PATTERNS:
+            found |= TYPE_PATTERNS[entry]
+        elif isinstance(entry, str) and entry in EVENT_TYPES:
+            found.add(entry)
+        else:
+            shown = str(entry)[:50]
+            raise ValueError(
+                f"unknown event type {shown!r} in 'types'; patterns: {', '.join(TYPE_PATTERNS)}"
+            )
+    return frozenset(found)
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,10 +132,15 @@ def test_deployment_and_type_filters_narrow_the_stream(server: HubServer) -> Non
     }
     first = post(server, log_event("sse-f", "f-1"), log_event("sse-f", "f-2"), step)
     by_deployment = Stream(server, {"deployment_id": "f-1"})
-    by_type = Stream(server, {"project": "sse-f", "types": "step_started, deployment_started"})
+    by_type = Stream(server, {"project": "sse-f", "types": "step_started, deployment_*"})
     assert by_deployment.replay()[1] == [first[0], first[2]]
     subscribed, replayed = by_type.replay()
-    assert subscribed["types"] == ["deployment_started", "step_started"]
+    assert subscribed["types"] == [
+        "deployment_completed",
+        "deployment_rollback",
+        "deployment_started",
+        "step_started",
+    ]
     assert replayed == [first[2]]
     second = post(server, log_event("sse-f", "f-2"), log_event("sse-f", "f-1"), step)
     assert [by_deployment.frame()[0], by_deployment.frame()[0]] == [second[1], second[2]]
@@ -185,6 +190,7 @@ def test_an_idle_stream_gets_keep_alive_comments(server: HubServer) -> None:
         ({"project": "p" * 201}, {}, "project"),
         ({"deployment_id": "d", "types": "log_entry,nope"}, {}, "types"),
         ({"deployment_id": "d", "types": ","}, {}, "types"),
+        ({"deployment_id": "d", "types": "steps_*"}, {}, "types"),
         ({"project": "a", "last_event_id": "9" * 65}, {}, "last_event_id"),
         ({"project": "a"}, {"Last-Event-ID": "9" * 65}, "Last-Event-ID"),
     ],
@@ -194,6 +200,7 @@ def test_an_idle_stream_gets_keep_alive_comments(server: HubServer) -> None:
         "long-project",
         "unknown-type",
         "empty-types",
+        "unknown-pattern",
         "long-query-id",
         "long-header-id",
     ],

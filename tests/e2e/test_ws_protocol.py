@@ -148,6 +148,33 @@ def test_types_narrow_replay_and_live_events(server: HubServer) -> None:
     ws.close()
 
 
+def test_type_patterns_keep_a_list_page_to_lifecycle_events(server: HubServer) -> None:
+    """``deployment_*`` and ``step_*``: what a list page needs, without the log lines."""
+    step = {
+        "type": "step_completed",
+        "project": "families",
+        "deployment_id": "f1",
+        "step_name": "build / compile",
+        "step_status": "success",
+    }
+    ws = connect(server)
+    lifecycle = ["deployment_*", "step_*"]
+    frame = {"type": "subscribe_project", "project": "families", "types": lifecycle}
+    subscribed, _, _ = subscribe(ws, frame)
+    assert subscribed["types"] == [
+        "deployment_completed",
+        "deployment_rollback",
+        "deployment_started",
+        "step_completed",
+        "step_started",
+    ]
+    [_, wanted, _] = post(server, log_event("families", "f1"), step, log_event("families", "f1"))
+    assert receive(ws)["event"]["id"] == wanted
+    [last] = post(server, {**step, "step_name": "build / test"})
+    assert receive(ws)["event"]["id"] == last  # no log line came in between
+    ws.close()
+
+
 @pytest.mark.parametrize(
     ("data", "code"),
     [

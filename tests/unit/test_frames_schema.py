@@ -23,9 +23,17 @@ from broadcaster.codes import ErrorCode
 from broadcaster.frames import JSON_INTEGERS, SSE_ONLY_CODES, frames_schema, render
 from broadcaster.hub import Envelope
 from broadcaster.limits import Limits
-from broadcaster.session import FRAME_NAMES, Session, Subscribe, error_frame, replay
+from broadcaster.session import (
+    FRAME_NAMES,
+    MAX_TYPE_ENTRIES,
+    Session,
+    Subscribe,
+    error_frame,
+    replay,
+)
 from ledger.errors import EventError
 from ledger.events import EVENT_TYPES
+from ledger.filters import TYPE_PATTERNS
 from ledger.ids import make_event_id
 from storage.store import History
 from tests.conftest import FIXTURES, load_manifest
@@ -201,11 +209,19 @@ identifiers = (
     )  # 1.0 is a JSON Schema
     # integer but a float to the hub: the one shape the schema cannot tell apart
 )
+type_entries = st.sampled_from([*EVENT_TYPES, *TYPE_PATTERNS, "nope", "zzz_*"])
+too_many_types = st.lists(
+    st.just("step_*"), min_size=MAX_TYPE_ENTRIES + 1, max_size=MAX_TYPE_ENTRIES + 1
+)
 options = st.fixed_dictionaries(
     {},
     optional={
         "since": st.none() | st.text(max_size=3) | st.just("9" * 65) | st.integers(*JSON_INTEGERS),
-        "types": st.lists(st.sampled_from([*EVENT_TYPES, "nope"]), max_size=3) | st.text(),
+        "types": st.lists(
+            st.sampled_from([*EVENT_TYPES, *TYPE_PATTERNS, "nope", "zzz_*"]), max_size=3
+        )
+        | st.lists(st.just("step_*"), min_size=MAX_TYPE_ENTRIES + 1, max_size=MAX_TYPE_ENTRIES + 1)
+        | st.text(),
         "limit": st.none() | st.integers(-2, LIMITS.replay_max_events) | st.text(max_size=2),
         "other": st.integers(*JSON_INTEGERS),
     },

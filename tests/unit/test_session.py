@@ -19,7 +19,7 @@ from broadcaster.session import (
     Unsubscribe,
     replay,
 )
-from ledger.events import Event
+from ledger.events import EVENT_TYPES, Event
 from ledger.filters import Filter
 from ledger.ids import make_event_id
 from storage.store import History
@@ -185,6 +185,32 @@ def test_since_and_types_narrow_a_subscription(session: Session) -> None:
 
 
 @pytest.mark.parametrize(
+    ("types", "expected"),
+    [
+        (
+            ["deployment_*", "step_*"],
+            {
+                "deployment_started",
+                "deployment_completed",
+                "deployment_rollback",
+                "step_started",
+                "step_completed",
+            },
+        ),
+        (["log_*", "log_entry"], {"log_entry"}),
+        (["*"], set(EVENT_TYPES)),
+        (["project_*", "test"], {"project_status", "test"}),
+    ],
+)
+def test_type_patterns_stand_for_every_type_of_a_family(
+    session: Session, types: list[str], expected: set[str]
+) -> None:
+    request = only(session.feed(json.dumps({"type": "subscribe_all", "types": types})))
+    assert isinstance(request, Subscribe)
+    assert request.match.types == frozenset(expected)
+
+
+@pytest.mark.parametrize(
     ("text", "limit"),
     [
         ('["subscribe_project", "web"]', 20),
@@ -268,6 +294,21 @@ def test_the_subscription_limit_is_an_error_and_the_session_goes_on(session: Ses
             ErrorCode.INVALID_FIELD,
         ),
         ('{"type": "subscribe_project", "project": "web", "types": [{}]}', ErrorCode.INVALID_FIELD),
+        (
+            '{"type": "subscribe_project", "project": "web", "types": ["zzz_*"]}',
+            ErrorCode.INVALID_FIELD,
+        ),
+        (
+            '{"type": "subscribe_project", "project": "web", "types": ["step*"]}',
+            ErrorCode.INVALID_FIELD,
+        ),
+        (
+            '{"type": "subscribe_project", "project": "web", "types": '
+            + '["*"'
+            + ', "*"' * 32
+            + "]}",
+            ErrorCode.INVALID_FIELD,
+        ),
         ('{"type": "subscribe_project", "project": "web", "limit": -1}', ErrorCode.INVALID_FIELD),
         ('{"type": "subscribe_project", "project": "web", "limit": 501}', ErrorCode.INVALID_FIELD),
         ('{"type": "subscribe_project", "project": "web", "limit": "5"}', ErrorCode.INVALID_FIELD),
