@@ -43,6 +43,7 @@ from ledger.resume import resume_from
 from ledger.retention import Retention
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage.group_commit import GroupCommit
+from storage.sqlite_analysis import SqliteLogAnalysis
 from storage.store import (
     Accepted,
     Batch,
@@ -157,8 +158,12 @@ class _Source:
         return [self.store._decode(seq, body) for seq, body in rows]
 
 
-class SqliteStore:
-    """Event log and deployment view in one SQLite database (see module docstring)."""
+class SqliteStore(SqliteLogAnalysis):
+    """Event log and deployment view in one SQLite database (see module docstring).
+
+    Failure records, log search and the folds trends read are
+    :class:`~storage.sqlite_analysis.SqliteLogAnalysis`'s.
+    """
 
     def __init__(
         self,
@@ -189,6 +194,7 @@ class SqliteStore:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
             if "digest" not in columns:  # a file from before bodies were told apart
                 self._db.execute("ALTER TABLE deliveries ADD COLUMN digest TEXT")
+            self._create_log_analysis()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {path!r}: {exc}") from exc
         self._writer: GroupCommit[Batch, Accepted] = GroupCommit(
@@ -205,6 +211,7 @@ class SqliteStore:
             on_group=self.hooks.on_group,
         )
         self.epoch = self._writer.run(self._init_epoch)
+        self._writer.run(self._fill_log_analysis)
 
     def _init_epoch(self) -> int:
         self._db.execute(
@@ -235,13 +242,17 @@ class SqliteStore:
             "VALUES (?, ?, ?, ?, ?, ?)",
             events,
         )
-        self._db.executemany(
-            "INSERT INTO log_lines (deployment_id, seq, job, step, level, ts, message) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            lines,
-        )
+        if lines:
+            first_line = self._next_line()
+            self._db.executemany(
+                "INSERT INTO log_lines (deployment_id, seq, job, step, level, ts, message) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                lines,
+            )
+            self._index_lines(first_line)
         for touched in recorder.deployments():
             self._write_row(touched, now)
+        self._record_failures(recorder)
         return answers
 
     def _record(
@@ -539,6 +550,7 @@ class SqliteStore:
             removed += self._db.execute(
                 "DELETE FROM events WHERE deployment_id = ?", (deployment_id,)
             ).rowcount
+            self._prune_log_analysis(deployment_id)
             self._db.execute("DELETE FROM log_lines WHERE deployment_id = ?", (deployment_id,))
             self._db.execute("DELETE FROM deployments WHERE deployment_id = ?", (deployment_id,))
         loose = f"deployment_id IS NULL OR type IN ({','.join('?' * len(PROJECT_ONLY_TYPES))})"
