@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from app.analysis import deployment_extras
 from app.auth import check_read_token
 from app.context import current_context
 from app.errors import BadRequest, NotFound
@@ -46,10 +47,12 @@ def list_deployments() -> Response:
 
 @api.get("/deployments/<path:deployment_id>")
 def get_deployment(deployment_id: str) -> Response:
-    view = current_context().store.get_deployment(deployment_id)
+    """The view, with why it failed (``failure``) or when it should end (``eta``)."""
+    store = current_context().store
+    view = store.get_deployment(deployment_id)
     if view is None:
         raise NotFound(f"no deployment {deployment_id!r}")
-    return jsonify(view)
+    return jsonify({**view, **deployment_extras(store, view)})
 
 
 @api.get("/deployments/<path:deployment_id>/logs")
