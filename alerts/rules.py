@@ -108,7 +108,7 @@ def with_failure(alert: Alert, failure: FailureView | None, public_url: str = ""
     line = failure["line"]
     if line is not None:
         details["failing_line"] = line["text"]
-        link = line_link(alert.deployment_id, failure["job"], failure["step"], line["id"])
+        link = line_link(alert.deployment_id, line["job"], line["step"], line["id"])
     else:
         details["failing_line"] = failure["message"]
         link = deployment_link(alert.deployment_id)

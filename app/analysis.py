@@ -148,5 +148,5 @@ def _linked(deployment_id: str, part: Any) -> dict[str, Any]:
     line = part["line"]
     if line is None:
         return dict(part)
-    link = line_link(deployment_id, part["job"], part["step"], line["id"])
+    link = line_link(deployment_id, line["job"], line["step"], line["id"])
     return {**part, "line": {**line, "link": link}}

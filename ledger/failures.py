@@ -74,6 +74,7 @@ _LEADING_TIME = re.compile(
 _GENERIC = re.compile(
     r"process completed with exit code -?\d+"
     r"|\bexit(?:ed)?(?: with)? (?:code|status)[:\s]*-?\d+"
+    r"|^exit(?:ed)?(?: with)? -?\d+\W*$"
     r"|\breturned (?:a )?non-zero exit (?:code|status)"
     r"|^(?:error )?command failed with exit code \d+"
     r"|^make(?:\[\d+\])?: \*\*\* .*\berror \d+"
@@ -109,12 +110,15 @@ _BLANK = re.compile(r"^\s*$")
 
 
 class Line(NamedTuple):
-    """A log line as :func:`pick_line` reads it: its id, level, time and stored text."""
+    """A log line as :func:`pick_line` reads it: its id, level, time and stored text, and
+    the job and step it was logged under (its link names them)."""
 
     id: str
     level: str
     timestamp: str
     text: str
+    job: str | None = None
+    step: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +233,13 @@ def pick_for_step(lines: Sequence[Line], ended_at: str | None) -> Pick | None:
 
 
 class LineRef(TypedDict):
+    """The line that explains a failure: its id and text (no escapes), and the job and step
+    it was logged under (a deployment's own lines have none)."""
+
     id: str
     text: str
+    job: str | None
+    step: str | None
 
 
 class StepFailure(TypedDict):
@@ -299,7 +308,8 @@ def failed_steps(fold: Fold) -> list[Step]:
 def _ref(pick: Pick | None) -> LineRef | None:
     if pick is None or pick.line is None:
         return None
-    return {"id": pick.line.id, "text": pick.text[:MAX_LINE_TEXT]}
+    line = pick.line
+    return {"id": line.id, "text": pick.text[:MAX_LINE_TEXT], "job": line.job, "step": line.step}
 
 
 def _linked(lines: Sequence[Line], pick: Pick | None) -> Pick | None:
@@ -340,7 +350,9 @@ def explain(
     by_step: dict[tuple[str | None, str | None], list[Line]] = {}
     every: list[Line] = []
     for row in rows:
-        read = Line(row["id"], row["level"], row["timestamp"], row["message"])
+        read = Line(
+            row["id"], row["level"], row["timestamp"], row["message"], row["job"], row["step"]
+        )
         every.append(read)
         by_step.setdefault((row["job"] or None, row["step"] or None), []).append(read)
     loose = by_step.get((None, None), [])

@@ -286,3 +286,19 @@ def test_analysis_routes_need_the_read_token(path: str) -> None:
     finally:
         app.extensions["hub"].stop()
         app.extensions["hub_context"].store.close()
+
+
+def test_a_deployments_own_line_links_without_a_step(client: FlaskClient) -> None:
+    """The step ended with a bare exit code; the deployment's own error says more, and its
+    line belongs to no step."""
+    post(
+        client,
+        ev("step_completed", "d1", 5, step_name="deploy / smoke", status="failed", error="exit 1"),
+        ev("deployment_completed", "d1", 4, status="failed", error="smoke test failed: HTTP 502"),
+    )
+    _, view = get(client, "/api/deployments/d1")
+    failure = view["failure"]
+    assert (failure["job"], failure["step"]) == ("deploy", "smoke")
+    line = failure["line"]
+    assert (line["text"], line["job"], line["step"]) == ("smoke test failed: HTTP 502", None, None)
+    assert line["link"] == f"#/deployments/d1?line={line['id']}"

@@ -333,6 +333,8 @@ def test_a_ci_error_marker_makes_a_line_an_error_line() -> None:
         ("Error: Process completed with exit code 1.", Kind.GENERIC),
         ("make: *** [Makefile:12: build] Error 2", Kind.GENERIC),
         ("exit status 2", Kind.GENERIC),
+        ("exit 1", Kind.GENERIC),
+        ("exited with 137.", Kind.GENERIC),
         ("npm ERR! code ELIFECYCLE", Kind.NONE),
         ("[ERROR] -> [Help 1]", Kind.NONE),
         ("BUILD FAILED in 3s", Kind.HINT),
