@@ -202,7 +202,11 @@ PAGES = [
     ("projects", "#/", ".project-card"),
     ("deployments", "#/deployments", "tbody tr"),
     ("deployment", "#/deployments/ws-105", "li.step"),
+    ("failed-deployment", "#/deployments/ws-103", ".failure-box"),
     ("metrics", "#/metrics?days=7", ".chart-grid canvas"),
+    ("failures", "#/failures", ".failure-group"),
+    ("search", "#/search?q=peer+dependency", ".search-hit"),
+    ("steps", "#/steps", ".trend-card"),
 ]
 
 
@@ -231,6 +235,16 @@ def test_every_page_renders_cleanly_and_fits_the_screen(
                 "data-status", "running"
             )
             expect(page.locator(".metric-list")).to_contain_text("812")
+        elif name == "failed-deployment":
+            # the step ended with a bare exit code; the deployment's own error says more
+            expect(page.locator(".failure-box .failure-text").first).to_have_text(
+                "smoke test failed: HTTP 502"
+            )
+        elif name == "failures":
+            # both failed deployments end with the same error, whatever step failed
+            expect(page.locator(".failure-group .failure-count").first).to_have_text("2×")
+        elif name == "steps":
+            expect(page.locator(".trend-card")).to_have_count(3)  # the summary is older
         elif name == "metrics":
             expect(page.locator(".chart-grid canvas")).to_have_count(4)
             expect(page.locator(".metrics-table tbody tr")).to_have_count(3)
