@@ -68,6 +68,16 @@ class Query:
     terms: tuple[Term, ...]
     text: str
 
+    @property
+    def needles(self) -> tuple[str, ...]:
+        """Text every matching line holds (lower-cased): each word, and each prefix.
+
+        A cheap ``in`` test on a line before it is split into words; a word
+        with a final sigma is left out (its lower case depends on what follows
+        it in the line).
+        """
+        return tuple({word for term in self.terms for word in term.words if "ς" not in word})
+
 
 def words(text: str) -> list[str]:
     """The words of ``text`` (already without escapes), lower-cased, in order."""
@@ -216,6 +226,10 @@ class LogSearch:
     level: str | None = None
     since: str | None = None  # timestamps as the hub spells them, inclusive
     until: str | None = None
+    needles: tuple[str, ...] = ()  # the query's (set after the fields above)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needles", self.query.needles)
 
     def keeps(self, job: str | None, step: str | None, level: str, timestamp: str) -> bool:
         """Whether a line passes the filters other than project and deployment."""
@@ -265,6 +279,9 @@ def hit(
     if not search.keeps(job, step, level, timestamp):
         return None
     text = plain(message)
+    lowered = text.lower()
+    if any(needle not in lowered for needle in search.needles):
+        return None
     spans = match(search.query, text)
     if spans is None:
         return None

@@ -199,3 +199,25 @@ def test_any_text_is_a_query_that_parses_or_is_refused(text: str) -> None:
     db = _fts()
     db.execute("INSERT INTO t (rowid, words) VALUES (1, 'x')")
     db.execute("SELECT rowid FROM t WHERE t MATCH ?", (fts_query(query),)).fetchall()
+
+
+_GREEK = st.sampled_from([*"ΑΣσςαβ 'Β.", "ΟΔΟΣ", "Error", "ERR", "e"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(_GREEK | _ALPHABET, min_size=1, max_size=20).map("".join), data=st.data())
+def test_the_quick_text_test_never_turns_a_match_away(text: str, data: st.DataObject) -> None:
+    """hit() tests each word as text before splitting the line into words; it agrees with
+    match() on every line (final sigmas, escapes and all)."""
+    found = words(text.replace("\x1b[31m", " "))
+    assume(found)
+    chosen = data.draw(st.lists(st.sampled_from(found), min_size=1, max_size=3))
+    try:
+        query = parse_query(" ".join(f'"{word}"' for word in chosen))
+    except QueryError:
+        assume(False)
+        raise
+    search = LogSearch(query)
+    expected = match(query, text.replace("\x1b[31m", ""))
+    result = hit(search, 1, "d", "p", (None, None, "info", "t", text))
+    assert (result is None) == (expected is None), (text, chosen)
