@@ -24,19 +24,21 @@ from before these keys gets its records.
 every stream for every query would read every line.  So each deployment gets
 a *word filter*: a Bloom filter of the words of its lines (and of each word's
 first three characters, for ``prefix*`` terms), built from its stream the
-first time a search needs it and extended by later searches from the line it
-covers to the stream's newest (so it is never out of date, and costs the
-write path nothing).  A search asks each candidate deployment's filter
-(``BITFIELD GET``, pipelined) whether it may hold every word; only those that
-may are scanned, newest line first, merged across deployments by line id, and
-every line is decided by :func:`ledger.search.hit` as on SQLite.  Reading is
-bounded: past :data:`MAX_SCAN_LINES` scanned (or :data:`MAX_INDEX_LINES`
-indexed) in one search the answer is ``truncated`` with a cursor to go on
-from.  ``docs/SCALING.md`` has the design and its measured figures.
+first time a search needs it (or by :meth:`RedisLogAnalysis.warm`, with every
+prune) and extended from the line it covers to the stream's newest before it
+is asked, so it is never out of date and costs the write path nothing.  A
+search asks each candidate deployment's filter (``BITFIELD GET``, pipelined)
+whether it may hold every word; only those that may are scanned, newest line
+first, merged across deployments by line id, and every line is decided by
+:func:`ledger.search.hit` as on SQLite.  Reading is bounded: past
+:data:`MAX_SCAN_LINES` scanned (or :data:`MAX_INDEX_LINES` indexed) in one
+search the answer is ``truncated`` with a cursor to go on from.
+``docs/SCALING.md`` has the design and its measured figures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import logging
@@ -370,6 +372,30 @@ class RedisLogAnalysis:
         scan = [d for d in candidates if newest[d] and (d in unindexed or d in maybe)]
         return self._merge(search, scan, newest, projects, below, limit, budget)
 
+    def warm(self, budget: int = MAX_INDEX_LINES) -> int:
+        """Extend the word filters of deployments that logged since they were built, the most
+        recently active first, up to ``budget`` lines; return how many lines were read.
+
+        Run with every prune (one process at a time), so searches find filters ready
+        instead of building them; a search still extends whatever is left.
+        """
+        lock = self._redis.lock(self._key("lock:filters"), timeout=300, blocking=False)
+        if not lock.acquire():
+            return 0
+        try:
+            members = cast(list[bytes], self._redis.zrevrange(self._key("activity"), 0, -1))
+            candidates = [member.decode() for member in members]
+            if not candidates:
+                return 0
+            newest, covered, _ = self._state(candidates)
+            spent = _Budget()
+            behind = [d for d in candidates if newest[d] > covered[d]]
+            self._catch_up(behind, newest, covered, spent, limit=budget)
+            return spent.indexed
+        finally:
+            with contextlib.suppress(redis.exceptions.LockError):
+                lock.release()
+
     def _candidates(self, search: LogSearch) -> list[str]:
         if search.deployment_id is not None:
             exists = self._redis.exists(self._key("dep:", search.deployment_id))
@@ -410,12 +436,15 @@ class RedisLogAnalysis:
         newest: dict[str, int],
         covered: dict[str, int],
         budget: _Budget,
+        limit: int | None = None,
     ) -> set[str]:
-        """Extend the filters of ``behind`` to their newest line, newest deployments first;
-        those the budget did not reach are returned (they are scanned instead)."""
+        """Extend the filters of ``behind`` to their newest line, newest deployments first,
+        until ``limit`` lines (default :data:`MAX_INDEX_LINES`) were read; those not
+        reached are returned (a search scans them instead)."""
+        limit = MAX_INDEX_LINES if limit is None else limit
         left = set(behind)
         for deployment_id in sorted(behind, key=lambda d: -newest[d]):
-            if budget.indexed >= MAX_INDEX_LINES:
+            if budget.indexed >= limit:
                 break
             start = covered[deployment_id]
             while start < newest[deployment_id]:

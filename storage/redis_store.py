@@ -817,6 +817,7 @@ class RedisStore:
         with _available(self._closed):
             self.repair_views()
             self._analysis.reconcile()
+            self._analysis.warm()
             if not self.retention.active:
                 return 0
             lock = self._redis.lock(self._key("lock:prune"), timeout=300, blocking=False)

@@ -201,3 +201,26 @@ def test_redis_pruning_drops_the_word_filter(redis_server: RedisServer) -> None:
     assert client.hget(f"{store.prefix}sxu", "old") is None
     assert client.exists(f"{store.prefix}fail:old") == 0
     store.close()
+
+
+@pytest.mark.redis
+def test_redis_prune_builds_word_filters_ahead_of_searches(
+    redis_store: RedisStore, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    many_lines(redis_store, deployments=3)
+    client = redis_server.client()
+    assert client.hlen(f"{redis_store.prefix}sxu") == 0
+    redis_store.prune()
+    assert client.hlen(f"{redis_store.prefix}sxu") == 3
+    redis_store.append(Batch([ev("d1", "log_entry", "09T10:00:00.000", message="griffin")]))
+    indexed: list[int] = []
+
+    def counting(self: Any, behind: list[str], *args: Any, **kwargs: Any) -> set[str]:
+        indexed.append(len(behind))
+        return catch_up(self, behind, *args, **kwargs)
+
+    catch_up = redis_analysis.RedisLogAnalysis._catch_up
+    monkeypatch.setattr(redis_analysis.RedisLogAnalysis, "_catch_up", counting)
+    found = redis_store.search_logs(LogSearch(parse_query("griffin")), limit=5, cursor=None)
+    assert [h["text"] for h in found.items] == ["griffin"]
+    assert indexed == [1]  # only d1 logged since the filters were built
