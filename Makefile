@@ -55,6 +55,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/fanout_redis.py
 	$(BIN)/python bench/soak.py --seconds 180
+	$(BIN)/python bench/logs.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
