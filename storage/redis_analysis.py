@@ -94,6 +94,8 @@ CHUNK = 1000
 #: ``truncated``.
 MAX_SCAN_LINES = 100000
 MAX_INDEX_LINES = 200000
+#: Lines one prune pass indexes ahead of searches.
+WARM_LINES = 200000
 #: Positions set per script call (a long catch-up is split so Redis is not held long).
 POSITIONS_PER_CALL = 20000
 
@@ -372,7 +374,7 @@ class RedisLogAnalysis:
         scan = [d for d in candidates if newest[d] and (d in unindexed or d in maybe)]
         return self._merge(search, scan, newest, projects, below, limit, budget)
 
-    def warm(self, budget: int = MAX_INDEX_LINES) -> int:
+    def warm(self, budget: int = WARM_LINES) -> int:
         """Extend the word filters of deployments that logged since they were built, the most
         recently active first, up to ``budget`` lines; return how many lines were read.
 
