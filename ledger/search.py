@@ -73,10 +73,11 @@ class Query:
         """Text every matching line holds (lower-cased): each word, and each prefix.
 
         A cheap ``in`` test on a line before it is split into words; a word
-        with a final sigma is left out (its lower case depends on what follows
-        it in the line).
+        with a sigma is left out (whether a line's capital sigma lower-cases to the
+        medial or the final form depends on the characters around it).
         """
-        return tuple({word for term in self.terms for word in term.words if "ς" not in word})
+        sigmas = {"σ", "ς"}
+        return tuple({word for term in self.terms for word in term.words if not sigmas & set(word)})
 
 
 def words(text: str) -> list[str]:
