@@ -46,7 +46,7 @@ _DETAILS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(
             r"(?:(?<![\w/])(?:/private)?/(?:tmp|var/tmp|var/folders|dev/shm)(?:/[^\s'\"`:,;)\]]*)?"
-            r"|/home/runner/work/_temp(?:/[^\s'\"`:,;)\]]*)?"
+            r"|/home/runner/_?work/_temp(?:/[^\s'\"`:,;)\]]*)?"
             r"|\b[A-Za-z]:\\Users\\[^\\\s]+\\AppData\\Local\\Temp(?:\\[^\s'\"`:,;)\]]*)?)"
         ),
         "<tmp>",

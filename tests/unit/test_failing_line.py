@@ -36,11 +36,11 @@ PYTHON = """
 Run python deploy.py --env staging
 Connecting to staging...
 Traceback (most recent call last):
-  File "/home/runner/work/app/deploy.py", line 41, in <module>
+  File "/home/runner/_work/app/deploy.py", line 41, in <module>
     main()
-  File "/home/runner/work/app/deploy.py", line 37, in main
+  File "/home/runner/_work/app/deploy.py", line 37, in main
     migrate(conn)
-  File "/home/runner/work/app/migrate.py", line 12, in migrate
+  File "/home/runner/_work/app/migrate.py", line 12, in migrate
     raise MigrationError(f"migration {name} failed: {reason}")
 migrate.MigrationError: migration 0042_users failed: relation "users" already exists
 Error: Process completed with exit code 1.
@@ -94,13 +94,13 @@ node:internal/modules/cjs/loader:1080
 
 Error: Cannot find module 'webpack-cli/package.json'
 Require stack:
-- /home/runner/work/web/node_modules/webpack/bin/webpack.js
+- /home/runner/_work/web/node_modules/webpack/bin/webpack.js
     at Module._resolveFilename (node:internal/modules/cjs/loader:1077:15)
     at Function.resolve (node:internal/modules/cjs/helpers:116:19) {
   code: 'MODULE_NOT_FOUND',
 }
 npm ERR! code 1
-npm ERR! path /home/runner/work/web
+npm ERR! path /home/runner/_work/web
 npm ERR! command failed
 npm ERR! command sh -c webpack --mode production
 
@@ -140,9 +140,9 @@ panic: runtime error: invalid memory address or nil pointer dereference
 
 goroutine 1 [running]:
 main.(*Server).Start(0x0)
-	/home/runner/work/app/server.go:42 +0x1c
+	/home/runner/_work/app/server.go:42 +0x1c
 main.main()
-	/home/runner/work/app/main.go:12 +0x1d
+	/home/runner/_work/app/main.go:12 +0x1d
 exit status 2
 """
 
@@ -156,7 +156,7 @@ Error: Process completed with exit code 127.
 
 JAVA_GRADLE = """
 > Task :compileJava FAILED
-/home/runner/work/app/src/main/java/com/acme/App.java:5: error: cannot find symbol
+/home/runner/_work/app/src/main/java/com/acme/App.java:5: error: cannot find symbol
         Foo foo = new Foo();
         ^
   symbol:   class Foo
@@ -191,7 +191,7 @@ MAVEN = """
 [INFO] Total time:  4.120 s
 [INFO] ------------------------------------------------------------------------
 [ERROR] Failed to execute goal org.apache.maven.plugins:maven-compiler-plugin:3.11.0:compile (default-compile) on project app: Compilation failure
-[ERROR] /home/runner/work/app/src/main/java/App.java:[5,8] cannot find symbol
+[ERROR] /home/runner/_work/app/src/main/java/App.java:[5,8] cannot find symbol
 [ERROR]   symbol:   class Foo
 [ERROR] -> [Help 1]
 [ERROR]
@@ -212,7 +212,7 @@ ANSI = """
 """
 
 RUST = """
-   Compiling app v0.1.0 (/home/runner/work/app)
+   Compiling app v0.1.0 (/home/runner/_work/app)
 error[E0425]: cannot find value `port` in this scope
  --> src/main.rs:4:20
   |
@@ -260,7 +260,7 @@ Error: Process completed with exit code 128.
         (
             "gradle",
             JAVA_GRADLE,
-            "/home/runner/work/app/src/main/java/com/acme/App.java:5: error: cannot find symbol",
+            "/home/runner/_work/app/src/main/java/com/acme/App.java:5: error: cannot find symbol",
         ),
         (
             "java exception",

@@ -102,7 +102,7 @@ durations = (
 )
 temps = st.builds(
     "{}/{}/{}".format,
-    st.sampled_from(["/tmp", "/var/folders/x1", "/home/runner/work/_temp", "/private/tmp"]),  # noqa: S108
+    st.sampled_from(["/tmp", "/var/folders/x1", "/home/runner/_work/_temp", "/private/tmp"]),  # noqa: S108
     st.text(string.ascii_letters + string.digits + "_-", min_size=1, max_size=20),
     st.text(string.ascii_letters + string.digits + "_-.", min_size=1, max_size=20),
 )
