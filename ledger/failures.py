@@ -423,11 +423,17 @@ def failure_action(status: str, *, was_failed: bool, refolded: bool, logged: boo
 
 
 def action_for(touched: Touched) -> Action:
-    """:func:`failure_action` for a deployment as a write leaves it."""
+    """:func:`failure_action` for a deployment as a write leaves it.
+
+    Whether it was failed before matters only when its lifecycle changed (else
+    its status did not), so the stored fold's status is read only then.
+    """
+    status = touched.status
+    refolded = touched.refolded or touched.created
     return failure_action(
-        touched.status,
-        was_failed=touched.was_failed,
-        refolded=touched.refolded or touched.created,
+        status,
+        was_failed=refolded and status != "failure" and touched.was_failed,
+        refolded=refolded,
         logged=touched.logged,
     )
 
