@@ -74,7 +74,7 @@ PACKAGES = [
 ]  # fmt: skip
 MODULES = [
     "auth", "billing", "catalog", "checkout", "search", "users", "orders", "payments",
-    "inventory", "shipping", "reports", "gateway", "notifications", "sessions", "cache",
+    "inventory", "shipping", "reports", "gateway", "notifications", "accounts", "cache",
 ]  # fmt: skip
 WORDS = [
     "render", "parse", "validate", "encode", "decode", "fetch", "store", "load", "merge",

@@ -20,7 +20,7 @@ from ledger.timestamps import format_timestamp
             "2024-03-02T10:11:12.123Z ERROR connect ECONNREFUSED 127.0.0.1:5432",
             "2024-05-07T22:01:09.004Z ERROR connect ECONNREFUSED 10.1.4.7:6543",
         ),
-        ("KeyError: 'user_42'", "KeyError: 'session-token'"),
+        ("KeyError: 'user_42'", "KeyError: 'api-token'"),
         (
             "request 3fa85f64-5717-4562-b3fc-2c963f66afa6 failed with HTTP 503 after 2m30s",
             "request 9b2e0c1a-0d3f-4e5b-8a7c-6f5e4d3c2b1a failed with HTTP 502 after 12.5s",
