@@ -7,10 +7,12 @@ Pure: events and deployment rows in, :class:`Alert` values out; the runner
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ledger.events import Event
+from ledger.failures import FailureView
+from ledger.links import absolute, deployment_link, line_link
 from ledger.stats import percentile
 from ledger.timestamps import parse_timestamp
 from ledger.view import DeploymentView, ListRow
@@ -39,11 +41,25 @@ class Alert:
 
     def text(self) -> str:
         lines = [self.summary]
-        for name in ("branch", "commit", "actor", "error", "run_url"):
+        for name, label in _TEXT_FIELDS:
             value = self.details.get(name)
             if value:
-                lines.append(f"{name}: {str(value)[:500]}")
+                lines.append(f"{label}: {str(value)[:500]}")
         return "\n".join(lines)[:MAX_TEXT]
+
+
+#: The details an alert's text shows, in order, with their labels.
+_TEXT_FIELDS = (
+    ("failing_step", "failed step"),
+    ("failing_line", "failing line"),
+    ("seen_before", "seen before"),
+    ("branch", "branch"),
+    ("commit", "commit"),
+    ("actor", "actor"),
+    ("error", "error"),
+    ("run_url", "run_url"),
+    ("line_url", "log"),
+)
 
 
 def _context(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,6 +95,32 @@ def failure_alert(event: Event) -> Alert | None:
         f"Deployment failed: {event.project} {event.deployment_id}",
         details,
     )
+
+
+def with_failure(alert: Alert, failure: FailureView | None, public_url: str = "") -> Alert:
+    """A failure alert with the line that explains it, a link to that line (under the
+    dashboard's ``public_url``) and how often the same failure was seen before."""
+    if failure is None:
+        return alert
+    details = dict(alert.details)
+    if failure["job"] is not None:
+        details["failing_step"] = f"{failure['job']} / {failure['step']}"
+    line = failure["line"]
+    if line is not None:
+        details["failing_line"] = line["text"]
+        link = line_link(alert.deployment_id, line["job"], line["step"], line["id"])
+    else:
+        details["failing_line"] = failure["message"]
+        link = deployment_link(alert.deployment_id)
+    details["line_url"] = absolute(public_url, link)
+    details["signature"] = failure["signature"]
+    seen = failure["seen"]
+    if seen["count"]:
+        details["seen_before"] = (
+            f"{seen['count']} time{'s' if seen['count'] != 1 else ''}, "
+            f"first {seen['first_seen']}, last {seen['last_seen']}"
+        )
+    return replace(alert, details=details)
 
 
 def failure_alert_of_row(row: ListRow) -> Alert:

@@ -35,6 +35,7 @@ from alerts.rules import (
     long_running_alert,
     p95,
     stalled_alerts,
+    with_failure,
 )
 from alerts.state import AlertState
 from app.config import Settings
@@ -44,7 +45,7 @@ from ledger.staleness import is_stale, quiet_for
 from ledger.timestamps import parse_timestamp
 from ledger.view import ListRow
 from storage import paging
-from storage.store import Store
+from storage.store import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +250,21 @@ class Alerter:
             alert = self.queue.get()
             pool.spawn(self._send, alert)
 
+    def explained(self, alert: Alert) -> Alert:
+        """A failure alert with its failing line, read from the store as it is sent (the
+        write that failed the deployment stored the line before the event was seen)."""
+        if alert.cause != "failed" or "failing_line" in alert.details:
+            return alert
+        try:
+            failure = self.store.failure(alert.deployment_id)
+        except StoreUnavailable:  # the alert goes out without its line rather than late
+            log.warning("failing line of %s unavailable: store unreachable", alert.deployment_id)
+            return alert
+        return with_failure(alert, failure, self.settings.public_url)
+
     def _send(self, alert: Alert) -> None:
         with _logged("alert delivery failed"):
-            delivered = self.sender.deliver(alert)
+            delivered = self.sender.deliver(self.explained(alert))
             if self.state is not None:
                 self.state.finish(alert, "sent" if delivered else "failed")
         self.in_flight.discard(alert.key)

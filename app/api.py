@@ -10,6 +10,7 @@ import time
 
 from flask import Blueprint, Response, jsonify, request
 
+from app.analysis import deployment_extras
 from app.auth import check_read_token
 from app.context import current_context
 from app.errors import BadRequest, NotFound
@@ -117,11 +118,13 @@ def in_environment(
 
 @api.get("/deployments/<path:deployment_id>")
 def get_deployment(deployment_id: str) -> Response:
+    """The view, with why it failed (``failure``) or when it should end (``eta``)."""
     context = current_context()
     view = context.store.get_deployment(deployment_id)
     if view is None:
         raise NotFound(f"no deployment {deployment_id!r}")
-    return jsonify(mark_stale(view, time.time(), context.settings.stale_after))
+    extras = deployment_extras(context.store, view)
+    return jsonify(mark_stale({**view, **extras}, time.time(), context.settings.stale_after))
 
 
 @api.get("/deployments/<path:deployment_id>/logs")

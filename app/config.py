@@ -278,6 +278,12 @@ class Settings:
         "var/alerts.sqlite3",
         doc="SQLite file remembering which alerts were sent, so a restart sends none twice.",
     )
+    public_url: str = _setting(
+        "",
+        doc="The dashboard's address as people open it (e.g. "
+        "`https://ci.example.com/project-dashboard/`): alerts link to the failing log line "
+        "under it. Empty: alerts carry the link relative to the dashboard (`#/deployments/...`).",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -13,6 +13,7 @@
     ├── PayloadTooLarge        413 payload_too_large
     ├── UnsupportedMediaType   415 unsupported_media_type
     ├── InvalidEvent           422 validation_failed  (details: field errors)
+    ├── InvalidQuery           422 invalid_query      (a log search query that cannot be run)
     ├── UpgradeRequired        426 upgrade_required   (WebSocket version other than 13)
     ├── RateLimited            429 rate_limited       (Retry-After)
     ├── AddressBusy            429 too_many_connections_from_address (Retry-After)
@@ -113,6 +114,11 @@ class UnsupportedMediaType(HubError):
 
 class InvalidEvent(HubError):
     code = "validation_failed"
+    status = 422
+
+
+class InvalidQuery(HubError):
+    code = "invalid_query"
     status = 422
 
 

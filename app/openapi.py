@@ -36,6 +36,7 @@ from flask import Blueprint, Response
 from marshmallow import fields
 
 from app import responses
+from app.analysis import MAX_SEARCH_LIMIT, MAX_WINDOW_DAYS
 from app.fields import Count, Millis, Name, Seconds, Status, Text, Timestamp
 from app.legacy import (
     LEGACY_DEPLOYMENT,
@@ -56,8 +57,9 @@ from app.schemas import (
     StepSchema,
 )
 from ledger import version
-from ledger.events import EVENT_TYPES, MAX_NAME_LENGTH, STATUS_WORDS, STATUSES
+from ledger.events import EVENT_TYPES, LOG_LEVELS, MAX_NAME_LENGTH, STATUS_WORDS, STATUSES
 from ledger.filters import TYPE_PATTERNS
+from ledger.search import MAX_QUERY_LENGTH
 
 openapi_routes = Blueprint("openapi", __name__)
 
@@ -865,6 +867,77 @@ def _add_reads(spec: APISpec) -> None:
             )
         },
     )
+    days = _query(
+        "days",
+        {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW_DAYS, "default": 30},
+        "The window: the last this many days.",
+    )
+    spec.path(
+        path="/api/failures",
+        operations={
+            "get": _read(
+                "Failed deployments grouped by signature, most frequent first",
+                _json(_ref("FailuresPage"), "One page of groups."),
+                400,
+                parameters=[
+                    days,
+                    _query("project", _NAME_PARAM, "Only this project's."),
+                    {
+                        **_limit(50),
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    },
+                    _query("cursor", {"type": "string"}, "`next_cursor` of the page before."),
+                ],
+            )
+        },
+    )
+    spec.path(
+        path="/api/logs/search",
+        operations={
+            "get": _read(
+                "Log lines matching words, phrases or prefixes, newest first",
+                _json(_ref("SearchPage"), "One page of matching lines."),
+                400,
+                422,
+                parameters=[
+                    _query(
+                        "q",
+                        {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_LENGTH},
+                        'Words (all must match), `"quoted phrases"`, `prefix*`; a 422 '
+                        "(`invalid_query`) names what cannot be searched for.",
+                    ),
+                    _query("project", _NAME_PARAM, "Only this project's lines."),
+                    _query("deployment_id", _NAME_PARAM, "Only this deployment's lines."),
+                    _query("job", _NAME_PARAM, "Only this job's lines."),
+                    _query("step", _NAME_PARAM, "Only this step's lines."),
+                    _query("level", {"enum": list(LOG_LEVELS)}, "Only lines of this level."),
+                    _query("since", {"type": "string"}, "Lines at or after this ISO-8601 time."),
+                    _query("until", {"type": "string"}, "Lines before this ISO-8601 time."),
+                    {
+                        **_limit(50),
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_SEARCH_LIMIT,
+                            "default": 50,
+                        },
+                    },
+                    _query("cursor", {"type": "string"}, "`next_cursor` of the page before."),
+                ],
+            )
+        },
+    )
+    spec.path(
+        path="/api/steps",
+        operations={
+            "get": _read(
+                "Each step's runs, failures, flaky runs and durations against the window before",
+                _json(_ref("StepTrends"), "Steps of the window, by project."),
+                400,
+                parameters=[days, _query("project", _NAME_PARAM, "Only this project's.")],
+            )
+        },
+    )
     spec.path(
         path="/api/projects/{project}/badge.svg",
         operations={
@@ -1034,6 +1107,11 @@ _COMPONENT_SCHEMAS: dict[str, JsonSchema] = {
     "IngestAccepted": responses.INGEST_ACCEPTED,
     "Ignored": responses.IGNORED,
     "Environments": responses.ENVIRONMENTS,
+    "Failure": responses.FAILURE,
+    "Eta": responses.ETA,
+    "FailuresPage": responses.FAILURES_PAGE,
+    "SearchPage": responses.SEARCH_PAGE,
+    "StepTrends": responses.STEP_TRENDS,
     "Health": responses.HEALTH,
     "Ready": responses.READY,
     "Error": error_body(),

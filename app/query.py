@@ -12,6 +12,7 @@ from typing import overload
 from flask import request
 
 from app.errors import BadRequest
+from ledger.timestamps import format_timestamp, parse_timestamp
 
 #: Longest value any parameter may have (the longest name a sender may give).
 MAX_PARAM_LENGTH = 200
@@ -60,3 +61,28 @@ def whole_number(name: str, *, default: int | None, low: int, high: int) -> int 
 def limit(default: int) -> int:
     """``limit``: rows per page, from 1 to :data:`MAX_LIMIT`."""
     return whole_number("limit", default=default, low=1, high=MAX_LIMIT)
+
+
+def one_of(name: str, choices: tuple[str, ...]) -> str | None:
+    """The parameter's value when it is one of ``choices``, ``None`` when absent."""
+    value = param(name)
+    if value is not None and value not in choices:
+        raise BadRequest(
+            f"query parameter {name!r} must be one of: {', '.join(choices)}",
+            {name: [f"Must be one of: {', '.join(choices)}."]},
+        )
+    return value
+
+
+def timestamp(name: str) -> str | None:
+    """An ISO-8601 time (``Z``, an offset, or naive UTC), as the hub spells times."""
+    raw = param(name)
+    if raw is None:
+        return None
+    try:
+        return format_timestamp(parse_timestamp(raw))
+    except (ValueError, OverflowError):
+        raise BadRequest(
+            f"query parameter {name!r} must be an ISO-8601 time such as 2025-03-01T10:00:00Z",
+            {name: ["Not an ISO-8601 time."]},
+        ) from None

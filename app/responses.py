@@ -229,6 +229,8 @@ DEPLOYMENT = closed(
         "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
         "last_event_id": EVENT_ID,
         "log_lines": COUNT,
+        "failure": nullable({"$ref": "#/components/schemas/Failure"}),
+        "eta": nullable({"$ref": "#/components/schemas/Eta"}),
     },
     "The deployment view (EVENTS.md): jobs in order, each job's steps in order.",
 )
@@ -378,6 +380,158 @@ ENVIRONMENTS = closed(
         },
     },
     "Each project's state per environment, from its newest deployments.",
+)
+
+_LINK: JsonSchema = {
+    "type": "string",
+    "description": "The dashboard's page of the deployment, opened at the line "
+    "(`#/deployments/<id>?job=&step=&line=`).",
+}
+_LINE_REF = closed(
+    {
+        "id": {**TEXT, "description": "The line's id in `/logs` pages."},
+        "text": {**TEXT, "description": "The line, terminal escapes removed."},
+        "job": nullable(TEXT),
+        "step": nullable(TEXT),
+        "link": _LINK,
+    },
+    "The log line that explains a failure.",
+)
+_STEP_FAILURE = closed(
+    {
+        "job": TEXT,
+        "step": TEXT,
+        "line": nullable(_LINE_REF),
+        "message": nullable(TEXT),
+        "signature": TEXT,
+    }
+)
+FAILURE = closed(
+    {
+        "job": nullable(TEXT),
+        "step": nullable(TEXT),
+        "line": nullable(_LINE_REF),
+        "message": nullable({**TEXT, "description": "The step's or deployment's error."}),
+        "signature": {**TEXT, "description": "Equal for failures that differ only in details."},
+        "pattern": {**TEXT, "description": "The failing line with its details taken out."},
+        "failed_at": TIMESTAMP,
+        "seen": closed(
+            {
+                "count": COUNT,
+                "first_seen": nullable(TIMESTAMP),
+                "last_seen": nullable(TIMESTAMP),
+                "deployments": {"type": "array", "items": TEXT},
+            },
+            "Earlier failures with the same signature.",
+        ),
+        "steps": {"type": "array", "items": _STEP_FAILURE},
+    },
+    "Why a failed deployment failed (EVENTS.md, log analysis).",
+)
+ETA = closed(
+    {
+        "remaining_ms": MILLIS,
+        "finish_at": TIMESTAMP,
+        "basis": {**COUNT, "description": "How many earlier successful runs it is taken from."},
+        "progress": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+    "When a running deployment should end, from its project's recent successful runs.",
+)
+FAILURES_PAGE = closed(
+    {
+        "items": {
+            "type": "array",
+            "items": closed(
+                {
+                    "signature": TEXT,
+                    "pattern": TEXT,
+                    "sample": {**TEXT, "description": "The newest failing line of the group."},
+                    "count": COUNT,
+                    "first_seen": TIMESTAMP,
+                    "last_seen": TIMESTAMP,
+                    "projects": {"type": "array", "items": TEXT},
+                    "steps": {
+                        "type": "array",
+                        "items": closed(
+                            {"job": nullable(TEXT), "step": nullable(TEXT), "count": COUNT}
+                        ),
+                    },
+                    "deployments": {"type": "array", "items": TEXT},
+                }
+            ),
+        },
+        "next_cursor": nullable(TEXT),
+    },
+    "Failed deployments of the window grouped by signature, most frequent first.",
+)
+SEARCH_PAGE = closed(
+    {
+        "items": {
+            "type": "array",
+            "items": closed(
+                {
+                    "id": TEXT,
+                    "deployment_id": TEXT,
+                    "project": TEXT,
+                    "job": nullable(TEXT),
+                    "step": nullable(TEXT),
+                    "level": LEVEL,
+                    "timestamp": TIMESTAMP,
+                    "text": TEXT,
+                    "match": {
+                        "type": "array",
+                        "items": {
+                            "type": "array",
+                            "items": COUNT,
+                            "minItems": 2,
+                            "maxItems": 2,
+                        },
+                        "description": "`[start, end)` character offsets of each match in `text`.",
+                    },
+                    "link": _LINK,
+                }
+            ),
+        },
+        "next_cursor": nullable(TEXT),
+        "truncated": {
+            "type": "boolean",
+            "description": "The search stopped at its bound of lines read: `next_cursor` goes on.",
+        },
+    },
+    "Matching log lines, newest first.",
+)
+_NUMBER_OR_NULL = nullable({"type": "number", "minimum": 0})
+_FIGURES: dict[str, JsonSchema] = {
+    "runs": COUNT,
+    "failures": COUNT,
+    "failure_rate": nullable({"type": "number", "minimum": 0, "maximum": 1}),
+    "flaky": {**COUNT, "description": "Runs that failed and then passed when run again."},
+    "p50_ms": _NUMBER_OR_NULL,
+    "p95_ms": _NUMBER_OR_NULL,
+}
+_WINDOW = closed({"from": TIMESTAMP, "to": TIMESTAMP, "days": COUNT})
+STEP_TRENDS = closed(
+    {
+        "window": _WINDOW,
+        "previous_window": _WINDOW,
+        "steps": {
+            "type": "array",
+            "items": closed(
+                {
+                    "project": TEXT,
+                    "job": TEXT,
+                    "step": TEXT,
+                    **_FIGURES,
+                    "previous": closed(_FIGURES, "The same figures in the window before."),
+                    "regressed": {"type": "boolean", "description": "It got slower."},
+                }
+            ),
+        },
+        "truncated": {
+            "type": "boolean",
+            "description": "More deployments started in the windows than one answer reads.",
+        },
+    }
 )
 
 INGEST_ACCEPTED = closed(

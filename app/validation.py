@@ -67,6 +67,10 @@ def settings_problems(settings: Settings) -> list[str]:
             "deployments: set one, or HUB_ALLOW_UNAUTHENTICATED=true to accept that"
         )
     problems += _store_problems(settings)
+    if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
+        problems.append(
+            f"HUB_PUBLIC_URL={settings.public_url!r} must be an http:// or https:// address"
+        )
     for proxy in settings.trusted_proxies:
         try:
             ipaddress.ip_address(proxy)

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from hubctl.hub import ROUTES, CommandError, HubClient, hub_from_env
-from hubctl.render import Painter, deployment_tree, event_lines, use_colour
+from hubctl.render import Painter, deployment_tree, event_lines, search_hit_lines, use_colour
 
 Say = Callable[[str], None]
 
@@ -135,6 +135,26 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the bodies that would be posted"
     )
 
+    logs = commands.add_parser("logs", help="log lines across deployments")
+    logs_commands = logs.add_subparsers(dest="logs_command", required=True, metavar="ACTION")
+    search = command(
+        logs_commands,
+        "search",
+        'search every stored log line: words (all must match), "quoted phrases", prefix*',
+    )
+    search.add_argument("query", help="e.g. 'econnrefused \"exit code\" migr*'")
+    search.add_argument("--project")
+    search.add_argument("--deployment", dest="deployment_id")
+    search.add_argument("--job")
+    search.add_argument("--step")
+    search.add_argument("--level", choices=("debug", "info", "warning", "error"))
+    search.add_argument("--since", help="only lines stamped at or after this ISO-8601 time")
+    search.add_argument("--until", help="only lines stamped at or before this ISO-8601 time")
+    search.add_argument(
+        "--limit", type=_positive(int), default=50, help="most lines to print (default: 50)"
+    )
+    search.add_argument("--json", action="store_true", help="one result per line, as JSON")
+
     github = commands.add_parser("github", help="GitHub Actions runs as step events")
     github_commands = github.add_subparsers(dest="github_command", required=True, metavar="ACTION")
     watch = command(github_commands, "watch", "follow a run until it ends")
@@ -208,6 +228,8 @@ def main(
             return _tail(args, client, paint, say, notice)
         if args.command == "replay":
             return _replay(args, client, env, say)
+        if args.command == "logs":
+            return _search_logs(args, client, paint, say, notice)
         return _watch(args, client, env, say, notice)
     except CommandError as exc:
         notice(str(exc))
@@ -339,6 +361,48 @@ def _tail(
         notice=notice,
         connect_timeout=min(args.timeout, 10.0),
     ).run()
+    return 0
+
+
+#: Results asked for per page (the hub's largest page).
+SEARCH_PAGE = 200
+
+
+def _search_logs(
+    args: argparse.Namespace, client: HubClient, paint: Painter, say: Say, notice: Say
+) -> int:
+    """Print matching lines newest first, page by page, up to ``--limit``."""
+    params: dict[str, str | None] = {
+        "q": args.query,
+        "project": args.project,
+        "deployment_id": args.deployment_id,
+        "job": args.job,
+        "step": args.step,
+        "level": args.level,
+        "since": args.since,
+        "until": args.until,
+    }
+    shown = 0
+    cursor: str | None = None
+    while shown < args.limit:
+        page = client.get(
+            "/logs/search",
+            {**params, "limit": str(min(SEARCH_PAGE, args.limit - shown)), "cursor": cursor},
+        )
+        for hit in page["items"]:
+            if args.json:
+                say(json.dumps(hit, ensure_ascii=False))
+            else:
+                for line in search_hit_lines(hit, paint, client.base_url):
+                    say(line)
+        shown += len(page["items"])
+        cursor = page.get("next_cursor")
+        if page.get("truncated"):
+            notice("the hub stopped at its search bound; older lines may match too")
+        if not cursor:
+            break
+    if not shown:
+        notice("no log line matches")
     return 0
 
 

@@ -170,3 +170,29 @@ def deployment_tree(view: Mapping[str, Any], paint: Painter) -> list[str]:
     if view.get("log_lines"):
         lines.append("  " + paint(f"{view['log_lines']} log lines", "dim"))
     return lines
+
+
+def highlighted(text: str, spans: list[list[int]], paint: Painter) -> str:
+    """``text`` with the ``[start, end]`` spans (code points) of a search match in bold."""
+    out, at = [], 0
+    for start, end in spans:
+        out += [text[at:start], paint(text[start:end], "bold")]
+        at = end
+    return "".join([*out, text[at:]])
+
+
+def search_hit_lines(hit: Mapping[str, Any], paint: Painter, base_url: str) -> list[str]:
+    """One search result: where and when, the line with its match, and its dashboard link."""
+    where = " / ".join(part for part in (hit.get("job"), hit.get("step")) if part)
+    level = str(hit.get("level") or "info")
+    head = (
+        f"{paint(str(hit.get('timestamp') or ''), 'dim')} "
+        f"{hit.get('project')} {paint(str(hit.get('deployment_id')), 'cyan')}"
+        + (f" {where}" if where else "")
+        + (f" {paint(level.upper(), LEVEL_COLOURS.get(level))}" if level != "info" else "")
+    )
+    text = highlighted(str(hit.get("text") or ""), list(hit.get("match") or []), paint)
+    lines = [head, f"  {text}"]
+    if hit.get("link"):
+        lines.append(paint(f"  {base_url}/{hit['link']}", "dim"))
+    return lines

@@ -79,6 +79,9 @@ class Step:
     error: str | None = None
     message: str | None = None
     key: str | None = None
+    #: Times it ended in failure, re-runs included: a step that failed and then passed on
+    #: a re-run of the same deployment is flaky (``ledger/trends.py``).
+    failed_runs: int = 0
 
     def apply(self, event: Event, payload: dict[str, Any]) -> None:
         status = payload.get("status") or "running"
@@ -93,6 +96,8 @@ class Step:
             self.status = status
             self.completed_at = payload.get("completed_at") or event.timestamp
             self.duration_ms = payload.get("duration_ms")
+            if status == "failure":
+                self.failed_runs += 1
         started = payload.get("started_at")
         if started and (self.started_at is None or started < self.started_at):
             self.started_at = started

@@ -111,6 +111,7 @@ class Touched:
     started_by: int | None = None  # the entry that created it, if this write did
     _events: list[tuple[SortKey, bytes, Event]] | None = None  # once it had to be read
     added: list[Event] = field(default_factory=list)  # its lifecycle events in this write
+    logged: bool = False  # the write adds log lines to it
 
     @property
     def created(self) -> bool:
@@ -127,6 +128,11 @@ class Touched:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @property
+    def was_failed(self) -> bool:
+        """Whether the deployment was failed before this write."""
+        return self.stored is not None and self.stored.fold.headline()[0] == "failure"
 
 
 def record_in_batch(recorder: Recorder, event: Event, index: int, size: int) -> Entry:
@@ -190,7 +196,10 @@ class Recorder:
                 touched.fold.note(saved)  # the event that created it names its project too
             if event.type == "metrics_update":
                 self._offer_metrics(touched, saved)
-        return Entry(saved, seq, log_lines_of(saved), new, joins)
+        lines = log_lines_of(saved)
+        if lines:
+            touched.logged = True
+        return Entry(saved, seq, lines, new, joins)
 
     def _stamped(self, event: Event, seq: int | None) -> Event:
         return event if seq is None else event.with_id(make_event_id(self.epoch, seq))

@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 def _register_routes(app: Flask, role: str) -> None:
     """Read API, health, dashboard and the OpenAPI document everywhere; webhooks unless
     stream; WS/SSE unless ingest."""
+    from app.analysis import analysis
     from app.api import api
     from app.badge import badge_routes
     from app.dashboard import dashboard
@@ -115,6 +116,7 @@ def _register_routes(app: Flask, role: str) -> None:
         if role != "STREAM":
             app.register_blueprint(webhooks, url_prefix=f"{prefix}/api", name=f"webhooks{suffix}")
         app.register_blueprint(api, url_prefix=f"{prefix}/api", name=f"api{suffix}")
+        app.register_blueprint(analysis, url_prefix=f"{prefix}/api", name=f"analysis{suffix}")
         app.register_blueprint(health, url_prefix=prefix or None, name=f"health{suffix}")
         for pages in (dashboard, badge_routes, delivery_routes, environment_routes, openapi_routes):
             app.register_blueprint(pages, url_prefix=prefix or None, name=f"{pages.name}{suffix}")

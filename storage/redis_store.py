@@ -48,6 +48,7 @@ from redis.retry import Retry
 
 from ledger.cursors import decode_cursor, encode_cursor
 from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, PROJECT_ONLY_TYPES, Event, Join
+from ledger.failures import FailureGroup, FailureView
 from ledger.filters import Filter
 from ledger.fold import Fold
 from ledger.ids import parse_event_id
@@ -57,9 +58,11 @@ from ledger.metrics import metrics_value
 from ledger.recorder import Entry, Recorder, Stored, record_in_batch
 from ledger.resume import Resume, resume_from
 from ledger.retention import Retention
+from ledger.search import LogSearch, SearchPage
 from ledger.staleness import news_at
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage import redis_scripts
+from storage.redis_analysis import RedisLogAnalysis
 from storage.store import (
     Accepted,
     Batch,
@@ -254,6 +257,7 @@ class RedisStore:
         self._set_view = self._redis.register_script(redis_scripts.SET_VIEW)
         self._drop = self._redis.register_script(redis_scripts.DROP_DEPLOYMENT)
         self._raise_pruned = self._redis.register_script(redis_scripts.RAISE_PRUNED)
+        self._analysis = RedisLogAnalysis(self, self.prefix)
         self._listener: gevent.Greenlet | None = None
         self._closed = False
         self.epoch = 0
@@ -318,6 +322,7 @@ class RedisStore:
             ]
             if stored:
                 self._write_views(recorder, answer)
+                self._write_failures(recorder, answer)
         return Accepted(ids=answer["ids"], duplicate=answer["duplicate"], stored=stored)
 
     def _append_args(self, batch: Batch, entries: list[Entry | None]) -> list[Any]:
@@ -376,6 +381,15 @@ class RedisStore:
                     self._refresh_view(deployment_id)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("events stored; views wait for Redis (%s)", exc)
+
+    def _write_failures(self, recorder: Recorder, answer: dict[str, Any]) -> None:
+        """The failure records the append changed (after the views, from the stored folds);
+        if Redis goes away now, :meth:`RedisLogAnalysis.reconcile` catches up on the next
+        prune."""
+        try:
+            self._analysis.after_append(recorder, answer)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("events stored; failure records wait for Redis (%s)", exc)
 
     def repair_views(self) -> int:
         """Re-fold every view that may lag its events; return how many were looked at."""
@@ -770,6 +784,42 @@ class RedisStore:
             result.append(project_summary(project, statuses, list_row(view, metrics)))
         return result
 
+    # -- log analysis (storage/redis_analysis.py) ------------------------------------------
+
+    def failure(self, deployment_id: str) -> FailureView | None:
+        with _available(self._closed):
+            return self._analysis.failure(deployment_id)
+
+    def failures(
+        self, *, project: str | None, since: str, limit: int, cursor: str | None
+    ) -> Page[FailureGroup]:
+        with _available(self._closed):
+            return self._analysis.failures(project=project, since=since, limit=limit, cursor=cursor)
+
+    def search_logs(self, search: LogSearch, *, limit: int, cursor: str | None) -> SearchPage:
+        with _available(self._closed):
+            return self._analysis.search(search, limit=limit, cursor=cursor)
+
+    def recent_folds(
+        self, *, project: str | None, status: str | None, since: str, limit: int
+    ) -> tuple[list[Fold], bool]:
+        """Folds from the listing set of ``project``/``status``, newest first by sort time."""
+        with _available(self._closed):
+            members = self._redis.zrevrangebylex(
+                self._list_key(project, status, None), "+", f"[{since}", 0, limit + 1
+            )
+            ids = [_text(member).split("\0", 1)[1] for member in members]
+            with self._redis.pipeline(transaction=False) as pipe:
+                for deployment_id in ids[:limit]:
+                    self._pipe_deployment(pipe, deployment_id)
+                rows = pipe.execute()
+            folds = [
+                stored.fold
+                for deployment_id, row in zip(ids[:limit], rows, strict=True)
+                if (stored := self._stored(deployment_id, row)) is not None
+            ]
+        return folds, len(ids) > limit
+
     # -- upkeep ------------------------------------------------------------------------
 
     def prune(self) -> int:
@@ -782,6 +832,8 @@ class RedisStore:
         """
         with _available(self._closed):
             self.repair_views()
+            self._analysis.reconcile()
+            self._analysis.warm()
             if not self.retention.active:
                 return 0
             lock = self._redis.lock(self._key("lock:prune"), timeout=300, blocking=False)
@@ -810,6 +862,7 @@ class RedisStore:
         for deployment_id in sorted(doomed):
             top = self._drop(args=[self.prefix, deployment_id, age, limit_seq])
             if top is not None:
+                self._analysis.drop(deployment_id)
                 dropped.add(deployment_id)
                 max_seq = max(max_seq, int(top))
         removed, top_removed = self._drop_entries(dropped, cutoff, limit_seq)

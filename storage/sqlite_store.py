@@ -44,6 +44,7 @@ from ledger.retention import Retention
 from ledger.staleness import news_at
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage.group_commit import GroupCommit
+from storage.sqlite_analysis import SqliteLogAnalysis
 from storage.store import (
     Accepted,
     Batch,
@@ -158,8 +159,12 @@ class _Source:
         return [self.store._decode(seq, body) for seq, body in rows]
 
 
-class SqliteStore:
-    """Event log and deployment view in one SQLite database (see module docstring)."""
+class SqliteStore(SqliteLogAnalysis):
+    """Event log and deployment view in one SQLite database (see module docstring).
+
+    Failure records, log search and the folds trends read are
+    :class:`~storage.sqlite_analysis.SqliteLogAnalysis`'s.
+    """
 
     def __init__(
         self,
@@ -193,6 +198,7 @@ class SqliteStore:
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
             if "digest" not in columns:  # a file from before bodies were told apart
                 self._db.execute("ALTER TABLE deliveries ADD COLUMN digest TEXT")
+            self._create_log_analysis()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {path!r}: {exc}") from exc
         self._writer: GroupCommit[Batch, Accepted] = GroupCommit(
@@ -209,6 +215,7 @@ class SqliteStore:
             on_group=self.hooks.on_group,
         )
         self.epoch = self._writer.run(self._init_epoch)
+        self._writer.run(self._fill_log_analysis)
 
     def _init_epoch(self) -> int:
         self._db.execute(
@@ -239,13 +246,17 @@ class SqliteStore:
             "VALUES (?, ?, ?, ?, ?, ?)",
             events,
         )
-        self._db.executemany(
-            "INSERT INTO log_lines (deployment_id, seq, job, step, level, ts, message) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            lines,
-        )
+        if lines:
+            first_line = self._next_line()
+            self._db.executemany(
+                "INSERT INTO log_lines (deployment_id, seq, job, step, level, ts, message) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                lines,
+            )
+            self._index_lines(first_line)
         for touched in recorder.deployments():
             self._write_row(touched, now)
+        self._record_failures(recorder)
         return answers
 
     def _record(
@@ -548,6 +559,7 @@ class SqliteStore:
             removed += self._db.execute(
                 "DELETE FROM events WHERE deployment_id = ?", (deployment_id,)
             ).rowcount
+            self._prune_log_analysis(deployment_id)
             self._db.execute("DELETE FROM log_lines WHERE deployment_id = ?", (deployment_id,))
             self._db.execute("DELETE FROM deployments WHERE deployment_id = ?", (deployment_id,))
         loose = f"deployment_id IS NULL OR type IN ({','.join('?' * len(PROJECT_ONLY_TYPES))})"

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from ledger.events import Event
+from ledger.failures import FailureGroup, FailureView
 from ledger.filters import Filter
+from ledger.fold import Fold
 from ledger.logs import LogRow
+from ledger.search import LogSearch, SearchPage
 from ledger.view import DeploymentView, ListRow, ProjectSummary
 
 Item = TypeVar("Item")
@@ -188,6 +191,41 @@ class Store(Protocol):
         point was pruned is told (``recovered: false``).  Returns the number
         of events removed.
         """
+
+    # -- log analysis (``ledger/failures.py``, ``ledger/search.py``, ``ledger/trends.py``) --
+
+    def failure(self, deployment_id: str) -> FailureView | None:
+        """Why the deployment failed (``None``: it did not, or is unknown), with ``seen``:
+        the earlier failures of the same signature.
+
+        The record is the ledger's (:func:`ledger.failures.explain`), kept by
+        the store and changed by the same write that failed the deployment,
+        added lines to it, or turned it around (a re-run that passed).
+        """
+
+    def failures(
+        self, *, project: str | None, since: str, limit: int, cursor: str | None
+    ) -> Page[FailureGroup]:
+        """Failed deployments since ``since`` grouped by signature, most frequent first
+        (:func:`ledger.failures.group_failures`).
+
+        Raises:
+            ValueError: ``cursor`` is not one this store handed out.
+        """
+
+    def search_logs(self, search: LogSearch, *, limit: int, cursor: str | None) -> SearchPage:
+        """Log lines matching ``search`` (:func:`ledger.search.hit` decides each), newest
+        first; ``truncated`` when the store stopped at its bound before the oldest line.
+
+        Raises:
+            ValueError: ``cursor`` is not one this store handed out.
+        """
+
+    def recent_folds(
+        self, *, project: str | None, status: str | None, since: str, limit: int
+    ) -> tuple[list[Fold], bool]:
+        """Folds of the deployments sorting at or after ``since`` (newest first, at most
+        ``limit``), and whether more were left."""
 
     def ping(self) -> None:
         """Return when the store answers; raise :class:`StoreUnavailable` otherwise."""

@@ -208,7 +208,11 @@ PAGES = [
     ("environments", "#/environments", "table.environments td.env-cell"),
     ("deployments", "#/deployments", "tbody tr"),
     ("deployment", "#/deployments/ws-105", "li.step"),
+    ("failed-deployment", "#/deployments/ws-103", ".failure-box"),
     ("metrics", "#/metrics?days=7", ".chart-grid canvas"),
+    ("failures", "#/failures", ".failure-group"),
+    ("search", "#/search?q=peer+dependency", ".search-hit"),
+    ("steps", "#/steps", ".trend-card"),
 ]
 
 
@@ -242,6 +246,16 @@ def test_every_page_renders_cleanly_and_fits_the_screen(
                 ["Project", "staging", "production"]
             )
             expect(page.locator("table.environments tbody tr")).to_have_count(3)
+        elif name == "failed-deployment":
+            # the step ended with a bare exit code; the deployment's own error says more
+            expect(page.locator(".failure-box .failure-text").first).to_have_text(
+                "smoke test failed: HTTP 502"
+            )
+        elif name == "failures":
+            # both failed deployments end with the same error, whatever step failed
+            expect(page.locator(".failure-group .failure-count").first).to_have_text("2×")
+        elif name == "steps":
+            expect(page.locator(".trend-card")).to_have_count(3)  # the summary is older
         elif name == "metrics":
             expect(page.locator("#metrics-environment")).to_have_value("production")
             expect(page.locator(".chart-grid canvas")).to_have_count(4)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import http.client
 import itertools
 import json
 import os
@@ -179,8 +180,8 @@ def deliver(servers: list[HubServer], body: Any, key: str) -> list[str]:
         server = servers[attempt % len(servers)]
         try:
             status, answer = server.post_json(ROUTE, body, {"Idempotency-Key": key})
-        except (ConnectionError, OSError):  # e.g. its worker was killed mid-request
-            continue
+        except (ConnectionError, OSError, http.client.HTTPException):  # its worker was killed
+            continue  # mid-request, before or while it answered
         assert status == 200, answer
         ids: list[str] = answer["ids"]
         return ids

@@ -106,6 +106,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
             {"alerts": True, "role": "INGEST", "alert_webhook_urls": ("http://127.0.0.1:9/",)},
             "HUB_ROLE=INGEST",
         ),
+        ({"public_url": "ci.example.com/dashboard"}, "HUB_PUBLIC_URL="),
     ],
 )
 def test_a_bad_combination_is_named(overrides: dict[str, Any], fragment: str) -> None:
@@ -123,6 +124,7 @@ def test_a_bad_combination_is_named(overrides: dict[str, Any], fragment: str) ->
         {"host": "::1"},
         {"store_url": "redis://localhost:6379/0?prefix=hub"},
         {"store_url": "memory://"},
+        {"public_url": "https://ci.example.com/project-dashboard/"},
     ],
 )
 def test_sound_settings_pass(overrides: dict[str, Any]) -> None:

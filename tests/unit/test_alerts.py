@@ -461,3 +461,86 @@ def test_sending_marks_the_alert_sent(
     assert engine.state.states() == {"failed:d-1": "sent"}
     assert len(receiver.bodies("/w")) == 1
     engine.stop()
+
+
+# -- the failing line in a failure alert --------------------------------------------------------
+
+
+def test_a_failure_alert_carries_the_failing_line_and_its_link(
+    store: Store, tmp_path: Path
+) -> None:
+    engine = alerter(
+        store, tmp_path, Clock(), public_url="https://ci.example.com/project-dashboard/"
+    )
+    for deployment, error in (("d-0", "10.0.0.1:5432"), ("d-1", "10.0.0.2:5432")):
+        ingest(
+            store,
+            {
+                "events": [
+                    {
+                        "type": "log_entry",
+                        "project": "web",
+                        "deployment_id": deployment,
+                        "step_name": "deploy / migrate",
+                        "message": f"Error: connect ECONNREFUSED {error}",
+                    },
+                    {
+                        "type": "step_completed",
+                        "project": "web",
+                        "deployment_id": deployment,
+                        "step_name": "deploy / migrate",
+                        "status": "failed",
+                    },
+                    {
+                        "type": "deployment_completed",
+                        "project": "web",
+                        "deployment_id": deployment,
+                        "status": "failure",
+                        "error": "exit 1",
+                    },
+                ]
+            },
+        )
+    alert = engine.explained(ALERT)
+    line_id = store.failure("d-1")["line"]["id"]  # type: ignore[index]
+    assert alert.details["failing_step"] == "deploy / migrate"
+    assert alert.details["failing_line"] == "Error: connect ECONNREFUSED 10.0.0.2:5432"
+    assert alert.details["line_url"] == (
+        "https://ci.example.com/project-dashboard/#/deployments/d-1"
+        f"?job=deploy&step=migrate&line={line_id}"
+    )
+    assert alert.details["seen_before"].startswith("1 time, first ")
+    text = alert.text()
+    assert "failed step: deploy / migrate" in text
+    assert "failing line: Error: connect ECONNREFUSED 10.0.0.2:5432" in text
+    assert f"log: {alert.details['line_url']}" in text
+    assert alert.key == ALERT.key
+    assert engine.explained(alert) is alert  # explained once
+    engine.stop()
+
+
+def test_an_alert_without_a_stored_failure_goes_out_as_it_is(store: Store, tmp_path: Path) -> None:
+    engine = alerter(store, tmp_path, Clock())
+    assert engine.explained(ALERT) is ALERT
+    other = Alert("long_running", "web", "d-1", "slow", {})
+    assert engine.explained(other) is other
+    engine.stop()
+
+
+def test_with_failure_links_to_the_deployment_when_no_line_explains_it() -> None:
+    from alerts.rules import with_failure
+
+    failure: Any = {
+        "job": None,
+        "step": None,
+        "line": None,
+        "message": "exit 1",
+        "signature": "abc",
+        "seen": {"count": 0, "first_seen": None, "last_seen": None, "deployments": []},
+    }
+    alert = with_failure(ALERT, failure)
+    assert alert.details["failing_line"] == "exit 1"
+    assert alert.details["line_url"] == "#/deployments/d-1"
+    assert "failing_step" not in alert.details
+    assert "seen_before" not in alert.details
+    assert with_failure(ALERT, None) is ALERT

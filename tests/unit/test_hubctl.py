@@ -411,3 +411,30 @@ def test_bad_send_fields_are_named_before_anything_is_sent(args: list[str], mess
         stderr=err,
     )
     assert (code, err.getvalue()) == (1, f"hubctl: {message}\n")
+
+
+def test_a_search_hit_shows_where_its_match_and_its_link() -> None:
+    from hubctl.render import highlighted, search_hit_lines
+
+    hit = {
+        "id": "7",
+        "deployment_id": "d1",
+        "project": "web",
+        "job": "build",
+        "step": "compile",
+        "level": "error",
+        "timestamp": "2025-03-01T10:00:03.000Z",
+        "text": "错误 Error: connect refused",
+        "match": [[3, 8], [18, 25]],
+        "link": "#/deployments/d1?job=build&step=compile&line=7",
+    }
+    plain = search_hit_lines(hit, Painter(False), "http://hub")
+    assert plain == [
+        "2025-03-01T10:00:03.000Z web d1 build / compile ERROR",
+        "  错误 Error: connect refused",
+        "  http://hub/#/deployments/d1?job=build&step=compile&line=7",
+    ]
+    coloured = search_hit_lines(hit, Painter(True), "http://hub")
+    assert "\x1b[1mError\x1b[0m" in coloured[1]
+    assert "\x1b[1mrefused\x1b[0m" in coloured[1]
+    assert highlighted("abc", [], Painter(True)) == "abc"

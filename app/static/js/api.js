@@ -78,6 +78,23 @@ export function deploymentPath(id) {
   return `deployments/${encodeURIComponent(id)}`;
 }
 
+/** The dashboard's page of a deployment. */
+export function deploymentLink(id) {
+  return `#/deployments/${encodeURIComponent(id)}`;
+}
+
+/**
+ * A log line's stable link: its deployment opened at the line, its step expanded
+ * (the API hands out the same links; ledger/links.py spells them).
+ */
+export function lineLink(deploymentId, job, step, lineId) {
+  const params = new URLSearchParams();
+  if (job !== null && job !== undefined) params.set("job", job);
+  if (step !== null && step !== undefined) params.set("step", step);
+  params.set("line", lineId);
+  return `${deploymentLink(deploymentId)}?${params}`;
+}
+
 /** Badge image URL for a README: absolute, without the token. */
 export function badgeUrl(project) {
   return new URL(`api/projects/${encodeURIComponent(project)}/badge.svg`, base).href;

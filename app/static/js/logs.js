@@ -4,10 +4,11 @@
 // A line can reach the panel twice (fetched after it was already shown live, or
 // the other way round); every line carries the id of the event it came from, so
 // each event is shown once.  `::group::`/`::endgroup::` (and `##[group]`) fold
-// into <details>, as GitHub Actions shows them.
+// into <details>, as GitHub Actions shows them.  Each line read from the API
+// carries its id, and its time is its stable link (deployment, step, line id).
 
 import { renderAnsi, stripAnsi } from "./ansi.js";
-import { deploymentPath, getJSON } from "./api.js";
+import { deploymentPath, getJSON, lineLink } from "./api.js";
 import { debounce, formatClock, h, serial } from "./dom.js";
 
 const PAGE_LINES = 1000;
@@ -74,10 +75,29 @@ export class LogPanel {
     return (event.payload.job ?? null) === this.job && (event.payload.step ?? null) === this.step;
   }
 
-  async load() {
-    if (this.loaded) return;
-    this.loaded = true;
-    await this.refresh();
+  load() {
+    if (!this.loaded) {
+      this.loaded = true;
+      this.loading = this.refresh();
+    }
+    return this.loading;
+  }
+
+  /** Scroll to one line (by id), open its group and mark it; false if it is not shown. */
+  focusLine(lineId) {
+    const el = this.body.querySelector(`.log-line[data-line-id="${CSS.escape(String(lineId))}"]`);
+    if (!el) return false;
+    for (const marked of this.body.querySelectorAll(".log-line-target")) {
+      marked.classList.remove("log-line-target");
+      marked.removeAttribute("aria-current");
+    }
+    for (let group = el.closest("details"); group; group = group.parentElement?.closest("details")) group.open = true;
+    this.setFollow(false);
+    el.hidden = false;
+    el.classList.add("log-line-target");
+    el.setAttribute("aria-current", "true");
+    el.scrollIntoView({ block: "center" });
+    return true;
   }
 
   /** Start again from nothing (the hub's history no longer reaches back to us). */
@@ -163,10 +183,22 @@ export class LogPanel {
       return;
     }
     const level = ["debug", "info", "warning", "error"].includes(line.level) ? line.level : "info";
+    const known = line.id !== undefined && line.id !== null;
+    const time = known
+      ? h(
+          "a",
+          {
+            class: "log-time",
+            href: lineLink(this.deploymentId, line.job ?? this.job, line.step ?? this.step, line.id),
+            title: `${line.timestamp || ""} · link to this line`,
+          },
+          formatClock(line.timestamp),
+        )
+      : h("span", { class: "log-time", title: line.timestamp || null }, formatClock(line.timestamp));
     const el = h(
       "div",
-      { class: `log-line level-${level}` },
-      h("span", { class: "log-time", title: line.timestamp || null }, formatClock(line.timestamp)),
+      { class: `log-line level-${level}`, dataset: known ? { lineId: String(line.id) } : null },
+      time,
       h("span", { class: "log-text" }, renderAnsi(message)),
     );
     this.records.set(el, { plain, search: plain.toLowerCase(), level, timestamp: line.timestamp || "" });

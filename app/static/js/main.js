@@ -8,8 +8,11 @@ import { Live } from "./live.js";
 import { deploymentView } from "./views/deployment.js";
 import { deploymentsView } from "./views/deployments.js";
 import { environmentsView } from "./views/environments.js";
+import { failuresView } from "./views/failures.js";
 import { metricsView } from "./views/metrics.js";
 import { projectsView } from "./views/projects.js";
+import { searchView } from "./views/search.js";
+import { stepsView } from "./views/steps.js";
 
 adoptTokenFromUrl();
 
@@ -51,8 +54,12 @@ function route() {
   if (parts.length === 0) return { name: "projects", render: () => projectsView(main, live) };
   if (parts[0] === "environments" && parts.length === 1) return { name: "projects", title: "Environments", render: () => environmentsView(main, live) };
   if (parts[0] === "deployments" && parts.length === 1) return { name: "deployments", render: () => deploymentsView(main, live, query) };
-  if (parts[0] === "deployments" && parts.length === 2) return { name: "deployments", render: () => deploymentView(main, parts[1], live) };
+  // `?job=&step=&line=` opens the deployment at one log line (ledger/links.py spells it too)
+  if (parts[0] === "deployments" && parts.length === 2) return { name: "deployments", render: () => deploymentView(main, parts[1], live, query) };
   if (parts[0] === "metrics") return { name: "metrics", render: () => metricsView(main, live, query) };
+  if (parts[0] === "failures") return { name: "failures", render: () => failuresView(main, live, query) };
+  if (parts[0] === "search") return { name: "search", render: () => searchView(main, query) };
+  if (parts[0] === "steps") return { name: "steps", render: () => stepsView(main, live, query) };
   return {
     name: null,
     render: () => {
@@ -62,7 +69,7 @@ function route() {
   };
 }
 
-const TITLES = { projects: "Projects", deployments: "History", metrics: "Metrics" };
+const TITLES = { projects: "Projects", deployments: "History", metrics: "Metrics", failures: "Failures", search: "Search", steps: "Steps" };
 
 function navigate(initial = false) {
   const next = route();
@@ -109,6 +116,14 @@ async function checkAccess() {
     if (error instanceof ApiError && error.status === 401) askForToken("This hub needs a read token:");
   }
 }
+
+// The search box in the top bar opens the search page with its words.
+const searchForm = document.getElementById("global-search");
+searchForm?.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const words = searchForm.elements.q.value.trim();
+  if (words) window.location.hash = `#/search?${new URLSearchParams({ q: words })}`;
+});
 
 window.addEventListener("hashchange", () => navigate());
 setInterval(() => {

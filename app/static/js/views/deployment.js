@@ -1,15 +1,20 @@
-// One deployment: its header, a timeline of jobs and steps, per-step logs, metrics.
+// One deployment: its header, why it failed (the failing line, seen before) or
+// when it should finish (an ETA), a timeline of jobs and steps, per-step logs,
+// metrics.
 //
 // On each event the view is fetched again (debounced) rather than folded here:
 // the hub's fold is the one truth.  Elements are kept per job and step and
 // updated in place, so open log panels, their scroll and search survive.
+// Opened with `?job=&step=&line=` (a line's link), it expands that step, scrolls
+// its log to the line and marks it.
 
-import { ApiError, deploymentPath, getJSON } from "../api.js";
+import { ApiError, deploymentLink, deploymentPath, getJSON } from "../api.js";
 import {
   STATUS_ICONS,
   debounce,
   durationOf,
   formatAbsolute,
+  formatClock,
   formatDuration,
   h,
   parseTime,
@@ -93,6 +98,91 @@ function renderHeader(view) {
     );
   }
   return section;
+}
+
+function seenText(seen) {
+  if (!seen.count) return ["First time this failure was seen."];
+  const times = seen.count === 1 ? "once" : `${seen.count} times`;
+  const links = seen.deployments.map((id, index) => [index ? ", " : "", h("a", { href: deploymentLink(id), class: "mono" }, id)]);
+  return [
+    `Seen ${times} before, first on `,
+    h("time", { datetime: seen.first_seen }, formatAbsolute(seen.first_seen)),
+    ", last on ",
+    h("time", { datetime: seen.last_seen }, formatAbsolute(seen.last_seen)),
+    seen.deployments.length ? [" (latest: ", links, ")"] : null,
+    ".",
+  ];
+}
+
+function failingLine(part) {
+  const line = part.line;
+  const text = line ? line.text : part.message || "No line or message explains it.";
+  return h(
+    "div",
+    { class: "failure-line" },
+    h("pre", { class: "failure-text" }, text),
+    line ? h("a", { href: line.link, class: "button failure-link" }, "Show in log") : null,
+  );
+}
+
+/** Why it failed: the step, the line that explains it, and whether it failed like this before. */
+function renderFailure(failure) {
+  const where = failure.job !== null ? `${failure.job} / ${failure.step}` : null;
+  const others = failure.steps.slice(1);
+  return h(
+    "section",
+    { class: "card failure-box", "aria-labelledby": "failure-title" },
+    h(
+      "div",
+      { class: "card-head" },
+      h("h2", { id: "failure-title" }, where ? ["Why it failed: ", h("span", { class: "failure-step" }, where)] : "Why it failed"),
+      h("a", { href: "#/failures" }, "All failures"),
+    ),
+    failingLine(failure),
+    failure.message && failure.line && failure.message !== failure.line.text ? h("p", { class: "failure-message muted" }, "Error message: ", failure.message) : null,
+    h("p", { class: "failure-seen" }, seenText(failure.seen)),
+    others.length
+      ? h(
+          "details",
+          { class: "failure-others" },
+          h("summary", null, `${others.length} other failed step${others.length === 1 ? "" : "s"}`),
+          others.map((step) => h("div", { class: "failure-other" }, h("strong", null, `${step.job} / ${step.step}`), failingLine(step))),
+        )
+      : null,
+  );
+}
+
+/** Progress and the ETA of a running deployment, from its project's recent runs. */
+class EtaBar {
+  constructor() {
+    this.bar = h("progress", { class: "eta-bar", max: "1", value: "0", "aria-label": "Progress" });
+    this.text = h("span", { class: "eta-text" });
+    this.el = h("div", { class: "eta", role: "status" }, this.bar, this.text);
+    this.eta = null;
+  }
+
+  update(eta) {
+    this.eta = eta;
+    this.el.hidden = !eta;
+    if (eta) {
+      const left = 1 - eta.progress;
+      this.total = left > 0 ? eta.remaining_ms / left : null;
+      this.tick();
+    }
+  }
+
+  tick() {
+    const eta = this.eta;
+    if (!eta) return;
+    const remaining = Math.max(0, parseTime(eta.finish_at) - Date.now());
+    const progress = this.total ? Math.min(1, Math.max(0, 1 - remaining / this.total)) : 1;
+    this.bar.value = progress;
+    this.bar.textContent = `${Math.round(progress * 100)}%`;
+    const runs = `from ${eta.basis} recent run${eta.basis === 1 ? "" : "s"}`;
+    this.text.textContent = remaining > 0
+      ? `About ${formatDuration(remaining)} left · ends around ${formatClock(eta.finish_at)} (${runs})`
+      : `Should be finishing now (${runs})`;
+  }
 }
 
 function renderMetrics(metrics) {
@@ -264,11 +354,19 @@ class JobBlock {
   }
 }
 
-export function deploymentView(main, id, live) {
+export function deploymentView(main, id, live, query = new URLSearchParams()) {
   let view = null;
   let disposed = false;
   const jobs = new Map();
   const head = h("div");
+  const failureBox = h("div");
+  const eta = new EtaBar();
+  const target = query.get("line") ? { line: query.get("line"), job: query.get("job"), step: query.get("step") } : null;
+  const targetNote = h(
+    "p",
+    { class: "callout callout-warning target-note", role: "status", hidden: true },
+    "That log line is not in this log any more (pruned, or past the lines shown).",
+  );
   const timelineList = h("div", { class: "jobs" });
   const timelineEmpty = h("p", { class: "muted" }, "No steps reported yet.");
   const metrics = h("div");
@@ -294,6 +392,8 @@ export function deploymentView(main, id, live) {
   main.replaceChildren(
     status,
     head,
+    failureBox,
+    targetNote,
     h(
       "section",
       { class: "card timeline", "aria-labelledby": "timeline-title" },
@@ -312,7 +412,11 @@ export function deploymentView(main, id, live) {
   function render() {
     status.hidden = true;
     document.title = `${view.project} · ${view.status} · Deployments`;
-    head.replaceChildren(renderHeader(view));
+    const header = renderHeader(view);
+    eta.update(view.eta);
+    header.append(eta.el);
+    head.replaceChildren(header);
+    failureBox.replaceChildren(...(view.failure ? [renderFailure(view.failure)] : []));
     const geo = geometry(view, Date.now());
     const longest = longestStep();
     timelineEmpty.hidden = view.jobs.length > 0;
@@ -366,13 +470,35 @@ export function deploymentView(main, id, live) {
     },
   };
 
+  /** Expand the target line's step (or the full log), scroll to the line and mark it. */
+  async function openTarget() {
+    let panel = fullLog;
+    const row = target.step !== null ? jobs.get(target.job ?? "default")?.rows.get(target.step) : null;
+    if (row) {
+      row.setOpen(true);
+      row.el.scrollIntoView({ block: "start" });
+      panel = row.panel;
+    } else {
+      fullLogBox.hidden = false;
+      fullLogToggle.setAttribute("aria-expanded", "true");
+      fullLogToggle.textContent = "Hide full log";
+    }
+    await panel.load();
+    if (!disposed && !panel.focusLine(target.line)) {
+      targetNote.hidden = false;
+    }
+  }
+
   refresh().then(() => {
-    if (!disposed) unsubscribe = live.subscribe("deployment", id, handlers, { since: view ? view.last_event_id : null });
+    if (disposed) return;
+    unsubscribe = live.subscribe("deployment", id, handlers, { since: view ? view.last_event_id : null });
+    if (target && view) openTarget();
   });
 
   return {
     tick() {
       if (!view) return;
+      eta.tick();
       const geo = geometry(view, Date.now());
       const longest = longestStep();
       for (const block of jobs.values()) block.layout(geo, longest);

@@ -1,0 +1,218 @@
+"""Step trends over a window, and the ETA of a running deployment.
+
+Pure: folds of deployments in, figures out.  A step's **runs** are its final
+outcomes (``success`` or ``failure``) in deployments started within the window;
+its **failures** the runs that failed; it is **flaky** once for each success
+that followed a failure of the same step on the same commit: an earlier
+attempt of the same deployment (a re-run) or an earlier deployment of that
+commit.  Durations are those of its finished runs (``p50``/``p95``,
+nearest-rank, :func:`ledger.stats.percentile`); a step **regressed** when its
+p50 grew by more than half over the previous window of the same length.
+
+The **ETA** of a running deployment adds up, for the steps still ahead, the
+p50 of that step over the project's recent successful deployments (for a
+step running now: what is left of its p50).  Steps run in parallel jobs are
+added as if one ran after the other, so the ETA errs late, never early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TypedDict
+
+from ledger.fold import Fold
+from ledger.stats import percentile
+from ledger.timestamps import format_timestamp, parse_timestamp
+from ledger.view import DeploymentView, step_view
+
+#: p50 growth over the previous window beyond which a step has regressed.
+REGRESSION_FACTOR = 1.5
+#: Recent successful deployments of a project an ETA is based on.
+ETA_HISTORY = 20
+
+FINISHED = ("success", "failure")
+
+
+class Figures(TypedDict):
+    runs: int
+    failures: int
+    failure_rate: float | None
+    flaky: int
+    p50_ms: int | float | None
+    p95_ms: int | float | None
+
+
+class StepTrend(TypedDict):
+    """One item of ``GET /api/steps``: a step's figures now and in the window before."""
+
+    project: str
+    job: str
+    step: str
+    runs: int
+    failures: int
+    failure_rate: float | None
+    flaky: int
+    p50_ms: int | float | None
+    p95_ms: int | float | None
+    previous: Figures
+    regressed: bool
+
+
+class _Tally:
+    __slots__ = ("durations", "failures", "flaky", "runs")
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.failures = 0
+        self.flaky = 0
+        self.durations: list[int] = []
+
+    def figures(self) -> Figures:
+        ordered = sorted(self.durations)
+        return {
+            "runs": self.runs,
+            "failures": self.failures,
+            "failure_rate": round(self.failures / self.runs, 4) if self.runs else None,
+            "flaky": self.flaky,
+            "p50_ms": percentile(ordered, 50),
+            "p95_ms": percentile(ordered, 95),
+        }
+
+
+def _start(fold: Fold) -> str:
+    return fold.sort_ts()
+
+
+def step_trends(
+    folds: Iterable[Fold], *, start: str, middle: str, end: str | None = None
+) -> list[StepTrend]:
+    """Figures per ``(project, job, step)`` for deployments started in ``[middle, end]``,
+    compared with ``[start, middle)``; ordered by project, job and step.
+
+    ``folds`` may hold deployments outside both windows; they are ignored (an
+    earlier failure of a commit still makes a later success flaky).
+    """
+    ordered = sorted(folds, key=lambda f: (_start(f), f.created_ts or ""))
+    tallies: dict[tuple[str, str, str], tuple[_Tally, _Tally]] = {}
+    last_outcome: dict[tuple[str, str, str, str], str] = {}  # (project, job, step, commit)
+    for fold in ordered:
+        started = _start(fold)
+        window = (
+            1
+            if started >= middle and (end is None or started <= end)
+            else 0
+            if start <= started < middle
+            else None
+        )
+        commit = fold.metadata.get("commit")
+        for step in fold.steps.values():
+            if step.status not in FINISHED:
+                continue
+            key = (fold.project, step.job, step.name)
+            earlier = last_outcome.get((*key, commit)) if commit else None
+            if commit:
+                last_outcome[(*key, commit)] = step.status
+            if window is None:
+                continue
+            tally = tallies.setdefault(key, (_Tally(), _Tally()))[window]
+            tally.runs += 1
+            if step.status == "failure":
+                tally.failures += 1
+            elif step.failed_runs or earlier == "failure":
+                tally.flaky += 1
+            duration = step_view(step)["duration_ms"]
+            if duration is not None:
+                tally.durations.append(duration)
+    result: list[StepTrend] = []
+    for (project, job, name), (previous, current) in sorted(tallies.items()):
+        now, before = current.figures(), previous.figures()
+        p50, p50_before = now["p50_ms"], before["p50_ms"]
+        result.append(
+            {
+                "project": project,
+                "job": job,
+                "step": name,
+                **now,
+                "previous": before,
+                "regressed": bool(
+                    p50 is not None and p50_before and p50 > p50_before * REGRESSION_FACTOR
+                ),
+            }
+        )
+    return result
+
+
+def window_bounds(now: datetime, days: int) -> tuple[str, str]:
+    """``(start, middle)``: the previous window's start and the current window's start."""
+    return (
+        format_timestamp(now - timedelta(days=2 * days)),
+        format_timestamp(now - timedelta(days=days)),
+    )
+
+
+# -- the ETA of a running deployment --------------------------------------------------------
+
+
+class Eta(TypedDict):
+    """``eta`` of ``GET /api/deployments/<id>`` while it runs."""
+
+    remaining_ms: int
+    finish_at: str
+    basis: int
+    progress: float
+
+
+def step_p50s(history: Sequence[Fold]) -> tuple[dict[tuple[str, str], int | float], int]:
+    """The p50 duration of each ``(job, step)`` over successful runs in ``history``, and how
+    many deployments gave any."""
+    durations: dict[tuple[str, str], list[int]] = {}
+    basis = 0
+    for fold in history:
+        counted = False
+        for step in fold.steps.values():
+            duration = step_view(step)["duration_ms"] if step.status == "success" else None
+            if duration is not None:
+                durations.setdefault((step.job, step.name), []).append(duration)
+                counted = True
+        basis += counted
+    p50s = {key: percentile(sorted(values), 50) or 0 for key, values in durations.items()}
+    return p50s, basis
+
+
+def eta(view: DeploymentView, history: Sequence[Fold], now: datetime) -> Eta | None:
+    """When a running deployment should finish, from its project's recent successful runs.
+
+    ``None`` when it is not running or nothing in ``history`` says how long its
+    steps take.
+    """
+    if view["status"] not in ("running", "pending"):
+        return None
+    p50s, basis = step_p50s(history)
+    if not p50s:
+        return None
+    steps = {(job["name"], step["name"]): step for job in view["jobs"] for step in job["steps"]}
+    remaining = done = 0.0
+    for key, p50 in p50s.items():
+        step = steps.get(key)
+        if step is None or step["status"] == "pending":
+            remaining += p50
+        elif step["status"] == "running":
+            elapsed = _elapsed(step["started_at"], now)
+            remaining += max(0.0, p50 - elapsed)
+            done += min(float(p50), elapsed)
+        else:
+            done += p50
+    total = remaining + done
+    return {
+        "remaining_ms": round(remaining),
+        "finish_at": format_timestamp(now + timedelta(milliseconds=round(remaining))),
+        "basis": basis,
+        "progress": round(done / total, 4) if total else 1.0,
+    }
+
+
+def _elapsed(started_at: str | None, now: datetime) -> float:
+    if not started_at:
+        return 0.0
+    return max(0.0, (now - parse_timestamp(started_at)).total_seconds() * 1000)

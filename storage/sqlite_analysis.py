@@ -1,0 +1,312 @@
+"""Log analysis in the SQLite store: failure records, full-text search, folds for trends.
+
+Kept apart from ``storage/sqlite_store.py``, which mixes these methods in: the
+store's write calls :meth:`SqliteLogAnalysis._index_lines` and
+:meth:`SqliteLogAnalysis._record_failures` inside its transaction, and its
+pruning :meth:`SqliteLogAnalysis._prune_log_analysis`, so that both stay
+exactly in step with the log lines and the deployment rows.
+
+* ``failures``: one row per failed deployment, the ledger's record
+  (:func:`ledger.failures.explain`), written in the same transaction as the
+  completion (or the log lines) that changed it, deleted when a re-run passes;
+  indexed by time (``GET /api/failures``) and by signature (``seen``).
+* ``log_search``: an FTS5 index of every log line, rowid = the line's id,
+  holding :func:`ledger.search.index_text`; it only narrows a search down, and
+  :func:`ledger.search.hit` decides every result, as on every store.
+
+Files from before these tables existed get them at open, filled from the
+lines and deployments they hold (once; ``meta`` remembers it).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+
+from ledger.failures import (
+    MAX_EXPLAIN_LINES,
+    FailureGroup,
+    FailureRow,
+    FailureView,
+    action_for,
+    explain,
+    failure_view,
+    group_failures,
+    page_of_groups,
+    row_of,
+    seen_of,
+)
+from ledger.fold import Fold
+from ledger.ids import make_event_id
+from ledger.logs import LogLine, log_row
+from ledger.recorder import Recorder
+from ledger.search import (
+    LogSearch,
+    SearchHit,
+    SearchPage,
+    decode_search_cursor,
+    encode_search_cursor,
+    fts_query,
+    hit,
+    index_text,
+)
+from storage.store import Page, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS failures ("
+    " deployment_id TEXT PRIMARY KEY, project TEXT NOT NULL, job TEXT, step TEXT,"
+    " signature TEXT NOT NULL, pattern TEXT NOT NULL, sample TEXT NOT NULL,"
+    " failed_at TEXT NOT NULL, record BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS failures_by_time ON failures (failed_at, deployment_id)",
+    "CREATE INDEX IF NOT EXISTS failures_by_signature "
+    "ON failures (signature, failed_at, deployment_id)",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS log_search USING fts5("
+    "words, tokenize='unicode61 remove_diacritics 0', columnsize=0)",
+)
+#: ``meta`` keys saying the tables were filled from what the file held before them.
+_BUILT = ("log_search_built", "failures_built")
+#: Candidate lines read per query round of a search.
+SEARCH_CHUNK = 500
+#: Candidates a search examines before it answers ``truncated`` (only lines the index
+#: finds but the filters or the exact match refuse count against it).
+MAX_SEARCH_CANDIDATES = 50000
+
+
+def _read_errors(method: Callable[P, T]) -> Callable[P, T]:
+    """SQLite failures on reads surface as :class:`StoreUnavailable` (503), as elsewhere."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"read failed: {exc}") from exc
+
+    return wrapper
+
+
+class SqliteLogAnalysis:
+    """Failures, search and trend reads of :class:`~storage.sqlite_store.SqliteStore`."""
+
+    _db: sqlite3.Connection
+    epoch: int
+
+    # -- opening -----------------------------------------------------------------------
+
+    def _create_log_analysis(self) -> None:
+        """The tables, and the function the index is filled with (per connection)."""
+        self._db.create_function("hub_index_text", 1, index_text, deterministic=True)
+        for statement in _SCHEMA:
+            self._db.execute(statement)
+
+    def _fill_log_analysis(self) -> None:
+        """Index the lines and explain the failures a file held before these tables (once)."""
+        built = {
+            key
+            for (key,) in self._db.execute(
+                f"SELECT key FROM meta WHERE key IN ({','.join('?' * len(_BUILT))})", _BUILT
+            )
+        }
+        if "log_search_built" not in built:
+            count = self._db.execute(
+                "INSERT INTO log_search (rowid, words) "
+                "SELECT line, hub_index_text(message) FROM log_lines"
+            ).rowcount
+            if count > 0:
+                log.info("indexed %d stored log lines for search", count)
+        if "failures_built" not in built:
+            rows = self._db.execute(
+                "SELECT deployment_id, project, fold FROM deployments WHERE status = 'failure' "
+                "AND deployment_id NOT IN (SELECT deployment_id FROM failures)"
+            ).fetchall()
+            for deployment_id, project, raw in rows:
+                self._explain(deployment_id, _fold(project, raw))
+            if rows:
+                log.info("explained %d stored failed deployments", len(rows))
+        for key in _BUILT:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, '1')", (key,))
+
+    # -- writing, inside the store's transaction ------------------------------------------
+
+    def _next_line(self) -> int:
+        """The id the next log line gets (``AUTOINCREMENT`` never reuses one)."""
+        row = self._db.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'log_lines'"
+        ).fetchone()
+        return 1 if row is None else int(row[0]) + 1
+
+    def _index_lines(self, first_line: int) -> None:
+        """Index the lines this write stored (their ids start at ``first_line``)."""
+        self._db.execute(
+            "INSERT INTO log_search (rowid, words) "
+            "SELECT line, hub_index_text(message) FROM log_lines WHERE line >= ?",
+            (first_line,),
+        )
+
+    def _record_failures(self, recorder: Recorder) -> None:
+        """Explain each deployment the write failed (or logged to after it failed); forget
+        the failure of one a re-run turned around."""
+        for touched in recorder.deployments():
+            action = action_for(touched)
+            if action == "explain":
+                self._explain(touched.key, touched.fold)
+            elif action == "clear":
+                self._db.execute("DELETE FROM failures WHERE deployment_id = ?", (touched.key,))
+
+    def _explain(self, deployment_id: str, fold: Fold) -> None:
+        rows = self._db.execute(
+            "SELECT line, job, step, level, ts, message, seq FROM log_lines "
+            "WHERE deployment_id = ? ORDER BY line DESC LIMIT ?",
+            (deployment_id, MAX_EXPLAIN_LINES),
+        ).fetchall()
+        rows.reverse()
+        lines = [
+            log_row(line, LogLine(j, s, lvl, ts, msg), make_event_id(self.epoch, seq))
+            for line, j, s, lvl, ts, msg, seq in rows
+        ]
+        record = explain(deployment_id, fold, lines, None)
+        row = row_of(record)
+        self._db.execute(
+            "INSERT OR REPLACE INTO failures (deployment_id, project, job, step, signature, "
+            "pattern, sample, failed_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*row, orjson.dumps(record)),
+        )
+
+    def _prune_log_analysis(self, deployment_id: str) -> None:
+        """Forget a pruned deployment's failure and index entries (before its lines go)."""
+        self._db.execute(
+            "DELETE FROM log_search WHERE rowid IN "
+            "(SELECT line FROM log_lines WHERE deployment_id = ?)",
+            (deployment_id,),
+        )
+        self._db.execute("DELETE FROM failures WHERE deployment_id = ?", (deployment_id,))
+
+    # -- reading -------------------------------------------------------------------------
+
+    @_read_errors
+    def failure(self, deployment_id: str) -> FailureView | None:
+        row = self._db.execute(
+            "SELECT record, signature, failed_at FROM failures WHERE deployment_id = ?",
+            (deployment_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        raw, signature, failed_at = row
+        earlier = "signature = ? AND (failed_at, deployment_id) < (?, ?)"
+        params = (signature, failed_at, deployment_id)
+        count, first_seen = self._db.execute(
+            f"SELECT count(*), min(failed_at) FROM failures WHERE {earlier}", params
+        ).fetchone()
+        recent = self._db.execute(
+            f"SELECT failed_at, deployment_id FROM failures WHERE {earlier} "
+            "ORDER BY failed_at DESC, deployment_id DESC LIMIT 5",
+            params,
+        ).fetchall()
+        return failure_view(orjson.loads(raw), seen_of(count, first_seen, recent))
+
+    @_read_errors
+    def failures(
+        self, *, project: str | None, since: str, limit: int, cursor: str | None
+    ) -> Page[FailureGroup]:
+        """Failures since ``since`` grouped by signature, most frequent first.
+
+        Raises:
+            ValueError: ``cursor`` is not one this store handed out.
+        """
+        sql = (
+            "SELECT deployment_id, project, job, step, signature, pattern, sample, failed_at "
+            "FROM failures WHERE failed_at >= ?"
+        )
+        params: list[Any] = [since]
+        if project is not None:
+            sql += " AND project = ?"
+            params.append(project)
+        rows = [FailureRow(*row) for row in self._db.execute(sql, params)]
+        items, next_cursor = page_of_groups(group_failures(rows), limit=limit, cursor=cursor)
+        return Page(items, next_cursor)
+
+    @_read_errors
+    def search_logs(self, search: LogSearch, *, limit: int, cursor: str | None) -> SearchPage:
+        """Lines matching ``search``, newest first; FTS5 narrows, :func:`hit` decides.
+
+        Raises:
+            ValueError: ``cursor`` is not one this store handed out.
+        """
+        below = decode_search_cursor(cursor) if cursor is not None else 1 << 62
+        clauses = ["log_search MATCH ?", "s.rowid < ?"]
+        params: list[Any] = [fts_query(search.query)]
+        for column, value in (
+            ("d.project", search.project),
+            ("l.deployment_id", search.deployment_id),
+            ("l.job", search.job),
+            ("l.step", search.step),
+            ("l.level", search.level),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if search.since is not None:
+            clauses.append("l.ts >= ?")
+            params.append(search.since)
+        if search.until is not None:
+            clauses.append("l.ts <= ?")
+            params.append(search.until)
+        sql = (
+            "SELECT s.rowid, l.deployment_id, d.project, l.job, l.step, l.level, l.ts, "
+            "l.message FROM log_search AS s "
+            "JOIN log_lines AS l ON l.line = s.rowid "
+            "JOIN deployments AS d ON d.deployment_id = l.deployment_id "
+            f"WHERE {' AND '.join(clauses)} ORDER BY s.rowid DESC LIMIT ?"
+        )
+        found: list[SearchHit] = []
+        examined = 0
+        while True:
+            rows = self._db.execute(sql, (params[0], below, *params[1:], SEARCH_CHUNK)).fetchall()
+            for line, deployment_id, project, job, step, level, ts, message in rows:
+                examined += 1
+                result = hit(search, line, deployment_id, project, (job, step, level, ts, message))
+                if result is not None:
+                    found.append(result)
+                    if len(found) > limit:
+                        last = int(found[limit - 1]["id"])
+                        return SearchPage(found[:limit], encode_search_cursor(last))
+            if len(rows) < SEARCH_CHUNK:
+                return SearchPage(found, None)
+            below = rows[-1][0]
+            if examined >= MAX_SEARCH_CANDIDATES:
+                return SearchPage(found, encode_search_cursor(below), truncated=True)
+
+    @_read_errors
+    def recent_folds(
+        self, *, project: str | None, status: str | None, since: str, limit: int
+    ) -> tuple[list[Fold], bool]:
+        """Folds of deployments sorting at or after ``since``, newest first, at most
+        ``limit``; and whether more were left."""
+        sql = "SELECT project, fold FROM deployments WHERE sort_ts >= ?"
+        params: list[Any] = [since]
+        for column, value in (("project", project), ("status", status)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        rows = self._db.execute(
+            f"{sql} ORDER BY sort_ts DESC, deployment_id DESC LIMIT ?", (*params, limit + 1)
+        ).fetchall()
+        return [_fold(p, raw) for p, raw in rows[:limit]], len(rows) > limit
+
+
+def _fold(project: str, raw: bytes) -> Fold:
+    """A row's fold with the row's project among its names (as the store reads it)."""
+    fold = Fold.loads(raw)
+    if project not in fold.projects:
+        fold.projects.append(project)
+    return fold
