@@ -120,15 +120,14 @@ _PAYLOAD_TYPES: dict[str, JsonSchema] = {
         "description": "The sender's keys the hub does not know, verbatim.",
     },
 }
-_NEVER_NULL = frozenset({"retry", "repaired", "source_format", "extra"})
 assert tuple(_PAYLOAD_TYPES) == PAYLOAD_KEYS  # noqa: S101 - import-time invariant
 
 PAYLOAD = closed(
-    {
-        key: schema if key in _NEVER_NULL else nullable(schema)
-        for key, schema in _PAYLOAD_TYPES.items()
-    },
-    "Every key is always present, `null` when it does not apply (EVENTS.md).",
+    _PAYLOAD_TYPES,
+    "Protocol 2: a key whose value is null, or at its default (`retry` and `repaired` "
+    "false, `extra` empty), is left out; a reader takes a missing key as that value "
+    "(CONTRACT.md). `source_format` is always there.",
+    optional=tuple(key for key in PAYLOAD_KEYS if key != "source_format"),
 )
 
 EVENT = closed(
@@ -139,13 +138,15 @@ EVENT = closed(
             "type": "string",
             "description": '`""` only for a `test` event that named none.',
         },
-        "deployment_id": nullable(
-            {"type": "string", "description": "`null` for `test` and `project_status`."}
-        ),
+        "deployment_id": {
+            "type": "string",
+            "description": "Left out for `test` and `project_status`, which have none.",
+        },
         "timestamp": TIMESTAMP,
         "payload": PAYLOAD,
     },
     "The normalised event (EVENTS.md): what the store keeps and every client receives.",
+    optional=("deployment_id",),
 )
 
 _METRICS = {

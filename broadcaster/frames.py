@@ -22,7 +22,7 @@ from broadcaster.codes import ErrorCode
 # The session's table of subscription frames: (subscribes, field naming the target or None).
 from broadcaster.session import _TARGETS as TARGETS
 from broadcaster.session import FRAME_NAMES, MAX_ID_LENGTH, MAX_SINCE_LENGTH, MAX_TYPE_ENTRIES
-from ledger.events import EVENT_TYPES
+from ledger.events import EVENT_TYPES, PROTOCOL
 from ledger.filters import TYPE_PATTERNS
 
 #: Error codes that only end an SSE stream; the WebSocket closes with a code instead.
@@ -86,6 +86,11 @@ def _hub_frames() -> dict[str, JsonSchema]:
                 "type": {"const": "welcome"},
                 "server": {"const": "deploy-dashboard-hub"},
                 "version": {"type": "string"},
+                "protocol": {
+                    "const": PROTOCOL,
+                    "description": "The event shape: 2 leaves out payload keys that are null "
+                    "or at their default, and a null `deployment_id` (CONTRACT.md).",
+                },
                 "connection_id": {
                     "type": "string",
                     "description": "Also in the hub's log lines for this connection.",

@@ -26,7 +26,7 @@ import orjson
 from broadcaster.codes import ErrorCode
 from broadcaster.hub import Envelope
 from broadcaster.limits import Limits
-from ledger.events import EVENT_TYPES
+from ledger.events import EVENT_TYPES, PROTOCOL
 from ledger.filters import Filter, expand_types
 from ledger.ids import parse_event_id
 from storage.store import History
@@ -229,6 +229,8 @@ class Session:
                 "type": "welcome",
                 "server": "deploy-dashboard-hub",
                 "version": self.version,
+                # The event shape: 2 leaves out null and default keys (ledger.events.PROTOCOL).
+                "protocol": PROTOCOL,
                 "connection_id": self.connection_id,
                 "limits": {
                     "heartbeat_interval": limits.heartbeat_interval,

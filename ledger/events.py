@@ -122,6 +122,31 @@ def empty_payload() -> dict[str, Any]:
     return payload
 
 
+#: The values a payload key has when the sender said nothing of it; the wire and the
+#: store leave such keys out (protocol 2), and :func:`full_payload` puts them back.
+PAYLOAD_DEFAULTS: dict[str, Any] = {"retry": False, "repaired": False, "extra": {}}
+
+#: The version of the event shape: 2 leaves out payload keys that are null or at
+#: their default (:data:`PAYLOAD_DEFAULTS`) and a null ``deployment_id``; 1 sent all.
+PROTOCOL = 2
+
+
+def compact_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` without the keys a reader takes as null or default (what is sent)."""
+    return {
+        key: value
+        for key, value in payload.items()
+        if value is not None and PAYLOAD_DEFAULTS.get(key) != value
+    }
+
+
+def full_payload(compact: dict[str, Any]) -> dict[str, Any]:
+    """Every payload key again, missing ones null or default (what the code reads)."""
+    payload = empty_payload()
+    payload.update(compact)
+    return payload
+
+
 class Join(StrEnum):
     """How an event that names no deployment (a legacy body) finds one.
 
@@ -159,24 +184,24 @@ class Event:
     join: Join | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire shape of CONTRACT.md: what the store keeps and clients receive."""
-        return {
-            "id": self.id,
-            "type": self.type,
-            "project": self.project,
-            "deployment_id": self.deployment_id,
-            "timestamp": self.timestamp,
-            "payload": self.payload,
-        }
+        """The wire shape of CONTRACT.md (protocol 2: null and default keys left out):
+        what the store keeps and clients receive."""
+        wire: dict[str, Any] = {"id": self.id, "type": self.type, "project": self.project}
+        if self.deployment_id is not None:
+            wire["deployment_id"] = self.deployment_id
+        wire["timestamp"] = self.timestamp
+        wire["payload"] = compact_payload(self.payload)
+        return wire
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
+        """An event from its wire shape, either protocol's: missing keys are null or default."""
         return cls(
             type=data["type"],
             project=data["project"],
-            deployment_id=data["deployment_id"],
+            deployment_id=data.get("deployment_id"),
             timestamp=data["timestamp"],
-            payload=data["payload"],
+            payload=full_payload(data.get("payload") or {}),
             id=data["id"],
         )
 

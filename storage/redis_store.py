@@ -47,7 +47,15 @@ from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from ledger.cursors import decode_cursor, encode_cursor
-from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, PROJECT_ONLY_TYPES, Event, Join
+from ledger.events import (
+    LIFECYCLE_TYPES,
+    OPEN_STATUSES,
+    PROJECT_ONLY_TYPES,
+    Event,
+    Join,
+    compact_payload,
+    full_payload,
+)
 from ledger.failures import FailureGroup, FailureView
 from ledger.filters import Filter
 from ledger.fold import Fold
@@ -351,7 +359,9 @@ class RedisStore:
                 deployment,
                 f"event_id:{event.dedup_key}" if event.dedup_key else "",
                 "1" if event.type in LIFECYCLE_TYPES else "0",
-                orjson.dumps({"timestamp": event.timestamp, "payload": event.payload}),
+                orjson.dumps(
+                    {"timestamp": event.timestamp, "payload": compact_payload(event.payload)}
+                ),
                 event.timestamp,
                 b"\n".join(orjson.dumps(list(line)) for line in entry.lines) if entry else b"",
                 metrics_key,
@@ -472,7 +482,7 @@ class RedisStore:
             project=fields[b"p"].decode(),
             deployment_id=None if deployment is None else deployment.decode(),
             timestamp=body["timestamp"],
-            payload=body["payload"],
+            payload=full_payload(body["payload"]),
             id=fields[b"i"].decode(),
         )
 
@@ -483,7 +493,7 @@ class RedisStore:
             project=project,
             deployment_id=deployment_id,
             timestamp=body["timestamp"],
-            payload=body["payload"],
+            payload=full_payload(body["payload"]),
             id=event_id,
         )
 

@@ -231,7 +231,7 @@ def everything(store: Store) -> dict[str, Any]:
                         break
                 out[f"list {project} {status} {branch}"] = pages
     ids = {
-        e["deployment_id"]
+        e.get("deployment_id")
         for e in store.events(project=None, deployment_id=None, since=None, limit=1000).items
     }
     for deployment_id in sorted(i for i in ids if i):

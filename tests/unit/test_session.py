@@ -74,6 +74,7 @@ def test_welcome_names_the_server_and_its_limits(session: Session) -> None:
         "type": "welcome",
         "server": "deploy-dashboard-hub",
         "version": "1.2.3",
+        "protocol": 2,
         "connection_id": "c1",
         "limits": {
             "heartbeat_interval": 7.5,
