@@ -104,7 +104,7 @@ class Step:
         if payload.get("step_number") is not None:
             self.step_number = payload["step_number"]
         self.error = payload.get("error") or self.error
-        self.message = payload.get("message") or payload.get("logs") or self.message
+        self.message = payload.get("message") or self.message
         self.key = payload.get("key") or self.key
 
 
@@ -179,7 +179,7 @@ class Fold:
             if payload.get("started_at"):
                 self._earliest_start(payload["started_at"])
             self.error = payload.get("error") or self.error
-            self.message = payload.get("message") or payload.get("logs") or self.message
+            self.message = payload.get("message") or self.message
             for number, summary in enumerate(payload.get("steps") or [], start=1):
                 self._step(summary["job"], summary["step"], event.timestamp).apply(
                     event, {**summary, "step_number": summary.get("step_number", number)}
@@ -200,7 +200,7 @@ class Fold:
             self.started_at = started_at
         self.status = payload.get("status") or "running"
         self._earliest_start(started_at)
-        self.message = payload.get("message") or payload.get("logs") or self.message
+        self.message = payload.get("message") or self.message
 
     def _earliest_start(self, started_at: str) -> None:
         if self.started_at is None or started_at < self.started_at:

@@ -373,3 +373,36 @@ def test_large_answers_are_compressed_for_clients_that_take_it(client: FlaskClie
         assert packed.headers["Vary"] == "Accept-Encoding"
     small = client.get("/healthz", headers={"Accept-Encoding": "gzip"})
     assert "Content-Encoding" not in small.headers
+
+
+def test_a_steps_log_goes_to_the_log_never_into_the_view(client: FlaskClient) -> None:
+    """A 300 KB step log is read from ``/logs``; the view keeps the sender's message only."""
+    log = "\n".join(f"line {n}: " + "x" * 60 for n in range(4500))
+    post(client, {"type": "deployment_started", "project": "web", "deployment_id": "big"})
+    post(
+        client,
+        {
+            "type": "step_completed",
+            "project": "web",
+            "deployment_id": "big",
+            "step_name": "build / compile",
+            "step_status": "failure",
+            "logs": log,
+            "error": "exit 2",
+        },
+    )
+    response = client.get("/api/deployments/big")
+    assert len(response.get_data()) < 4096
+    [job] = response.get_json()["jobs"]
+    [step] = job["steps"]
+    assert (step["message"], step["error"]) == (None, "exit 2")
+    lines: list[dict[str, Any]] = []
+    after = ""
+    while True:
+        page = client.get(f"/api/deployments/big/logs?limit=1000{after}").get_json()
+        lines += page["lines"]
+        if page["next_cursor"] is None:
+            break
+        after = f"&after={page['next_cursor']}"
+    assert [line["message"] for line in lines[:4500]] == log.splitlines()
+    assert lines[-1]["message"] == "exit 2"
