@@ -69,7 +69,7 @@ def deployment(n: int, projects: int, start: datetime) -> list[Event]:
         {"type": "log_entry", "job": "deploy", "step": "upload", "level": "info",
          "message": f"uploaded artifact {key} to {ENVIRONMENTS[n % 2]} in {n % 90} s"},
         {"type": "step_completed", "step_name": "deploy / upload", "step_status": status,
-         "duration": 20 + n % 40, "error": "upload failed: HTTP 502" if status == "failure" else None},
+         "duration": 20 + n % 40, "error": "upload failed: HTTP 502" if n % 10 == 7 else None},
         {"type": "deployment_completed", "status": status},
     ]  # fmt: skip
     return [
@@ -160,8 +160,9 @@ def measure(args: argparse.Namespace, count: int) -> dict[str, list[float]]:
         store.close()
         size = footprint(args.store, workdir, redis) - before
         print(
-            f"\n{count:,} deployments, {events:,} events ({args.store}): filled in {seconds:.0f} s; "
-            f"{size / 1048576:.1f} MiB, {size / events:,.0f} bytes per event"
+            f"\n{count:,} deployments, {events:,} events ({args.store}): "
+            f"filled in {seconds:.0f} s; {size / 1048576:.1f} MiB, "
+            f"{size / events:,.0f} bytes per event"
         )
         hub = pinned(
             HubServer(
