@@ -370,8 +370,7 @@ class SqliteStore:
             clauses.append(f"type IN ({','.join('?' * len(types))})")
             params += types
         rows = self._db.execute(
-            f"SELECT seq, body FROM events WHERE {' AND '.join(clauses)} "
-            "ORDER BY seq DESC LIMIT ?",
+            f"SELECT seq, body FROM events WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?",
             (*params, limit + 1),
         ).fetchall()
         if len(rows) > limit:
