@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.auth import check_read_token
 from app.context import current_context
-from app.query import param, whole_number
+from app.query import param, time_zone, whole_number
 from ledger.delivery import summarise
 from ledger.timestamps import format_timestamp
 from ledger.view import ListRow
@@ -25,14 +25,17 @@ MAX_DEPLOYMENTS = 5000
 
 @delivery_routes.get("/api/delivery-metrics")
 def delivery_metrics() -> Response:
-    """Deployment frequency, change failure rate, time to restore and durations, per project."""
+    """Deployment frequency, change failure rate, time to restore and durations, per project;
+    ``daily`` counts the days of the time zone ``tz`` or ``utc_offset`` names (UTC by default)."""
     context = current_context()
     check_read_token(request.headers, request.args.get("token"), context.settings.read_tokens)
     days = whole_number("days", default=DEFAULT_WINDOW_DAYS, low=1, high=MAX_WINDOW_DAYS)
+    zone, zone_name = time_zone()
     end = datetime.now(UTC)
     start = end - timedelta(days=days)
     rows, truncated = deployments_since(context.store, param("project"), format_timestamp(start))
-    return jsonify({**summarise(rows, start=start, end=end), "truncated": truncated})
+    summary = summarise(rows, start=start, end=end, zone=zone, zone_name=zone_name)
+    return jsonify({**summary, "truncated": truncated})
 
 
 def deployments_since(store: Store, project: str | None, start: str) -> tuple[list[ListRow], bool]:
