@@ -3,7 +3,7 @@
 
 import { deploymentPath, getJSON } from "../api.js";
 import { debounce, durationOf, h, serial, shortCommit, statusBadge, timeAgo } from "../dom.js";
-import { watchProjects } from "./watch.js";
+import { watchAll } from "./watch.js";
 
 const PAGE_SIZE = 50;
 const STATUSES = ["pending", "running", "success", "failure", "cancelled", "skipped"];
@@ -84,11 +84,15 @@ export function deploymentsView(main, live, query) {
     ),
   );
 
+  const knownProjects = new Set(filters.project ? [filters.project] : []);
+  function addProjectOption(name) {
+    if (!name || knownProjects.has(name)) return;
+    knownProjects.add(name);
+    projectSelect.append(h("option", { value: name }, name));
+  }
   getJSON("projects")
     .then((answer) => {
-      for (const p of answer.projects) {
-        if (p.project !== filters.project) projectSelect.append(h("option", { value: p.project }, p.project));
-      }
+      for (const p of answer.projects) addProjectOption(p.project);
     })
     .catch(() => {});
 
@@ -119,8 +123,6 @@ export function deploymentsView(main, live, query) {
     const text = params.toString();
     history.replaceState(null, "", `#/deployments${text ? `?${text}` : ""}`);
     loadPage(true);
-    watch.stop();
-    watch = watchAll();
   }
   projectSelect.addEventListener("change", applyFilters);
   statusSelect.addEventListener("change", applyFilters);
@@ -156,19 +158,15 @@ export function deploymentsView(main, live, query) {
   });
   const soon = debounce(update, 150);
 
-  function watchAll() {
-    return watchProjects(live, {
-      projects: filters.project ? [filters.project] : null,
-      onEvent(event) {
-        if (!event.deployment_id) return;
-        changed.add(event.deployment_id);
-        soon();
-      },
-      onNewProject: () => loadPage(true),
-      onReset: () => loadPage(true),
-    });
-  }
-  let watch = watchAll();
+  const watch = watchAll(live, {
+    onEvent(event) {
+      addProjectOption(event.project);
+      if (!event.deployment_id || (filters.project && event.project !== filters.project)) return;
+      changed.add(event.deployment_id);
+      soon();
+    },
+    onReset: () => loadPage(true),
+  });
   loadPage(true);
 
   return {

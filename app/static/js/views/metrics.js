@@ -4,7 +4,7 @@
 
 import { getJSON } from "../api.js";
 import { debounce, formatDuration, h, percent } from "../dom.js";
-import { watchProjects } from "./watch.js";
+import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90, 365];
 const COLOURS = {
@@ -99,9 +99,15 @@ export function metricsView(main, live, query) {
     body,
   );
 
+  const knownProjects = new Set(project ? [project] : []);
+  function addProjectOption(name) {
+    if (!name || knownProjects.has(name)) return;
+    knownProjects.add(name);
+    projectSelect.append(h("option", { value: name }, name));
+  }
   getJSON("projects")
     .then((answer) => {
-      for (const p of answer.projects) if (p.project !== project) projectSelect.append(h("option", { value: p.project }, p.project));
+      for (const p of answer.projects) addProjectOption(p.project);
     })
     .catch(() => {});
 
@@ -235,12 +241,12 @@ export function metricsView(main, live, query) {
   windowSelect.addEventListener("change", applyControls);
   projectSelect.addEventListener("change", applyControls);
 
-  const soon = debounce(load, 2000);
-  const watch = watchProjects(live, {
+  const soon = debounce(load, 1000);
+  const watch = watchAll(live, {
     onEvent(event) {
-      if (event.type === "deployment_completed" || event.type === "deployment_started") soon();
+      addProjectOption(event.project);
+      if (event.type.startsWith("deployment_") && (!project || event.project === project)) soon();
     },
-    onNewProject: load,
     onReset: load,
   });
   load();

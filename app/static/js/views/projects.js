@@ -1,5 +1,6 @@
 // Projects: each project's latest deployment, success rate, median duration and
-// the trend of its recent durations, kept current by project subscriptions.
+// the trend of its recent durations, kept current by one subscription to every
+// project's lifecycle events (a project nobody had heard of appears at once).
 
 import { badgeUrl, getJSON } from "../api.js";
 import {
@@ -16,7 +17,7 @@ import {
   svg,
   timeAgo,
 } from "../dom.js";
-import { watchProjects } from "./watch.js";
+import { watchAll } from "./watch.js";
 
 const TREND_LENGTH = 20;
 
@@ -169,12 +170,15 @@ export function projectsView(main, live) {
   const soon = debounce(reload, 250);
 
   reload();
-  const watch = watchProjects(live, {
+  const watch = watchAll(live, {
     onEvent(event) {
       pending.add(event.project);
-      soon();
+      if (projects.some((p) => p.project === event.project)) soon();
+      else {
+        soon.cancel(); // a project not on the page yet: no reason to wait
+        reload();
+      }
     },
-    onNewProject: () => reload(),
     onReset: () => reload(),
   });
   return {
