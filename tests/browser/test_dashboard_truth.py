@@ -8,12 +8,14 @@ browser tests.
 from __future__ import annotations
 
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ARTIFACTS, LIVE_MS, Watched, event, post
+from tests.browser.conftest import ARTIFACTS, LIVE_MS, Watched, at, event, post, watched_page
 from tests.e2e.server import HubServer
 
 pytestmark = pytest.mark.browser
@@ -101,3 +103,104 @@ def test_history_and_metrics_follow_every_project_without_polling(
     subscriptions = [f for f in sent if str(f.get("type", "")).startswith("subscribe")]
     assert subscriptions == [{"type": "subscribe_all", "limit": 1, "types": LIFECYCLE}]
     assert watched.errors == []
+
+
+# -- times -----------------------------------------------------------------------------------
+
+#: One format for every exact time: date, time to the second, zone.
+DATE_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (UTC|UTC[+-]\d\d:\d\d)$")
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_times_show_their_zone_and_switch_between_local_and_utc(
+    hub: HubServer, browser: Any, size: str
+) -> None:
+    """In Kolkata (UTC+05:30) 20:00 UTC is 01:30 the next day; the choice outlives a reload."""
+    deployment = f"zone-{size}"
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).replace(
+        hour=20, minute=0, second=0, microsecond=0
+    )
+    started, ended = yesterday, yesterday + timedelta(seconds=90)
+    post(
+        hub,
+        event(
+            "deployment_started",
+            "zones",
+            deployment,
+            timestamp=at(0),
+            started_at=started.isoformat(),
+        ),
+        event(
+            "deployment_completed",
+            "zones",
+            deployment,
+            status="success",
+            started_at=started.isoformat(),
+            completed_at=ended.isoformat(),
+        ),
+    )
+    local_day = (started + timedelta(hours=5, minutes=30)).date().isoformat()
+    with watched_page(browser, timezone_id="Asia/Kolkata") as watched:
+        page = open_page(watched, hub, f"#/deployments/{deployment}", size)
+        switch = page.locator("#time-zone")
+        expect(switch).to_have_text("Local · UTC+05:30")
+        started_cell = page.locator(".meta-item", has_text="Started").locator("time")
+        expect(started_cell).to_have_text(f"{local_day} 01:30:00 UTC+05:30")
+        ago = page.locator(".deploy-when time")
+        assert DATE_TIME.match(ago.get_attribute("title") or "")
+        shoot(page, f"times-local-{size}")
+
+        switch.click()
+        expect(switch).to_have_text("UTC")
+        expect(started_cell).to_have_text(f"{started.date().isoformat()} 20:00:00 UTC")
+        expect(ago).to_have_attribute("title", f"{started.date().isoformat()} 20:00:00 UTC")
+        page.reload()
+        expect(page.locator("#time-zone")).to_have_text("UTC")
+        expect(started_cell).to_have_text(f"{started.date().isoformat()} 20:00:00 UTC")
+
+        page.goto(f"{hub.url}/project-dashboard/#/deployments?project=zones")
+        cell = page.locator(f"tr[data-id='{deployment}'] time")
+        expect(cell).to_have_attribute("title", f"{started.date().isoformat()} 20:00:00 UTC")
+        for title in page.locator("main [title]").evaluate_all(
+            "els => els.filter(e => e.tagName === 'TIME').map(e => e.title)"
+        ):
+            assert DATE_TIME.match(title), title
+        assert watched.errors == []
+
+
+def test_metrics_count_days_in_the_zone_shown(hub: HubServer, browser: Any) -> None:
+    started = (datetime.now(UTC) - timedelta(days=1)).replace(
+        hour=20, minute=0, second=0, microsecond=0
+    )
+    post(
+        hub,
+        event("deployment_started", "zone-metrics", "zm-1", started_at=started.isoformat()),
+        event(
+            "deployment_completed",
+            "zone-metrics",
+            "zm-1",
+            status="success",
+            started_at=started.isoformat(),
+            completed_at=(started + timedelta(minutes=1)).isoformat(),
+        ),
+    )
+    local_day = (started + timedelta(hours=5, minutes=30)).date().isoformat()
+    with watched_page(browser, timezone_id="Asia/Kolkata") as watched:
+        page = watched.page
+        with page.expect_response(lambda r: "delivery-metrics" in r.url) as answer:
+            open_page(watched, hub, "#/metrics?days=7&project=zone-metrics", "1280")
+        body = answer.value.json()
+        # Chromium names the zone by its older alias; the hub knows both
+        assert re.search(r"tz=Asia%2F(Kolkata|Calcutta)", answer.value.url)
+        assert body["window"]["time_zone"] in ("Asia/Kolkata", "Asia/Calcutta")
+        assert [d["date"] for d in body["daily"] if d["success"]] == [local_day]
+        expect(page.locator("#chart-frequency-title + .chart-note")).to_contain_text("UTC+05:30")
+        with page.expect_response(lambda r: "delivery-metrics" in r.url) as answer:
+            page.locator("#time-zone").click()
+        body = answer.value.json()
+        assert body["window"]["time_zone"] == "UTC"
+        assert [d["date"] for d in body["daily"] if d["success"]] == [started.date().isoformat()]
+        expect(page.locator("#chart-frequency-title + .chart-note")).to_contain_text(
+            "(days in UTC)"
+        )
+        assert watched.errors == []

@@ -4,6 +4,10 @@
 // may hold `<script>`), so elements are made with createElement and filled with
 // textContent; no code here or elsewhere hands an HTML string to the browser.
 
+import { formatClock, formatDateTime, formatRelative, parseTime, timeAgo } from "./time.js";
+
+export { formatClock, parseTime, timeAgo };
+
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 function fill(el, attrs, children) {
@@ -63,12 +67,6 @@ export function statusBadge(status, extraClass = "") {
   );
 }
 
-export function parseTime(value) {
-  if (!value) return null;
-  const ms = Date.parse(value);
-  return Number.isNaN(ms) ? null : ms;
-}
-
 /** 850 ms, 12.3 s, 4m 05s, 1h 02m. */
 export function formatDuration(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return "—";
@@ -84,39 +82,9 @@ export function formatDuration(ms) {
   return `${minutes}m ${String(rest).padStart(2, "0")}s`;
 }
 
-const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-
-function formatRelative(value, now = Date.now()) {
-  const at = parseTime(value);
-  if (at === null) return "—";
-  const seconds = Math.round((at - now) / 1000);
-  const abs = Math.abs(seconds);
-  if (abs < 45) return relative.format(Math.round(seconds), "second");
-  if (abs < 2700) return relative.format(Math.round(seconds / 60), "minute");
-  if (abs < 64800) return relative.format(Math.round(seconds / 3600), "hour");
-  return relative.format(Math.round(seconds / 86400), "day");
-}
-
-const absolute = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
-const clock = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
-
+/** The exact moment with its zone, as text (titles, notifications). */
 export function formatAbsolute(value) {
-  const at = parseTime(value);
-  return at === null ? "" : absolute.format(at);
-}
-
-export function formatClock(value) {
-  const at = parseTime(value);
-  return at === null ? "" : clock.format(at);
-}
-
-/** A <time> that says "3 minutes ago" and shows the exact moment on hover. */
-export function timeAgo(value) {
-  return h(
-    "time",
-    { datetime: value || null, title: formatAbsolute(value) || null, dataset: { ago: value || "" } },
-    formatRelative(value),
-  );
+  return formatDateTime(value);
 }
 
 /** Elapsed time of something still running; the page ticker keeps it current. */

@@ -5,6 +5,7 @@
 import { ApiError, adoptTokenFromUrl, getJSON, setToken } from "./api.js";
 import { h, tick } from "./dom.js";
 import { Live } from "./live.js";
+import { zoneSwitch } from "./time.js";
 import { deploymentView } from "./views/deployment.js";
 import { deploymentsView } from "./views/deployments.js";
 import { metricsView } from "./views/metrics.js";
@@ -115,6 +116,7 @@ setInterval(() => {
   if (live.state === "offline") showConnection();
 }, 1000);
 
+zoneSwitch(document.getElementById("time-zone"));
 showConnection();
 navigate(true);
 live.connect();

@@ -9,7 +9,6 @@ import {
   STATUS_ICONS,
   debounce,
   durationOf,
-  formatAbsolute,
   formatDuration,
   h,
   parseTime,
@@ -20,6 +19,7 @@ import {
   timeAgo,
 } from "../dom.js";
 import { LogPanel } from "../logs.js";
+import { absoluteTime } from "../time.js";
 
 const REFRESH_DEBOUNCE_MS = 80;
 const MIN_BAR_PERCENT = 0.8;
@@ -68,8 +68,8 @@ function renderHeader(view) {
       metaItem("Environment", view.environment),
       metaItem("Repository", view.repository),
       metaItem("Workflow run", view.workflow_id || runUrl, runUrl ? h("a", { href: runUrl, rel: "noopener noreferrer", target: "_blank" }, view.workflow_id || "open") : null),
-      metaItem("Started", formatAbsolute(view.started_at)),
-      metaItem("Finished", formatAbsolute(view.completed_at)),
+      metaItem("Started", view.started_at, absoluteTime(view.started_at)),
+      metaItem("Finished", view.completed_at, absoluteTime(view.completed_at)),
     ),
   );
   if (view.error) {

@@ -2,8 +2,9 @@
 // rate, time to restore and duration percentiles, per project, as charts (Chart.js,
 // loaded only when this page is opened) with the same numbers in a table.
 
-import { getJSON } from "../api.js";
+import { ApiError, getJSON } from "../api.js";
 import { debounce, formatDuration, h, percent } from "../dom.js";
+import { absoluteTime, zoneLabel, zoneName, zoneOffsetMinutes } from "../time.js";
 import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90, 365];
@@ -133,7 +134,7 @@ export function metricsView(main, live, query) {
       kpi("Duration p50 / p95", `${formatDuration(overall.duration_ms.p50)} / ${formatDuration(overall.duration_ms.p95)}`, `${overall.duration_ms.count} finished`),
     );
 
-    const frequency = chartCard("chart-frequency", "Deployment frequency", "deployments started per day, by outcome");
+    const frequency = chartCard("chart-frequency", "Deployment frequency", `deployments started per day (days in ${zoneLabel()}), by outcome`);
     const failure = chartCard("chart-failure", "Change failure rate", "share of finished deployments that failed, per project");
     const restoreUnit = timeUnit(projects.map((p) => p.time_to_restore_ms.median));
     const restore = chartCard("chart-restore", "Time to restore", `median time from a failure to the next success, in ${restoreUnit.name}`);
@@ -164,7 +165,7 @@ export function metricsView(main, live, query) {
             h("td", { class: "num" }, formatDuration(p.duration_ms.p50)),
             h("td", { class: "num" }, formatDuration(p.duration_ms.p90)),
             h("td", { class: "num" }, formatDuration(p.duration_ms.p95)),
-            h("td", null, p.failing_since ? new Date(p.failing_since).toLocaleString() : "—"),
+            h("td", null, absoluteTime(p.failing_since)),
           ),
         ),
       ),
@@ -215,11 +216,25 @@ export function metricsView(main, live, query) {
     }
   }
 
+  // Days are counted in the zone the page shows times in: by its IANA name, or, when the
+  // browser gives none or the hub does not know it, by the offset in effect now.
+  let byOffset = !zoneName();
+  async function fetchMetrics() {
+    const zone = byOffset ? { utc_offset: zoneOffsetMinutes() } : { tz: zoneName() };
+    try {
+      return await getJSON("delivery-metrics", { days, project, ...zone });
+    } catch (error) {
+      if (byOffset || !(error instanceof ApiError) || !("tz" in error.details)) throw error;
+      byOffset = true;
+      return getJSON("delivery-metrics", { days, project, utc_offset: zoneOffsetMinutes() });
+    }
+  }
+
   let generation = 0;
   async function load() {
     const mine = ++generation;
     try {
-      const [data, Chart] = await Promise.all([getJSON("delivery-metrics", { days, project }), loadChartLibrary()]);
+      const [data, Chart] = await Promise.all([fetchMetrics(), loadChartLibrary()]);
       if (disposed || mine !== generation) return;
       status.hidden = true;
       render(data, Chart);
@@ -249,6 +264,11 @@ export function metricsView(main, live, query) {
     },
     onReset: load,
   });
+  const onZone = () => {
+    byOffset = !zoneName();
+    load();
+  };
+  window.addEventListener("timezonechange", onZone);
   load();
 
   return {
@@ -256,6 +276,7 @@ export function metricsView(main, live, query) {
       disposed = true;
       soon.cancel();
       watch.stop();
+      window.removeEventListener("timezonechange", onZone);
       destroyCharts();
     },
   };
