@@ -204,3 +204,68 @@ def test_metrics_count_days_in_the_zone_shown(hub: HubServer, browser: Any) -> N
             "(days in UTC)"
         )
         assert watched.errors == []
+
+
+# -- sender text -----------------------------------------------------------------------------
+
+RED, GREEN, YELLOW, BOLD, RESET = "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[1m", "\x1b[0m"
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_colours_in_errors_messages_and_names_are_rendered_and_hostile_text_stays_text(
+    hub: HubServer, watched: Watched, size: str
+) -> None:
+    """The failed step's error box showed `□[31mred□[0m`; every sender text now goes through
+    the log's ANSI renderer, which drops other escapes and never makes markup."""
+    project, deployment = "ansi-everywhere", f"ansi-{size}"
+    hostile = '<img src=x onerror="window.__pwned=1">'
+    post(
+        hub,
+        event("deployment_started", project, deployment, message=f"{GREEN}deploying{RESET} v2"),
+        event("step_started", project, deployment, job="c\x9b2Ji", step="build"),
+        event(
+            "step_completed",
+            project,
+            deployment,
+            job="c\x9b2Ji",
+            step="build",
+            status="failure",
+            error=f"{RED}red{RESET}\x1b]0;window title\x07 {hostile}",
+        ),
+        event(
+            "deployment_completed",
+            project,
+            deployment,
+            status="failure",
+            error=f"{BOLD}{RED}deploy failed{RESET}\x1b]52;c;aGk=\x07",
+        ),
+        event(
+            "deployment_rollback",
+            project,
+            deployment,
+            reason=f"{YELLOW}smoke test{RESET} failed",
+            from_deployment_id="ansi-previous",
+        ),
+        event("metrics_update", project, deployment, metrics={"gate": f"{GREEN}open{RESET}"}),
+    )
+    page = open_page(watched, hub, f"#/deployments/{deployment}", size)
+    error = page.locator("li.step[data-step='build'] .step-error")
+    expect(error).to_have_text(f"red {hostile}")
+    expect(error.locator(".ansi-red-fg")).to_have_text("red")
+    callout = page.locator(".callout-error .callout-text")
+    expect(callout).to_have_text("deploy failed")
+    expect(callout.locator(".ansi-red-fg.ansi-bold")).to_have_text("deploy failed")
+    expect(page.locator(".deploy-message .ansi-green-fg")).to_have_text("deploying")
+    expect(page.locator(".callout-warning .ansi-yellow-fg")).to_have_text("smoke test")
+    expect(page.locator(".metric-list .ansi-green-fg")).to_have_text("open")
+    expect(page.locator(".job-name")).to_have_text("ci")
+    # readable on the light error box: the page's own red, not the log panel's
+    assert error.locator(".ansi-red-fg").evaluate("el => getComputedStyle(el).color") == (
+        "rgb(180, 35, 24)"
+    )
+    text = page.locator("main").inner_text()
+    assert not [bad for bad in ("\x1b", "[31m", "]0;", "]52;") if bad in text], text
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    shoot(page, f"ansi-{size}")
+    assert watched.errors == []

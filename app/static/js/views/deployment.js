@@ -4,6 +4,7 @@
 // the hub's fold is the one truth.  Elements are kept per job and step and
 // updated in place, so open log panels, their scroll and search survive.
 
+import { plainText, senderText } from "../ansi.js";
 import { ApiError, deploymentPath, getJSON } from "../api.js";
 import {
   STATUS_ICONS,
@@ -30,7 +31,7 @@ function isActive(status) {
 
 function metaItem(label, value, node = null) {
   if (value === null || value === undefined || value === "") return null;
-  return h("div", { class: "meta-item" }, h("dt", null, label), h("dd", null, node || String(value)));
+  return h("div", { class: "meta-item" }, h("dt", null, label), h("dd", null, node || senderText(value)));
 }
 
 function renderHeader(view) {
@@ -42,14 +43,14 @@ function renderHeader(view) {
     h(
       "p",
       { class: "crumbs" },
-      h("a", { href: `#/deployments?project=${encodeURIComponent(view.project)}` }, view.project),
+      h("a", { href: `#/deployments?project=${encodeURIComponent(view.project)}` }, senderText(view.project)),
       h("span", { "aria-hidden": "true" }, " / "),
-      h("span", { class: "mono" }, view.deployment_id),
+      h("span", { class: "mono" }, senderText(view.deployment_id)),
     ),
     h(
       "div",
       { class: "deploy-title-row" },
-      h("h1", { id: "deploy-title" }, title),
+      h("h1", { id: "deploy-title" }, senderText(title)),
       statusBadge(view.status, "badge-large deploy-status"),
     ),
     h(
@@ -63,20 +64,20 @@ function renderHeader(view) {
       "dl",
       { class: "meta" },
       metaItem("Branch", view.branch),
-      metaItem("Commit", view.commit, view.commit ? h("span", { class: "mono", title: view.commit }, shortCommit(view.commit)) : null),
+      metaItem("Commit", view.commit, view.commit ? h("span", { class: "mono", title: plainText(view.commit) }, senderText(shortCommit(view.commit))) : null),
       metaItem("Actor", view.actor),
       metaItem("Environment", view.environment),
       metaItem("Repository", view.repository),
-      metaItem("Workflow run", view.workflow_id || runUrl, runUrl ? h("a", { href: runUrl, rel: "noopener noreferrer", target: "_blank" }, view.workflow_id || "open") : null),
+      metaItem("Workflow run", view.workflow_id || runUrl, runUrl ? h("a", { href: runUrl, rel: "noopener noreferrer", target: "_blank" }, view.workflow_id ? senderText(view.workflow_id) : "open") : null),
       metaItem("Started", view.started_at, absoluteTime(view.started_at)),
       metaItem("Finished", view.completed_at, absoluteTime(view.completed_at)),
     ),
   );
   if (view.error) {
-    section.append(h("div", { class: "callout callout-error" }, h("strong", null, "Error"), h("pre", { class: "callout-text" }, view.error)));
+    section.append(h("div", { class: "callout callout-error" }, h("strong", null, "Error"), h("pre", { class: "callout-text" }, senderText(view.error))));
   }
   if (view.message) {
-    section.append(h("p", { class: "deploy-message" }, view.message));
+    section.append(h("p", { class: "deploy-message" }, senderText(view.message)));
   }
   if (view.rollback) {
     const from = view.rollback.from_deployment_id;
@@ -85,8 +86,8 @@ function renderHeader(view) {
         "div",
         { class: "callout callout-warning" },
         h("strong", null, "Rolled back"),
-        from ? [" from ", h("a", { href: `#/deployments/${encodeURIComponent(from)}` }, from)] : null,
-        view.rollback.reason ? `: ${view.rollback.reason}` : null,
+        from ? [" from ", h("a", { href: `#/deployments/${encodeURIComponent(from)}` }, senderText(from))] : null,
+        view.rollback.reason ? [": ", senderText(view.rollback.reason)] : null,
       ),
     );
   }
@@ -113,7 +114,7 @@ function renderMetrics(metrics) {
     } else if (value !== null && typeof value === "object") {
       shown = JSON.stringify(value);
     }
-    list.append(h("div", { class: "metric" }, h("dt", null, key.replace(/_/g, " ")), h("dd", null, String(shown ?? "—"))));
+    list.append(h("div", { class: "metric" }, h("dt", null, senderText(key.replace(/_/g, " "))), h("dd", null, senderText(shown ?? "—"))));
   }
   section.append(list);
   return section;
@@ -159,7 +160,7 @@ class StepRow {
       "button",
       { type: "button", class: "step-toggle", "aria-expanded": "false", "aria-controls": logId, onclick: () => this.setOpen(!this.open) },
       this.icon,
-      h("span", { class: "step-name" }, step.name),
+      h("span", { class: "step-name", title: plainText(step.name) }, senderText(step.name)),
       this.statusText,
     );
     this.retries = h("span", { class: "step-retries", hidden: true });
@@ -197,7 +198,10 @@ class StepRow {
     }
     this.duration.textContent = running ? formatDuration(geo.now - parseTime(step.started_at)) : formatDuration(step.duration_ms);
     this.error.hidden = !step.error;
-    this.error.textContent = step.error || "";
+    if (this.error.dataset.text !== (step.error || "")) {
+      this.error.dataset.text = step.error || "";
+      this.error.replaceChildren(senderText(step.error || ""));
+    }
   }
 
   layout(geo, longest) {
@@ -219,7 +223,7 @@ class StepRow {
         job: this.jobName,
         step: this.name,
         follow: isActive(this.step?.status),
-        label: `Log of ${this.name}`,
+        label: `Log of ${plainText(this.name)}`,
       });
       this.logBox.append(this.panel.el);
       this.panel.load();
@@ -237,7 +241,7 @@ class JobBlock {
     this.el = h(
       "section",
       { class: "job", dataset: { job: job.name } },
-      h("div", { class: "job-head" }, h("h3", { class: "job-name" }, job.name), this.badge, this.duration),
+      h("div", { class: "job-head" }, h("h3", { class: "job-name" }, senderText(job.name)), this.badge, this.duration),
       this.list,
     );
   }
@@ -309,7 +313,7 @@ export function deploymentView(main, id, live) {
 
   function render() {
     status.hidden = true;
-    document.title = `${view.project} · ${view.status} · Deployments`;
+    document.title = `${plainText(view.project)} · ${view.status} · Deployments`;
     head.replaceChildren(renderHeader(view));
     const geo = geometry(view, Date.now());
     const longest = longestStep();

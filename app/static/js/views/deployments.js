@@ -1,6 +1,7 @@
 // Deployment history: newest first, filtered by project, status and branch, with
 // rows that update (and appear) live and running durations that tick.
 
+import { plainText, senderText } from "../ansi.js";
 import { deploymentPath, getJSON } from "../api.js";
 import { debounce, durationOf, h, serial, shortCommit, statusBadge, timeAgo } from "../dom.js";
 import { watchAll } from "./watch.js";
@@ -14,11 +15,11 @@ function row(item) {
     "tr",
     { dataset: { id: item.deployment_id, status: item.status, started: item.started_at || "" } },
     h("td", { "data-label": "Status" }, statusBadge(item.status)),
-    h("td", { "data-label": "Project" }, h("a", { href: `#/deployments?project=${encodeURIComponent(item.project)}` }, item.project)),
-    h("td", { "data-label": "Deployment" }, h("a", { href: link, class: "mono" }, item.deployment_id)),
-    h("td", { "data-label": "Branch" }, item.branch || "—"),
-    h("td", { "data-label": "Commit", class: "mono", title: item.commit || null }, shortCommit(item.commit) || "—"),
-    h("td", { "data-label": "Actor" }, item.actor || "—"),
+    h("td", { "data-label": "Project" }, h("a", { href: `#/deployments?project=${encodeURIComponent(item.project)}` }, senderText(item.project))),
+    h("td", { "data-label": "Deployment" }, h("a", { href: link, class: "mono" }, senderText(item.deployment_id))),
+    h("td", { "data-label": "Branch" }, item.branch ? senderText(item.branch) : "—"),
+    h("td", { "data-label": "Commit", class: "mono", title: item.commit ? plainText(item.commit) : null }, item.commit ? senderText(shortCommit(item.commit)) : "—"),
+    h("td", { "data-label": "Actor" }, item.actor ? senderText(item.actor) : "—"),
     h("td", { "data-label": "Started" }, item.started_at ? timeAgo(item.started_at) : "—"),
     h("td", { "data-label": "Duration", class: "num" }, durationOf(item)),
   );
@@ -38,7 +39,7 @@ export function deploymentsView(main, live, query) {
   let disposed = false;
 
   const projectSelect = h("select", { id: "filter-project", name: "project" }, h("option", { value: "" }, "All projects"));
-  if (filters.project) projectSelect.append(h("option", { value: filters.project }, filters.project));
+  if (filters.project) projectSelect.append(h("option", { value: filters.project }, plainText(filters.project)));
   projectSelect.value = filters.project;
   const statusSelect = h(
     "select",
@@ -88,7 +89,7 @@ export function deploymentsView(main, live, query) {
   function addProjectOption(name) {
     if (!name || knownProjects.has(name)) return;
     knownProjects.add(name);
-    projectSelect.append(h("option", { value: name }, name));
+    projectSelect.append(h("option", { value: name }, plainText(name)));
   }
   getJSON("projects")
     .then((answer) => {

@@ -2,6 +2,7 @@
 // rate, time to restore and duration percentiles, per project, as charts (Chart.js,
 // loaded only when this page is opened) with the same numbers in a table.
 
+import { plainText, senderText } from "../ansi.js";
 import { ApiError, getJSON } from "../api.js";
 import { debounce, formatDuration, h, percent } from "../dom.js";
 import { absoluteTime, zoneLabel, zoneName, zoneOffsetMinutes } from "../time.js";
@@ -83,7 +84,7 @@ export function metricsView(main, live, query) {
   const windowSelect = h("select", { id: "metrics-window" }, WINDOWS.map((d) => h("option", { value: String(d) }, d === 365 ? "Last year" : `Last ${d} days`)));
   windowSelect.value = String(days);
   const projectSelect = h("select", { id: "metrics-project" }, h("option", { value: "" }, "All projects"));
-  if (project) projectSelect.append(h("option", { value: project }, project));
+  if (project) projectSelect.append(h("option", { value: project }, plainText(project)));
   projectSelect.value = project;
   const status = h("p", { class: "muted", role: "status" }, "Loading metrics…");
   const body = h("div", { class: "metrics-body" });
@@ -104,7 +105,7 @@ export function metricsView(main, live, query) {
   function addProjectOption(name) {
     if (!name || knownProjects.has(name)) return;
     knownProjects.add(name);
-    projectSelect.append(h("option", { value: name }, name));
+    projectSelect.append(h("option", { value: name }, plainText(name)));
   }
   getJSON("projects")
     .then((answer) => {
@@ -123,7 +124,7 @@ export function metricsView(main, live, query) {
     Chart.defaults.color = "#3d4451";
     const overall = data.overall;
     const projects = data.projects;
-    const names = projects.map((p) => p.project);
+    const names = projects.map((p) => plainText(p.project));
 
     const kpis = h(
       "div",
@@ -157,7 +158,7 @@ export function metricsView(main, live, query) {
           h(
             "tr",
             { dataset: { project: p.project } },
-            h("th", { scope: "row" }, p.project),
+            h("th", { scope: "row" }, senderText(p.project)),
             h("td", { class: "num" }, String(p.deployments)),
             h("td", { class: "num" }, p.per_day.toLocaleString(undefined, { maximumFractionDigits: 2 })),
             h("td", { class: "num" }, percent(p.change_failure_rate)),

@@ -2,6 +2,7 @@
 // the trend of its recent durations, kept current by one subscription to every
 // project's lifecycle events (a project nobody had heard of appears at once).
 
+import { plainText, senderText } from "../ansi.js";
 import { badgeUrl, getJSON } from "../api.js";
 import {
   debounce,
@@ -55,7 +56,7 @@ function sparkline(rows) {
           rx: 1.5,
           class: `spark-bar spark-${row.status}`,
         },
-        svg("title", null, `${row.deployment_id}: ${row.status}, ${formatDuration(values[index])}`),
+        svg("title", null, `${plainText(row.deployment_id)}: ${row.status}, ${formatDuration(values[index])}`),
       ),
     );
   });
@@ -67,22 +68,22 @@ function projectCard(project, trend, openBadge) {
   const counts = project.counts || {};
   const decided = (counts.success || 0) + (counts.failure || 0);
   const finished = trend.filter((row) => row.status === "success" || row.status === "failure");
-  const markdown = `![${project.project} deployment](${badgeUrl(project.project)})`;
+  const markdown = `![${plainText(project.project)} deployment](${badgeUrl(project.project)})`;
   const card = h(
     "article",
     { class: `card project-card status-${latest.status}`, dataset: { project: project.project, status: latest.status } },
     h(
       "header",
       { class: "project-head" },
-      h("h2", { class: "project-name" }, h("a", { href: `#/deployments?project=${encodeURIComponent(project.project)}` }, project.project)),
+      h("h2", { class: "project-name" }, h("a", { href: `#/deployments?project=${encodeURIComponent(project.project)}` }, senderText(project.project))),
       statusBadge(latest.status),
     ),
     h(
       "p",
       { class: "project-latest" },
-      h("a", { href: `#/deployments/${encodeURIComponent(latest.deployment_id)}`, class: "mono" }, latest.deployment_id),
-      latest.branch ? h("span", { class: "chip" }, latest.branch) : null,
-      latest.commit ? h("span", { class: "chip mono" }, shortCommit(latest.commit)) : null,
+      h("a", { href: `#/deployments/${encodeURIComponent(latest.deployment_id)}`, class: "mono" }, senderText(latest.deployment_id)),
+      latest.branch ? h("span", { class: "chip", title: plainText(latest.branch) }, senderText(latest.branch)) : null,
+      latest.commit ? h("span", { class: "chip mono", title: plainText(latest.commit) }, senderText(shortCommit(latest.commit))) : null,
     ),
     h(
       "p",
@@ -113,7 +114,7 @@ function projectCard(project, trend, openBadge) {
       "details",
       { class: "badge-snippet", open: openBadge },
       h("summary", null, "README badge"),
-      h("img", { src: badgeUrl(project.project), alt: `${project.project} deployment status`, height: "20" }),
+      h("img", { src: badgeUrl(project.project), alt: `${plainText(project.project)} deployment status`, height: "20" }),
       h("input", { type: "text", readonly: true, value: markdown, "aria-label": "Badge Markdown", class: "snippet", onfocus: (e) => e.target.select() }),
     ),
   );
