@@ -4,6 +4,7 @@
 // may hold `<script>`), so elements are made with createElement and filled with
 // textContent; no code here or elsewhere hands an HTML string to the browser.
 
+import { isOpen, markStale, openUntil } from "./stale.js";
 import { formatClock, formatDateTime, formatRelative, parseTime, timeAgo } from "./time.js";
 
 export { formatClock, parseTime, timeAgo };
@@ -87,33 +88,63 @@ export function formatAbsolute(value) {
   return formatDateTime(value);
 }
 
-/** Elapsed time of something still running; the page ticker keeps it current. */
-function elapsed(startedAt, extraClass = "") {
+/**
+ * Elapsed time of something still open; the page ticker keeps it current, and stops it at
+ * `lastNewsAt` once the run is stale.
+ */
+export function elapsed(startedAt, lastNewsAt = null, told = false, extraClass = "") {
+  const now = Date.now();
+  const until = openUntil("running", lastNewsAt, now, told);
   return h(
     "span",
-    { class: `elapsed ${extraClass}`.trim(), dataset: { since: startedAt || "" } },
-    formatDuration(Date.now() - (parseTime(startedAt) ?? Date.now())),
+    {
+      class: `elapsed ${extraClass}`.trim(),
+      dataset: { since: startedAt || "", ...(lastNewsAt ? { news: lastNewsAt } : {}), ...(told ? { told: "true" } : {}) },
+    },
+    formatDuration(until - (parseTime(startedAt) ?? now)),
   );
 }
 
-/** A deployment's duration: fixed once it ended, ticking while it runs. */
-export function durationOf(item, extraClass = "") {
-  if ((item.status === "running" || item.status === "pending") && item.started_at) {
-    return elapsed(item.started_at, extraClass);
+/**
+ * A run's duration: the hub's `duration_ms` once it ended; while it is open, the time
+ * since it started (to its last news once stale), ticking.  `lastNewsAt` defaults to the
+ * item's own (deployments and list rows carry it; jobs and steps take their deployment's).
+ */
+export function durationOf(item, extraClass = "", lastNewsAt = item.last_news_at) {
+  if (isOpen(item.status) && item.started_at) {
+    return elapsed(item.started_at, lastNewsAt, Boolean(item.stale), extraClass);
   }
   return h("span", { class: extraClass || null }, formatDuration(item.duration_ms));
 }
 
-/** Refresh every ticking duration and relative time on the page. */
+/** The "stale" badge of an open run, shown while it is stale (the ticker keeps it true). */
+export function staleBadge(lastNewsAt, told = false, extraClass = "") {
+  const badge = h(
+    "span",
+    {
+      class: `badge badge-stale ${extraClass}`.trim(),
+      dataset: { staleNews: lastNewsAt || "", staleTold: String(Boolean(told)), ...(lastNewsAt ? { titleAt: lastNewsAt, titlePrefix: "No news since " } : {}) },
+      title: lastNewsAt ? `No news since ${formatDateTime(lastNewsAt)}` : "No news for a long time",
+    },
+    h("span", { class: "badge-icon", "aria-hidden": "true" }, "◷"),
+    h("span", { class: "badge-text" }, "stale"),
+  );
+  markStale(badge);
+  return badge;
+}
+
+/** Refresh every ticking duration, relative time and stale mark on the page. */
 export function tick(root = document) {
   const now = Date.now();
   for (const el of root.querySelectorAll("[data-since]")) {
     const since = parseTime(el.dataset.since);
-    if (since !== null) el.textContent = formatDuration(now - since);
+    const until = openUntil("running", el.dataset.news, now, el.dataset.told === "true");
+    if (since !== null) el.textContent = formatDuration(until - since);
   }
   for (const el of root.querySelectorAll("[data-ago]")) {
     if (el.dataset.ago) el.textContent = formatRelative(el.dataset.ago, now);
   }
+  markStale(root, now);
 }
 
 export function shortCommit(commit) {
@@ -143,6 +174,30 @@ export function debounce(fn, wait) {
   };
   debounced.cancel = () => clearTimeout(timer);
   return debounced;
+}
+
+/** Run `fn` at once, then at most once every `wait` ms while calls keep coming (the last one too). */
+export function throttle(fn, wait) {
+  let timer = null;
+  let pending = false;
+  const run = () => {
+    timer = setTimeout(() => {
+      timer = null;
+      if (pending) {
+        pending = false;
+        fn();
+        run();
+      }
+    }, wait);
+  };
+  return () => {
+    if (timer) {
+      pending = true;
+      return;
+    }
+    fn();
+    run();
+  };
 }
 
 /** A serial runner: at most one call in flight, and one more queued behind it. */

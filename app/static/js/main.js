@@ -5,6 +5,7 @@
 import { ApiError, adoptTokenFromUrl, getJSON, setToken } from "./api.js";
 import { h, tick } from "./dom.js";
 import { Live } from "./live.js";
+import { setStaleAfter } from "./stale.js";
 import { zoneSwitch } from "./time.js";
 import { deploymentView } from "./views/deployment.js";
 import { deploymentsView } from "./views/deployments.js";
@@ -36,6 +37,12 @@ function showConnection() {
   } else connectionText.textContent = STATE_TEXT[state] || state;
   connection.title = state === "live" ? "Receiving updates as they happen" : "Updates paused; the page catches up when the connection is back";
 }
+
+live.addEventListener("staleafter", (event) => {
+  setStaleAfter(event.detail.seconds);
+  tick(main);
+  current?.tick?.();
+});
 
 live.addEventListener("state", (event) => {
   retryAt = event.detail.retryAt;

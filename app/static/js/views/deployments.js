@@ -3,7 +3,8 @@
 
 import { plainText, senderText } from "../ansi.js";
 import { deploymentPath, getJSON } from "../api.js";
-import { debounce, durationOf, h, serial, shortCommit, statusBadge, timeAgo } from "../dom.js";
+import { debounce, durationOf, h, serial, shortCommit, staleBadge, statusBadge, timeAgo } from "../dom.js";
+import { isOpen } from "../stale.js";
 import { watchAll } from "./watch.js";
 
 const PAGE_SIZE = 50;
@@ -13,8 +14,15 @@ function row(item) {
   const link = `#/deployments/${encodeURIComponent(item.deployment_id)}`;
   return h(
     "tr",
-    { dataset: { id: item.deployment_id, status: item.status, started: item.started_at || "" } },
-    h("td", { "data-label": "Status" }, statusBadge(item.status)),
+    {
+      dataset: {
+        id: item.deployment_id,
+        status: item.status,
+        started: item.started_at || "",
+        ...(isOpen(item.status) ? { staleNews: item.last_news_at || "", staleTold: String(Boolean(item.stale)) } : {}),
+      },
+    },
+    h("td", { "data-label": "Status" }, h("span", { class: "badges" }, statusBadge(item.status), isOpen(item.status) ? staleBadge(item.last_news_at, item.stale) : null)),
     h("td", { "data-label": "Project" }, h("a", { href: `#/deployments?project=${encodeURIComponent(item.project)}` }, senderText(item.project))),
     h("td", { "data-label": "Deployment" }, h("a", { href: link, class: "mono" }, senderText(item.deployment_id))),
     h("td", { "data-label": "Branch" }, item.branch ? senderText(item.branch) : "—"),

@@ -14,17 +14,19 @@ import {
   percent,
   serial,
   shortCommit,
+  staleBadge,
   statusBadge,
   svg,
   timeAgo,
 } from "../dom.js";
+import { isOpen, openUntil } from "../stale.js";
 import { watchAll } from "./watch.js";
 
 const TREND_LENGTH = 20;
 
 function durationNow(row, now) {
-  if ((row.status === "running" || row.status === "pending") && row.started_at) {
-    return now - parseTime(row.started_at);
+  if (isOpen(row.status) && row.started_at) {
+    return openUntil(row.status, row.last_news_at, now, row.stale) - parseTime(row.started_at);
   }
   return row.duration_ms;
 }
@@ -71,12 +73,15 @@ function projectCard(project, trend, openBadge) {
   const markdown = `![${plainText(project.project)} deployment](${badgeUrl(project.project)})`;
   const card = h(
     "article",
-    { class: `card project-card status-${latest.status}`, dataset: { project: project.project, status: latest.status } },
+    {
+      class: `card project-card status-${latest.status}`,
+      dataset: { project: project.project, status: latest.status, ...(isOpen(latest.status) ? { staleNews: latest.last_news_at || "", staleTold: String(Boolean(latest.stale)) } : {}) },
+    },
     h(
       "header",
       { class: "project-head" },
       h("h2", { class: "project-name" }, h("a", { href: `#/deployments?project=${encodeURIComponent(project.project)}` }, senderText(project.project))),
-      statusBadge(latest.status),
+      h("span", { class: "badges" }, statusBadge(latest.status), isOpen(latest.status) ? staleBadge(latest.last_news_at, latest.stale) : null),
     ),
     h(
       "p",
