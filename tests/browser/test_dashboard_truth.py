@@ -269,3 +269,165 @@ def test_colours_in_errors_messages_and_names_are_rendered_and_hostile_text_stay
     assert page.evaluate("window.__pwned") is None
     shoot(page, f"ansi-{size}")
     assert watched.errors == []
+
+
+# -- durations on screen ---------------------------------------------------------------------
+
+DURATION = re.compile(r"^(?:(\d+) ms|(\d+(?:\.\d)?) s|(\d+)m (\d\d)s|(\d+)h (\d\d)m)$")
+
+
+def label_ms(text: str) -> tuple[float, float]:
+    """A duration label as milliseconds, and how far rounding may have moved it."""
+    match = DURATION.match(text.strip())
+    assert match, f"not a duration label: {text!r}"
+    ms, seconds, minutes, rest, hours, hour_minutes = match.groups()
+    if ms is not None:
+        return float(ms), 0.5
+    if seconds is not None:
+        return float(seconds) * 1000, 50.0 if "." in seconds else 500.0
+    if minutes is not None:
+        return (int(minutes) * 60 + int(rest)) * 1000.0, 1000.0
+    return (int(hours) * 3600 + int(hour_minutes) * 60) * 1000.0, 60000.0
+
+
+MEASURE = """() => [...document.querySelectorAll("li.step")].map((li) => {
+    const track = li.querySelector(".step-track").getBoundingClientRect();
+    const bar = li.querySelector(".step-bar");
+    const box = bar.getBoundingClientRect();
+    return {step: li.dataset.step, status: li.dataset.status, bar: !bar.hidden,
+            left: box.left - track.left, width: box.width, track: track.width,
+            label: li.querySelector(".step-duration").textContent,
+            nobar: li.querySelector(".step-nobar").hidden
+                ? null : li.querySelector(".step-nobar").textContent};
+})"""
+
+
+def assert_bars_match_labels(steps: list[dict[str, Any]], span_ms: float) -> None:
+    for step in steps:
+        if not step["bar"]:
+            continue
+        shown, rounding = label_ms(step["label"])
+        drawn = step["width"] / step["track"] * span_ms
+        # within rounding: the label's own, and a pixel of the bar (its 2 px minimum too)
+        slack = rounding + 2.5 / step["track"] * span_ms
+        assert abs(drawn - shown) <= slack, (step, drawn, shown, slack)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_bars_and_labels_come_from_the_same_times(hub: HubServer, browser: Any, size: str) -> None:
+    """A finished deployment: bars sit on one axis, each as long as its label says."""
+    deployment = f"bars-{size}"
+    t0 = datetime.now(UTC) - timedelta(minutes=10)
+    plan = [("build", "checkout", 0, 4), ("build", "install", 4, 52), ("build", "compile", 52, 147)]
+    plan += [("deploy", "upload", 147, 168), ("deploy", "smoke test", 168, 182)]
+    events = [event("deployment_started", "bars", deployment, started_at=t0.isoformat())]
+    for job, step, begin, end in plan:
+        started = (t0 + timedelta(seconds=begin)).isoformat()
+        ended = (t0 + timedelta(seconds=end)).isoformat()
+        events.append(
+            event("step_started", "bars", deployment, job=job, step=step, started_at=started)
+        )
+        events.append(
+            event(
+                "step_completed",
+                "bars",
+                deployment,
+                job=job,
+                step=step,
+                status="success",
+                started_at=started,
+                completed_at=ended,
+                # a sender's own figure that disagrees with its times: the times win
+                duration_ms=(end - begin) * 1000 + 7000,
+            )
+        )
+    events.append(
+        event(
+            "step_completed",
+            "bars",
+            deployment,
+            job="deploy",
+            step="canary",
+            status="skipped",
+            completed_at=(t0 + timedelta(seconds=182)).isoformat(),
+        )
+    )
+    events.append(
+        event(
+            "deployment_completed",
+            "bars",
+            deployment,
+            status="success",
+            started_at=t0.isoformat(),
+            completed_at=(t0 + timedelta(seconds=182)).isoformat(),
+        )
+    )
+    post(hub, *events)
+    with watched_page(browser, reduced_motion="reduce") as watched:
+        page = open_page(watched, hub, f"#/deployments/{deployment}", size)
+        expect(page.locator("li.step")).to_have_count(6)
+        expect(page.locator(".deploy-duration")).to_have_text("3m 02s")
+        steps = page.evaluate(MEASURE)
+        by_name = {s["step"]: s for s in steps}
+        assert [label_ms(by_name[name]["label"])[0] for _, name, _, _ in plan] == [
+            (end - begin) * 1000 for _, _, begin, end in plan
+        ]
+        assert_bars_match_labels(steps, 182_000)
+        for _, name, begin, _ in plan:
+            left = by_name[name]["left"] / by_name[name]["track"] * 182
+            assert abs(left - begin) <= 182 * 2.5 / by_name[name]["track"] + 0.5, (name, left)
+        canary = by_name["canary"]
+        assert canary["bar"] is False
+        assert canary["nobar"] == "skipped"
+        assert canary["label"] == "—"
+        expect(page.locator(".job[data-job='build'] .job-duration")).to_have_text("2m 27s")
+        expect(page.locator(".job[data-job='deploy'] .job-duration")).to_have_text("35 s")
+        shoot(page, f"bars-finished-{size}")
+        assert watched.errors == []
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_a_running_steps_bar_grows_with_its_timer(hub: HubServer, browser: Any, size: str) -> None:
+    deployment = f"bars-running-{size}"
+    t0 = datetime.now(UTC) - timedelta(seconds=90)
+    mid = t0 + timedelta(seconds=30)
+    post(
+        hub,
+        event("deployment_started", "bars", deployment, started_at=t0.isoformat()),
+        event("step_started", "bars", deployment, job="ci", step="lint", started_at=t0.isoformat()),
+        event(
+            "step_completed",
+            "bars",
+            deployment,
+            job="ci",
+            step="lint",
+            status="success",
+            started_at=t0.isoformat(),
+            completed_at=mid.isoformat(),
+        ),
+        event(
+            "step_started", "bars", deployment, job="ci", step="test", started_at=mid.isoformat()
+        ),
+        event("step_started", "bars", deployment, job="ci", step="deploy", status="pending"),
+    )
+    with watched_page(browser, reduced_motion="reduce") as watched:
+        page = open_page(watched, hub, f"#/deployments/{deployment}", size)
+        running = page.locator("li.step[data-step='test']")
+        expect(running).to_have_attribute("data-status", "running")
+        first = page.evaluate(MEASURE)
+        page.wait_for_timeout(2500)
+        measured = page.evaluate(
+            f"() => [({MEASURE})(), document.querySelector('.deploy-duration').textContent]"
+        )
+        steps, total = measured
+        span_ms, _ = label_ms(total)
+        assert_bars_match_labels(steps, span_ms)
+        test = next(s for s in steps if s["step"] == "test")
+        before = next(s for s in first if s["step"] == "test")
+        assert test["width"] > before["width"]
+        assert label_ms(test["label"])[0] > label_ms(before["label"])[0]
+        pending = next(s for s in steps if s["step"] == "deploy")
+        assert (pending["bar"], pending["nobar"], pending["label"]) == (False, "not started", "—")
+        expect(running.locator(".step-bar")).to_have_css("animation-name", "none")
+        shoot(page, f"bars-running-{size}")
+        assert watched.errors == []

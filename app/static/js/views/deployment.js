@@ -16,22 +16,40 @@ import {
   safeUrl,
   serial,
   shortCommit,
+  staleBadge,
   statusBadge,
+  throttle,
   timeAgo,
 } from "../dom.js";
 import { LogPanel } from "../logs.js";
+import { isOpen, markStale, openUntil } from "../stale.js";
 import { absoluteTime } from "../time.js";
 
 const REFRESH_DEBOUNCE_MS = 80;
-const MIN_BAR_PERCENT = 0.8;
-
-function isActive(status) {
-  return status === "running" || status === "pending";
-}
+/** Log lines re-render the page (to revive a stale run) at most this often. */
+const NEWS_RENDER_MS = 500;
 
 function metaItem(label, value, node = null) {
   if (value === null || value === undefined || value === "") return null;
   return h("div", { class: "meta-item" }, h("dt", null, label), h("dd", null, node || senderText(value)));
+}
+
+/** "Started 3 minutes ago · running for 2m 05s", or "… · took 4m 10s" once it ended. */
+function whenLine(view) {
+  const open = isOpen(view.status);
+  if (!view.started_at) {
+    if (open) return "Waiting for its first step…";
+    return view.completed_at ? ["Finished ", timeAgo(view.completed_at)] : null;
+  }
+  return [
+    "Started ",
+    timeAgo(view.started_at),
+    open ? " · running for " : " · took ",
+    durationOf(view, "deploy-duration"),
+    open && view.last_news_at
+      ? h("span", { class: "deploy-news", dataset: { staleNews: view.last_news_at, staleTold: String(Boolean(view.stale)) } }, " · no news since ", timeAgo(view.last_news_at))
+      : null,
+  ];
 }
 
 function renderHeader(view) {
@@ -52,14 +70,9 @@ function renderHeader(view) {
       { class: "deploy-title-row" },
       h("h1", { id: "deploy-title" }, senderText(title)),
       statusBadge(view.status, "badge-large deploy-status"),
+      isOpen(view.status) ? staleBadge(view.last_news_at, view.stale, "badge-large deploy-stale") : null,
     ),
-    h(
-      "p",
-      { class: "deploy-when" },
-      view.started_at ? ["Started ", timeAgo(view.started_at), " · "] : null,
-      isActive(view.status) ? "running for " : "took ",
-      durationOf(view, "deploy-duration"),
-    ),
+    h("p", { class: "deploy-when" }, whenLine(view)),
     h(
       "dl",
       { class: "meta" },
@@ -91,6 +104,7 @@ function renderHeader(view) {
       ),
     );
   }
+  markStale(section); // stale or not from the start, not only from the next tick
   return section;
 }
 
@@ -120,33 +134,43 @@ function renderMetrics(metrics) {
   return section;
 }
 
-/** Where each bar sits: percentages of the deployment's span, or null when untimed. */
+/**
+ * The time axis of the timeline: from the deployment's (or its first step's) start to its end,
+ * or, while anything is open, to now (to the last news once the run is stale).  Every bar is
+ * placed and sized on it from its step's own started_at and completed_at, so bars and the
+ * durations beside them come from the same times.
+ */
 function geometry(view, now) {
-  const steps = view.jobs.flatMap((job) => job.steps);
-  const starts = [parseTime(view.started_at), ...steps.map((s) => parseTime(s.started_at))].filter((t) => t !== null);
-  if (!starts.length) return { span: null, start: null, now };
+  const openEnd = openUntil(view.status, view.last_news_at, now, view.stale);
+  // skipped and waiting steps draw nothing, so whatever times they carry do not stretch it
+  const steps = view.jobs.flatMap((job) => job.steps).filter((s) => s.status !== "skipped" && s.status !== "pending");
+  const starts = [view.started_at, ...steps.map((s) => s.started_at)].map(parseTime).filter((t) => t !== null);
+  if (!starts.length) return { start: null, span: null, openEnd };
   const start = Math.min(...starts);
-  const ends = steps.map((s) => parseTime(s.completed_at)).filter((t) => t !== null);
-  let end = parseTime(view.completed_at);
-  if (end === null || isActive(view.status) || steps.some((s) => isActive(s.status))) {
-    end = Math.max(now, ...ends);
-  }
-  return { span: Math.max(end - start, 1), start, now };
+  const ends = [parseTime(view.completed_at), ...steps.map((s) => parseTime(s.completed_at))];
+  if (isOpen(view.status) || steps.some((s) => s.status === "running" && s.started_at)) ends.push(openEnd);
+  const end = Math.max(start, ...ends.filter((t) => t !== null));
+  return { start, span: Math.max(end - start, 1), openEnd };
 }
 
-function barStyle(step, geo, longest) {
+/** Where a step's bar sits on the axis, in percent, or why it has none. */
+function barOf(step, geo) {
+  if (step.status === "skipped") return { none: "skipped" };
+  if (step.status === "pending") return { none: "not started" };
   const started = parseTime(step.started_at);
-  if (geo.span !== null && started !== null) {
-    let ended = parseTime(step.completed_at);
-    if (ended === null) ended = isActive(step.status) ? geo.now : started + (step.duration_ms || 0);
-    const left = ((started - geo.start) / geo.span) * 100;
-    const width = Math.max(((ended - started) / geo.span) * 100, MIN_BAR_PERCENT);
-    return { left: Math.min(Math.max(left, 0), 100 - MIN_BAR_PERCENT), width: Math.min(width, 100), timed: true };
-  }
-  if (step.duration_ms !== null && step.duration_ms !== undefined && longest > 0) {
-    return { left: 0, width: Math.max((step.duration_ms / longest) * 100, MIN_BAR_PERCENT), timed: false };
-  }
-  return { left: 0, width: 100, timed: false, unknown: true };
+  if (started === null) return { none: `${step.status}, no times reported` };
+  const ended = parseTime(step.completed_at) ?? (isOpen(step.status) ? geo.openEnd : null);
+  if (ended === null || geo.span === null) return { none: `${step.status}, no end reported` };
+  return {
+    left: ((started - geo.start) / geo.span) * 100,
+    width: (Math.max(ended - started, 0) / geo.span) * 100,
+  };
+}
+
+/** What a step's duration label says: its duration_ms, or how long it has been running. */
+function stepDuration(step, geo) {
+  if (step.status === "running" && step.started_at) return geo.openEnd - parseTime(step.started_at);
+  return step.duration_ms;
 }
 
 class StepRow {
@@ -164,14 +188,17 @@ class StepRow {
       this.statusText,
     );
     this.retries = h("span", { class: "step-retries", hidden: true });
+    this.stale = h("span", { class: "step-stale" });
     this.bar = h("div", { class: "step-bar" });
+    this.nobar = h("span", { class: "step-nobar", hidden: true });
+    this.track = h("div", { class: "step-track", "aria-hidden": "true" }, this.bar, this.nobar);
     this.duration = h("span", { class: "step-duration" });
     this.error = h("pre", { class: "step-error", hidden: true });
     this.logBox = h("div", { class: "step-log", id: logId, hidden: true });
     this.el = h(
       "li",
       { class: "step", dataset: { job: job.name, step: step.name } },
-      h("div", { class: "step-row" }, this.toggle, this.retries, h("div", { class: "step-track", "aria-hidden": "true" }, this.bar), this.duration),
+      h("div", { class: "step-row" }, this.toggle, h("span", { class: "step-marks" }, this.retries, this.stale), this.track, this.duration),
       this.error,
       this.logBox,
     );
@@ -180,7 +207,7 @@ class StepRow {
     this.open = false;
   }
 
-  update(step, geo, longest) {
+  update(step, geo, view) {
     this.step = step;
     this.el.dataset.status = step.status;
     this.el.className = `step status-${step.status}`;
@@ -189,28 +216,41 @@ class StepRow {
     this.retries.hidden = !step.retries;
     this.retries.textContent = step.retries ? `↻ ${step.retries}` : "";
     this.retries.title = step.retries ? `retried ${step.retries} time${step.retries === 1 ? "" : "s"}` : "";
-    this.layout(geo, longest);
-    const running = isActive(step.status) && step.started_at;
-    if (running) {
-      this.duration.dataset.since = step.started_at;
+    const open = isOpen(step.status);
+    if (open) {
+      this.el.dataset.staleNews = view.last_news_at || "";
+      this.el.dataset.staleTold = String(Boolean(step.stale));
     } else {
-      delete this.duration.dataset.since;
+      delete this.el.dataset.staleNews;
+      delete this.el.dataset.staleTold;
+      this.el.dataset.stale = "false";
     }
-    this.duration.textContent = running ? formatDuration(geo.now - parseTime(step.started_at)) : formatDuration(step.duration_ms);
+    this.stale.replaceChildren(open ? staleBadge(view.last_news_at, step.stale) : "");
     this.error.hidden = !step.error;
     if (this.error.dataset.text !== (step.error || "")) {
       this.error.dataset.text = step.error || "";
       this.error.replaceChildren(senderText(step.error || ""));
     }
+    this.layout(geo);
   }
 
-  layout(geo, longest) {
-    if (!this.step) return;
-    const bar = barStyle(this.step, geo, longest);
-    this.bar.style.left = `${bar.left}%`;
-    this.bar.style.width = `${bar.width}%`;
-    this.bar.classList.toggle("bar-untimed", !bar.timed);
-    this.bar.classList.toggle("bar-unknown", Boolean(bar.unknown));
+  /** Place the bar and write the duration; called on every update and every second. */
+  layout(geo) {
+    const step = this.step;
+    if (!step) return;
+    const bar = barOf(step, geo);
+    this.bar.hidden = Boolean(bar.none);
+    this.nobar.hidden = !bar.none;
+    this.track.classList.toggle("track-empty", Boolean(bar.none));
+    if (bar.none) this.nobar.textContent = bar.none;
+    else {
+      this.bar.style.left = `${bar.left}%`;
+      this.bar.style.width = `${bar.width}%`;
+    }
+    const ms = stepDuration(step, geo);
+    this.duration.textContent = formatDuration(ms);
+    this.duration.dataset.ms = ms === null || ms === undefined ? "" : String(Math.round(ms));
+    markStale(this.el);
   }
 
   setOpen(open) {
@@ -222,7 +262,7 @@ class StepRow {
         deploymentId: this.deploymentId,
         job: this.jobName,
         step: this.name,
-        follow: isActive(this.step?.status),
+        follow: isOpen(this.step?.status),
         label: `Log of ${plainText(this.name)}`,
       });
       this.logBox.append(this.panel.el);
@@ -235,7 +275,7 @@ class JobBlock {
   constructor(deploymentId, job) {
     this.deploymentId = deploymentId;
     this.rows = new Map();
-    this.badge = h("span");
+    this.badge = h("span", { class: "badges" });
     this.duration = h("span", { class: "job-duration" });
     this.list = h("ol", { class: "steps" });
     this.el = h(
@@ -246,23 +286,23 @@ class JobBlock {
     );
   }
 
-  update(job, geo, longest) {
+  update(job, geo, view) {
     this.el.dataset.status = job.status;
-    this.badge.replaceChildren(statusBadge(job.status));
-    this.duration.replaceChildren(durationOf(job));
+    this.badge.replaceChildren(statusBadge(job.status), isOpen(job.status) ? staleBadge(view.last_news_at, job.stale) : "");
+    this.duration.replaceChildren(durationOf(job, "", view.last_news_at));
     job.steps.forEach((step, index) => {
       let row = this.rows.get(step.name);
       if (!row) {
         row = new StepRow(this.deploymentId, job, step);
         this.rows.set(step.name, row);
       }
-      row.update(step, geo, longest);
+      row.update(step, geo, view);
       if (this.list.children[index] !== row.el) this.list.insertBefore(row.el, this.list.children[index] || null);
     });
   }
 
-  layout(geo, longest) {
-    for (const row of this.rows.values()) row.layout(geo, longest);
+  layout(geo) {
+    for (const row of this.rows.values()) row.layout(geo);
   }
 }
 
@@ -307,16 +347,11 @@ export function deploymentView(main, id, live) {
     metrics,
   );
 
-  function longestStep() {
-    return Math.max(0, ...view.jobs.flatMap((job) => job.steps.map((s) => s.duration_ms || 0)));
-  }
-
   function render() {
     status.hidden = true;
     document.title = `${plainText(view.project)} · ${view.status} · Deployments`;
     head.replaceChildren(renderHeader(view));
     const geo = geometry(view, Date.now());
-    const longest = longestStep();
     timelineEmpty.hidden = view.jobs.length > 0;
     view.jobs.forEach((job, index) => {
       let block = jobs.get(job.name);
@@ -324,7 +359,7 @@ export function deploymentView(main, id, live) {
         block = new JobBlock(id, job);
         jobs.set(job.name, block);
       }
-      block.update(job, geo, longest);
+      block.update(job, geo, view);
       if (timelineList.children[index] !== block.el) timelineList.insertBefore(block.el, timelineList.children[index] || null);
     });
     metrics.replaceChildren(renderMetrics(view.metrics));
@@ -346,6 +381,20 @@ export function deploymentView(main, id, live) {
   });
   const scheduleRefresh = debounce(refresh, REFRESH_DEBOUNCE_MS);
 
+  // A log line is news too: it revives a stale run. The view is not fetched again for
+  // every line; the time it arrived stands in for the hub's last_news_at until the next
+  // fetch brings the hub's own.
+  const renderNews = throttle(() => {
+    if (view && !disposed) render();
+  }, NEWS_RENDER_MS);
+  function heardNews() {
+    if (!view) return;
+    const now = new Date().toISOString();
+    if (!view.last_news_at || view.last_news_at < now) view.last_news_at = now;
+    view.stale = false;
+    renderNews();
+  }
+
   function openPanels() {
     const panels = [...jobs.values()].flatMap((block) => [...block.rows.values()]).map((row) => row.panel);
     return [...panels, fullLog].filter((panel) => panel && panel.loaded);
@@ -357,6 +406,7 @@ export function deploymentView(main, id, live) {
     onEvent(event) {
       if (event.type === "log_entry") {
         for (const panel of openPanels()) if (panel.accepts(event)) panel.appendEvent(event);
+        heardNews();
         return;
       }
       scheduleRefresh();
@@ -376,8 +426,7 @@ export function deploymentView(main, id, live) {
     tick() {
       if (!view) return;
       const geo = geometry(view, Date.now());
-      const longest = longestStep();
-      for (const block of jobs.values()) block.layout(geo, longest);
+      for (const block of jobs.values()) block.layout(geo);
     },
     dispose() {
       disposed = true;
