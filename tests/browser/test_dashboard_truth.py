@@ -431,3 +431,33 @@ def test_a_running_steps_bar_grows_with_its_timer(hub: HubServer, browser: Any, 
         expect(running.locator(".step-bar")).to_have_css("animation-name", "none")
         shoot(page, f"bars-running-{size}")
         assert watched.errors == []
+
+
+# -- page polish -----------------------------------------------------------------------------
+
+COMMIT = "4e6d8a0b1c2d3e4f5a6b7c8d9e0f9c1e5d2a7b3f"
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_the_title_says_what_ran(hub: HubServer, watched: Watched, size: str) -> None:
+    post(
+        hub,
+        event(
+            "deployment_started",
+            "titles",
+            f"title-{size}",
+            workflow_name="Deploy to production",
+            branch="release/2.4",
+            commit=COMMIT,
+        ),
+        event("deployment_started", "titles", f"title-bare-{size}"),
+    )
+    page = open_page(watched, hub, f"#/deployments/title-{size}", size)
+    title = page.locator("#deploy-title")
+    expect(title).to_have_text("Deploy to production on release/2.4 at 4e6d8a0")
+    expect(page).to_have_title(
+        "Deploy to production on release/2.4 at 4e6d8a0 · running · Deployments"
+    )
+    page.goto(f"{hub.url}/project-dashboard/#/deployments/title-bare-{size}")
+    expect(title).to_have_text("titles")
+    assert watched.errors == []

@@ -52,9 +52,25 @@ function whenLine(view) {
   ];
 }
 
+/** What ran: the workflow (or the project), then the branch and commit it ran on. */
+function titleOf(view) {
+  return [
+    h("span", { class: "title-name" }, senderText(view.workflow_name || view.project)),
+    view.branch ? [" ", h("span", { class: "title-ref" }, "on ", h("span", { class: "title-branch" }, senderText(view.branch)))] : null,
+    view.commit ? [" ", h("span", { class: "title-ref" }, "at ", h("span", { class: "title-commit mono" }, senderText(shortCommit(view.commit))))] : null,
+  ];
+}
+
+/** The tab's title: the same, as text. */
+function pageTitle(view) {
+  const parts = [plainText(view.workflow_name || view.project)];
+  if (view.branch) parts.push(`on ${plainText(view.branch)}`);
+  if (view.commit) parts.push(`at ${plainText(shortCommit(view.commit))}`);
+  return `${parts.join(" ")} · ${view.status} · Deployments`;
+}
+
 function renderHeader(view) {
   const runUrl = safeUrl(view.run_url);
-  const title = view.workflow_name || "Deployment";
   const section = h(
     "section",
     { class: "card deploy-head", "aria-labelledby": "deploy-title" },
@@ -68,7 +84,7 @@ function renderHeader(view) {
     h(
       "div",
       { class: "deploy-title-row" },
-      h("h1", { id: "deploy-title" }, senderText(title)),
+      h("h1", { id: "deploy-title" }, titleOf(view)),
       statusBadge(view.status, "badge-large deploy-status"),
       isOpen(view.status) ? staleBadge(view.last_news_at, view.stale, "badge-large deploy-stale") : null,
     ),
@@ -349,7 +365,7 @@ export function deploymentView(main, id, live) {
 
   function render() {
     status.hidden = true;
-    document.title = `${plainText(view.project)} · ${view.status} · Deployments`;
+    document.title = pageTitle(view);
     head.replaceChildren(renderHeader(view));
     const geo = geometry(view, Date.now());
     timelineEmpty.hidden = view.jobs.length > 0;
