@@ -461,3 +461,50 @@ def test_the_title_says_what_ran(hub: HubServer, watched: Watched, size: str) ->
     page.goto(f"{hub.url}/project-dashboard/#/deployments/title-bare-{size}")
     expect(title).to_have_text("titles")
     assert watched.errors == []
+
+
+def finished_run(
+    project: str, deployment: str, status: str, minutes_ago: float, seconds: float
+) -> list[dict[str, Any]]:
+    started = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    ended = started + timedelta(seconds=seconds)
+    return [
+        event("deployment_started", project, deployment, started_at=started.isoformat()),
+        event(
+            "deployment_completed",
+            project,
+            deployment,
+            status=status,
+            started_at=started.isoformat(),
+            completed_at=ended.isoformat(),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_counts_have_the_right_plural_and_percentages_one_format(
+    hub: HubServer, watched: Watched, size: str
+) -> None:
+    single, pair = f"single-{size}", f"pair-{size}"
+    post(
+        hub,
+        *finished_run(single, f"{single}-1", "success", 30, 60),
+        *finished_run(pair, f"{pair}-1", "failure", 50, 60),
+        *finished_run(pair, f"{pair}-2", "success", 40, 60),
+        *finished_run(pair, f"{pair}-3", "success", 20, 60),
+    )
+    page = open_page(watched, hub, f"#/metrics?days=7&project={single}", size)
+    hints = page.locator(".kpi-hint")
+    expect(hints).to_have_text(["1 deployment in 7 days", "0 failed", "0 recoveries", "1 duration"])
+    page.goto(f"{hub.url}/project-dashboard/#/metrics?days=7&project={pair}")
+    expect(hints).to_have_text(["3 deployments in 7 days", "1 failed", "1 recovery", "3 durations"])
+    expect(page.locator(".kpi-value").nth(1)).to_have_text("33.3%")
+    expect(page.locator(".metrics-table tbody td").nth(2)).to_have_text("33.3%")
+    page.goto(f"{hub.url}/project-dashboard/#/")
+    card = page.locator(f".project-card[data-project='{single}']")
+    expect(card.locator("figcaption")).to_have_text("Last 1 duration")
+    expect(card.locator(".stat dd").first).to_have_text("100%")
+    expect(page.locator(f".project-card[data-project='{pair}'] .stat dd").first).to_have_text(
+        "66.7%"
+    )
+    assert watched.errors == []

@@ -70,7 +70,7 @@ export function statusBadge(status, extraClass = "") {
 
 /** 850 ms, 12.3 s, 4m 05s, 1h 02m. */
 export function formatDuration(ms) {
-  if (ms === null || ms === undefined || Number.isNaN(ms)) return "—";
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return MISSING;
   ms = Math.max(0, ms);
   if (ms < 1000) return `${Math.round(ms)} ms`;
   const seconds = ms / 1000;
@@ -151,8 +151,28 @@ export function shortCommit(commit) {
   return typeof commit === "string" && /^[0-9a-f]{12,}$/i.test(commit) ? commit.slice(0, 7) : commit;
 }
 
+/** What the page shows for a value it does not have: one dash, everywhere. */
+export const MISSING = "—";
+
+/** A share as a percentage, one way everywhere: at most one decimal ("16.7%", "5%", "100%"). */
 export function percent(value) {
-  return value === null || value === undefined ? "—" : `${(value * 100).toFixed(value < 0.1 ? 1 : 0)}%`;
+  if (value === null || value === undefined || Number.isNaN(value)) return MISSING;
+  return `${percentNumber(value)}%`;
+}
+
+/** The number a percentage shows, rounded as `percent` rounds it (chart values). */
+export function percentNumber(value) {
+  return Math.round(value * 1000) / 10;
+}
+
+/** A number as the page writes numbers: grouped, at most two decimals. */
+export function number(value) {
+  return typeof value === "number" ? value.toLocaleString("en", { maximumFractionDigits: 2 }) : MISSING;
+}
+
+/** "1 recovery", "2 recoveries": a count with its noun in the right number. */
+export function count(n, one, many = `${one}s`) {
+  return `${number(n)} ${n === 1 ? one : many}`;
 }
 
 export function median(values) {

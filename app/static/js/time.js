@@ -5,6 +5,8 @@
 // switch of zone rewrites them in place.
 
 const STORAGE_KEY = "deploy-dashboard-time-zone";
+/** What the page shows for a time it does not have (the same dash as dom.js's MISSING). */
+const MISSING = "—";
 const MODES = ["local", "utc"];
 
 function stored() {
@@ -103,7 +105,7 @@ const relative = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
 
 export function formatRelative(value, now = Date.now()) {
   const at = parseTime(value);
-  if (at === null) return "—";
+  if (at === null) return MISSING;
   const seconds = Math.round((at - now) / 1000);
   const abs = Math.abs(seconds);
   if (abs < 45) return relative.format(Math.round(seconds), "second");
@@ -120,15 +122,15 @@ function timeElement(value, attrs, text) {
   return el;
 }
 
-/** A <time> showing the exact moment with its zone; "—" when there is none. */
+/** A <time> showing the exact moment with its zone; a dash when there is none. */
 export function absoluteTime(value) {
-  if (parseTime(value) === null) return document.createTextNode("—");
+  if (parseTime(value) === null) return document.createTextNode(MISSING);
   return timeElement(value, { at: value }, formatDateTime(value));
 }
 
 /** A <time> that says "3 minutes ago" and shows the exact moment, with its zone, on hover. */
 export function timeAgo(value) {
-  if (parseTime(value) === null) return document.createTextNode("—");
+  if (parseTime(value) === null) return document.createTextNode(MISSING);
   const el = timeElement(value, { ago: value }, formatRelative(value));
   el.title = formatDateTime(value);
   return el;

@@ -7,11 +7,13 @@
 import { plainText, senderText } from "../ansi.js";
 import { ApiError, deploymentPath, getJSON } from "../api.js";
 import {
+  MISSING,
   STATUS_ICONS,
   debounce,
   durationOf,
   formatDuration,
   h,
+  number,
   parseTime,
   safeUrl,
   serial,
@@ -140,11 +142,11 @@ function renderMetrics(metrics) {
   for (const [key, value] of entries) {
     let shown = value;
     if (typeof value === "number") {
-      shown = key.endsWith("_ms") ? formatDuration(value) : value.toLocaleString();
+      shown = key.endsWith("_ms") ? formatDuration(value) : number(value);
     } else if (value !== null && typeof value === "object") {
       shown = JSON.stringify(value);
     }
-    list.append(h("div", { class: "metric" }, h("dt", null, senderText(key.replace(/_/g, " "))), h("dd", null, senderText(shown ?? "—"))));
+    list.append(h("div", { class: "metric" }, h("dt", null, senderText(key.replace(/_/g, " "))), h("dd", null, senderText(shown ?? MISSING))));
   }
   section.append(list);
   return section;

@@ -3,7 +3,7 @@
 
 import { plainText, senderText } from "../ansi.js";
 import { deploymentPath, getJSON } from "../api.js";
-import { debounce, durationOf, h, serial, shortCommit, staleBadge, statusBadge, timeAgo } from "../dom.js";
+import { MISSING, debounce, durationOf, h, serial, shortCommit, staleBadge, statusBadge, timeAgo } from "../dom.js";
 import { isOpen } from "../stale.js";
 import { watchAll } from "./watch.js";
 
@@ -25,10 +25,10 @@ function row(item) {
     h("td", { "data-label": "Status" }, h("span", { class: "badges" }, statusBadge(item.status), isOpen(item.status) ? staleBadge(item.last_news_at, item.stale) : null)),
     h("td", { "data-label": "Project" }, h("a", { href: `#/deployments?project=${encodeURIComponent(item.project)}` }, senderText(item.project))),
     h("td", { "data-label": "Deployment" }, h("a", { href: link, class: "mono" }, senderText(item.deployment_id))),
-    h("td", { "data-label": "Branch" }, item.branch ? senderText(item.branch) : "—"),
-    h("td", { "data-label": "Commit", class: "mono", title: item.commit ? plainText(item.commit) : null }, item.commit ? senderText(shortCommit(item.commit)) : "—"),
-    h("td", { "data-label": "Actor" }, item.actor ? senderText(item.actor) : "—"),
-    h("td", { "data-label": "Started" }, item.started_at ? timeAgo(item.started_at) : "—"),
+    h("td", { "data-label": "Branch" }, item.branch ? senderText(item.branch) : MISSING),
+    h("td", { "data-label": "Commit", class: "mono", title: item.commit ? plainText(item.commit) : null }, item.commit ? senderText(shortCommit(item.commit)) : MISSING),
+    h("td", { "data-label": "Actor" }, item.actor ? senderText(item.actor) : MISSING),
+    h("td", { "data-label": "Started" }, item.started_at ? timeAgo(item.started_at) : MISSING),
     h("td", { "data-label": "Duration", class: "num" }, durationOf(item)),
   );
 }

@@ -4,7 +4,7 @@
 
 import { plainText, senderText } from "../ansi.js";
 import { ApiError, getJSON } from "../api.js";
-import { debounce, formatDuration, h, percent } from "../dom.js";
+import { MISSING, count, debounce, formatDuration, h, number, percent, percentNumber } from "../dom.js";
 import { absoluteTime, zoneLabel, zoneName, zoneOffsetMinutes } from "../time.js";
 import { watchAll } from "./watch.js";
 
@@ -129,10 +129,10 @@ export function metricsView(main, live, query) {
     const kpis = h(
       "div",
       { class: "kpis" },
-      kpi("Deployments per day", overall.per_day.toLocaleString(undefined, { maximumFractionDigits: 2 }), `${overall.deployments} in ${days} days`),
-      kpi("Change failure rate", percent(overall.change_failure_rate), `${overall.statuses.failure || 0} failed`),
-      kpi("Median time to restore", formatDuration(overall.time_to_restore_ms.median), `${overall.time_to_restore_ms.count} recoveries`),
-      kpi("Duration p50 / p95", `${formatDuration(overall.duration_ms.p50)} / ${formatDuration(overall.duration_ms.p95)}`, `${overall.duration_ms.count} finished`),
+      kpi("Deployments per day", number(overall.per_day), `${count(overall.deployments, "deployment")} in ${count(days, "day")}`),
+      kpi("Change failure rate", percent(overall.change_failure_rate), `${number(overall.statuses.failure || 0)} failed`),
+      kpi("Median time to restore", formatDuration(overall.time_to_restore_ms.median), count(overall.time_to_restore_ms.count, "recovery", "recoveries")),
+      kpi("Duration p50 / p95", `${formatDuration(overall.duration_ms.p50)} / ${formatDuration(overall.duration_ms.p95)}`, count(overall.duration_ms.count, "duration")),
     );
 
     const frequency = chartCard("chart-frequency", "Deployment frequency", `deployments started per day (days in ${zoneLabel()}), by outcome`);
@@ -159,8 +159,8 @@ export function metricsView(main, live, query) {
             "tr",
             { dataset: { project: p.project } },
             h("th", { scope: "row" }, senderText(p.project)),
-            h("td", { class: "num" }, String(p.deployments)),
-            h("td", { class: "num" }, p.per_day.toLocaleString(undefined, { maximumFractionDigits: 2 })),
+            h("td", { class: "num" }, number(p.deployments)),
+            h("td", { class: "num" }, number(p.per_day)),
             h("td", { class: "num" }, percent(p.change_failure_rate)),
             h("td", { class: "num" }, formatDuration(p.time_to_restore_ms.median)),
             h("td", { class: "num" }, formatDuration(p.duration_ms.p50)),
@@ -193,8 +193,12 @@ export function metricsView(main, live, query) {
       }],
       [failure, {
         type: "bar",
-        data: { labels: names, datasets: [{ label: "change failure rate (%)", data: projects.map((p) => (p.change_failure_rate === null ? null : Math.round(p.change_failure_rate * 1000) / 10)), backgroundColor: COLOURS.rate }] },
-        options: baseOptions({ indexAxis: "y", scales: { x: { beginAtZero: true, max: 100 } } }),
+        data: { labels: names, datasets: [{ label: "change failure rate", data: projects.map((p) => (p.change_failure_rate === null ? null : percentNumber(p.change_failure_rate))), backgroundColor: COLOURS.rate }] },
+        options: baseOptions({
+          indexAxis: "y",
+          scales: { x: { beginAtZero: true, max: 100, ticks: { callback: (value) => `${value}%` } } },
+          plugins: { ...baseOptions().plugins, tooltip: { callbacks: { label: (item) => `${item.dataset.label}: ${item.raw}%` } } },
+        }),
       }],
       [restore, {
         type: "bar",

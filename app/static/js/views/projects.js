@@ -5,11 +5,14 @@
 import { plainText, senderText } from "../ansi.js";
 import { badgeUrl, getJSON } from "../api.js";
 import {
+  MISSING,
+  count,
   debounce,
   durationOf,
   formatDuration,
   h,
   median,
+  number,
   parseTime,
   percent,
   serial,
@@ -43,7 +46,7 @@ function sparkline(rows) {
     viewBox: `0 0 ${TREND_LENGTH * barWidth} ${height}`,
     preserveAspectRatio: "none",
     role: "img",
-    "aria-label": `Durations of the last ${rows.length} deployments, oldest first: ${values.map((v) => formatDuration(v)).join(", ")}`,
+    "aria-label": `Durations of the last ${count(rows.length, "deployment")}, oldest first: ${values.map((v) => formatDuration(v)).join(", ")}`,
   });
   ordered.forEach((row, index) => {
     const barHeight = Math.max(2, (values[index] / longest) * (height - 2));
@@ -93,7 +96,7 @@ function projectCard(project, trend, openBadge) {
     h(
       "p",
       { class: "project-when muted" },
-      latest.started_at ? timeAgo(latest.started_at) : "—",
+      latest.started_at ? timeAgo(latest.started_at) : MISSING,
       " · ",
       durationOf(latest),
     ),
@@ -102,19 +105,19 @@ function projectCard(project, trend, openBadge) {
       { class: "stats" },
       h(
         "div",
-        { class: "stat", title: `${counts.success || 0} successful of ${decided} finished` },
+        { class: "stat", title: `${number(counts.success || 0)} successful of ${number(decided)} finished` },
         h("dt", null, "Success rate"),
-        h("dd", null, decided ? percent((counts.success || 0) / decided) : "—"),
+        h("dd", null, decided ? percent((counts.success || 0) / decided) : MISSING),
       ),
       h(
         "div",
-        { class: "stat", title: `median of the last ${finished.length} finished deployments` },
+        { class: "stat", title: `median of the last ${count(finished.length, "finished deployment")}` },
         h("dt", null, "Median duration"),
         h("dd", null, formatDuration(median(finished.map((row) => row.duration_ms)))),
       ),
-      h("div", { class: "stat" }, h("dt", null, "Deployments"), h("dd", null, String(counts.total ?? "—"))),
+      h("div", { class: "stat" }, h("dt", null, "Deployments"), h("dd", null, counts.total === undefined ? MISSING : number(counts.total))),
     ),
-    h("figure", { class: "trend" }, sparkline(trend), h("figcaption", { class: "muted" }, `Last ${trend.length} durations`)),
+    h("figure", { class: "trend" }, sparkline(trend), h("figcaption", { class: "muted" }, `Last ${count(trend.length, "duration")}`)),
     h(
       "details",
       { class: "badge-snippet", open: openBadge },
