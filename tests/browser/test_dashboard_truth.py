@@ -508,3 +508,28 @@ def test_counts_have_the_right_plural_and_percentages_one_format(
         "66.7%"
     )
     assert watched.errors == []
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_long_step_names_wrap_instead_of_being_cut(
+    hub: HubServer, watched: Watched, size: str
+) -> None:
+    name = "deploy the frontend bundle to every edge location, then warm each cache 缓存预热"
+    post(
+        hub,
+        event("deployment_started", "long-names", f"long-{size}"),
+        event("step_started", "long-names", f"long-{size}", job="ci", step=name),
+        event("step_started", "long-names", f"long-{size}", job="ci", step="averyveryverylong" * 6),
+    )
+    page = open_page(watched, hub, f"#/deployments/long-{size}", size)
+    names = page.locator(".step-name")
+    expect(names).to_have_count(2)
+    for index in range(2):
+        cell = names.nth(index)
+        assert cell.evaluate("el => el.scrollWidth <= el.clientWidth + 1"), cell.inner_text()
+        assert cell.evaluate("el => el.getClientRects().length") >= 1
+        assert cell.get_attribute("title") == cell.text_content()
+    expect(page.locator(f'li.step[data-step="{name}"] .step-name')).to_have_text(name)
+    assert page.evaluate("document.documentElement.scrollWidth") <= SIZES[size]["width"]
+    shoot(page, f"long-step-names-{size}")
+    assert watched.errors == []
