@@ -533,3 +533,30 @@ def test_long_step_names_wrap_instead_of_being_cut(
     assert page.evaluate("document.documentElement.scrollWidth") <= SIZES[size]["width"]
     shoot(page, f"long-step-names-{size}")
     assert watched.errors == []
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_the_metrics_table_scrolls_sideways_on_a_phone(
+    hub: HubServer, watched: Watched, size: str
+) -> None:
+    post(hub, *finished_run(f"table-{size}", f"table-{size}-1", "success", 30, 60))
+    page = open_page(watched, hub, "#/metrics?days=7", size)
+    table = page.locator(".metrics-table")
+    expect(table).to_be_visible()
+    box = page.locator(".table-card:has(.metrics-table)")
+    overflow = box.evaluate("el => el.scrollWidth - el.clientWidth")
+    if size == "390":
+        assert overflow > 0
+        box.evaluate("el => { el.scrollLeft = 200; }")
+        assert box.evaluate("el => el.scrollLeft") > 0
+        # the project names stay in view while the numbers scroll
+        name = table.locator("tbody th").first
+        assert name.evaluate(
+            "el => Math.abs(el.getBoundingClientRect().left - el.closest('.table-card')"
+            ".getBoundingClientRect().left) < 16"
+        )
+        shoot(page, "metrics-table-scrolled-390")
+    else:
+        assert overflow <= 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= SIZES[size]["width"]
+    assert watched.errors == []
