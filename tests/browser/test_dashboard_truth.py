@@ -560,3 +560,22 @@ def test_the_metrics_table_scrolls_sideways_on_a_phone(
         assert overflow <= 0
     assert page.evaluate("document.documentElement.scrollWidth") <= SIZES[size]["width"]
     assert watched.errors == []
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_no_full_log_button_without_a_log(hub: HubServer, watched: Watched, size: str) -> None:
+    deployment = f"no-log-{size}"
+    post(
+        hub,
+        event("deployment_started", "logs", deployment),
+        event("step_started", "logs", deployment, job="ci", step="build"),
+    )
+    page = open_page(watched, hub, f"#/deployments/{deployment}", size)
+    expect(page.locator("li.step")).to_have_count(1)
+    button = page.get_by_role("button", name="Show full log")
+    expect(button).to_be_hidden()
+    post(hub, event("log_entry", "logs", deployment, job="ci", step="build", message="first"))
+    expect(button).to_be_visible(timeout=LIVE_MS)
+    button.click()
+    expect(page.locator(".full-log .log-text")).to_have_text(["first"])
+    assert watched.errors == []

@@ -350,6 +350,7 @@ export function deploymentView(main, id, live) {
     },
     "Show full log",
   );
+  fullLogToggle.hidden = true; // until the view says there is a log
   const status = h("p", { class: "muted", role: "status" }, "Loading deployment…");
   main.replaceChildren(
     status,
@@ -371,6 +372,8 @@ export function deploymentView(main, id, live) {
     head.replaceChildren(renderHeader(view));
     const geo = geometry(view, Date.now());
     timelineEmpty.hidden = view.jobs.length > 0;
+    // no "Show full log" for a deployment that has none (an open one stays open)
+    fullLogToggle.hidden = !view.log_lines && fullLogBox.hidden;
     view.jobs.forEach((job, index) => {
       let block = jobs.get(job.name);
       if (!block) {
@@ -424,6 +427,7 @@ export function deploymentView(main, id, live) {
     onEvent(event) {
       if (event.type === "log_entry") {
         for (const panel of openPanels()) if (panel.accepts(event)) panel.appendEvent(event);
+        if (view) view.log_lines = (view.log_lines || 0) + 1; // there is a log now: offer it
         heardNews();
         return;
       }
