@@ -579,3 +579,37 @@ def test_no_full_log_button_without_a_log(hub: HubServer, watched: Watched, size
     button.click()
     expect(page.locator(".full-log .log-text")).to_have_text(["first"])
     assert watched.errors == []
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_history_filters_by_environment(hub: HubServer, watched: Watched, size: str) -> None:
+    project = f"envs-{size}"
+    post(
+        hub,
+        event("deployment_started", project, f"{project}-prod", environment="production"),
+        event("deployment_started", project, f"{project}-stage", environment="staging"),
+        event("deployment_started", project, f"{project}-none"),
+    )
+    page = open_page(watched, hub, f"#/deployments?project={project}", size)
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(3)
+    page.locator("#filter-environment").select_option("staging")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-id", f"{project}-stage")
+    assert "environment=staging" in page.url
+    expect(rows.first.locator("td[data-label='Environment']")).to_have_text("staging")
+
+    post(
+        hub,
+        event("deployment_started", project, f"{project}-stage-2", environment="staging"),
+        event("deployment_started", project, f"{project}-prod-2", environment="production"),
+    )
+    expect(rows.first).to_have_attribute("data-id", f"{project}-stage-2", timeout=LIVE_MS)
+    page.wait_for_timeout(300)
+    expect(rows).to_have_count(2)
+    page.reload()
+    expect(page.locator("#filter-environment")).to_have_value("staging")
+    expect(rows).to_have_count(2)
+    shoot(page, f"history-environment-{size}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= SIZES[size]["width"]
+    assert watched.errors == []
