@@ -598,6 +598,11 @@ def test_history_filters_by_environment(hub: HubServer, watched: Watched, size: 
     expect(rows.first).to_have_attribute("data-id", f"{project}-stage")
     assert "environment=staging" in page.url
     expect(rows.first.locator("td[data-label='Environment']")).to_have_text("staging")
+    # one dash for what is missing, in one font: the commit column's is not monospace
+    dashes = rows.first.locator("td:text-is('—')")
+    fonts = set(dashes.evaluate_all("els => els.map(e => getComputedStyle(e).fontFamily)"))
+    assert dashes.count() >= 2
+    assert len(fonts) == 1, fonts
 
     post(
         hub,

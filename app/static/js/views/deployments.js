@@ -31,7 +31,8 @@ function row(item) {
     h("td", { "data-label": "Deployment" }, h("a", { href: link, class: "mono" }, senderText(item.deployment_id))),
     h("td", { "data-label": "Branch" }, item.branch ? senderText(item.branch) : MISSING),
     h("td", { "data-label": "Environment" }, item.environment ? senderText(item.environment) : MISSING),
-    h("td", { "data-label": "Commit", class: "mono", title: item.commit ? plainText(item.commit) : null }, item.commit ? senderText(shortCommit(item.commit)) : MISSING),
+    // the dash of a missing commit is the page's, not set in the commit's monospace font
+    h("td", { "data-label": "Commit", title: item.commit ? plainText(item.commit) : null }, item.commit ? h("span", { class: "mono" }, senderText(shortCommit(item.commit))) : MISSING),
     h("td", { "data-label": "Actor" }, item.actor ? senderText(item.actor) : MISSING),
     h("td", { "data-label": "Started" }, item.started_at ? timeAgo(item.started_at) : MISSING),
     h("td", { "data-label": "Duration", class: "num" }, durationOf(item)),
