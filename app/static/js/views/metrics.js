@@ -9,16 +9,14 @@ import { absoluteTime, zoneLabel, zoneName, zoneOffsetMinutes } from "../time.js
 import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90, 365];
-const COLOURS = {
-  success: "#2e7d32",
-  failure: "#c62828",
-  other: "#90a4ae",
-  p50: "#1f4fd1",
-  p90: "#7b61ff",
-  p95: "#ef6c00",
-  rate: "#c62828",
-  restore: "#00897b",
-};
+const COLOUR_NAMES = ["success", "failure", "other", "p50", "p90", "p95", "rate", "restore", "text", "grid"];
+const DARK = window.matchMedia("(prefers-color-scheme: dark)");
+
+/** The charts' colours, from the stylesheet's --chart-* properties of the theme in use. */
+function chartColours() {
+  const style = getComputedStyle(document.documentElement);
+  return Object.fromEntries(COLOUR_NAMES.map((name) => [name, style.getPropertyValue(`--chart-${name}`).trim()]));
+}
 const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif';
 
 let chartLibrary = null;
@@ -118,10 +116,15 @@ export function metricsView(main, live, query) {
     charts = [];
   }
 
+  let shown = null; // the data and library drawn last, to draw again in another theme
+
   function render(data, Chart) {
+    shown = { data, Chart };
     destroyCharts();
+    const COLOURS = chartColours();
     Chart.defaults.font.family = FONT;
-    Chart.defaults.color = "#3d4451";
+    Chart.defaults.color = COLOURS.text;
+    Chart.defaults.borderColor = COLOURS.grid;
     const overall = data.overall;
     const projects = data.projects;
     const names = projects.map((p) => plainText(p.project));
@@ -269,6 +272,11 @@ export function metricsView(main, live, query) {
     },
     onReset: load,
   });
+  // the theme follows the system's setting; the charts follow the theme
+  const onScheme = () => {
+    if (shown && !disposed) render(shown.data, shown.Chart);
+  };
+  DARK.addEventListener("change", onScheme);
   const onZone = () => {
     byOffset = !zoneName();
     load();
@@ -282,6 +290,7 @@ export function metricsView(main, live, query) {
       soon.cancel();
       watch.stop();
       window.removeEventListener("timezonechange", onZone);
+      DARK.removeEventListener("change", onScheme);
       destroyCharts();
     },
   };
