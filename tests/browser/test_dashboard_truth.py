@@ -618,3 +618,98 @@ def test_history_filters_by_environment(hub: HubServer, watched: Watched, size: 
     shoot(page, f"history-environment-{size}")
     assert page.evaluate("document.documentElement.scrollWidth") <= SIZES[size]["width"]
     assert watched.errors == []
+
+
+# -- notifications ---------------------------------------------------------------------------
+
+#: Records every notification the page shows and every permission request it makes.
+NOTIFICATION_HOOK = """(() => {
+  window.__notifications = [];
+  window.__permissionRequests = 0;
+  const Original = window.Notification;
+  if (!Original) return;
+  function Recorded(title, options = {}) {
+    window.__notifications.push({title, body: options.body || "", tag: options.tag || ""});
+    try { return new Original(title, options); }
+    catch { return {close() {}, addEventListener() {}}; }
+  }
+  Object.defineProperty(Recorded, "permission", {get: () => Original.permission});
+  Recorded.requestPermission = (...args) => {
+    window.__permissionRequests += 1;
+    return Original.requestPermission(...args);
+  };
+  window.Notification = Recorded;
+})();"""
+
+
+def notifications(page: Any) -> list[dict[str, str]]:
+    shown: list[dict[str, str]] = page.evaluate("window.__notifications")
+    return shown
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_a_watched_deployment_notifies_when_it_finishes(
+    hub: HubServer, browser: Any, size: str
+) -> None:
+    project, first, second = "notify", f"notify-{size}-1", f"notify-{size}-2"
+    post(
+        hub,
+        event("deployment_started", project, first, branch="main", workflow_name="Release"),
+        event("deployment_started", project, second, branch="main"),
+    )
+    with watched_page(browser) as watched:
+        page = watched.page
+        page.context.grant_permissions(["notifications"], origin=hub.url)
+        page.context.add_init_script(NOTIFICATION_HOOK)
+        open_page(watched, hub, f"#/deployments/{first}", size)
+        button = page.get_by_role("button", name="Notify me when it finishes")
+        expect(button).to_be_visible()
+        assert page.evaluate("window.__permissionRequests") == 0, "asked without a click"
+        button.click()
+        expect(page.get_by_role("button", name="Notifying you when it finishes")).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        shoot(page, f"notify-watching-{size}")
+
+        post(hub, event("deployment_completed", project, first, status="success"))
+        page.wait_for_function("() => window.__notifications.length === 1", timeout=LIVE_MS * 3)
+        [shown] = notifications(page)
+        assert shown["title"] == "Release succeeded"
+        assert shown["body"].startswith(f"notify {first} on main · took ")
+        assert shown["tag"] == f"deployment-{first}"
+        expect(page.locator(".notify-button")).to_have_count(0)  # it has finished
+
+        # watching holds on another page of the dashboard, and a failure says so
+        page.goto(f"{hub.url}/project-dashboard/#/deployments/{second}")
+        page.get_by_role("button", name="Notify me when it finishes").click()
+        page.goto(f"{hub.url}/project-dashboard/#/deployments")
+        expect(page.locator(f"tr[data-id='{second}']")).to_be_visible()
+        post(
+            hub,
+            event(
+                "deployment_completed",
+                project,
+                second,
+                status="failure",
+                error="\x1b[31mboom\x1b[0m",
+            ),
+        )
+        page.wait_for_function("() => window.__notifications.length === 2", timeout=LIVE_MS * 3)
+        shown = notifications(page)[1]
+        assert shown["title"] == "notify failed"
+        assert shown["body"].endswith(" · boom")
+        assert watched.errors == []
+
+
+def test_the_page_never_asks_for_notifications_unprompted(hub: HubServer, browser: Any) -> None:
+    post(hub, event("deployment_started", "notify", "notify-unasked"))
+    with watched_page(browser) as watched:
+        page = watched.page
+        page.context.add_init_script(NOTIFICATION_HOOK)
+        for fragment in ("#/", "#/deployments", "#/deployments/notify-unasked", "#/metrics"):
+            page.goto(f"{hub.url}/project-dashboard/{fragment}")
+            expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        page.wait_for_timeout(500)
+        assert page.evaluate("window.__permissionRequests") == 0
+        assert notifications(page) == []
+        assert watched.errors == []

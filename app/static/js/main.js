@@ -5,6 +5,7 @@
 import { ApiError, adoptTokenFromUrl, getJSON, setToken } from "./api.js";
 import { h, tick } from "./dom.js";
 import { Live } from "./live.js";
+import { Notifier } from "./notify.js";
 import { setStaleAfter } from "./stale.js";
 import { zoneSwitch } from "./time.js";
 import { deploymentView } from "./views/deployment.js";
@@ -19,6 +20,7 @@ const connection = document.getElementById("connection");
 const connectionText = connection.querySelector(".connection-text");
 const notice = document.getElementById("notice");
 const live = new Live();
+const notifier = new Notifier(live);
 let current = null;
 let retryAt = null;
 
@@ -57,7 +59,7 @@ function route() {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0) return { name: "projects", render: () => projectsView(main, live) };
   if (parts[0] === "deployments" && parts.length === 1) return { name: "deployments", render: () => deploymentsView(main, live, query) };
-  if (parts[0] === "deployments" && parts.length === 2) return { name: "deployments", render: () => deploymentView(main, parts[1], live) };
+  if (parts[0] === "deployments" && parts.length === 2) return { name: "deployments", render: () => deploymentView(main, parts[1], live, notifier) };
   if (parts[0] === "metrics") return { name: "metrics", render: () => metricsView(main, live, query) };
   return {
     name: null,

@@ -71,7 +71,35 @@ function pageTitle(view) {
   return `${parts.join(" ")} · ${view.status} · Deployments`;
 }
 
-function renderHeader(view) {
+/** "Notify me when it finishes", while it runs and the browser can show notifications. */
+function notifyButton(view, notifier) {
+  if (!notifier || !isOpen(view.status)) return null;
+  const permission = notifier.permission();
+  if (permission === "unsupported") return null;
+  if (permission === "denied") {
+    return h(
+      "button",
+      { type: "button", class: "button notify-button", disabled: true, title: "This browser blocks notifications from this page; allow them in the site's settings to be told when a deployment finishes." },
+      "Notifications blocked",
+    );
+  }
+  const id = view.deployment_id;
+  const on = notifier.isWatching(id);
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "button notify-button",
+      "aria-pressed": String(on),
+      title: on ? "You will get a notification when this deployment finishes; click to stop." : "Get a notification when this deployment finishes or fails.",
+      // the browser's permission prompt, if any, comes only from this click
+      onclick: () => (notifier.isWatching(id) ? notifier.unwatch(id) : notifier.watch(id)),
+    },
+    on ? "Notifying you when it finishes" : "Notify me when it finishes",
+  );
+}
+
+function renderHeader(view, notifier) {
   const runUrl = safeUrl(view.run_url);
   const section = h(
     "section",
@@ -89,6 +117,7 @@ function renderHeader(view) {
       h("h1", { id: "deploy-title" }, titleOf(view)),
       statusBadge(view.status, "badge-large deploy-status"),
       isOpen(view.status) ? staleBadge(view.last_news_at, view.stale, "badge-large deploy-stale") : null,
+      notifyButton(view, notifier),
     ),
     h("p", { class: "deploy-when" }, whenLine(view)),
     h(
@@ -324,7 +353,7 @@ class JobBlock {
   }
 }
 
-export function deploymentView(main, id, live) {
+export function deploymentView(main, id, live, notifier = null) {
   let view = null;
   let disposed = false;
   const jobs = new Map();
@@ -369,7 +398,7 @@ export function deploymentView(main, id, live) {
   function render() {
     status.hidden = true;
     document.title = pageTitle(view);
-    head.replaceChildren(renderHeader(view));
+    head.replaceChildren(renderHeader(view, notifier));
     const geo = geometry(view, Date.now());
     timelineEmpty.hidden = view.jobs.length > 0;
     // no "Show full log" for a deployment that has none (an open one stays open)
@@ -440,6 +469,11 @@ export function deploymentView(main, id, live) {
     },
   };
 
+  const onNotifier = () => {
+    if (view && !disposed) head.replaceChildren(renderHeader(view, notifier));
+  };
+  notifier?.addEventListener("change", onNotifier);
+
   refresh().then(() => {
     if (!disposed) unsubscribe = live.subscribe("deployment", id, handlers, { since: view ? view.last_event_id : null });
   });
@@ -452,6 +486,7 @@ export function deploymentView(main, id, live) {
     },
     dispose() {
       disposed = true;
+      notifier?.removeEventListener("change", onNotifier);
       scheduleRefresh.cancel();
       refreshLogs.cancel();
       if (unsubscribe) unsubscribe();
