@@ -83,11 +83,6 @@ export function formatDuration(ms) {
   return `${minutes}m ${String(rest).padStart(2, "0")}s`;
 }
 
-/** The exact moment with its zone, as text (titles, notifications). */
-export function formatAbsolute(value) {
-  return formatDateTime(value);
-}
-
 /**
  * Elapsed time of something still open; the page ticker keeps it current, and stops it at
  * `lastNewsAt` once the run is stale.
