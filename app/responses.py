@@ -301,13 +301,26 @@ _PROJECT_METRICS: dict[str, JsonSchema] = {
 DELIVERY_METRICS = closed(
     {
         "window": closed(
-            {"from": TIMESTAMP, "to": TIMESTAMP, "days": {"type": "number", "minimum": 0}}
+            {
+                "from": TIMESTAMP,
+                "to": TIMESTAMP,
+                "days": {"type": "number", "minimum": 0},
+                "time_zone": {
+                    **TEXT,
+                    "description": "The zone `daily` counts days in: `UTC`, the `tz` given, "
+                    "or `UTC±hh:mm` for a `utc_offset`.",
+                },
+            }
         ),
         "daily": {
             "type": "array",
             "items": closed(
                 {
-                    "date": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+                    "date": {
+                        "type": "string",
+                        "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                        "description": "A calendar day of `window.time_zone`.",
+                    },
                     "success": COUNT,
                     "failure": COUNT,
                     "other": COUNT,

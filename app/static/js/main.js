@@ -5,6 +5,9 @@
 import { ApiError, adoptTokenFromUrl, getJSON, setToken } from "./api.js";
 import { h, tick } from "./dom.js";
 import { Live } from "./live.js";
+import { Notifier } from "./notify.js";
+import { setStaleAfter } from "./stale.js";
+import { zoneSwitch } from "./time.js";
 import { deploymentView } from "./views/deployment.js";
 import { deploymentsView } from "./views/deployments.js";
 import { environmentsView } from "./views/environments.js";
@@ -18,6 +21,7 @@ const connection = document.getElementById("connection");
 const connectionText = connection.querySelector(".connection-text");
 const notice = document.getElementById("notice");
 const live = new Live();
+const notifier = new Notifier(live);
 let current = null;
 let retryAt = null;
 
@@ -37,6 +41,12 @@ function showConnection() {
   connection.title = state === "live" ? "Receiving updates as they happen" : "Updates paused; the page catches up when the connection is back";
 }
 
+live.addEventListener("staleafter", (event) => {
+  setStaleAfter(event.detail.seconds);
+  tick(main);
+  current?.tick?.();
+});
+
 live.addEventListener("state", (event) => {
   retryAt = event.detail.retryAt;
   showConnection();
@@ -51,7 +61,7 @@ function route() {
   if (parts.length === 0) return { name: "projects", render: () => projectsView(main, live) };
   if (parts[0] === "environments" && parts.length === 1) return { name: "projects", title: "Environments", render: () => environmentsView(main, live) };
   if (parts[0] === "deployments" && parts.length === 1) return { name: "deployments", render: () => deploymentsView(main, live, query) };
-  if (parts[0] === "deployments" && parts.length === 2) return { name: "deployments", render: () => deploymentView(main, parts[1], live) };
+  if (parts[0] === "deployments" && parts.length === 2) return { name: "deployments", render: () => deploymentView(main, parts[1], live, notifier) };
   if (parts[0] === "metrics") return { name: "metrics", render: () => metricsView(main, live, query) };
   return {
     name: null,
@@ -117,6 +127,7 @@ setInterval(() => {
   if (live.state === "offline") showConnection();
 }, 1000);
 
+zoneSwitch(document.getElementById("time-zone"));
 showConnection();
 navigate(true);
 live.connect();
