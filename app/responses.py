@@ -354,6 +354,10 @@ _DEPLOYMENT_REF = closed(
         },
         "started_at": nullable(TIMESTAMP),
         "completed_at": nullable(TIMESTAMP),
+        "last_news_at": nullable(
+            {**TIMESTAMP, "description": "When the hub last received any event of it."}
+        ),
+        "stale": _STALE,
     }
 )
 ENVIRONMENTS = closed(

@@ -30,11 +30,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
     server.stop()
 
 
-def start_run(hub: HubServer, project: str, deployment: str) -> None:
+def start_run(hub: HubServer, project: str, deployment: str, **meta: Any) -> None:
     now = datetime.now(UTC).isoformat()
     post(
         hub,
-        event("deployment_started", project, deployment, started_at=now),
+        event("deployment_started", project, deployment, started_at=now, **meta),
         event("step_started", project, deployment, job="ci", step="build", started_at=now),
     )
 
@@ -85,7 +85,7 @@ def test_a_quiet_run_turns_stale_on_an_open_page_and_news_revives_it(
 
 
 def test_list_pages_show_stale_runs_and_stop_their_timers(hub: HubServer, browser: Any) -> None:
-    start_run(hub, "quiet-list", "quiet-list-1")
+    start_run(hub, "quiet-list", "quiet-list-1", environment="production")
     with watched_page(browser) as watched:
         page = watched.page
         page.goto(f"{hub.url}/project-dashboard/#/deployments?project=quiet-list")
@@ -102,4 +102,10 @@ def test_list_pages_show_stale_runs_and_stop_their_timers(hub: HubServer, browse
         card = page.locator(".project-card[data-project='quiet-list']")
         expect(card.locator(".badge-stale")).to_be_visible()
         expect(card).to_have_attribute("data-stale", "true")
+
+        page.goto(f"{hub.url}/project-dashboard/#/environments")
+        cell = page.locator("td.env-cell[data-project='quiet-list'][data-environment='production']")
+        progress = cell.locator(".env-progress")
+        expect(progress.locator(".badge-stale")).to_be_visible()
+        expect(progress).to_have_attribute("data-stale", "true")
         assert watched.errors == []

@@ -4,7 +4,8 @@
 
 import { plainText, senderText } from "../ansi.js";
 import { getJSON } from "../api.js";
-import { MISSING, debounce, h, safeUrl, serial, shortCommit, statusBadge, timeAgo } from "../dom.js";
+import { MISSING, debounce, h, safeUrl, serial, shortCommit, staleBadge, statusBadge, timeAgo } from "../dom.js";
+import { isOpen } from "../stale.js";
 import { overviewTabs } from "./overview.js";
 import { watchAll } from "./watch.js";
 
@@ -55,7 +56,14 @@ function cell(state, project, environment) {
         )
       : h("p", { class: "env-what muted" }, "Nothing deployed successfully yet"),
     progress
-      ? h("p", { class: "env-progress" }, statusBadge(progress.status), " ", deploymentLink(progress, what(progress)), progress.actor ? h("span", { class: "muted" }, " · ", senderText(progress.actor)) : null)
+      ? h(
+          "p",
+          { class: "env-progress", dataset: isOpen(progress.status) ? { staleNews: progress.last_news_at || "", staleTold: String(Boolean(progress.stale)) } : {} },
+          h("span", { class: "badges" }, statusBadge(progress.status), isOpen(progress.status) ? staleBadge(progress.last_news_at, progress.stale) : null),
+          " ",
+          deploymentLink(progress, what(progress)),
+          progress.actor ? h("span", { class: "muted" }, " · ", senderText(progress.actor)) : null,
+        )
       : null,
     failedSince && !progress
       ? h("p", { class: "env-failed" }, statusBadge("failure"), " ", deploymentLink(failedSince, what(failedSince)), " ", failedSince.completed_at ? timeAgo(failedSince.completed_at) : null)
