@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ledger.timestamps import format_timestamp
-from tests.browser.conftest import Watched, event, post
+from tests.browser.conftest import Watched, event, post, watched_page
 from tests.e2e.server import HubServer
 
 pytestmark = pytest.mark.browser
@@ -329,3 +329,23 @@ def test_sender_text_on_the_log_analysis_pages_is_rendered_and_stays_text(
     expect(card.locator(".trend-table", has_text="Failing most")).to_contain_text("ci / smoke")
     clean(page)
     assert watched.errors == []
+
+
+def test_failure_times_and_log_clocks_follow_the_zone_switch(
+    hub: HubServer, failures: list[str], browser: Any
+) -> None:
+    with watched_page(browser, timezone_id="Asia/Kolkata") as watched:
+        page = open_page(watched, hub, "#/deployments/fail-3")
+        seen = page.locator(".failure-seen time").first
+        expect(seen).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\+05:30$"))
+        page.locator(".failure-box .failure-link").click()
+        clock = page.locator(".log-line-target .log-time")
+        expect(clock).to_have_attribute("title", re.compile(r"UTC\+05:30$"))
+        local = clock.inner_text()
+        page.locator("#time-zone").click()
+        expect(seen).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
+        expect(clock).not_to_have_text(local)
+        expect(clock).to_have_attribute("title", re.compile(r" UTC$"))
+        minutes = lambda text: int(text.split(":")[0]) * 60 + int(text.split(":")[1])  # noqa: E731
+        assert (minutes(local) - minutes(clock.inner_text())) % (24 * 60) == 5 * 60 + 30
+        assert watched.errors == []

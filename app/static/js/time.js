@@ -139,6 +139,7 @@ export function timeAgo(value) {
 /** Rewrite every time under `root` for the zone now chosen. */
 export function retime(root = document) {
   for (const el of root.querySelectorAll("[data-at]")) el.textContent = formatDateTime(el.dataset.at);
+  for (const el of root.querySelectorAll("[data-clock-at]")) el.textContent = formatClock(el.dataset.clockAt);
   for (const el of root.querySelectorAll("[data-ago]")) el.title = formatDateTime(el.dataset.ago);
   for (const el of root.querySelectorAll("[data-title-at]")) {
     el.title = `${el.dataset.titlePrefix || ""}${formatDateTime(el.dataset.titleAt)}`;
