@@ -538,3 +538,40 @@ def test_json_output_escapes_the_controls_json_leaves_raw(
     text = out.getvalue()
     assert "\\u009b2J\\u007fb" in text
     assert json.loads(text)["error"] == "a\x9b2J\x7fb"
+
+
+def test_logs_search_output_goes_through_the_sanitiser(monkeypatch: pytest.MonkeyPatch) -> None:
+    hit = {
+        "id": "7",
+        "deployment_id": "d\x9b2J1",
+        "project": "web",
+        "job": "build",
+        "step": "s\x1b]0;owned\x07",
+        "level": "error",
+        "timestamp": "2025-03-01T10:00:03.000Z",
+        "text": "bell\x07 Error: refused\x7f",
+        "match": [[6, 11]],
+        "link": "#/deployments/d1?line=7",
+    }
+
+    class Client:
+        base_url = "http://hub"
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+            return {"items": [hit], "next_cursor": None, "truncated": False}
+
+    monkeypatch.setattr("hubctl.cli.HubClient", Client)
+    out = io.StringIO()
+    argv = ["logs", "search", "error", "--color", "always"]
+    assert main(argv, environ={}, stdout=out, stderr=io.StringIO()) == 0
+    text = out.getvalue()
+    assert not any(bad in text for bad in ("\x9b", "\x1b]", "\x07", "\x7f")), repr(text)
+    assert "d1 build / s ERROR" in re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert "bell \x1b[1mError\x1b[0m: refused" in text
+    out = io.StringIO()
+    assert main([*argv, "--json"], environ={}, stdout=out, stderr=io.StringIO()) == 0
+    assert "\\u009b2J1" in out.getvalue()
+    assert json.loads(out.getvalue())["deployment_id"] == "d\x9b2J1"
