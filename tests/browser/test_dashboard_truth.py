@@ -78,12 +78,35 @@ def test_a_new_project_appears_on_the_overview_within_a_second(
 
 
 @pytest.mark.parametrize(
-    ("fragment", "ready"), [("#/deployments", "tbody tr"), ("#/metrics", ".kpis")]
+    ("fragment", "ready"),
+    [
+        ("#/deployments", "tbody tr"),
+        ("#/metrics", ".kpis"),
+        ("#/failures", ".failure-group"),
+        ("#/steps", ".trend-card"),
+    ],
 )
-def test_history_and_metrics_follow_every_project_without_polling(
+def test_list_pages_follow_every_project_without_polling(
     hub: HubServer, watched: Watched, fragment: str, ready: str
 ) -> None:
-    post(hub, event("deployment_started", "poll-free", f"pf-{fragment[2:]}"))
+    failed = f"pf-failed-{fragment[2:]}"
+    post(
+        hub,
+        event("deployment_started", "poll-free", failed, timestamp=at(3)),
+        event(
+            "step_completed",
+            "poll-free",
+            failed,
+            job="build",
+            step="test",
+            status="failure",
+            error="exit 1",
+            started_at=at(3),
+            timestamp=at(2),
+        ),
+        event("deployment_completed", "poll-free", failed, status="failure", timestamp=at(2)),
+        event("deployment_started", "poll-free", f"pf-{fragment[2:]}"),
+    )
     sent = frames_sent(watched.page)
     requests: list[str] = []
     watched.page.on("request", lambda request: requests.append(request.url))
