@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.auth import check_read_token
 from app.context import current_context
-from app.query import param, whole_number
+from app.query import param, time_zone, whole_number
 from ledger.delivery import summarise
 from ledger.environments import default_environment, in_environment, stage_rank
 from ledger.timestamps import format_timestamp
@@ -32,11 +32,13 @@ def delivery_metrics() -> Response:
 
     ``environment=`` restricts them to the deployments to one environment; without it,
     to ``production`` when the window has deployments there, else none is left out
-    (``environment=*``: every deployment, whatever its environment).
+    (``environment=*``: every deployment, whatever its environment).  ``daily`` counts
+    the days of the time zone ``tz`` or ``utc_offset`` names (UTC by default).
     """
     context = current_context()
     check_read_token(request.headers, request.args.get("token"), context.settings.read_tokens)
     days = whole_number("days", default=DEFAULT_WINDOW_DAYS, low=1, high=MAX_WINDOW_DAYS)
+    zone, zone_name = time_zone()
     end = datetime.now(UTC)
     start = end - timedelta(days=days)
     rows, truncated = deployments_since(context.store, param("project"), format_timestamp(start))
@@ -45,9 +47,12 @@ def delivery_metrics() -> Response:
         None if asked == ALL_ENVIRONMENTS else asked if asked else default_environment(rows)
     )
     names = sorted({e for row in rows if (e := row.get("environment"))}, key=stage_rank)
+    summary = summarise(
+        in_environment(rows, environment), start=start, end=end, zone=zone, zone_name=zone_name
+    )
     return jsonify(
         {
-            **summarise(in_environment(rows, environment), start=start, end=end),
+            **summary,
             "environment": environment,
             "environments": names,
             "truncated": truncated,

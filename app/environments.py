@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Response, jsonify, request
 
 from app.auth import check_read_token
 from app.context import current_context
 from app.query import param
 from ledger.environments import environments, summary
+from ledger.staleness import mark_stale
 from ledger.view import ListRow
 from storage import paging
 from storage.store import Store
@@ -24,7 +27,13 @@ def list_environments() -> Response:
     context = current_context()
     check_read_token(request.headers, request.args.get("token"), context.settings.read_tokens)
     rows, truncated = newest_deployments(context.store, param("project"))
-    return jsonify({**summary(environments(rows)), "scanned": len(rows), "truncated": truncated})
+    states = environments(rows)
+    now, after = time.time(), context.settings.stale_after
+    for state in states:
+        for ref in (state["current"], state["in_progress"], state["latest"]):
+            if ref is not None:
+                mark_stale(ref, now, after)
+    return jsonify({**summary(states), "scanned": len(rows), "truncated": truncated})
 
 
 def newest_deployments(store: Store, project: str | None) -> tuple[list[ListRow], bool]:

@@ -852,6 +852,18 @@ def _add_reads(spec: APISpec) -> None:
                         "Only deployments to this environment; default: `production` when the "
                         "window has deployments to it, else every deployment.",
                     ),
+                    _query(
+                        "tz",
+                        _NAME_PARAM,
+                        "The IANA time zone `daily` counts days in (`Europe/Berlin`); default "
+                        "UTC. Not together with `utc_offset`; an unknown name is a 400.",
+                    ),
+                    _query(
+                        "utc_offset",
+                        {"type": "integer", "minimum": -720, "maximum": 840},
+                        "The zone `daily` counts days in, as minutes east of UTC (`120`, "
+                        "`-300`). Not together with `tz`.",
+                    ),
                 ],
             )
         },

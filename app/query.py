@@ -7,7 +7,10 @@ is refused, whichever route it was sent to.
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, timedelta, timezone, tzinfo
 from typing import overload
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import request
 
@@ -86,3 +89,55 @@ def timestamp(name: str) -> str | None:
             f"query parameter {name!r} must be an ISO-8601 time such as 2025-03-01T10:00:00Z",
             {name: ["Not an ISO-8601 time."]},
         ) from None
+
+
+#: An IANA time zone name: letters first, then letters, digits, ``_+-``, parts joined by ``/``.
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+-]{0,30}(?:/[A-Za-z0-9_+-]{1,30}){0,2}")
+_OFFSET = re.compile(r"[+-]?[0-9]{1,4}")
+#: The furthest offsets from UTC any place uses: UTC-12:00 to UTC+14:00.
+MIN_UTC_OFFSET, MAX_UTC_OFFSET = -12 * 60, 14 * 60
+
+
+def time_zone() -> tuple[tzinfo, str]:
+    """The time zone days are counted in, and its name: ``tz`` (an IANA name such as
+    ``Europe/Berlin``) or ``utc_offset`` (minutes east of UTC, e.g. ``120`` or ``-300``),
+    at most one of them; UTC when neither is given."""
+    name, offset = param("tz"), param("utc_offset")
+    if name is not None and offset is not None:
+        raise BadRequest(
+            "give the query parameter 'tz' or 'utc_offset', not both",
+            {"tz": ["Not together with utc_offset."], "utc_offset": ["Not together with tz."]},
+        )
+    if name is not None:
+        return _named_zone(name), name
+    if offset is not None:
+        return _offset_zone(offset)
+    return UTC, "UTC"
+
+
+def _named_zone(name: str) -> tzinfo:
+    refusal = BadRequest(
+        "query parameter 'tz' must name a time zone, such as UTC or Europe/Berlin",
+        {"tz": ["Not a known IANA time zone name."]},
+    )
+    if not _ZONE_NAME.fullmatch(name):
+        raise refusal
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise refusal from None
+
+
+def _offset_zone(raw: str) -> tuple[tzinfo, str]:
+    minutes = int(raw) if _OFFSET.fullmatch(raw) else None
+    if minutes is None or not MIN_UTC_OFFSET <= minutes <= MAX_UTC_OFFSET:
+        raise BadRequest(
+            "query parameter 'utc_offset' must be minutes east of UTC, "
+            f"a whole number from {MIN_UTC_OFFSET} to {MAX_UTC_OFFSET}",
+            {"utc_offset": [f"Must be between {MIN_UTC_OFFSET} and {MAX_UTC_OFFSET}."]},
+        )
+    if minutes == 0:
+        return UTC, "UTC"
+    sign = "+" if minutes > 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return timezone(timedelta(minutes=minutes)), f"UTC{sign}{hours:02d}:{rest:02d}"

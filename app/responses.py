@@ -304,13 +304,26 @@ _PROJECT_METRICS: dict[str, JsonSchema] = {
 DELIVERY_METRICS = closed(
     {
         "window": closed(
-            {"from": TIMESTAMP, "to": TIMESTAMP, "days": {"type": "number", "minimum": 0}}
+            {
+                "from": TIMESTAMP,
+                "to": TIMESTAMP,
+                "days": {"type": "number", "minimum": 0},
+                "time_zone": {
+                    **TEXT,
+                    "description": "The zone `daily` counts days in: `UTC`, the `tz` given, "
+                    "or `UTC±hh:mm` for a `utc_offset`.",
+                },
+            }
         ),
         "daily": {
             "type": "array",
             "items": closed(
                 {
-                    "date": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"},
+                    "date": {
+                        "type": "string",
+                        "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                        "description": "A calendar day of `window.time_zone`.",
+                    },
                     "success": COUNT,
                     "failure": COUNT,
                     "other": COUNT,
@@ -344,6 +357,10 @@ _DEPLOYMENT_REF = closed(
         },
         "started_at": nullable(TIMESTAMP),
         "completed_at": nullable(TIMESTAMP),
+        "last_news_at": nullable(
+            {**TIMESTAMP, "description": "When the hub last received any event of it."}
+        ),
+        "stale": _STALE,
     }
 )
 ENVIRONMENTS = closed(

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from hubctl.hub import ROUTES, CommandError, HubClient, hub_from_env
 from hubctl.render import Painter, deployment_tree, event_lines, search_hit_lines, use_colour
+from hubctl.terminal import clean, escape_json_controls
 
 Say = Callable[[str], None]
 
@@ -206,22 +207,20 @@ def main(
         attempts=args.retries + 1,
     )
 
+    # Every line goes through the terminal sanitiser on its way out, whatever put sender
+    # text in it (render.py cleans each field already; this is the last word).
     def say(line: str) -> None:
-        print(line, file=out, flush=True)
+        print(clean(line, colour=paint.enabled), file=out, flush=True)
 
     def notice(line: str) -> None:
-        print(f"hubctl: {line}", file=err, flush=True)
+        print(f"hubctl: {clean(line, colour=False)}", file=err, flush=True)
 
     try:
         if args.command == "send":
             return _send(args, client, stdin or sys.stdin, say)
         if args.command == "status":
             view = client.get(f"/deployments/{_path_part(args.deployment_id)}")
-            for line in (
-                [json.dumps(view, ensure_ascii=False, indent=2)]
-                if args.json
-                else deployment_tree(view, paint)
-            ):
+            for line in [_json_text(view, indent=2)] if args.json else deployment_tree(view, paint):
                 say(line)
             return 0
         if args.command == "tail":
@@ -236,6 +235,11 @@ def main(
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def _json_text(value: Any, indent: int | None = None) -> str:
+    """JSON as text, non-ASCII kept, and the controls JSON leaves raw (C1, DEL) escaped."""
+    return escape_json_controls(json.dumps(value, ensure_ascii=False, indent=indent))
 
 
 def _path_part(value: str) -> str:
@@ -342,7 +346,7 @@ def _tail(
         nonlocal seen
         seen += 1
         if args.json:
-            say(json.dumps(event, ensure_ascii=False))
+            say(_json_text(event))
         else:
             for line in event_lines(event, paint):
                 say(line)
@@ -391,7 +395,7 @@ def _search_logs(
         )
         for hit in page["items"]:
             if args.json:
-                say(json.dumps(hit, ensure_ascii=False))
+                say(_json_text(hit))
             else:
                 for line in search_hit_lines(hit, paint, client.base_url):
                     say(line)
@@ -424,7 +428,7 @@ def _replay(args: argparse.Namespace, client: HubClient, env: Mapping[str, str],
     if args.dry_run:
         for event in events:
             for route, body in to_bodies(event):
-                say(json.dumps({"route": route, "body": body}, ensure_ascii=False))
+                say(_json_text({"route": route, "body": body}))
         return 0
     count, posted = replay(events, client)
     if posted.duplicate:

@@ -1,15 +1,19 @@
 """How events and deployments look in a terminal: one line per event, a tree per deployment.
 
 Colour follows the usual conventions: only when writing to a terminal (or
-when asked), never when ``NO_COLOR`` is set (https://no-color.org).  The
-text of log lines is printed as the pipeline wrote it, ANSI codes included,
-since those are the pipeline's own colours.
+when asked), never when ``NO_COLOR`` is set (https://no-color.org).  Every
+text a sender supplied (names, errors, messages, log lines) goes through
+``hubctl.terminal`` first: it keeps the pipeline's own colours (SGR) when
+colour is on and drops every other escape sequence and control character.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, TextIO
+
+from hubctl.terminal import sender_text
 
 _CODES = {
     "red": "31",
@@ -30,6 +34,8 @@ STATUS_COLOURS = {
     "cancelled": "magenta",
     "skipped": "dim",
 }
+#: Colour codes, which take no room on screen.
+_SGR_CODES = re.compile(r"\x1b\[[0-9;:]*m")
 LEVEL_COLOURS = {"error": "red", "warning": "yellow", "debug": "dim"}
 STATUS_MARKS = {
     "success": "✓",
@@ -59,8 +65,12 @@ class Painter:
             return text
         return f"\x1b[{_CODES[colour]}m{text}\x1b[0m"
 
+    def text(self, value: object) -> str:
+        """A sender's value, safe to print: its colours only when colour is on."""
+        return sender_text(value, colour=self.enabled)
+
     def status(self, status: str | None) -> str:
-        word = status or "?"
+        word = self.text(status or "?")
         return self(word, STATUS_COLOURS.get(word))
 
 
@@ -94,17 +104,19 @@ def event_lines(event: Mapping[str, Any], paint: Painter) -> list[str]:
     head = " ".join(
         [
             paint(clock(event.get("timestamp")), "dim"),
-            paint(str(event.get("project") or "-"), "bold"),
-            paint(f"#{event.get('deployment_id') or '-'}", "blue"),
+            paint(paint.text(event.get("project") or "-"), "bold"),
+            paint(f"#{paint.text(event.get('deployment_id') or '-')}", "blue"),
         ]
     )
-    where = " / ".join(str(payload[k]) for k in ("job", "step") if payload.get(k))
+    where = " / ".join(paint.text(payload[k]) for k in ("job", "step") if payload.get(k))
     if kind == "log_entry":
         level = str(payload.get("level") or "info")
         text = str(payload.get("message") or payload.get("logs") or "")
         prefix = f"{head} {paint(where or 'log', 'dim')} "
-        return [prefix + paint(line, LEVEL_COLOURS.get(level)) for line in text.split("\n")]
-    parts = [head, paint(kind, "cyan")]
+        return [
+            prefix + paint(paint.text(line), LEVEL_COLOURS.get(level)) for line in text.split("\n")
+        ]
+    parts = [head, paint(paint.text(kind), "cyan")]
     if where:
         parts.append(where)
     if payload.get("status"):
@@ -112,13 +124,15 @@ def event_lines(event: Mapping[str, Any], paint: Painter) -> list[str]:
     if payload.get("duration_ms") is not None:
         parts.append(duration(payload["duration_ms"]))
     if payload.get("metrics"):
-        parts.append(" ".join(f"{k}={v}" for k, v in payload["metrics"].items()))
+        parts.append(
+            " ".join(f"{paint.text(k)}={paint.text(v)}" for k, v in payload["metrics"].items())
+        )
     note = payload.get("error") or payload.get("message") or payload.get("logs")
     lines = [" ".join(parts)]
     if note:
         first, *rest = str(note).split("\n")
-        lines[0] += " " + paint(first, "red" if payload.get("error") else None)
-        lines += [" " * 13 + line for line in rest]
+        lines[0] += " " + paint(paint.text(first), "red" if payload.get("error") else None)
+        lines += [" " * 13 + paint.text(line) for line in rest]
     return lines
 
 
@@ -126,13 +140,13 @@ def deployment_tree(view: Mapping[str, Any], paint: Painter) -> list[str]:
     """A deployment from ``GET /api/deployments/<id>`` as an indented job/step tree."""
     status = view.get("status")
     head = (
-        f"{paint(str(view.get('project')), 'bold')} "
-        f"{paint('#' + str(view.get('deployment_id')), 'blue')}  "
+        f"{paint(paint.text(view.get('project')), 'bold')} "
+        f"{paint('#' + paint.text(view.get('deployment_id')), 'blue')}  "
         f"{paint.status(status)}  {duration(view.get('duration_ms'))}"
     ).rstrip()
     lines = [head]
     facts = [
-        f"{label} {view[key]}"
+        f"{label} {paint.text(view[key])}"
         for key, label in (
             ("workflow_name", "workflow"),
             ("branch", "branch"),
@@ -146,25 +160,27 @@ def deployment_tree(view: Mapping[str, Any], paint: Painter) -> list[str]:
     if facts:
         lines.append("  " + paint("  ".join(facts), "dim"))
     if view.get("error"):
-        lines.append("  " + paint(f"error: {view['error']}", "red"))
+        lines.append("  " + paint(f"error: {paint.text(view['error'])}", "red"))
     jobs = view.get("jobs") or []
-    width = max((len(str(s.get("name"))) for j in jobs for s in j.get("steps") or []), default=0)
+    names = {id(s): paint.text(s.get("name")) for j in jobs for s in j.get("steps") or []}
+    width = max((_visible_width(name) for name in names.values()), default=0)
     for job in jobs:
         lines.append(
-            f"  {paint(str(job.get('name')), 'bold')}  {paint.status(job.get('status'))}  "
+            f"  {paint(paint.text(job.get('name')), 'bold')}  {paint.status(job.get('status'))}  "
             f"{duration(job.get('duration_ms'))}".rstrip()
         )
         for step in job.get("steps") or []:
             step_status = step.get("status")
             colour = STATUS_COLOURS.get(step_status or "")
             mark = paint(STATUS_MARKS.get(step_status or "", "?"), colour)
-            name = str(step.get("name")).ljust(width)
+            name = names[id(step)]
+            name += " " * (width - _visible_width(name))
             lines.append(
-                f"    {mark} {name}  {paint((step_status or '?').ljust(9), colour)}  "
+                f"    {mark} {name}  {paint(paint.text(step_status or '?').ljust(9), colour)}  "
                 f"{duration(step.get('duration_ms'))}".rstrip()
             )
             if step.get("error"):
-                lines.append("      " + paint(str(step["error"]).split("\n")[0], "red"))
+                lines.append("      " + paint(paint.text(str(step["error"]).split("\n")[0]), "red"))
     if not jobs:
         lines.append("  " + paint("(no steps reported)", "dim"))
     if view.get("log_lines"):
@@ -173,26 +189,39 @@ def deployment_tree(view: Mapping[str, Any], paint: Painter) -> list[str]:
 
 
 def highlighted(text: str, spans: list[list[int]], paint: Painter) -> str:
-    """``text`` with the ``[start, end]`` spans (code points) of a search match in bold."""
+    """``text`` with the ``[start, end]`` spans (code points) of a search match in bold.
+
+    The spans count code points of the text as the hub sent it, so the text is cut at
+    them first and each piece is cleaned on its own (cleaning could move them)."""
     out, at = [], 0
     for start, end in spans:
-        out += [text[at:start], paint(text[start:end], "bold")]
+        out += [paint.text(text[at:start]), paint(paint.text(text[start:end]), "bold")]
         at = end
-    return "".join([*out, text[at:]])
+    return "".join([*out, paint.text(text[at:])])
 
 
 def search_hit_lines(hit: Mapping[str, Any], paint: Painter, base_url: str) -> list[str]:
     """One search result: where and when, the line with its match, and its dashboard link."""
-    where = " / ".join(part for part in (hit.get("job"), hit.get("step")) if part)
-    level = str(hit.get("level") or "info")
-    head = (
-        f"{paint(str(hit.get('timestamp') or ''), 'dim')} "
-        f"{hit.get('project')} {paint(str(hit.get('deployment_id')), 'cyan')}"
-        + (f" {where}" if where else "")
-        + (f" {paint(level.upper(), LEVEL_COLOURS.get(level))}" if level != "info" else "")
+    where = " / ".join(paint.text(part) for part in (hit.get("job"), hit.get("step")) if part)
+    level = paint.text(hit.get("level") or "info")
+    head = " ".join(
+        part
+        for part in (
+            paint(paint.text(hit.get("timestamp") or ""), "dim"),
+            paint.text(hit.get("project")),
+            paint(paint.text(hit.get("deployment_id")), "cyan"),
+            where,
+            paint(level.upper(), LEVEL_COLOURS.get(level)) if level != "info" else "",
+        )
+        if part
     )
     text = highlighted(str(hit.get("text") or ""), list(hit.get("match") or []), paint)
     lines = [head, f"  {text}"]
     if hit.get("link"):
-        lines.append(paint(f"  {base_url}/{hit['link']}", "dim"))
+        lines.append(paint(f"  {paint.text(base_url)}/{paint.text(hit['link'])}", "dim"))
     return lines
+
+
+def _visible_width(text: str) -> int:
+    """Characters a name takes on screen, not counting its colour codes."""
+    return len(_SGR_CODES.sub("", text))

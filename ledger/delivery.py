@@ -3,6 +3,8 @@
 The four figures teams track (after DORA) computed from deployment rows as the
 list API gives them, so that the page makes one bounded request instead of
 paging through every deployment, and alerts and reports use the same numbers.
+Days are counted in a time zone the caller names (UTC unless told), so that a
+page showing local times shows local days too.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from ledger.stats import percentile
@@ -18,8 +20,16 @@ from ledger.timestamps import format_timestamp, parse_timestamp
 from ledger.view import ListRow
 
 
-def summarise(rows: list[ListRow], *, start: datetime, end: datetime) -> dict[str, Any]:
-    """The metrics of deployment rows (as the list API gives them) over ``start..end``."""
+def summarise(
+    rows: list[ListRow],
+    *,
+    start: datetime,
+    end: datetime,
+    zone: tzinfo = UTC,
+    zone_name: str = "UTC",
+) -> dict[str, Any]:
+    """The metrics of deployment rows (as the list API gives them) over ``start..end``,
+    with ``daily`` buckets that are the calendar days of ``zone`` (called ``zone_name``)."""
     days = max((end - start).total_seconds() / 86400, 1e-9)
     by_project: dict[str, list[ListRow]] = {}
     for row in rows:
@@ -29,8 +39,9 @@ def summarise(rows: list[ListRow], *, start: datetime, end: datetime) -> dict[st
             "from": format_timestamp(start),
             "to": format_timestamp(end),
             "days": round(days, 3),
+            "time_zone": zone_name,
         },
-        "daily": _daily(rows, start, end),
+        "daily": _daily(rows, start, end, zone),
         "overall": _project_metrics(rows, days),
         "projects": [
             {"project": name, **_project_metrics(members, days)}
@@ -39,15 +50,20 @@ def summarise(rows: list[ListRow], *, start: datetime, end: datetime) -> dict[st
     }
 
 
-def _daily(rows: Iterable[ListRow], start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Deployments started on each UTC day of the window, by outcome."""
+def _daily(
+    rows: Iterable[ListRow], start: datetime, end: datetime, zone: tzinfo
+) -> list[dict[str, Any]]:
+    """Deployments started on each day of the window, as ``zone`` counts days, by outcome."""
     counts: dict[str, Counter[str]] = {}
-    day = start.date()
-    while day <= end.date():
+    day = start.astimezone(zone).date()
+    while day <= end.astimezone(zone).date():
         counts[day.isoformat()] = Counter()
         day += timedelta(days=1)
     for row in rows:
-        bucket = counts.get(str(row.get("started_at") or "")[:10])
+        started_at = row.get("started_at")
+        if not started_at:
+            continue
+        bucket = counts.get(parse_timestamp(started_at).astimezone(zone).date().isoformat())
         if bucket is not None:
             bucket[_outcome(row["status"])] += 1
     return [

@@ -18,7 +18,7 @@ definition.  Rows without an environment belong to none.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from ledger.events import OPEN_STATUSES
 from ledger.view import ListRow
@@ -49,6 +49,8 @@ class DeploymentRef(TypedDict):
     completed_at: str | None
     run_url: str | None
     environment_url: str | None
+    last_news_at: str | None
+    stale: NotRequired[bool]
 
 
 class EnvironmentState(TypedDict):
@@ -86,6 +88,7 @@ def ref(row: ListRow) -> DeploymentRef:
         "completed_at": row.get("completed_at"),
         "run_url": row.get("run_url"),
         "environment_url": row.get("environment_url"),
+        "last_news_at": row.get("last_news_at"),
     }
 
 

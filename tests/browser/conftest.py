@@ -8,6 +8,7 @@ are collected, so a test can assert that the page stayed clean.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,9 +59,12 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
-@pytest.fixture
-def watched(browser: Any) -> Iterator[Watched]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
+@contextmanager
+def watched_page(browser: Any, **options: Any) -> Iterator[Watched]:
+    """A page in a new browser context made with ``options`` (Playwright's new_context)."""
+    context = browser.new_context(
+        **{"viewport": {"width": 1280, "height": 900}, "locale": "en-GB", **options}
+    )
     page = context.new_page()
     page.set_default_timeout(SLOW_MS)
     result = Watched(page)
@@ -71,8 +75,16 @@ def watched(browser: Any) -> Iterator[Watched]:
         ),
     )
     page.on("pageerror", lambda error: result.errors.append(f"pageerror: {error}"))
-    yield result
-    context.close()
+    try:
+        yield result
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def watched(browser: Any) -> Iterator[Watched]:
+    with watched_page(browser) as result:
+        yield result
 
 
 def post(hub: HubServer, *events: dict[str, Any]) -> list[str]:

@@ -1,8 +1,10 @@
-"""Every page at desktop and phone width, over realistic data: clean, fitting, screenshotted.
+"""Every page at desktop and phone width, light and dark, over realistic data: clean,
+fitting, screenshotted.
 
 The screenshots land in ``test-artifacts/dashboard/`` for a person to look at;
 the test itself checks what a machine can: no console errors, nothing wider
-than the viewport, charts and the badge image actually rendered.
+than the viewport, charts and the badge image actually rendered, the dark theme
+(charts included) when the system asks for it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ledger.timestamps import format_timestamp
-from tests.browser.conftest import ARTIFACTS, Watched, event, post
+from tests.browser.conftest import ARTIFACTS, Watched, event, post, watched_page
 from tests.conftest import FIXTURES
 from tests.e2e.server import HubServer
 
@@ -33,7 +35,11 @@ DEPLOY = [
     ("deploy", "重启服务", 9),
     ("deploy", "smoke test", 14),
 ]
-SIZES = {"1280": {"width": 1280, "height": 900}, "375": {"width": 375, "height": 812}}
+SIZES = {"1280": {"width": 1280, "height": 900}, "390": {"width": 390, "height": 844}}
+#: The page's background in each theme (--bg).
+BACKGROUNDS = {"light": "rgb(244, 246, 249)", "dark": "rgb(13, 17, 23)"}
+#: What the frequency chart's "success" bars are drawn in, in each theme (--chart-success).
+CHART_SUCCESS = {"light": "#2e7d32", "dark": "#3fb950"}
 
 
 def log_lines(step: str) -> list[str]:
@@ -216,12 +222,18 @@ PAGES = [
 ]
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("size", list(SIZES))
 def test_every_page_renders_cleanly_and_fits_the_screen(
-    hub: HubServer, seeded: str, watched: Watched, size: str
+    hub: HubServer, seeded: str, browser: Any, size: str, scheme: str
 ) -> None:
+    with watched_page(browser, viewport=SIZES[size], color_scheme=scheme) as watched:
+        every_page(hub, watched, size, scheme)
+
+
+def every_page(hub: HubServer, watched: Watched, size: str, scheme: str) -> None:
     page = watched.page
-    page.set_viewport_size(SIZES[size])
+    suffix = "" if scheme == "light" else "-dark"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for name, fragment, ready in PAGES:
         page.goto(f"{hub.url}/project-dashboard/{fragment}")
@@ -260,7 +272,12 @@ def test_every_page_renders_cleanly_and_fits_the_screen(
             expect(page.locator("#metrics-environment")).to_have_value("production")
             expect(page.locator(".chart-grid canvas")).to_have_count(4)
             expect(page.locator(".metrics-table tbody tr")).to_have_count(3)
-        page.screenshot(path=str(ARTIFACTS / f"{name}-{size}.png"), full_page=True)
+            assert chart_success(page) == CHART_SUCCESS[scheme]
+        assert (
+            page.evaluate("getComputedStyle(document.body).backgroundColor")
+            == (BACKGROUNDS[scheme])
+        )
+        page.screenshot(path=str(ARTIFACTS / f"{name}-{size}{suffix}.png"), full_page=True)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= SIZES[size]["width"], f"{name} is {width}px wide at {size}px"
     assert watched.errors == []
@@ -289,3 +306,29 @@ def test_legacy_summary_steps_show_in_their_order_with_readable_names(
         "data-status", "failure"
     )
     assert watched.errors == []
+
+
+def chart_success(page: Any) -> str:
+    """The colour the frequency chart draws its "success" bars in."""
+    colour: str = page.evaluate(
+        "Chart.getChart(document.getElementById('chart-frequency')).data.datasets[0].backgroundColor"
+    )
+    return colour
+
+
+def test_the_charts_follow_the_system_theme_as_it_changes(
+    hub: HubServer, seeded: str, browser: Any
+) -> None:
+    with watched_page(browser, color_scheme="light") as watched:
+        page = watched.page
+        page.goto(f"{hub.url}/project-dashboard/#/metrics?days=7")
+        expect(page.locator(".chart-grid canvas")).to_have_count(4)
+        assert chart_success(page) == CHART_SUCCESS["light"]
+        page.emulate_media(color_scheme="dark")
+        expect(page.locator("body")).to_have_css("background-color", BACKGROUNDS["dark"])
+        page.wait_for_function(
+            "colour => Chart.getChart(document.getElementById('chart-frequency'))"
+            ".data.datasets[0].backgroundColor === colour",
+            arg=CHART_SUCCESS["dark"],
+        )
+        assert watched.errors == []

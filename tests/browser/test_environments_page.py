@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -127,4 +128,55 @@ def test_history_and_metrics_filter_by_environment(hub: HubServer, watched: Watc
     assert "environment=staging" in page.url
     select.select_option("*")
     expect(page.locator(".metrics-table tbody tr td").first).to_have_text("3")
+    assert watched.errors == []
+
+
+def test_the_matrix_follows_every_project_without_polling_and_renders_sender_text(
+    hub: HubServer, watched: Watched
+) -> None:
+    deployed(hub, "env-known", "env-known-1", "production", 20)
+    page = watched.page
+    sent: list[dict[str, Any]] = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on("framesent", lambda payload: sent.append(json.loads(payload))),
+    )
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.clock.install()
+    page.goto(f"{hub.url}/project-dashboard/#/environments")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    expect(cell(page, "env-known", "production")).to_have_attribute("data-state", "success")
+    asked = len(requests)
+    page.clock.fast_forward(35_000)  # what polled every 30 s would have asked again by now
+    page.wait_for_timeout(500)
+    assert not [url for url in requests[asked:] if "/api/" in url], requests[asked:]
+
+    # names are one line (no C0 controls), but C1 escapes and markup get through
+    hostile = '<img src=x onerror="window.__pwned=1">'
+    environment = "canary\x9b2J"
+    deployed(
+        hub,
+        "env-new",
+        "env-new-1",
+        environment,
+        1,
+        actor=f"mei\x9d0;title\x9c {hostile}",
+        branch="main\x9b1;1H",
+        version="2.0",
+    )
+    canary = cell(page, "env-new", environment)
+    expect(canary).to_have_attribute("data-state", "success", timeout=LIVE_MS)
+    # a canary stage comes before production
+    expect(page.locator("table.environments thead th")).to_contain_text(["canary", "production"])
+    expect(page.locator("table.environments thead th", has_text="canary")).to_have_text("canary")
+    expect(canary).to_have_attribute("data-label", "canary")
+    expect(canary.locator(".chip")).to_have_text("main")
+    expect(canary.locator(".env-when")).to_contain_text(f"mei {hostile}")
+    text = page.locator("main").inner_text()
+    assert not [bad for bad in ("\x9b", "\x9d", "\x9c", "2J", "title") if bad in text], text
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    subscriptions = [f for f in sent if str(f.get("type", "")).startswith("subscribe")]
+    assert [f["type"] for f in subscriptions] == ["subscribe_all"]
     assert watched.errors == []

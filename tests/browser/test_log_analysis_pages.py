@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ledger.timestamps import format_timestamp
-from tests.browser.conftest import Watched, event, post
+from tests.browser.conftest import Watched, event, post, watched_page
 from tests.e2e.server import HubServer
 
 pytestmark = pytest.mark.browser
@@ -255,3 +255,97 @@ def test_a_deployments_own_line_opens_in_the_full_log(hub: HubServer, watched: W
     target = page.locator(".full-log .log-line-target .log-text")
     expect(target).to_have_text("smoke test failed: HTTP 502")
     assert watched.errors == []
+
+
+HOSTILE = '<img src=x onerror="window.__pwned=1">'
+
+
+def test_sender_text_on_the_log_analysis_pages_is_rendered_and_stays_text(
+    hub: HubServer, watched: Watched
+) -> None:
+    """Job and step names, the failing line, its error, its group and search hits go through
+    the ANSI renderer: colours become spans, other escapes and controls go, markup stays text.
+    (Names may not hold C0 controls, so they carry an 8-bit CSI.)"""
+    project, deployment = "hostile-shop", "hostile-1"
+    job, step = "c\x9b2Ji", "smo\x9b31mke"
+    post(
+        hub,
+        event("deployment_started", project, deployment, timestamp=ago(5)),
+        event("step_started", project, deployment, job=job, step=step, timestamp=ago(5)),
+        event(
+            "log_entry",
+            project,
+            deployment,
+            job=job,
+            step=step,
+            message=f"{RED}Error:{RESET} unreachable\x07 host\x1b]0;title\x07 {HOSTILE}",
+            timestamp=ago(4),
+        ),
+        event(
+            "step_completed",
+            project,
+            deployment,
+            job=job,
+            step=step,
+            status="failure",
+            error=f"{RED}exit 1{RESET}",
+            started_at=ago(5),
+            timestamp=ago(4),
+        ),
+        event("deployment_completed", project, deployment, status="failure", timestamp=ago(4)),
+    )
+    shown = f"Error: unreachable host {HOSTILE}"
+
+    def clean(page: Any) -> None:
+        text = page.locator("main").inner_text()
+        assert not [bad for bad in ("\x1b", "\x07", "\x9b", "[32m", "]0;") if bad in text], text
+        assert page.locator("main img").count() == 0
+        assert page.evaluate("window.__pwned") is None
+
+    page = open_page(watched, hub, f"#/deployments/{deployment}")
+    box = page.locator(".failure-box")
+    expect(box.locator("h2")).to_have_text("Why it failed: ci / smoke")
+    expect(box.locator(".failure-text")).to_have_text(shown)
+    expect(box.locator(".failure-message .ansi-red-fg")).to_have_text("exit 1")
+    clean(page)
+
+    page.goto(f"{hub.url}/project-dashboard/#/failures?project={project}")
+    group = page.locator(".failure-group", has_text="unreachable")
+    expect(group.locator(".failure-text")).to_have_text(shown)
+    expect(group.locator(".failure-meta")).to_contain_text("ci / smoke")
+    assert "\x1b" not in (group.locator(".failure-text").get_attribute("title") or "")
+    clean(page)
+
+    page.goto(f"{hub.url}/project-dashboard/#/search?q=unreachable+host&project={project}")
+    hit = page.locator(".search-hit")
+    expect(hit).to_have_count(1)
+    expect(hit.locator("mark")).to_have_text(["unreachable", "host"])
+    expect(hit.locator(".search-hit-text")).to_have_text(shown)
+    expect(hit.locator(".search-hit-head")).to_contain_text("ci / smoke")
+    clean(page)
+
+    page.goto(f"{hub.url}/project-dashboard/#/steps?project={project}")
+    card = page.locator(f".trend-card[data-project='{project}']")
+    expect(card.locator(".trend-table", has_text="Failing most")).to_contain_text("ci / smoke")
+    clean(page)
+    assert watched.errors == []
+
+
+def test_failure_times_and_log_clocks_follow_the_zone_switch(
+    hub: HubServer, failures: list[str], browser: Any
+) -> None:
+    with watched_page(browser, timezone_id="Asia/Kolkata") as watched:
+        page = open_page(watched, hub, "#/deployments/fail-3")
+        seen = page.locator(".failure-seen time").first
+        expect(seen).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\+05:30$"))
+        page.locator(".failure-box .failure-link").click()
+        clock = page.locator(".log-line-target .log-time")
+        expect(clock).to_have_attribute("title", re.compile(r"UTC\+05:30$"))
+        local = clock.inner_text()
+        page.locator("#time-zone").click()
+        expect(seen).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
+        expect(clock).not_to_have_text(local)
+        expect(clock).to_have_attribute("title", re.compile(r" UTC$"))
+        minutes = lambda text: int(text.split(":")[0]) * 60 + int(text.split(":")[1])  # noqa: E731
+        assert (minutes(local) - minutes(clock.inner_text())) % (24 * 60) == 5 * 60 + 30
+        assert watched.errors == []

@@ -509,3 +509,37 @@ def test_tail_says_so_when_history_no_longer_reaches_back(hub: HubServer) -> Non
     assert code == 0, stderr
     assert json.loads(tail.read(1)[0])["payload"]["message"] == "still here"
     assert "history no longer reaches back to 0000000000001-000000000001" in stderr
+
+
+def test_status_and_tail_print_hostile_sender_text_harmlessly(hub: HubServer) -> None:
+    """Free text the hub accepts as it is (errors, log lines) reaches the terminal cleaned."""
+    hostile = (
+        "\x1b[31mred\x1b[0m \x1b]52;c;aGk=\x07\x1b]0;owned\x07\x1b[2J\x1bP1|x\x1b\\\x9b2J\x07!"
+    )
+    acts = ("\x1b]", "\x1b[2J", "\x1bP", "\x9b", "\x07")
+    project, deployment = "hostile-terminal", "900"
+    bodies = [
+        {"type": "deployment_started"},
+        {"type": "step_started", "job": "ci", "step": "build"},
+        {"type": "log_entry", "job": "ci", "step": "build", "message": hostile},
+        {"type": "step_completed", "job": "ci", "step": "build", "status": "failure"},
+        {"type": "deployment_completed", "status": "failure", "error": hostile},
+    ]
+    events = [{**body, "project": project, "deployment_id": deployment} for body in bodies]
+    code, _, err = hubctl(hub.url, "send", "--json", stdin=json.dumps({"events": events}))
+    assert code == 0, err
+    for colour in ("never", "always"):
+        code, out, err = hubctl(hub.url, "--color", colour, "status", deployment)
+        assert code == 0, err
+        assert not any(bad in out for bad in acts), repr(out)
+        assert "red" in out
+        assert ("\x1b[31mred\x1b[0m" in out) is (colour == "always")
+        tail = TailProcess(hub.url, "--deployment", deployment, "--count", "5", "--color", colour)
+        try:
+            code, stderr = tail.finish()
+            assert code == 0, stderr
+            lines = tail.read(5)
+        finally:
+            tail.close()
+        assert not any(bad in line for line in lines for bad in acts), lines
+        assert any(line.endswith("ci / build red !") for line in lines) is (colour == "never")

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -362,3 +363,106 @@ def test_metrics_read_at_most_a_bounded_number_of_deployments(
     rows, truncated = deployments_since(store, None, format_timestamp(now - timedelta(hours=2.5)))
     assert ([r["deployment_id"] for r in rows], truncated) == (["d0", "d1"], False)
     assert client.get("/api/delivery-metrics").json["truncated"] is True  # type: ignore[index]
+
+
+def test_days_are_counted_in_the_time_zone_asked_for() -> None:
+    """23:30 UTC is already the next day in Berlin (UTC+2 in summer) and still that day in
+    New York, 16:00 UTC the next day in Tokyo; the window's first and last days are the
+    zone's too."""
+    end = datetime(2025, 8, 20, 12, tzinfo=UTC)
+    start = end - timedelta(days=2)
+    rows = [
+        row("a", "success", datetime(2025, 8, 18, 23, 30, tzinfo=UTC), 2),
+        row("a", "failure", datetime(2025, 8, 19, 16, 0, tzinfo=UTC), 2),
+    ]
+
+    def days(**zone: Any) -> dict[str, tuple[int, int]]:
+        summary = summarise(rows, start=start, end=end, **zone)
+        return {d["date"]: (d["success"], d["failure"]) for d in summary["daily"]}
+
+    assert days() == {"2025-08-18": (1, 0), "2025-08-19": (0, 1), "2025-08-20": (0, 0)}
+    berlin = days(zone=ZoneInfo("Europe/Berlin"), zone_name="Europe/Berlin")
+    assert berlin == {"2025-08-18": (0, 0), "2025-08-19": (1, 1), "2025-08-20": (0, 0)}
+    tokyo = days(zone=timezone(timedelta(hours=9)), zone_name="UTC+09:00")
+    assert tokyo == {"2025-08-18": (0, 0), "2025-08-19": (1, 0), "2025-08-20": (0, 1)}
+    summary = summarise(rows, start=start, end=end, zone=ZoneInfo("America/New_York"))
+    assert summary["daily"][0] == {"date": "2025-08-18", "success": 1, "failure": 0, "other": 0}
+
+
+def test_a_zone_with_daylight_saving_counts_each_local_day() -> None:
+    """Across the end of summer time in Berlin each local day is still one bucket."""
+    zone = ZoneInfo("Europe/Berlin")
+    end = datetime(2025, 10, 27, 12, tzinfo=UTC)
+    start = end - timedelta(days=3)
+    rows = [
+        # 22:30 UTC is 00:30 the next day in summer (UTC+2) and 23:30 in winter (UTC+1)
+        row("a", "success", datetime(2025, 10, 25, 22, 30, tzinfo=UTC), 1),
+        row("a", "success", datetime(2025, 10, 26, 22, 30, tzinfo=UTC), 1),
+    ]
+    daily = summarise(rows, start=start, end=end, zone=zone, zone_name="Europe/Berlin")["daily"]
+    assert {d["date"]: d["success"] for d in daily} == {
+        "2025-10-24": 0,
+        "2025-10-25": 0,
+        "2025-10-26": 2,
+        "2025-10-27": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "zone"),
+    [
+        ("", "UTC"),
+        ("&tz=UTC", "UTC"),
+        ("&tz=Europe/Berlin", "Europe/Berlin"),
+        ("&tz=America/Argentina/Buenos_Aires", "America/Argentina/Buenos_Aires"),
+        ("&utc_offset=330", "UTC+05:30"),
+        ("&utc_offset=-300", "UTC-05:00"),
+        ("&utc_offset=%2B60", "UTC+01:00"),
+        ("&utc_offset=0", "UTC"),
+    ],
+)
+def test_metrics_endpoint_takes_a_time_zone(client: FlaskClient, query: str, zone: str) -> None:
+    body = client.get(f"/api/delivery-metrics?days=2{query}").json
+    assert body is not None
+    assert body["window"]["time_zone"] == zone
+    assert len(body["daily"]) in (2, 3)
+
+
+def test_metrics_endpoint_buckets_in_the_zone_asked_for(client: FlaskClient) -> None:
+    now = datetime.now(UTC)
+    started = now.replace(hour=23, minute=30, second=0, microsecond=0) - timedelta(days=1)
+    finished(client, "late", "late-1", "success", started, 60)
+    utc = client.get("/api/delivery-metrics?days=3&project=late").json
+    east = client.get("/api/delivery-metrics?days=3&project=late&utc_offset=120").json
+    assert utc is not None
+    assert east is not None
+    in_utc = [d["date"] for d in utc["daily"] if d["success"]]
+    in_east = [d["date"] for d in east["daily"] if d["success"]]
+    assert in_utc == [started.date().isoformat()]
+    assert in_east == [(started + timedelta(hours=2)).date().isoformat()]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("tz=Mars/Olympus_Mons", "tz"),
+        ("tz=../../etc/passwd", "tz"),
+        ("tz=/etc/localtime", "tz"),
+        ("tz=Europe/Berlin%00", "tz"),
+        ("tz=" + "A" * 300, "tz"),
+        ("tz=Europe/" + "B" * 40, "tz"),
+        ("utc_offset=900", "utc_offset"),
+        ("utc_offset=-721", "utc_offset"),
+        ("utc_offset=1.5", "utc_offset"),
+        ("utc_offset=+-5", "utc_offset"),
+        ("utc_offset=%EF%BC%91", "utc_offset"),
+        ("utc_offset=60&tz=UTC", "utc_offset"),
+    ],
+)
+def test_metrics_endpoint_refuses_a_bad_time_zone(
+    client: FlaskClient, query: str, field: str
+) -> None:
+    response = client.get(f"/api/delivery-metrics?{query}")
+    assert response.status_code == 400
+    assert response.json is not None
+    assert field in response.json["error"]["details"]

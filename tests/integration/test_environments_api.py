@@ -105,6 +105,28 @@ def test_environments_lists_current_in_progress_and_latest(seeded: FlaskClient) 
     assert [s["project"] for s in only["environments"]] == ["blog"]
 
 
+def test_environments_say_when_they_last_heard_of_a_deployment_and_when_it_is_stale(
+    seeded: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+    import types
+
+    def production() -> dict[str, Any]:
+        body = seeded.get("/api/environments?project=shop").json
+        assert body is not None
+        return next(s for s in body["environments"] if s["environment"] == "production")
+
+    state = production()
+    assert state["in_progress"]["last_news_at"] is not None
+    assert (state["in_progress"]["stale"], state["current"]["stale"]) == (False, False)
+    later = types.SimpleNamespace(time=lambda: time.time() + 3601)
+    monkeypatch.setattr(environments, "time", later)
+    state = production()
+    assert state["in_progress"]["stale"] is True
+    assert state["latest"]["stale"] is True
+    assert state["current"]["stale"] is False  # a finished deployment is never stale
+
+
 def test_environments_read_a_bounded_number_of_deployments(
     seeded: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from email.message import Message
 from typing import Any
 
@@ -25,7 +26,15 @@ from hubctl.hub import (
     hub_from_env,
     sign,
 )
-from hubctl.render import Painter, deployment_tree, duration, event_lines, use_colour
+from hubctl.render import (
+    Painter,
+    deployment_tree,
+    duration,
+    event_lines,
+    highlighted,
+    search_hit_lines,
+    use_colour,
+)
 from hubctl.replay import to_bodies
 from hubctl.watch import next_link, rate_limit_wait
 
@@ -414,8 +423,6 @@ def test_bad_send_fields_are_named_before_anything_is_sent(args: list[str], mess
 
 
 def test_a_search_hit_shows_where_its_match_and_its_link() -> None:
-    from hubctl.render import highlighted, search_hit_lines
-
     hit = {
         "id": "7",
         "deployment_id": "d1",
@@ -438,3 +445,133 @@ def test_a_search_hit_shows_where_its_match_and_its_link() -> None:
     assert "\x1b[1mError\x1b[0m" in coloured[1]
     assert "\x1b[1mrefused\x1b[0m" in coloured[1]
     assert highlighted("abc", [], Painter(True)) == "abc"
+
+
+#: Sender text a terminal would act on: clipboard write, window title, clear screen, a device
+#: control string, an 8-bit CSI, a bell and a NUL, around a legitimate colour.
+HOSTILE = "\x1b[31mred\x1b[0m\x1b]52;c;aGk=\x07\x1b]0;owned\x07\x1b[2J\x1bP1|x\x1b\\\x9b2J\x07\x00!"
+TERMINAL_ACTS_ON = ("\x1b]", "\x1b[2J", "\x1bP", "\x9b", "\x07", "\x00")
+
+
+def hostile_lines(paint: Painter) -> list[str]:
+    payload = {"job": f"j{HOSTILE}", "step": f"s{HOSTILE}", "status": "failure"}
+    event = {"type": "step_completed", "project": f"p{HOSTILE}", "deployment_id": "9"}
+    log = {"type": "log_entry", "project": "p", "deployment_id": "9"}
+    view = {
+        "project": f"p{HOSTILE}",
+        "deployment_id": f"9{HOSTILE}",
+        "status": "failure",
+        "branch": f"b{HOSTILE}",
+        "error": f"e{HOSTILE}",
+        "jobs": [
+            {
+                "name": f"j{HOSTILE}",
+                "status": "failure",
+                "steps": [{"name": f"s{HOSTILE}", "status": "failure", "error": HOSTILE}],
+            }
+        ],
+    }
+    hit = {
+        "deployment_id": f"9{HOSTILE}",
+        "project": f"p{HOSTILE}",
+        "job": f"j{HOSTILE}",
+        "step": f"s{HOSTILE}",
+        "level": "error",
+        "timestamp": f"t{HOSTILE}",
+        "text": f"x{HOSTILE}y",
+        "match": [[0, 4], [len(HOSTILE) + 1, len(HOSTILE) + 2]],
+        "link": f"#/deployments/9?line=1{HOSTILE}",
+    }
+    return [
+        *event_lines({**event, "payload": {**payload, "error": f"e{HOSTILE}\nl{HOSTILE}"}}, paint),
+        *event_lines({**event, "payload": {"metrics": {f"k{HOSTILE}": f"v{HOSTILE}"}}}, paint),
+        *event_lines({**log, "payload": {"message": f"m{HOSTILE}\nn{HOSTILE}"}}, paint),
+        *deployment_tree(view, paint),
+        *search_hit_lines(hit, paint, "http://hub"),
+    ]
+
+
+def test_sender_text_reaches_the_terminal_without_control_sequences() -> None:
+    plain = hostile_lines(Painter(False))
+    assert all("\x1b" not in line for line in plain), plain
+    assert "red!" in plain[0]
+    coloured = hostile_lines(Painter(True))
+    for line in coloured:
+        assert not any(bad in line for bad in TERMINAL_ACTS_ON), repr(line)
+    assert "\x1b[31mred\x1b[0m" in coloured[0]
+
+
+def test_step_names_with_colours_still_line_up() -> None:
+    view = {
+        "project": "p",
+        "deployment_id": "1",
+        "status": "success",
+        "jobs": [
+            {
+                "name": "j",
+                "status": "success",
+                "steps": [
+                    {"name": "\x1b[32mgreen\x1b[0m", "status": "success", "duration_ms": 5},
+                    {"name": "longer name", "status": "success", "duration_ms": 5},
+                ],
+            }
+        ],
+    }
+    lines = deployment_tree(view, Painter(True))
+    strip = lambda line: re.sub(r"\x1b\[[0-9;]*m", "", line)  # noqa: E731
+    assert strip(lines[-2]).index("success") == strip(lines[-1]).index("success")
+
+
+def test_json_output_escapes_the_controls_json_leaves_raw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Client:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def get(self, path: str) -> dict[str, Any]:
+            return {"project": "p", "error": "a\x9b2J\x7fb"}
+
+    monkeypatch.setattr("hubctl.cli.HubClient", Client)
+    out = io.StringIO()
+    assert main(["status", "1", "--json"], environ={}, stdout=out, stderr=io.StringIO()) == 0
+    text = out.getvalue()
+    assert "\\u009b2J\\u007fb" in text
+    assert json.loads(text)["error"] == "a\x9b2J\x7fb"
+
+
+def test_logs_search_output_goes_through_the_sanitiser(monkeypatch: pytest.MonkeyPatch) -> None:
+    hit = {
+        "id": "7",
+        "deployment_id": "d\x9b2J1",
+        "project": "web",
+        "job": "build",
+        "step": "s\x1b]0;owned\x07",
+        "level": "error",
+        "timestamp": "2025-03-01T10:00:03.000Z",
+        "text": "bell\x07 Error: refused\x7f",
+        "match": [[6, 11]],
+        "link": "#/deployments/d1?line=7",
+    }
+
+    class Client:
+        base_url = "http://hub"
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+            return {"items": [hit], "next_cursor": None, "truncated": False}
+
+    monkeypatch.setattr("hubctl.cli.HubClient", Client)
+    out = io.StringIO()
+    argv = ["logs", "search", "error", "--color", "always"]
+    assert main(argv, environ={}, stdout=out, stderr=io.StringIO()) == 0
+    text = out.getvalue()
+    assert not any(bad in text for bad in ("\x9b", "\x1b]", "\x07", "\x7f")), repr(text)
+    assert "d1 build / s ERROR" in re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert "bell \x1b[1mError\x1b[0m: refused" in text
+    out = io.StringIO()
+    assert main([*argv, "--json"], environ={}, stdout=out, stderr=io.StringIO()) == 0
+    assert "\\u009b2J1" in out.getvalue()
+    assert json.loads(out.getvalue())["deployment_id"] == "d\x9b2J1"

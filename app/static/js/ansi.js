@@ -1,5 +1,8 @@
-// ANSI colour codes in log lines, parsed by anser (vendor/anser.js) into styled
-// chunks that become <span>s holding text nodes: the text is never parsed as HTML.
+// ANSI colour codes in sender text (log lines, errors, messages, names), parsed
+// by anser (vendor/anser.js) into styled chunks that become <span>s holding text
+// nodes: the text is never parsed as HTML.  Escape sequences other than colours
+// (window titles, clipboard writes, cursor moves) and control characters are
+// dropped before parsing, so they never show up as stray characters either.
 
 const Anser = window.module.exports;
 delete window.module;
@@ -31,14 +34,27 @@ function applyColour(span, cls, truecolor, property) {
   else if (/^ansi-[a-z-]+$/.test(cls)) span.classList.add(`${cls}-${property === "color" ? "fg" : "bg"}`);
 }
 
+// One escape sequence or control character: CSI (7- or 8-bit), OSC/DCS/SOS/PM/APC strings up
+// to BEL or ST (or the end), any other escape, C0 controls but tab, newline and carriage
+// return, DEL and C1 controls.  Only colour sequences (SGR, "ESC [ ... m") are kept.
+const CONTROL =
+  /(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?|\x1b[\x20-\x2f]*[\x30-\x7e]?|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]/g;
+const SGR = /^\x1b\[[0-9;]*m$/;
+
+/** The text with every escape sequence but colours, and every control character, removed. */
+export function cleanControls(text) {
+  return String(text).replace(CONTROL, (sequence) => (SGR.test(sequence) ? sequence : ""));
+}
+
 /** A fragment of text nodes in <span>s styled by the line's escape codes. */
 export function renderAnsi(text) {
   const fragment = document.createDocumentFragment();
+  const clean = cleanControls(text);
   let chunks;
   try {
-    chunks = Anser.ansiToJson(text, { use_classes: true, remove_empty: true });
+    chunks = Anser.ansiToJson(clean, { use_classes: true, remove_empty: true });
   } catch {
-    chunks = [{ content: text }];
+    chunks = [{ content: clean }];
   }
   for (const chunk of chunks) {
     const styled = chunk.fg || chunk.bg || (chunk.decorations && chunk.decorations.length);
@@ -58,11 +74,23 @@ export function renderAnsi(text) {
   return fragment;
 }
 
-/** The text without escape codes (search, download). */
+/** The text without escape codes or control characters (search, download, titles). */
 export function stripAnsi(text) {
+  const clean = cleanControls(text);
   try {
-    return Anser.ansiToText(text);
+    return Anser.ansiToText(clean);
   } catch {
-    return text;
+    return clean.replace(CONTROL, "");
   }
+}
+
+/** Text a sender supplied, as nodes: its colours rendered, never parsed as markup. */
+export function senderText(value) {
+  if (value === null || value === undefined) return document.createTextNode("");
+  return renderAnsi(String(value));
+}
+
+/** Text a sender supplied, for attributes, titles and option labels: no escape codes. */
+export function plainText(value) {
+  return value === null || value === undefined ? "" : stripAnsi(String(value));
 }

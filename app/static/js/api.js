@@ -34,10 +34,11 @@ export function setToken(value) {
 }
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, details = {}) {
     super(message);
     this.status = status;
     this.code = code;
+    this.details = details || {}; // field -> messages, for a 400 that names its parameter
   }
 }
 
@@ -69,7 +70,7 @@ export async function getJSON(path, params = {}, { signal } = {}) {
   }
   if (!response.ok) {
     const detail = body && body.error ? body.error : {};
-    throw new ApiError(response.status, detail.code || `http_${response.status}`, detail.message || response.statusText);
+    throw new ApiError(response.status, detail.code || `http_${response.status}`, detail.message || response.statusText, detail.details);
   }
   return body;
 }

@@ -4,6 +4,11 @@
 // may hold `<script>`), so elements are made with createElement and filled with
 // textContent; no code here or elsewhere hands an HTML string to the browser.
 
+import { isOpen, markStale, openUntil } from "./stale.js";
+import { formatClock, formatDateTime, formatRelative, parseTime, timeAgo } from "./time.js";
+
+export { formatClock, parseTime, timeAgo };
+
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 function fill(el, attrs, children) {
@@ -63,15 +68,9 @@ export function statusBadge(status, extraClass = "") {
   );
 }
 
-export function parseTime(value) {
-  if (!value) return null;
-  const ms = Date.parse(value);
-  return Number.isNaN(ms) ? null : ms;
-}
-
 /** 850 ms, 12.3 s, 4m 05s, 1h 02m. */
 export function formatDuration(ms) {
-  if (ms === null || ms === undefined || Number.isNaN(ms)) return "—";
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return MISSING;
   ms = Math.max(0, ms);
   if (ms < 1000) return `${Math.round(ms)} ms`;
   const seconds = ms / 1000;
@@ -84,76 +83,91 @@ export function formatDuration(ms) {
   return `${minutes}m ${String(rest).padStart(2, "0")}s`;
 }
 
-const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
-
-function formatRelative(value, now = Date.now()) {
-  const at = parseTime(value);
-  if (at === null) return "—";
-  const seconds = Math.round((at - now) / 1000);
-  const abs = Math.abs(seconds);
-  if (abs < 45) return relative.format(Math.round(seconds), "second");
-  if (abs < 2700) return relative.format(Math.round(seconds / 60), "minute");
-  if (abs < 64800) return relative.format(Math.round(seconds / 3600), "hour");
-  return relative.format(Math.round(seconds / 86400), "day");
-}
-
-const absolute = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
-const clock = new Intl.DateTimeFormat(undefined, { timeStyle: "medium" });
-
-export function formatAbsolute(value) {
-  const at = parseTime(value);
-  return at === null ? "" : absolute.format(at);
-}
-
-export function formatClock(value) {
-  const at = parseTime(value);
-  return at === null ? "" : clock.format(at);
-}
-
-/** A <time> that says "3 minutes ago" and shows the exact moment on hover. */
-export function timeAgo(value) {
-  return h(
-    "time",
-    { datetime: value || null, title: formatAbsolute(value) || null, dataset: { ago: value || "" } },
-    formatRelative(value),
-  );
-}
-
-/** Elapsed time of something still running; the page ticker keeps it current. */
-function elapsed(startedAt, extraClass = "") {
+/**
+ * Elapsed time of something still open; the page ticker keeps it current, and stops it at
+ * `lastNewsAt` once the run is stale.
+ */
+export function elapsed(startedAt, lastNewsAt = null, told = false, extraClass = "") {
+  const now = Date.now();
+  const until = openUntil("running", lastNewsAt, now, told);
   return h(
     "span",
-    { class: `elapsed ${extraClass}`.trim(), dataset: { since: startedAt || "" } },
-    formatDuration(Date.now() - (parseTime(startedAt) ?? Date.now())),
+    {
+      class: `elapsed ${extraClass}`.trim(),
+      dataset: { since: startedAt || "", ...(lastNewsAt ? { news: lastNewsAt } : {}), ...(told ? { told: "true" } : {}) },
+    },
+    formatDuration(until - (parseTime(startedAt) ?? now)),
   );
 }
 
-/** A deployment's duration: fixed once it ended, ticking while it runs. */
-export function durationOf(item, extraClass = "") {
-  if ((item.status === "running" || item.status === "pending") && item.started_at) {
-    return elapsed(item.started_at, extraClass);
+/**
+ * A run's duration: the hub's `duration_ms` once it ended; while it is open, the time
+ * since it started (to its last news once stale), ticking.  `lastNewsAt` defaults to the
+ * item's own (deployments and list rows carry it; jobs and steps take their deployment's).
+ */
+export function durationOf(item, extraClass = "", lastNewsAt = item.last_news_at) {
+  if (isOpen(item.status) && item.started_at) {
+    return elapsed(item.started_at, lastNewsAt, Boolean(item.stale), extraClass);
   }
   return h("span", { class: extraClass || null }, formatDuration(item.duration_ms));
 }
 
-/** Refresh every ticking duration and relative time on the page. */
+/** The "stale" badge of an open run, shown while it is stale (the ticker keeps it true). */
+export function staleBadge(lastNewsAt, told = false, extraClass = "") {
+  const badge = h(
+    "span",
+    {
+      class: `badge badge-stale ${extraClass}`.trim(),
+      dataset: { staleNews: lastNewsAt || "", staleTold: String(Boolean(told)), ...(lastNewsAt ? { titleAt: lastNewsAt, titlePrefix: "No news since " } : {}) },
+      title: lastNewsAt ? `No news since ${formatDateTime(lastNewsAt)}` : "No news for a long time",
+    },
+    h("span", { class: "badge-icon", "aria-hidden": "true" }, "◷"),
+    h("span", { class: "badge-text" }, "stale"),
+  );
+  markStale(badge);
+  return badge;
+}
+
+/** Refresh every ticking duration, relative time and stale mark on the page. */
 export function tick(root = document) {
   const now = Date.now();
   for (const el of root.querySelectorAll("[data-since]")) {
     const since = parseTime(el.dataset.since);
-    if (since !== null) el.textContent = formatDuration(now - since);
+    const until = openUntil("running", el.dataset.news, now, el.dataset.told === "true");
+    if (since !== null) el.textContent = formatDuration(until - since);
   }
   for (const el of root.querySelectorAll("[data-ago]")) {
     if (el.dataset.ago) el.textContent = formatRelative(el.dataset.ago, now);
   }
+  markStale(root, now);
 }
 
 export function shortCommit(commit) {
   return typeof commit === "string" && /^[0-9a-f]{12,}$/i.test(commit) ? commit.slice(0, 7) : commit;
 }
 
+/** What the page shows for a value it does not have: one dash, everywhere. */
+export const MISSING = "—";
+
+/** A share as a percentage, one way everywhere: at most one decimal ("16.7%", "5%", "100%"). */
 export function percent(value) {
-  return value === null || value === undefined ? "—" : `${(value * 100).toFixed(value < 0.1 ? 1 : 0)}%`;
+  if (value === null || value === undefined || Number.isNaN(value)) return MISSING;
+  return `${percentNumber(value)}%`;
+}
+
+/** The number a percentage shows, rounded as `percent` rounds it (chart values). */
+export function percentNumber(value) {
+  return Math.round(value * 1000) / 10;
+}
+
+/** A number as the page writes numbers: grouped, at most two decimals. */
+export function number(value) {
+  return typeof value === "number" ? value.toLocaleString("en", { maximumFractionDigits: 2 }) : MISSING;
+}
+
+/** "1 recovery", "2 recoveries": a count with its noun in the right number. */
+export function count(n, one, many = `${one}s`) {
+  return `${number(n)} ${n === 1 ? one : many}`;
 }
 
 export function median(values) {
@@ -175,6 +189,30 @@ export function debounce(fn, wait) {
   };
   debounced.cancel = () => clearTimeout(timer);
   return debounced;
+}
+
+/** Run `fn` at once, then at most once every `wait` ms while calls keep coming (the last one too). */
+export function throttle(fn, wait) {
+  let timer = null;
+  let pending = false;
+  const run = () => {
+    timer = setTimeout(() => {
+      timer = null;
+      if (pending) {
+        pending = false;
+        fn();
+        run();
+      }
+    }, wait);
+  };
+  return () => {
+    if (timer) {
+      pending = true;
+      return;
+    }
+    fn();
+    run();
+  };
 }
 
 /** A serial runner: at most one call in flight, and one more queued behind it. */

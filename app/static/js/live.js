@@ -1,7 +1,7 @@
 // One WebSocket to the hub (CONTRACT.md "WebSocket"), shared by every view.
 //
-// Views ask for a project's or a deployment's events; this keeps the
-// subscriptions across reconnects.  Each subscription remembers the id of the
+// Views ask for a deployment's events, or every project's (`subscribe_all`);
+// this keeps the subscriptions across reconnects.  Each subscription remembers the id of the
 // last event it saw and resubscribes with `since`, so a dropped connection or a
 // restarted hub loses nothing: the hub replays exactly what was missed, or says
 // `recovered: false`, and then the view reloads its state from the read API.
@@ -11,20 +11,21 @@ import { webSocketUrl } from "./api.js";
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 5000;
 const DEFAULT_HEARTBEAT_S = 25;
-/** Types that change what lists show; logs are left out of project subscriptions. */
+/** Types that change what lists show; logs and metrics are left out of list subscriptions. */
 export const LIFECYCLE_TYPES = [
   "deployment_started",
-  "step_started",
-  "step_completed",
-  "metrics_update",
   "deployment_completed",
   "deployment_rollback",
+  "step_started",
+  "step_completed",
 ];
+
+const TARGET_FIELD = { project: "project", deployment: "deployment_id", all: null };
 
 class Subscription {
   constructor(kind, target, { since = null, types = null, quiet = false } = {}) {
-    this.kind = kind; // "project" | "deployment"
-    this.target = target;
+    this.kind = kind; // "project" | "deployment" | "all" (every project's events)
+    this.target = kind === "all" ? null : target;
     this.since = since || null;
     this.types = types || null;
     this.handlers = new Set();
@@ -39,9 +40,11 @@ class Subscription {
     return `${this.kind}\u0000${this.target}`;
   }
 
-  frame() {
-    const field = this.kind === "project" ? "project" : "deployment_id";
-    const frame = { type: `subscribe_${this.kind}`, [field]: this.target };
+  frame(action = "subscribe") {
+    const frame = { type: `${action}_${this.kind}` };
+    const field = TARGET_FIELD[this.kind];
+    if (field) frame[field] = this.target;
+    if (action !== "subscribe") return frame;
     if (this.since) frame.since = this.since;
     else if (this.quiet) frame.limit = 1; // the latest event is enough to know where we are
     if (this.types) frame.types = this.types;
@@ -49,6 +52,10 @@ class Subscription {
   }
 
   matches(event) {
+    // The hub sends an event once per connection however many subscriptions it matches,
+    // so each subscription picks out its own: by target and by the types it asked for.
+    if (this.types && !this.types.includes(event.type)) return false;
+    if (this.kind === "all") return true;
     return this.kind === "project" ? event.project === this.target : event.deployment_id === this.target;
   }
 }
@@ -64,6 +71,8 @@ export class Live extends EventTarget {
     this.retryTimer = null;
     this.heartbeatTimer = null;
     this.heartbeatSeconds = DEFAULT_HEARTBEAT_S;
+    /** The hub's HUB_STALE_AFTER in seconds, from its welcome frame (null until then). */
+    this.staleAfter = null;
     this.lastHeard = 0;
     window.addEventListener("online", () => this.reconnectNow());
     document.addEventListener("visibilitychange", () => {
@@ -72,8 +81,8 @@ export class Live extends EventTarget {
   }
 
   /**
-   * Listen to a project's or deployment's events.
-   * handlers: {onEvent(event), onReset()}; options: {since, types, quiet}.
+   * Listen to a project's or deployment's events, or (kind "all", target null) to every
+   * project's. handlers: {onEvent(event), onReset()}; options: {since, types, quiet}.
    * Returns a function that stops listening.
    */
   subscribe(kind, target, handlers, options = {}) {
@@ -89,8 +98,7 @@ export class Live extends EventTarget {
       sub.handlers.delete(handlers);
       if (sub.handlers.size === 0 && this.subscriptions.get(sub.key) === sub) {
         this.subscriptions.delete(sub.key);
-        const field = kind === "project" ? "project" : "deployment_id";
-        this.send({ type: `unsubscribe_${kind}`, [field]: target });
+        this.send(sub.frame("unsubscribe"));
       }
     };
   }
@@ -160,6 +168,10 @@ export class Live extends EventTarget {
         if (frame.limits && frame.limits.heartbeat_interval > 0) {
           this.heartbeatSeconds = Math.min(frame.limits.heartbeat_interval, 60);
         }
+        if (typeof frame.stale_after === "number" && frame.stale_after >= 0) {
+          this.staleAfter = frame.stale_after;
+          this.dispatchEvent(new CustomEvent("staleafter", { detail: { seconds: frame.stale_after } }));
+        }
         this.startHeartbeat();
         this.setState("live");
         break;
@@ -200,6 +212,7 @@ export class Live extends EventTarget {
   }
 
   lookup(frame) {
+    if (frame.all === true) return this.subscriptions.get("all\u0000null");
     if ("project" in frame) return this.subscriptions.get(`project\u0000${frame.project}`);
     return this.subscriptions.get(`deployment\u0000${frame.deployment_id}`);
   }

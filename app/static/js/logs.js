@@ -10,6 +10,7 @@
 import { renderAnsi, stripAnsi } from "./ansi.js";
 import { deploymentPath, getJSON, lineLink } from "./api.js";
 import { debounce, formatClock, h, serial } from "./dom.js";
+import { formatDateTime } from "./time.js";
 
 const PAGE_LINES = 1000;
 const MAX_LINES = 5000;
@@ -184,17 +185,21 @@ export class LogPanel {
     }
     const level = ["debug", "info", "warning", "error"].includes(line.level) ? line.level : "info";
     const known = line.id !== undefined && line.id !== null;
+    // the clock and its title follow the zone switch (time.js retime)
+    const stamp = line.timestamp || null;
+    const when = stamp ? { clockAt: stamp, titleAt: stamp, titlePrefix: known ? "Link to this line · " : "" } : {};
     const time = known
       ? h(
           "a",
           {
             class: "log-time",
             href: lineLink(this.deploymentId, line.job ?? this.job, line.step ?? this.step, line.id),
-            title: `${line.timestamp || ""} · link to this line`,
+            title: `${when.titlePrefix || ""}${formatDateTime(stamp)}`,
+            dataset: when,
           },
-          formatClock(line.timestamp),
+          formatClock(stamp),
         )
-      : h("span", { class: "log-time", title: line.timestamp || null }, formatClock(line.timestamp));
+      : h("span", { class: "log-time", title: stamp ? formatDateTime(stamp) : null, dataset: when }, formatClock(stamp));
     const el = h(
       "div",
       { class: `log-line level-${level}`, dataset: known ? { lineId: String(line.id) } : null },

@@ -5,6 +5,9 @@
 import { ApiError, adoptTokenFromUrl, getJSON, setToken } from "./api.js";
 import { h, tick } from "./dom.js";
 import { Live } from "./live.js";
+import { Notifier } from "./notify.js";
+import { setStaleAfter } from "./stale.js";
+import { zoneSwitch } from "./time.js";
 import { deploymentView } from "./views/deployment.js";
 import { deploymentsView } from "./views/deployments.js";
 import { environmentsView } from "./views/environments.js";
@@ -21,6 +24,7 @@ const connection = document.getElementById("connection");
 const connectionText = connection.querySelector(".connection-text");
 const notice = document.getElementById("notice");
 const live = new Live();
+const notifier = new Notifier(live);
 let current = null;
 let retryAt = null;
 
@@ -40,6 +44,12 @@ function showConnection() {
   connection.title = state === "live" ? "Receiving updates as they happen" : "Updates paused; the page catches up when the connection is back";
 }
 
+live.addEventListener("staleafter", (event) => {
+  setStaleAfter(event.detail.seconds);
+  tick(main);
+  current?.tick?.();
+});
+
 live.addEventListener("state", (event) => {
   retryAt = event.detail.retryAt;
   showConnection();
@@ -55,7 +65,7 @@ function route() {
   if (parts[0] === "environments" && parts.length === 1) return { name: "projects", title: "Environments", render: () => environmentsView(main, live) };
   if (parts[0] === "deployments" && parts.length === 1) return { name: "deployments", render: () => deploymentsView(main, live, query) };
   // `?job=&step=&line=` opens the deployment at one log line (ledger/links.py spells it too)
-  if (parts[0] === "deployments" && parts.length === 2) return { name: "deployments", render: () => deploymentView(main, parts[1], live, query) };
+  if (parts[0] === "deployments" && parts.length === 2) return { name: "deployments", render: () => deploymentView(main, parts[1], live, query, notifier) };
   if (parts[0] === "metrics") return { name: "metrics", render: () => metricsView(main, live, query) };
   if (parts[0] === "failures") return { name: "failures", render: () => failuresView(main, live, query) };
   if (parts[0] === "search") return { name: "search", render: () => searchView(main, query) };
@@ -132,6 +142,7 @@ setInterval(() => {
   if (live.state === "offline") showConnection();
 }, 1000);
 
+zoneSwitch(document.getElementById("time-zone"));
 showConnection();
 navigate(true);
 live.connect();

@@ -8,82 +8,144 @@
 // Opened with `?job=&step=&line=` (a line's link), it expands that step, scrolls
 // its log to the line and marks it.
 
+import { plainText, senderText } from "../ansi.js";
 import { ApiError, deploymentLink, deploymentPath, getJSON } from "../api.js";
 import {
+  MISSING,
   STATUS_ICONS,
+  count,
   debounce,
   durationOf,
-  formatAbsolute,
   formatClock,
   formatDuration,
   h,
+  number,
   parseTime,
   safeUrl,
   serial,
   shortCommit,
+  staleBadge,
   statusBadge,
+  throttle,
   timeAgo,
 } from "../dom.js";
 import { LogPanel } from "../logs.js";
+import { isOpen, markStale, openUntil } from "../stale.js";
+import { absoluteTime, zoneLabel } from "../time.js";
 
 const REFRESH_DEBOUNCE_MS = 80;
-const MIN_BAR_PERCENT = 0.8;
-
-function isActive(status) {
-  return status === "running" || status === "pending";
-}
+/** Log lines re-render the page (to revive a stale run) at most this often. */
+const NEWS_RENDER_MS = 500;
 
 function metaItem(label, value, node = null) {
   if (value === null || value === undefined || value === "") return null;
-  return h("div", { class: "meta-item" }, h("dt", null, label), h("dd", null, node || String(value)));
+  return h("div", { class: "meta-item" }, h("dt", null, label), h("dd", null, node || senderText(value)));
 }
 
-function renderHeader(view) {
+/** "Started 3 minutes ago · running for 2m 05s", or "… · took 4m 10s" once it ended. */
+function whenLine(view) {
+  const open = isOpen(view.status);
+  if (!view.started_at) {
+    if (open) return "Waiting for its first step…";
+    return view.completed_at ? ["Finished ", timeAgo(view.completed_at)] : null;
+  }
+  return [
+    "Started ",
+    timeAgo(view.started_at),
+    open ? " · running for " : " · took ",
+    durationOf(view, "deploy-duration"),
+    open && view.last_news_at
+      ? h("span", { class: "deploy-news", dataset: { staleNews: view.last_news_at, staleTold: String(Boolean(view.stale)) } }, " · no news since ", timeAgo(view.last_news_at))
+      : null,
+  ];
+}
+
+/** What ran: the workflow (or the project), then the branch and commit it ran on. */
+function titleOf(view) {
+  return [
+    h("span", { class: "title-name" }, senderText(view.workflow_name || view.project)),
+    view.branch ? [" ", h("span", { class: "title-ref" }, "on ", h("span", { class: "title-branch" }, senderText(view.branch)))] : null,
+    view.commit ? [" ", h("span", { class: "title-ref" }, "at ", h("span", { class: "title-commit mono" }, senderText(shortCommit(view.commit))))] : null,
+  ];
+}
+
+/** The tab's title: the same, as text. */
+function pageTitle(view) {
+  const parts = [plainText(view.workflow_name || view.project)];
+  if (view.branch) parts.push(`on ${plainText(view.branch)}`);
+  if (view.commit) parts.push(`at ${plainText(shortCommit(view.commit))}`);
+  return `${parts.join(" ")} · ${view.status} · Deployments`;
+}
+
+/** "Notify me when it finishes", while it runs and the browser can show notifications. */
+function notifyButton(view, notifier) {
+  if (!notifier || !isOpen(view.status)) return null;
+  const permission = notifier.permission();
+  if (permission === "unsupported") return null;
+  if (permission === "denied") {
+    return h(
+      "button",
+      { type: "button", class: "button notify-button", disabled: true, title: "This browser blocks notifications from this page; allow them in the site's settings to be told when a deployment finishes." },
+      "Notifications blocked",
+    );
+  }
+  const id = view.deployment_id;
+  const on = notifier.isWatching(id);
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "button notify-button",
+      "aria-pressed": String(on),
+      title: on ? "You will get a notification when this deployment finishes; click to stop." : "Get a notification when this deployment finishes or fails.",
+      // the browser's permission prompt, if any, comes only from this click
+      onclick: () => (notifier.isWatching(id) ? notifier.unwatch(id) : notifier.watch(id)),
+    },
+    on ? "Notifying you when it finishes" : "Notify me when it finishes",
+  );
+}
+
+function renderHeader(view, notifier) {
   const runUrl = safeUrl(view.run_url);
-  const title = view.workflow_name || "Deployment";
   const section = h(
     "section",
     { class: "card deploy-head", "aria-labelledby": "deploy-title" },
     h(
       "p",
       { class: "crumbs" },
-      h("a", { href: `#/deployments?project=${encodeURIComponent(view.project)}` }, view.project),
+      h("a", { href: `#/deployments?project=${encodeURIComponent(view.project)}` }, senderText(view.project)),
       h("span", { "aria-hidden": "true" }, " / "),
-      h("span", { class: "mono" }, view.deployment_id),
+      h("span", { class: "mono" }, senderText(view.deployment_id)),
     ),
     h(
       "div",
       { class: "deploy-title-row" },
-      h("h1", { id: "deploy-title" }, title),
+      h("h1", { id: "deploy-title" }, titleOf(view)),
       statusBadge(view.status, "badge-large deploy-status"),
+      isOpen(view.status) ? staleBadge(view.last_news_at, view.stale, "badge-large deploy-stale") : null,
+      notifyButton(view, notifier),
     ),
-    h(
-      "p",
-      { class: "deploy-when" },
-      view.started_at ? ["Started ", timeAgo(view.started_at), " · "] : null,
-      isActive(view.status) ? "running for " : "took ",
-      durationOf(view, "deploy-duration"),
-    ),
+    h("p", { class: "deploy-when" }, whenLine(view)),
     h(
       "dl",
       { class: "meta" },
       metaItem("Branch", view.branch),
-      metaItem("Commit", view.commit, view.commit ? h("span", { class: "mono", title: view.commit }, shortCommit(view.commit)) : null),
+      metaItem("Commit", view.commit, view.commit ? h("span", { class: "mono", title: plainText(view.commit) }, senderText(shortCommit(view.commit))) : null),
       metaItem("Actor", view.actor),
       metaItem("Environment", view.environment),
       metaItem("Version", view.version),
-      metaItem("Environment URL", safeUrl(view.environment_url), safeUrl(view.environment_url) ? h("a", { href: safeUrl(view.environment_url), rel: "noopener noreferrer", target: "_blank" }, view.environment_url) : null),
+      metaItem("Environment URL", safeUrl(view.environment_url), safeUrl(view.environment_url) ? h("a", { href: safeUrl(view.environment_url), rel: "noopener noreferrer", target: "_blank" }, senderText(view.environment_url)) : null),
       metaItem("Repository", view.repository),
-      metaItem("Workflow run", view.workflow_id || runUrl, runUrl ? h("a", { href: runUrl, rel: "noopener noreferrer", target: "_blank" }, view.workflow_id || "open") : null),
-      metaItem("Started", formatAbsolute(view.started_at)),
-      metaItem("Finished", formatAbsolute(view.completed_at)),
+      metaItem("Workflow run", view.workflow_id || runUrl, runUrl ? h("a", { href: runUrl, rel: "noopener noreferrer", target: "_blank" }, view.workflow_id ? senderText(view.workflow_id) : "open") : null),
+      metaItem("Started", view.started_at, absoluteTime(view.started_at)),
+      metaItem("Finished", view.completed_at, absoluteTime(view.completed_at)),
     ),
   );
   if (view.error) {
-    section.append(h("div", { class: "callout callout-error" }, h("strong", null, "Error"), h("pre", { class: "callout-text" }, view.error)));
+    section.append(h("div", { class: "callout callout-error" }, h("strong", null, "Error"), h("pre", { class: "callout-text" }, senderText(view.error))));
   }
   if (view.message) {
-    section.append(h("p", { class: "deploy-message" }, view.message));
+    section.append(h("p", { class: "deploy-message" }, senderText(view.message)));
   }
   if (view.rollback) {
     const from = view.rollback.from_deployment_id;
@@ -92,31 +154,38 @@ function renderHeader(view) {
         "div",
         { class: "callout callout-warning" },
         h("strong", null, "Rolled back"),
-        from ? [" from ", h("a", { href: `#/deployments/${encodeURIComponent(from)}` }, from)] : null,
-        view.rollback.reason ? `: ${view.rollback.reason}` : null,
+        from ? [" from ", h("a", { href: `#/deployments/${encodeURIComponent(from)}` }, senderText(from))] : null,
+        view.rollback.reason ? [": ", senderText(view.rollback.reason)] : null,
       ),
     );
   }
+  markStale(section); // stale or not from the start, not only from the next tick
   return section;
 }
 
 function seenText(seen) {
   if (!seen.count) return ["First time this failure was seen."];
-  const times = seen.count === 1 ? "once" : `${seen.count} times`;
-  const links = seen.deployments.map((id, index) => [index ? ", " : "", h("a", { href: deploymentLink(id), class: "mono" }, id)]);
+  const times = seen.count === 1 ? "once" : `${number(seen.count)} times`;
+  const links = seen.deployments.map((id, index) => [index ? ", " : "", h("a", { href: deploymentLink(id), class: "mono" }, senderText(id))]);
   return [
     `Seen ${times} before, first on `,
-    h("time", { datetime: seen.first_seen }, formatAbsolute(seen.first_seen)),
+    absoluteTime(seen.first_seen),
     ", last on ",
-    h("time", { datetime: seen.last_seen }, formatAbsolute(seen.last_seen)),
+    absoluteTime(seen.last_seen),
     seen.deployments.length ? [" (latest: ", links, ")"] : null,
     ".",
   ];
 }
 
+/** "job / step" of a failed step, as sender text. */
+function stepPlace(part) {
+  return [senderText(part.job ?? MISSING), " / ", senderText(part.step ?? MISSING)];
+}
+
 function failingLine(part) {
   const line = part.line;
-  const text = line ? line.text : part.message || "No line or message explains it.";
+  // the line comes without terminal escapes; the message (an error) may still hold colours
+  const text = line ? senderText(line.text) : part.message ? senderText(part.message) : "No line or message explains it.";
   return h(
     "div",
     { class: "failure-line" },
@@ -127,61 +196,66 @@ function failingLine(part) {
 
 /** Why it failed: the step, the line that explains it, and whether it failed like this before. */
 function renderFailure(failure) {
-  const where = failure.job !== null ? `${failure.job} / ${failure.step}` : null;
   const others = failure.steps.slice(1);
+  const explained = failure.message && failure.line && plainText(failure.message) !== failure.line.text;
   return h(
     "section",
     { class: "card failure-box", "aria-labelledby": "failure-title" },
     h(
       "div",
       { class: "card-head" },
-      h("h2", { id: "failure-title" }, where ? ["Why it failed: ", h("span", { class: "failure-step" }, where)] : "Why it failed"),
+      h("h2", { id: "failure-title" }, failure.job !== null ? ["Why it failed: ", h("span", { class: "failure-step" }, stepPlace(failure))] : "Why it failed"),
       h("a", { href: "#/failures" }, "All failures"),
     ),
     failingLine(failure),
-    failure.message && failure.line && failure.message !== failure.line.text ? h("p", { class: "failure-message muted" }, "Error message: ", failure.message) : null,
+    explained ? h("p", { class: "failure-message muted" }, "Error message: ", senderText(failure.message)) : null,
     h("p", { class: "failure-seen" }, seenText(failure.seen)),
     others.length
       ? h(
           "details",
           { class: "failure-others" },
-          h("summary", null, `${others.length} other failed step${others.length === 1 ? "" : "s"}`),
-          others.map((step) => h("div", { class: "failure-other" }, h("strong", null, `${step.job} / ${step.step}`), failingLine(step))),
+          h("summary", null, `${count(others.length, "other failed step")}`),
+          others.map((step) => h("div", { class: "failure-other" }, h("strong", null, stepPlace(step)), failingLine(step))),
         )
       : null,
   );
 }
 
-/** Progress and the ETA of a running deployment, from its project's recent runs. */
+/**
+ * Progress and the ETA of a running deployment, from its project's recent runs.  Like
+ * every other timer on the page it stops at the run's last news once the run is stale.
+ */
 class EtaBar {
   constructor() {
     this.bar = h("progress", { class: "eta-bar", max: "1", value: "0", "aria-label": "Progress" });
     this.text = h("span", { class: "eta-text" });
     this.el = h("div", { class: "eta", role: "status" }, this.bar, this.text);
     this.eta = null;
+    this.view = null;
   }
 
-  update(eta) {
-    this.eta = eta;
-    this.el.hidden = !eta;
-    if (eta) {
-      const left = 1 - eta.progress;
-      this.total = left > 0 ? eta.remaining_ms / left : null;
+  update(view) {
+    this.view = view;
+    this.eta = view.eta;
+    this.el.hidden = !this.eta;
+    if (this.eta) {
+      const left = 1 - this.eta.progress;
+      this.total = left > 0 ? this.eta.remaining_ms / left : null;
       this.tick();
     }
   }
 
   tick() {
-    const eta = this.eta;
+    const { eta, view } = this;
     if (!eta) return;
-    const remaining = Math.max(0, parseTime(eta.finish_at) - Date.now());
+    const now = openUntil(view.status, view.last_news_at, Date.now(), view.stale);
+    const remaining = Math.max(0, parseTime(eta.finish_at) - now);
     const progress = this.total ? Math.min(1, Math.max(0, 1 - remaining / this.total)) : 1;
     this.bar.value = progress;
     this.bar.textContent = `${Math.round(progress * 100)}%`;
-    const runs = `from ${eta.basis} recent run${eta.basis === 1 ? "" : "s"}`;
-    this.text.textContent = remaining > 0
-      ? `About ${formatDuration(remaining)} left · ends around ${formatClock(eta.finish_at)} (${runs})`
-      : `Should be finishing now (${runs})`;
+    const runs = `from ${count(eta.basis, "recent run")}`;
+    const end = `${formatClock(eta.finish_at)} ${zoneLabel(parseTime(eta.finish_at))}`;
+    this.text.textContent = remaining > 0 ? `About ${formatDuration(remaining)} left · ends around ${end} (${runs})` : `Should be finishing now (${runs})`;
   }
 }
 
@@ -201,43 +275,53 @@ function renderMetrics(metrics) {
   for (const [key, value] of entries) {
     let shown = value;
     if (typeof value === "number") {
-      shown = key.endsWith("_ms") ? formatDuration(value) : value.toLocaleString();
+      shown = key.endsWith("_ms") ? formatDuration(value) : number(value);
     } else if (value !== null && typeof value === "object") {
       shown = JSON.stringify(value);
     }
-    list.append(h("div", { class: "metric" }, h("dt", null, key.replace(/_/g, " ")), h("dd", null, String(shown ?? "—"))));
+    list.append(h("div", { class: "metric" }, h("dt", null, senderText(key.replace(/_/g, " "))), h("dd", null, senderText(shown ?? MISSING))));
   }
   section.append(list);
   return section;
 }
 
-/** Where each bar sits: percentages of the deployment's span, or null when untimed. */
+/**
+ * The time axis of the timeline: from the deployment's (or its first step's) start to its end,
+ * or, while anything is open, to now (to the last news once the run is stale).  Every bar is
+ * placed and sized on it from its step's own started_at and completed_at, so bars and the
+ * durations beside them come from the same times.
+ */
 function geometry(view, now) {
-  const steps = view.jobs.flatMap((job) => job.steps);
-  const starts = [parseTime(view.started_at), ...steps.map((s) => parseTime(s.started_at))].filter((t) => t !== null);
-  if (!starts.length) return { span: null, start: null, now };
+  const openEnd = openUntil(view.status, view.last_news_at, now, view.stale);
+  // skipped and waiting steps draw nothing, so whatever times they carry do not stretch it
+  const steps = view.jobs.flatMap((job) => job.steps).filter((s) => s.status !== "skipped" && s.status !== "pending");
+  const starts = [view.started_at, ...steps.map((s) => s.started_at)].map(parseTime).filter((t) => t !== null);
+  if (!starts.length) return { start: null, span: null, openEnd };
   const start = Math.min(...starts);
-  const ends = steps.map((s) => parseTime(s.completed_at)).filter((t) => t !== null);
-  let end = parseTime(view.completed_at);
-  if (end === null || isActive(view.status) || steps.some((s) => isActive(s.status))) {
-    end = Math.max(now, ...ends);
-  }
-  return { span: Math.max(end - start, 1), start, now };
+  const ends = [parseTime(view.completed_at), ...steps.map((s) => parseTime(s.completed_at))];
+  if (isOpen(view.status) || steps.some((s) => s.status === "running" && s.started_at)) ends.push(openEnd);
+  const end = Math.max(start, ...ends.filter((t) => t !== null));
+  return { start, span: Math.max(end - start, 1), openEnd };
 }
 
-function barStyle(step, geo, longest) {
+/** Where a step's bar sits on the axis, in percent, or why it has none. */
+function barOf(step, geo) {
+  if (step.status === "skipped") return { none: "skipped" };
+  if (step.status === "pending") return { none: "not started" };
   const started = parseTime(step.started_at);
-  if (geo.span !== null && started !== null) {
-    let ended = parseTime(step.completed_at);
-    if (ended === null) ended = isActive(step.status) ? geo.now : started + (step.duration_ms || 0);
-    const left = ((started - geo.start) / geo.span) * 100;
-    const width = Math.max(((ended - started) / geo.span) * 100, MIN_BAR_PERCENT);
-    return { left: Math.min(Math.max(left, 0), 100 - MIN_BAR_PERCENT), width: Math.min(width, 100), timed: true };
-  }
-  if (step.duration_ms !== null && step.duration_ms !== undefined && longest > 0) {
-    return { left: 0, width: Math.max((step.duration_ms / longest) * 100, MIN_BAR_PERCENT), timed: false };
-  }
-  return { left: 0, width: 100, timed: false, unknown: true };
+  if (started === null) return { none: `${step.status}, no times reported` };
+  const ended = parseTime(step.completed_at) ?? (isOpen(step.status) ? geo.openEnd : null);
+  if (ended === null || geo.span === null) return { none: `${step.status}, no end reported` };
+  return {
+    left: ((started - geo.start) / geo.span) * 100,
+    width: (Math.max(ended - started, 0) / geo.span) * 100,
+  };
+}
+
+/** What a step's duration label says: its duration_ms, or how long it has been running. */
+function stepDuration(step, geo) {
+  if (step.status === "running" && step.started_at) return geo.openEnd - parseTime(step.started_at);
+  return step.duration_ms;
 }
 
 class StepRow {
@@ -251,18 +335,21 @@ class StepRow {
       "button",
       { type: "button", class: "step-toggle", "aria-expanded": "false", "aria-controls": logId, onclick: () => this.setOpen(!this.open) },
       this.icon,
-      h("span", { class: "step-name" }, step.name),
+      h("span", { class: "step-name", title: plainText(step.name) }, senderText(step.name)),
       this.statusText,
     );
     this.retries = h("span", { class: "step-retries", hidden: true });
+    this.stale = h("span", { class: "step-stale" });
     this.bar = h("div", { class: "step-bar" });
+    this.nobar = h("span", { class: "step-nobar", hidden: true });
+    this.track = h("div", { class: "step-track", "aria-hidden": "true" }, this.bar, this.nobar);
     this.duration = h("span", { class: "step-duration" });
     this.error = h("pre", { class: "step-error", hidden: true });
     this.logBox = h("div", { class: "step-log", id: logId, hidden: true });
     this.el = h(
       "li",
       { class: "step", dataset: { job: job.name, step: step.name } },
-      h("div", { class: "step-row" }, this.toggle, this.retries, h("div", { class: "step-track", "aria-hidden": "true" }, this.bar), this.duration),
+      h("div", { class: "step-row" }, this.toggle, h("span", { class: "step-marks" }, this.retries, this.stale), this.track, this.duration),
       this.error,
       this.logBox,
     );
@@ -271,7 +358,7 @@ class StepRow {
     this.open = false;
   }
 
-  update(step, geo, longest) {
+  update(step, geo, view) {
     this.step = step;
     this.el.dataset.status = step.status;
     this.el.className = `step status-${step.status}`;
@@ -280,25 +367,41 @@ class StepRow {
     this.retries.hidden = !step.retries;
     this.retries.textContent = step.retries ? `↻ ${step.retries}` : "";
     this.retries.title = step.retries ? `retried ${step.retries} time${step.retries === 1 ? "" : "s"}` : "";
-    this.layout(geo, longest);
-    const running = isActive(step.status) && step.started_at;
-    if (running) {
-      this.duration.dataset.since = step.started_at;
+    const open = isOpen(step.status);
+    if (open) {
+      this.el.dataset.staleNews = view.last_news_at || "";
+      this.el.dataset.staleTold = String(Boolean(step.stale));
     } else {
-      delete this.duration.dataset.since;
+      delete this.el.dataset.staleNews;
+      delete this.el.dataset.staleTold;
+      this.el.dataset.stale = "false";
     }
-    this.duration.textContent = running ? formatDuration(geo.now - parseTime(step.started_at)) : formatDuration(step.duration_ms);
+    this.stale.replaceChildren(open ? staleBadge(view.last_news_at, step.stale) : "");
     this.error.hidden = !step.error;
-    this.error.textContent = step.error || "";
+    if (this.error.dataset.text !== (step.error || "")) {
+      this.error.dataset.text = step.error || "";
+      this.error.replaceChildren(senderText(step.error || ""));
+    }
+    this.layout(geo);
   }
 
-  layout(geo, longest) {
-    if (!this.step) return;
-    const bar = barStyle(this.step, geo, longest);
-    this.bar.style.left = `${bar.left}%`;
-    this.bar.style.width = `${bar.width}%`;
-    this.bar.classList.toggle("bar-untimed", !bar.timed);
-    this.bar.classList.toggle("bar-unknown", Boolean(bar.unknown));
+  /** Place the bar and write the duration; called on every update and every second. */
+  layout(geo) {
+    const step = this.step;
+    if (!step) return;
+    const bar = barOf(step, geo);
+    this.bar.hidden = Boolean(bar.none);
+    this.nobar.hidden = !bar.none;
+    this.track.classList.toggle("track-empty", Boolean(bar.none));
+    if (bar.none) this.nobar.textContent = bar.none;
+    else {
+      this.bar.style.left = `${bar.left}%`;
+      this.bar.style.width = `${bar.width}%`;
+    }
+    const ms = stepDuration(step, geo);
+    this.duration.textContent = formatDuration(ms);
+    this.duration.dataset.ms = ms === null || ms === undefined ? "" : String(Math.round(ms));
+    markStale(this.el);
   }
 
   setOpen(open) {
@@ -310,8 +413,8 @@ class StepRow {
         deploymentId: this.deploymentId,
         job: this.jobName,
         step: this.name,
-        follow: isActive(this.step?.status),
-        label: `Log of ${this.name}`,
+        follow: isOpen(this.step?.status),
+        label: `Log of ${plainText(this.name)}`,
       });
       this.logBox.append(this.panel.el);
       this.panel.load();
@@ -323,38 +426,38 @@ class JobBlock {
   constructor(deploymentId, job) {
     this.deploymentId = deploymentId;
     this.rows = new Map();
-    this.badge = h("span");
+    this.badge = h("span", { class: "badges" });
     this.duration = h("span", { class: "job-duration" });
     this.list = h("ol", { class: "steps" });
     this.el = h(
       "section",
       { class: "job", dataset: { job: job.name } },
-      h("div", { class: "job-head" }, h("h3", { class: "job-name" }, job.name), this.badge, this.duration),
+      h("div", { class: "job-head" }, h("h3", { class: "job-name" }, senderText(job.name)), this.badge, this.duration),
       this.list,
     );
   }
 
-  update(job, geo, longest) {
+  update(job, geo, view) {
     this.el.dataset.status = job.status;
-    this.badge.replaceChildren(statusBadge(job.status));
-    this.duration.replaceChildren(durationOf(job));
+    this.badge.replaceChildren(statusBadge(job.status), isOpen(job.status) ? staleBadge(view.last_news_at, job.stale) : "");
+    this.duration.replaceChildren(durationOf(job, "", view.last_news_at));
     job.steps.forEach((step, index) => {
       let row = this.rows.get(step.name);
       if (!row) {
         row = new StepRow(this.deploymentId, job, step);
         this.rows.set(step.name, row);
       }
-      row.update(step, geo, longest);
+      row.update(step, geo, view);
       if (this.list.children[index] !== row.el) this.list.insertBefore(row.el, this.list.children[index] || null);
     });
   }
 
-  layout(geo, longest) {
-    for (const row of this.rows.values()) row.layout(geo, longest);
+  layout(geo) {
+    for (const row of this.rows.values()) row.layout(geo);
   }
 }
 
-export function deploymentView(main, id, live, query = new URLSearchParams()) {
+export function deploymentView(main, id, live, query = new URLSearchParams(), notifier = null) {
   let view = null;
   let disposed = false;
   const jobs = new Map();
@@ -388,6 +491,7 @@ export function deploymentView(main, id, live, query = new URLSearchParams()) {
     },
     "Show full log",
   );
+  fullLogToggle.hidden = true; // until the view says there is a log
   const status = h("p", { class: "muted", role: "status" }, "Loading deployment…");
   main.replaceChildren(
     status,
@@ -405,28 +509,30 @@ export function deploymentView(main, id, live, query = new URLSearchParams()) {
     metrics,
   );
 
-  function longestStep() {
-    return Math.max(0, ...view.jobs.flatMap((job) => job.steps.map((s) => s.duration_ms || 0)));
+  /** The header, with the ETA under it (one bar, kept across renders). */
+  function showHeader() {
+    const header = renderHeader(view, notifier);
+    eta.update(view);
+    header.append(eta.el);
+    head.replaceChildren(header);
   }
 
   function render() {
     status.hidden = true;
-    document.title = `${view.project} · ${view.status} · Deployments`;
-    const header = renderHeader(view);
-    eta.update(view.eta);
-    header.append(eta.el);
-    head.replaceChildren(header);
+    document.title = pageTitle(view);
+    showHeader();
     failureBox.replaceChildren(...(view.failure ? [renderFailure(view.failure)] : []));
     const geo = geometry(view, Date.now());
-    const longest = longestStep();
     timelineEmpty.hidden = view.jobs.length > 0;
+    // no "Show full log" for a deployment that has none (an open one stays open)
+    fullLogToggle.hidden = !view.log_lines && fullLogBox.hidden;
     view.jobs.forEach((job, index) => {
       let block = jobs.get(job.name);
       if (!block) {
         block = new JobBlock(id, job);
         jobs.set(job.name, block);
       }
-      block.update(job, geo, longest);
+      block.update(job, geo, view);
       if (timelineList.children[index] !== block.el) timelineList.insertBefore(block.el, timelineList.children[index] || null);
     });
     metrics.replaceChildren(renderMetrics(view.metrics));
@@ -448,6 +554,20 @@ export function deploymentView(main, id, live, query = new URLSearchParams()) {
   });
   const scheduleRefresh = debounce(refresh, REFRESH_DEBOUNCE_MS);
 
+  // A log line is news too: it revives a stale run. The view is not fetched again for
+  // every line; the time it arrived stands in for the hub's last_news_at until the next
+  // fetch brings the hub's own.
+  const renderNews = throttle(() => {
+    if (view && !disposed) render();
+  }, NEWS_RENDER_MS);
+  function heardNews() {
+    if (!view) return;
+    const now = new Date().toISOString();
+    if (!view.last_news_at || view.last_news_at < now) view.last_news_at = now;
+    view.stale = false;
+    renderNews();
+  }
+
   function openPanels() {
     const panels = [...jobs.values()].flatMap((block) => [...block.rows.values()]).map((row) => row.panel);
     return [...panels, fullLog].filter((panel) => panel && panel.loaded);
@@ -459,6 +579,8 @@ export function deploymentView(main, id, live, query = new URLSearchParams()) {
     onEvent(event) {
       if (event.type === "log_entry") {
         for (const panel of openPanels()) if (panel.accepts(event)) panel.appendEvent(event);
+        if (view) view.log_lines = (view.log_lines || 0) + 1; // there is a log now: offer it
+        heardNews();
         return;
       }
       scheduleRefresh();
@@ -480,6 +602,7 @@ export function deploymentView(main, id, live, query = new URLSearchParams()) {
       panel = row.panel;
     } else {
       fullLogBox.hidden = false;
+      fullLogToggle.hidden = false;
       fullLogToggle.setAttribute("aria-expanded", "true");
       fullLogToggle.textContent = "Hide full log";
     }
@@ -488,6 +611,11 @@ export function deploymentView(main, id, live, query = new URLSearchParams()) {
       targetNote.hidden = false;
     }
   }
+
+  const onNotifier = () => {
+    if (view && !disposed) showHeader();
+  };
+  notifier?.addEventListener("change", onNotifier);
 
   refresh().then(() => {
     if (disposed) return;
@@ -500,11 +628,11 @@ export function deploymentView(main, id, live, query = new URLSearchParams()) {
       if (!view) return;
       eta.tick();
       const geo = geometry(view, Date.now());
-      const longest = longestStep();
-      for (const block of jobs.values()) block.layout(geo, longest);
+      for (const block of jobs.values()) block.layout(geo);
     },
     dispose() {
       disposed = true;
+      notifier?.removeEventListener("change", onNotifier);
       scheduleRefresh.cancel();
       refreshLogs.cancel();
       if (unsubscribe) unsubscribe();

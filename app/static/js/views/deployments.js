@@ -1,9 +1,13 @@
-// Deployment history: newest first, filtered by project, status, branch and environment, with
-// rows that update (and appear) live and running durations that tick.
+// Deployment history: newest first, filtered by project, status, environment and
+// branch (the read API filters; the page only decides whether a row changed live
+// still belongs), with rows that update (and appear) live and running durations that
+// tick.
 
+import { plainText, senderText } from "../ansi.js";
 import { deploymentPath, getJSON } from "../api.js";
-import { debounce, durationOf, h, serial, shortCommit, statusBadge, timeAgo } from "../dom.js";
-import { watchProjects } from "./watch.js";
+import { MISSING, debounce, durationOf, h, serial, shortCommit, staleBadge, statusBadge, timeAgo } from "../dom.js";
+import { isOpen } from "../stale.js";
+import { watchAll } from "./watch.js";
 
 const PAGE_SIZE = 50;
 const STATUSES = ["pending", "running", "success", "failure", "cancelled", "skipped"];
@@ -12,15 +16,23 @@ function row(item) {
   const link = `#/deployments/${encodeURIComponent(item.deployment_id)}`;
   return h(
     "tr",
-    { dataset: { id: item.deployment_id, status: item.status, started: item.started_at || "" } },
-    h("td", { "data-label": "Status" }, statusBadge(item.status)),
-    h("td", { "data-label": "Project" }, h("a", { href: `#/deployments?project=${encodeURIComponent(item.project)}` }, item.project)),
-    h("td", { "data-label": "Deployment" }, h("a", { href: link, class: "mono" }, item.deployment_id)),
-    h("td", { "data-label": "Environment" }, item.environment || "—"),
-    h("td", { "data-label": "Branch" }, item.branch || "—"),
-    h("td", { "data-label": "Commit", class: "mono", title: item.commit || null }, shortCommit(item.commit) || "—"),
-    h("td", { "data-label": "Actor" }, item.actor || "—"),
-    h("td", { "data-label": "Started" }, item.started_at ? timeAgo(item.started_at) : "—"),
+    {
+      dataset: {
+        id: item.deployment_id,
+        status: item.status,
+        started: item.started_at || "",
+        ...(isOpen(item.status) ? { staleNews: item.last_news_at || "", staleTold: String(Boolean(item.stale)) } : {}),
+      },
+    },
+    h("td", { "data-label": "Status" }, h("span", { class: "badges" }, statusBadge(item.status), isOpen(item.status) ? staleBadge(item.last_news_at, item.stale) : null)),
+    h("td", { "data-label": "Project" }, h("a", { href: `#/deployments?project=${encodeURIComponent(item.project)}` }, senderText(item.project))),
+    h("td", { "data-label": "Deployment" }, h("a", { href: link, class: "mono" }, senderText(item.deployment_id))),
+    h("td", { "data-label": "Environment" }, item.environment ? senderText(item.environment) : MISSING),
+    h("td", { "data-label": "Branch" }, item.branch ? senderText(item.branch) : MISSING),
+    // the dash of a missing commit is the page's, not set in the commit's monospace font
+    h("td", { "data-label": "Commit", title: item.commit ? plainText(item.commit) : null }, item.commit ? h("span", { class: "mono" }, senderText(shortCommit(item.commit))) : MISSING),
+    h("td", { "data-label": "Actor" }, item.actor ? senderText(item.actor) : MISSING),
+    h("td", { "data-label": "Started" }, item.started_at ? timeAgo(item.started_at) : MISSING),
     h("td", { "data-label": "Duration", class: "num" }, durationOf(item)),
   );
 }
@@ -45,7 +57,7 @@ export function deploymentsView(main, live, query) {
   let disposed = false;
 
   const projectSelect = h("select", { id: "filter-project", name: "project" }, h("option", { value: "" }, "All projects"));
-  if (filters.project) projectSelect.append(h("option", { value: filters.project }, filters.project));
+  if (filters.project) projectSelect.append(h("option", { value: filters.project }, plainText(filters.project)));
   projectSelect.value = filters.project;
   const statusSelect = h(
     "select",
@@ -54,10 +66,21 @@ export function deploymentsView(main, live, query) {
     STATUSES.map((s) => h("option", { value: s }, s)),
   );
   statusSelect.value = filters.status;
-  const environmentSelect = h("select", { id: "filter-environment", name: "environment" }, h("option", { value: "" }, "Any environment"));
-  if (filters.environment) environmentSelect.append(h("option", { value: filters.environment }, filters.environment));
-  environmentSelect.value = filters.environment;
   const branchInput = h("input", { id: "filter-branch", name: "branch", type: "search", placeholder: "any branch", value: filters.branch, maxlength: "200" });
+  const environmentSelect = h("select", { id: "filter-environment", name: "environment" }, h("option", { value: "" }, "Any environment"));
+  // shown once some deployment names an environment (or the address asks for one); the
+  // options are GET /api/environments's names in stage order, then any name a row or a
+  // live event brings that it did not list
+  const environmentLabel = h("label", { for: "filter-environment", hidden: true }, "Environment", environmentSelect);
+  const knownEnvironments = new Set();
+  function addEnvironmentOption(name) {
+    if (!name || knownEnvironments.has(name)) return;
+    knownEnvironments.add(name);
+    environmentSelect.append(h("option", { value: name }, plainText(name)));
+    environmentLabel.hidden = false;
+  }
+  addEnvironmentOption(filters.environment);
+  environmentSelect.value = filters.environment;
   const tbody = h("tbody");
   const status = h("p", { class: "muted", role: "status", hidden: true });
   const showStatus = (text) => {
@@ -73,7 +96,7 @@ export function deploymentsView(main, live, query) {
       { class: "card filters", role: "search", "aria-label": "Filter deployments", onsubmit: (e) => e.preventDefault() },
       h("label", { for: "filter-project" }, "Project", projectSelect),
       h("label", { for: "filter-status" }, "Status", statusSelect),
-      h("label", { for: "filter-environment" }, "Environment", environmentSelect),
+      environmentLabel,
       h("label", { for: "filter-branch" }, "Branch", branchInput),
     ),
     h(
@@ -95,18 +118,26 @@ export function deploymentsView(main, live, query) {
     ),
   );
 
+  const knownProjects = new Set(filters.project ? [filters.project] : []);
+  function addProjectOption(name) {
+    if (!name || knownProjects.has(name)) return;
+    knownProjects.add(name);
+    projectSelect.append(h("option", { value: name }, plainText(name)));
+  }
   getJSON("projects")
     .then((answer) => {
-      for (const p of answer.projects) {
-        if (p.project !== filters.project) projectSelect.append(h("option", { value: p.project }, p.project));
-      }
+      for (const p of answer.projects) addProjectOption(p.project);
     })
     .catch(() => {});
   getJSON("environments")
     .then((answer) => {
-      for (const name of answer.environment_names) {
-        if (name !== filters.environment) environmentSelect.append(h("option", { value: name }, name));
-      }
+      for (const name of answer.environment_names) addEnvironmentOption(name);
+      // the hub's stage order (development … production) first, then names only rows brought
+      const rank = new Map(answer.environment_names.map((name, i) => [name, i]));
+      const options = [...environmentSelect.options].slice(1);
+      options.sort((a, b) => (rank.get(a.value) ?? rank.size) - (rank.get(b.value) ?? rank.size));
+      environmentSelect.append(...options);
+      environmentSelect.value = filters.environment;
     })
     .catch(() => {});
 
@@ -121,12 +152,21 @@ export function deploymentsView(main, live, query) {
       return;
     }
     if (disposed || mine !== generation) return;
+    for (const item of answer.deployments) addEnvironmentOption(item.environment);
     const rows = answer.deployments.map(row);
     if (first) tbody.replaceChildren(...rows);
     else tbody.append(...rows);
+    // with an environment, the hub reads a bounded number of rows per answer: a page may
+    // hold fewer rows than asked for (none, even) and still have a cursor to go on from
     cursor = answer.next_cursor;
     more.hidden = !cursor;
-    showStatus(tbody.children.length ? "" : "No deployments match these filters.");
+    showEmpty();
+  }
+
+  function showEmpty() {
+    if (tbody.children.length) showStatus("");
+    else if (cursor) showStatus("None among the latest deployments read; “Load more” looks further back.");
+    else showStatus("No deployments match these filters.");
   }
 
   function applyFilters() {
@@ -138,8 +178,6 @@ export function deploymentsView(main, live, query) {
     const text = params.toString();
     history.replaceState(null, "", `#/deployments${text ? `?${text}` : ""}`);
     loadPage(true);
-    watch.stop();
-    watch = watchAll();
   }
   projectSelect.addEventListener("change", applyFilters);
   statusSelect.addEventListener("change", applyFilters);
@@ -159,6 +197,7 @@ export function deploymentsView(main, live, query) {
         continue;
       }
       if (disposed) return;
+      addEnvironmentOption(item.environment);
       const existing = tbody.querySelector(`tr[data-id="${CSS.escape(id)}"]`);
       if (!matches(item, filters)) {
         existing?.remove();
@@ -172,23 +211,20 @@ export function deploymentsView(main, live, query) {
         else if (!cursor) tbody.append(fresh);
       }
     }
-    showStatus(tbody.children.length ? "" : "No deployments match these filters.");
+    showEmpty();
   });
   const soon = debounce(update, 150);
 
-  function watchAll() {
-    return watchProjects(live, {
-      projects: filters.project ? [filters.project] : null,
-      onEvent(event) {
-        if (!event.deployment_id) return;
-        changed.add(event.deployment_id);
-        soon();
-      },
-      onNewProject: () => loadPage(true),
-      onReset: () => loadPage(true),
-    });
-  }
-  let watch = watchAll();
+  const watch = watchAll(live, {
+    onEvent(event) {
+      addProjectOption(event.project);
+      addEnvironmentOption(event.payload?.environment);
+      if (!event.deployment_id || (filters.project && event.project !== filters.project)) return;
+      changed.add(event.deployment_id);
+      soon();
+    },
+    onReset: () => loadPage(true),
+  });
   loadPage(true);
 
   return {

@@ -1,14 +1,16 @@
 // Environments: a matrix of projects × environments, each cell what the environment runs
 // (its last successful deployment: version or commit, ref, who, since when) and what is on
-// its way there, kept current by the projects' subscriptions.
+// its way there, kept current by the one subscription to every project's lifecycle events.
 
+import { plainText, senderText } from "../ansi.js";
 import { getJSON } from "../api.js";
-import { debounce, h, safeUrl, serial, shortCommit, statusBadge, timeAgo } from "../dom.js";
+import { MISSING, debounce, h, safeUrl, serial, shortCommit, staleBadge, statusBadge, timeAgo } from "../dom.js";
+import { isOpen } from "../stale.js";
 import { overviewTabs } from "./overview.js";
-import { watchProjects } from "./watch.js";
+import { watchAll } from "./watch.js";
 
 function deploymentLink(ref, text) {
-  return h("a", { href: `#/deployments/${encodeURIComponent(ref.deployment_id)}`, class: "mono" }, text);
+  return h("a", { href: `#/deployments/${encodeURIComponent(ref.deployment_id)}`, class: "mono" }, senderText(text));
 }
 
 /** What a deployment deployed, in the fewest words: version, else commit, else its id. */
@@ -19,7 +21,9 @@ function what(ref) {
 }
 
 function cell(state, project, environment) {
-  if (!state) return h("td", { class: "env-cell env-none", dataset: { state: "none", project, environment } }, h("span", { class: "muted" }, "—"));
+  // data-label: the environment's name above each block at phone width, without escape codes
+  const label = plainText(environment);
+  if (!state) return h("td", { class: "env-cell env-none", "data-label": label, dataset: { state: "none", project, environment } }, h("span", { class: "muted" }, MISSING));
   const current = state.current;
   const progress = state.in_progress;
   const latest = state.latest;
@@ -28,7 +32,7 @@ function cell(state, project, environment) {
   const tone = progress ? "running" : failedSince ? "failure" : current ? "success" : "pending";
   return h(
     "td",
-    { class: `env-cell env-${tone}`, dataset: { state: tone, project: state.project, environment: state.environment } },
+    { class: `env-cell env-${tone}`, "data-label": label, dataset: { state: tone, project: state.project, environment: state.environment } },
     current
       ? h(
           "div",
@@ -39,20 +43,27 @@ function cell(state, project, environment) {
             statusBadge("success"),
             " ",
             deploymentLink(current, what(current)),
-            current.branch ? h("span", { class: "chip" }, current.branch) : null,
+            current.branch ? h("span", { class: "chip", title: plainText(current.branch) }, senderText(current.branch)) : null,
           ),
           h(
             "p",
             { class: "env-when muted" },
-            state.since ? timeAgo(state.since) : "—",
-            current.actor ? ` · ${current.actor}` : "",
-            current.version && current.commit ? h("span", { class: "mono", title: current.commit }, ` · ${shortCommit(current.commit)}`) : null,
+            state.since ? timeAgo(state.since) : MISSING,
+            current.actor ? [" · ", senderText(current.actor)] : null,
+            current.version && current.commit ? [" · ", h("span", { class: "mono", title: plainText(current.commit) }, senderText(shortCommit(current.commit)))] : null,
           ),
           url ? h("p", { class: "env-url" }, h("a", { href: url, rel: "noopener noreferrer", target: "_blank" }, new URL(url).host)) : null,
         )
       : h("p", { class: "env-what muted" }, "Nothing deployed successfully yet"),
     progress
-      ? h("p", { class: "env-progress" }, statusBadge(progress.status), " ", deploymentLink(progress, what(progress)), progress.actor ? h("span", { class: "muted" }, ` · ${progress.actor}`) : null)
+      ? h(
+          "p",
+          { class: "env-progress", dataset: isOpen(progress.status) ? { staleNews: progress.last_news_at || "", staleTold: String(Boolean(progress.stale)) } : {} },
+          h("span", { class: "badges" }, statusBadge(progress.status), isOpen(progress.status) ? staleBadge(progress.last_news_at, progress.stale) : null),
+          " ",
+          deploymentLink(progress, what(progress)),
+          progress.actor ? h("span", { class: "muted" }, " · ", senderText(progress.actor)) : null,
+        )
       : null,
     failedSince && !progress
       ? h("p", { class: "env-failed" }, statusBadge("failure"), " ", deploymentLink(failedSince, what(failedSince)), " ", failedSince.completed_at ? timeAgo(failedSince.completed_at) : null)
@@ -90,7 +101,7 @@ export function environmentsView(main, live) {
         "table",
         { class: "environments" },
         h("caption", { class: "sr-only" }, "Projects by environment: the current deployment of each"),
-        h("thead", null, h("tr", null, h("th", { scope: "col" }, "Project"), names.map((name) => h("th", { scope: "col" }, name)))),
+        h("thead", null, h("tr", null, h("th", { scope: "col" }, "Project"), names.map((name) => h("th", { scope: "col" }, senderText(name))))),
         h(
           "tbody",
           null,
@@ -98,7 +109,7 @@ export function environmentsView(main, live) {
             h(
               "tr",
               { dataset: { project } },
-              h("th", { scope: "row" }, h("a", { href: `#/deployments?project=${encodeURIComponent(project)}` }, project)),
+              h("th", { scope: "row" }, h("a", { href: `#/deployments?project=${encodeURIComponent(project)}` }, senderText(project))),
               names.map((name) => cell(byKey.get(`${project}\u0000${name}`), project, name)),
             ),
           ),
@@ -117,23 +128,20 @@ export function environmentsView(main, live) {
       return;
     }
     if (disposed) return;
-    watch.add(answer.projects);
     render(answer);
   });
   const soon = debounce(reload, 250);
-  const watch = watchProjects(live, {
-    projects: [],
+  // every project's lifecycle events, a project's first one included: a project that starts
+  // naming environments shows up without polling
+  const watch = watchAll(live, {
     onEvent: () => soon(),
     onReset: () => reload(),
   });
-  // projects that start naming environments later are found by looking again now and then
-  const discover = setInterval(() => reload(), 30000);
   reload();
 
   return {
     dispose() {
       disposed = true;
-      clearInterval(discover);
       soon.cancel();
       watch.stop();
     },

@@ -1,36 +1,43 @@
 // Failures across deployments, grouped by signature (the failing line with its
 // details taken out), most frequent first: what breaks most, where, since when.
 
+import { plainText, senderText } from "../ansi.js";
 import { deploymentLink, getJSON } from "../api.js";
-import { debounce, formatAbsolute, h, timeAgo } from "../dom.js";
-import { watchProjects } from "./watch.js";
+import { MISSING, count, debounce, h, number, timeAgo } from "../dom.js";
+import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90, 365];
 const PAGE_SIZE = 25;
 
+/** Sender texts, one after another: "a, b, c". */
+function listed(values, node) {
+  return values.map((value, index) => [index ? ", " : "", node(value)]);
+}
+
 function group(item) {
-  const steps = item.steps.map((s) => `${s.job ?? "—"} / ${s.step ?? "—"}${item.steps.length > 1 ? ` (${s.count})` : ""}`);
+  const several = item.steps.length > 1;
+  const step = (s) => [senderText(s.job ?? MISSING), " / ", senderText(s.step ?? MISSING), several ? ` (${number(s.count)})` : ""];
   return h(
     "li",
     { class: "card failure-group", dataset: { signature: item.signature } },
     h(
       "div",
       { class: "failure-group-head" },
-      h("span", { class: "failure-count", title: `${item.count} failed deployments` }, `${item.count}×`),
-      h("pre", { class: "failure-text", title: item.pattern }, item.sample || item.pattern),
+      h("span", { class: "failure-count", title: count(item.count, "failed deployment") }, `${number(item.count)}×`),
+      h("pre", { class: "failure-text", title: plainText(item.pattern) }, senderText(item.sample || item.pattern)),
     ),
     h(
       "dl",
       { class: "meta failure-meta" },
-      h("div", { class: "meta-item" }, h("dt", null, "Projects"), h("dd", null, item.projects.join(", "))),
-      h("div", { class: "meta-item" }, h("dt", null, "Steps"), h("dd", null, steps.join(", "))),
-      h("div", { class: "meta-item" }, h("dt", null, "First seen"), h("dd", { title: formatAbsolute(item.first_seen) }, timeAgo(item.first_seen))),
-      h("div", { class: "meta-item" }, h("dt", null, "Last seen"), h("dd", { title: formatAbsolute(item.last_seen) }, timeAgo(item.last_seen))),
+      h("div", { class: "meta-item" }, h("dt", null, "Projects"), h("dd", null, listed(item.projects, senderText))),
+      h("div", { class: "meta-item" }, h("dt", null, "Steps"), h("dd", null, listed(item.steps, step))),
+      h("div", { class: "meta-item" }, h("dt", null, "First seen"), h("dd", null, timeAgo(item.first_seen))),
+      h("div", { class: "meta-item" }, h("dt", null, "Last seen"), h("dd", null, timeAgo(item.last_seen))),
       h(
         "div",
         { class: "meta-item" },
         h("dt", null, "Latest"),
-        h("dd", null, item.deployments.map((id, index) => [index ? ", " : "", h("a", { href: deploymentLink(id), class: "mono" }, id)])),
+        h("dd", null, listed(item.deployments, (id) => h("a", { href: deploymentLink(id), class: "mono" }, senderText(id)))),
       ),
     ),
   );
@@ -46,7 +53,7 @@ export function failuresView(main, live, query) {
   const windowSelect = h("select", { id: "failures-window" }, WINDOWS.map((d) => h("option", { value: String(d) }, d === 365 ? "Last year" : `Last ${d} days`)));
   windowSelect.value = String(days);
   const projectSelect = h("select", { id: "failures-project" }, h("option", { value: "" }, "All projects"));
-  if (project) projectSelect.append(h("option", { value: project }, project));
+  if (project) projectSelect.append(h("option", { value: project }, plainText(project)));
   projectSelect.value = project;
   const list = h("ol", { class: "failure-groups" });
   const status = h("p", { class: "muted", role: "status" }, "Loading failures…");
@@ -70,9 +77,15 @@ export function failuresView(main, live, query) {
     more,
   );
 
+  const knownProjects = new Set(project ? [project] : []);
+  function addProjectOption(name) {
+    if (!name || knownProjects.has(name)) return;
+    knownProjects.add(name);
+    projectSelect.append(h("option", { value: name }, plainText(name)));
+  }
   getJSON("projects")
     .then((answer) => {
-      for (const p of answer.projects) if (p.project !== project) projectSelect.append(h("option", { value: p.project }, p.project));
+      for (const p of answer.projects) addProjectOption(p.project);
     })
     .catch(() => {});
 
@@ -110,11 +123,11 @@ export function failuresView(main, live, query) {
   projectSelect.addEventListener("change", applyControls);
 
   const soon = debounce(load, 1500);
-  const watch = watchProjects(live, {
+  const watch = watchAll(live, {
     onEvent(event) {
-      if (event.type === "deployment_completed" && event.payload && event.payload.status === "failure") soon();
+      addProjectOption(event.project);
+      if (event.type === "deployment_completed" && event.payload && event.payload.status === "failure" && (!project || event.project === project)) soon();
     },
-    onNewProject: () => {},
     onReset: load,
   });
   load();

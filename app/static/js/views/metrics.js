@@ -2,21 +2,21 @@
 // rate, time to restore and duration percentiles, per project, as charts (Chart.js,
 // loaded only when this page is opened) with the same numbers in a table.
 
-import { getJSON } from "../api.js";
-import { debounce, formatDuration, h, percent } from "../dom.js";
-import { watchProjects } from "./watch.js";
+import { plainText, senderText } from "../ansi.js";
+import { ApiError, getJSON } from "../api.js";
+import { MISSING, count, debounce, formatDuration, h, number, percent, percentNumber } from "../dom.js";
+import { absoluteTime, zoneLabel, zoneName, zoneOffsetMinutes } from "../time.js";
+import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90, 365];
-const COLOURS = {
-  success: "#2e7d32",
-  failure: "#c62828",
-  other: "#90a4ae",
-  p50: "#1f4fd1",
-  p90: "#7b61ff",
-  p95: "#ef6c00",
-  rate: "#c62828",
-  restore: "#00897b",
-};
+const COLOUR_NAMES = ["success", "failure", "other", "p50", "p90", "p95", "rate", "restore", "text", "grid"];
+const DARK = window.matchMedia("(prefers-color-scheme: dark)");
+
+/** The charts' colours, from the stylesheet's --chart-* properties of the theme in use. */
+function chartColours() {
+  const style = getComputedStyle(document.documentElement);
+  return Object.fromEntries(COLOUR_NAMES.map((name) => [name, style.getPropertyValue(`--chart-${name}`).trim()]));
+}
 const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", sans-serif';
 
 let chartLibrary = null;
@@ -84,7 +84,7 @@ export function metricsView(main, live, query) {
   const windowSelect = h("select", { id: "metrics-window" }, WINDOWS.map((d) => h("option", { value: String(d) }, d === 365 ? "Last year" : `Last ${d} days`)));
   windowSelect.value = String(days);
   const projectSelect = h("select", { id: "metrics-project" }, h("option", { value: "" }, "All projects"));
-  if (project) projectSelect.append(h("option", { value: project }, project));
+  if (project) projectSelect.append(h("option", { value: project }, plainText(project)));
   projectSelect.value = project;
   const environmentSelect = h("select", { id: "metrics-environment" }, h("option", { value: "*" }, "All environments"));
   const status = h("p", { class: "muted", role: "status" }, "Loading metrics…");
@@ -103,9 +103,15 @@ export function metricsView(main, live, query) {
     body,
   );
 
+  const knownProjects = new Set(project ? [project] : []);
+  function addProjectOption(name) {
+    if (!name || knownProjects.has(name)) return;
+    knownProjects.add(name);
+    projectSelect.append(h("option", { value: name }, plainText(name)));
+  }
   getJSON("projects")
     .then((answer) => {
-      for (const p of answer.projects) if (p.project !== project) projectSelect.append(h("option", { value: p.project }, p.project));
+      for (const p of answer.projects) addProjectOption(p.project);
     })
     .catch(() => {});
 
@@ -114,31 +120,37 @@ export function metricsView(main, live, query) {
     charts = [];
   }
 
+  /** The environments of the window, and the one counted ("*": every one). */
   function showEnvironments(data) {
     const names = [...new Set([...data.environments, ...(data.environment ? [data.environment] : [])])];
-    environmentSelect.replaceChildren(h("option", { value: "*" }, "All environments"), ...names.map((name) => h("option", { value: name }, name)));
+    environmentSelect.replaceChildren(h("option", { value: "*" }, "All environments"), ...names.map((name) => h("option", { value: name }, plainText(name))));
     environmentSelect.value = data.environment || "*";
   }
 
+  let shown = null; // the data and library drawn last, to draw again in another theme
+
   function render(data, Chart) {
+    shown = { data, Chart };
     destroyCharts();
     showEnvironments(data);
+    const COLOURS = chartColours();
     Chart.defaults.font.family = FONT;
-    Chart.defaults.color = "#3d4451";
+    Chart.defaults.color = COLOURS.text;
+    Chart.defaults.borderColor = COLOURS.grid;
     const overall = data.overall;
     const projects = data.projects;
-    const names = projects.map((p) => p.project);
+    const names = projects.map((p) => plainText(p.project));
 
     const kpis = h(
       "div",
       { class: "kpis" },
-      kpi("Deployments per day", overall.per_day.toLocaleString(undefined, { maximumFractionDigits: 2 }), `${overall.deployments} in ${days} days`),
-      kpi("Change failure rate", percent(overall.change_failure_rate), `${overall.statuses.failure || 0} failed`),
-      kpi("Median time to restore", formatDuration(overall.time_to_restore_ms.median), `${overall.time_to_restore_ms.count} recoveries`),
-      kpi("Duration p50 / p95", `${formatDuration(overall.duration_ms.p50)} / ${formatDuration(overall.duration_ms.p95)}`, `${overall.duration_ms.count} finished`),
+      kpi("Deployments per day", number(overall.per_day), `${count(overall.deployments, "deployment")} in ${count(days, "day")}`),
+      kpi("Change failure rate", percent(overall.change_failure_rate), `${number(overall.statuses.failure || 0)} failed`),
+      kpi("Median time to restore", formatDuration(overall.time_to_restore_ms.median), count(overall.time_to_restore_ms.count, "recovery", "recoveries")),
+      kpi("Duration p50 / p95", `${formatDuration(overall.duration_ms.p50)} / ${formatDuration(overall.duration_ms.p95)}`, count(overall.duration_ms.count, "duration")),
     );
 
-    const frequency = chartCard("chart-frequency", "Deployment frequency", "deployments started per day, by outcome");
+    const frequency = chartCard("chart-frequency", "Deployment frequency", `deployments started per day (days in ${zoneLabel()}), by outcome`);
     const failure = chartCard("chart-failure", "Change failure rate", "share of finished deployments that failed, per project");
     const restoreUnit = timeUnit(projects.map((p) => p.time_to_restore_ms.median));
     const restore = chartCard("chart-restore", "Time to restore", `median time from a failure to the next success, in ${restoreUnit.name}`);
@@ -161,15 +173,15 @@ export function metricsView(main, live, query) {
           h(
             "tr",
             { dataset: { project: p.project } },
-            h("th", { scope: "row" }, p.project),
-            h("td", { class: "num" }, String(p.deployments)),
-            h("td", { class: "num" }, p.per_day.toLocaleString(undefined, { maximumFractionDigits: 2 })),
+            h("th", { scope: "row" }, senderText(p.project)),
+            h("td", { class: "num" }, number(p.deployments)),
+            h("td", { class: "num" }, number(p.per_day)),
             h("td", { class: "num" }, percent(p.change_failure_rate)),
             h("td", { class: "num" }, formatDuration(p.time_to_restore_ms.median)),
             h("td", { class: "num" }, formatDuration(p.duration_ms.p50)),
             h("td", { class: "num" }, formatDuration(p.duration_ms.p90)),
             h("td", { class: "num" }, formatDuration(p.duration_ms.p95)),
-            h("td", null, p.failing_since ? new Date(p.failing_since).toLocaleString() : "—"),
+            h("td", null, absoluteTime(p.failing_since)),
           ),
         ),
       ),
@@ -196,8 +208,12 @@ export function metricsView(main, live, query) {
       }],
       [failure, {
         type: "bar",
-        data: { labels: names, datasets: [{ label: "change failure rate (%)", data: projects.map((p) => (p.change_failure_rate === null ? null : Math.round(p.change_failure_rate * 1000) / 10)), backgroundColor: COLOURS.rate }] },
-        options: baseOptions({ indexAxis: "y", scales: { x: { beginAtZero: true, max: 100 } } }),
+        data: { labels: names, datasets: [{ label: "change failure rate", data: projects.map((p) => (p.change_failure_rate === null ? null : percentNumber(p.change_failure_rate))), backgroundColor: COLOURS.rate }] },
+        options: baseOptions({
+          indexAxis: "y",
+          scales: { x: { beginAtZero: true, max: 100, ticks: { callback: (value) => `${value}%` } } },
+          plugins: { ...baseOptions().plugins, tooltip: { callbacks: { label: (item) => `${item.dataset.label}: ${item.raw}%` } } },
+        }),
       }],
       [restore, {
         type: "bar",
@@ -220,11 +236,25 @@ export function metricsView(main, live, query) {
     }
   }
 
+  // Days are counted in the zone the page shows times in: by its IANA name, or, when the
+  // browser gives none or the hub does not know it, by the offset in effect now.
+  let byOffset = !zoneName();
+  async function fetchMetrics() {
+    const zone = byOffset ? { utc_offset: zoneOffsetMinutes() } : { tz: zoneName() };
+    try {
+      return await getJSON("delivery-metrics", { days, project, environment, ...zone });
+    } catch (error) {
+      if (byOffset || !(error instanceof ApiError) || !("tz" in error.details)) throw error;
+      byOffset = true;
+      return getJSON("delivery-metrics", { days, project, environment, utc_offset: zoneOffsetMinutes() });
+    }
+  }
+
   let generation = 0;
   async function load() {
     const mine = ++generation;
     try {
-      const [data, Chart] = await Promise.all([getJSON("delivery-metrics", { days, project, environment }), loadChartLibrary()]);
+      const [data, Chart] = await Promise.all([fetchMetrics(), loadChartLibrary()]);
       if (disposed || mine !== generation) return;
       status.hidden = true;
       render(data, Chart);
@@ -249,14 +279,24 @@ export function metricsView(main, live, query) {
   projectSelect.addEventListener("change", applyControls);
   environmentSelect.addEventListener("change", applyControls);
 
-  const soon = debounce(load, 2000);
-  const watch = watchProjects(live, {
+  const soon = debounce(load, 1000);
+  const watch = watchAll(live, {
     onEvent(event) {
-      if (event.type === "deployment_completed" || event.type === "deployment_started") soon();
+      addProjectOption(event.project);
+      if (event.type.startsWith("deployment_") && (!project || event.project === project)) soon();
     },
-    onNewProject: load,
     onReset: load,
   });
+  // the theme follows the system's setting; the charts follow the theme
+  const onScheme = () => {
+    if (shown && !disposed) render(shown.data, shown.Chart);
+  };
+  DARK.addEventListener("change", onScheme);
+  const onZone = () => {
+    byOffset = !zoneName();
+    load();
+  };
+  window.addEventListener("timezonechange", onZone);
   load();
 
   return {
@@ -264,6 +304,8 @@ export function metricsView(main, live, query) {
       disposed = true;
       soon.cancel();
       watch.stop();
+      window.removeEventListener("timezonechange", onZone);
+      DARK.removeEventListener("change", onScheme);
       destroyCharts();
     },
   };

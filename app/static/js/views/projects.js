@@ -1,29 +1,36 @@
 // Projects: each project's latest deployment, success rate, median duration and
-// the trend of its recent durations, kept current by project subscriptions.
+// the trend of its recent durations, kept current by one subscription to every
+// project's lifecycle events (a project nobody had heard of appears at once).
 
+import { plainText, senderText } from "../ansi.js";
 import { badgeUrl, getJSON } from "../api.js";
 import {
+  MISSING,
+  count,
   debounce,
   durationOf,
   formatDuration,
   h,
   median,
+  number,
   parseTime,
   percent,
   serial,
   shortCommit,
+  staleBadge,
   statusBadge,
   svg,
   timeAgo,
 } from "../dom.js";
+import { isOpen, openUntil } from "../stale.js";
 import { overviewTabs } from "./overview.js";
-import { watchProjects } from "./watch.js";
+import { watchAll } from "./watch.js";
 
 const TREND_LENGTH = 20;
 
 function durationNow(row, now) {
-  if ((row.status === "running" || row.status === "pending") && row.started_at) {
-    return now - parseTime(row.started_at);
+  if (isOpen(row.status) && row.started_at) {
+    return openUntil(row.status, row.last_news_at, now, row.stale) - parseTime(row.started_at);
   }
   return row.duration_ms;
 }
@@ -40,7 +47,7 @@ function sparkline(rows) {
     viewBox: `0 0 ${TREND_LENGTH * barWidth} ${height}`,
     preserveAspectRatio: "none",
     role: "img",
-    "aria-label": `Durations of the last ${rows.length} deployments, oldest first: ${values.map((v) => formatDuration(v)).join(", ")}`,
+    "aria-label": `Durations of the last ${count(rows.length, "deployment")}, oldest first: ${values.map((v) => formatDuration(v)).join(", ")}`,
   });
   ordered.forEach((row, index) => {
     const barHeight = Math.max(2, (values[index] / longest) * (height - 2));
@@ -55,7 +62,7 @@ function sparkline(rows) {
           rx: 1.5,
           class: `spark-bar spark-${row.status}`,
         },
-        svg("title", null, `${row.deployment_id}: ${row.status}, ${formatDuration(values[index])}`),
+        svg("title", null, `${plainText(row.deployment_id)}: ${row.status}, ${formatDuration(values[index])}`),
       ),
     );
   });
@@ -67,27 +74,30 @@ function projectCard(project, trend, openBadge) {
   const counts = project.counts || {};
   const decided = (counts.success || 0) + (counts.failure || 0);
   const finished = trend.filter((row) => row.status === "success" || row.status === "failure");
-  const markdown = `![${project.project} deployment](${badgeUrl(project.project)})`;
+  const markdown = `![${plainText(project.project)} deployment](${badgeUrl(project.project)})`;
   const card = h(
     "article",
-    { class: `card project-card status-${latest.status}`, dataset: { project: project.project, status: latest.status } },
+    {
+      class: `card project-card status-${latest.status}`,
+      dataset: { project: project.project, status: latest.status, ...(isOpen(latest.status) ? { staleNews: latest.last_news_at || "", staleTold: String(Boolean(latest.stale)) } : {}) },
+    },
     h(
       "header",
       { class: "project-head" },
-      h("h2", { class: "project-name" }, h("a", { href: `#/deployments?project=${encodeURIComponent(project.project)}` }, project.project)),
-      statusBadge(latest.status),
+      h("h2", { class: "project-name" }, h("a", { href: `#/deployments?project=${encodeURIComponent(project.project)}` }, senderText(project.project))),
+      h("span", { class: "badges" }, statusBadge(latest.status), isOpen(latest.status) ? staleBadge(latest.last_news_at, latest.stale) : null),
     ),
     h(
       "p",
       { class: "project-latest" },
-      h("a", { href: `#/deployments/${encodeURIComponent(latest.deployment_id)}`, class: "mono" }, latest.deployment_id),
-      latest.branch ? h("span", { class: "chip" }, latest.branch) : null,
-      latest.commit ? h("span", { class: "chip mono" }, shortCommit(latest.commit)) : null,
+      h("a", { href: `#/deployments/${encodeURIComponent(latest.deployment_id)}`, class: "mono" }, senderText(latest.deployment_id)),
+      latest.branch ? h("span", { class: "chip", title: plainText(latest.branch) }, senderText(latest.branch)) : null,
+      latest.commit ? h("span", { class: "chip mono", title: plainText(latest.commit) }, senderText(shortCommit(latest.commit))) : null,
     ),
     h(
       "p",
       { class: "project-when muted" },
-      latest.started_at ? timeAgo(latest.started_at) : "—",
+      latest.started_at ? timeAgo(latest.started_at) : MISSING,
       " · ",
       durationOf(latest),
     ),
@@ -96,24 +106,24 @@ function projectCard(project, trend, openBadge) {
       { class: "stats" },
       h(
         "div",
-        { class: "stat", title: `${counts.success || 0} successful of ${decided} finished` },
+        { class: "stat", title: `${number(counts.success || 0)} successful of ${number(decided)} finished` },
         h("dt", null, "Success rate"),
-        h("dd", null, decided ? percent((counts.success || 0) / decided) : "—"),
+        h("dd", null, decided ? percent((counts.success || 0) / decided) : MISSING),
       ),
       h(
         "div",
-        { class: "stat", title: `median of the last ${finished.length} finished deployments` },
+        { class: "stat", title: `median of the last ${count(finished.length, "finished deployment")}` },
         h("dt", null, "Median duration"),
         h("dd", null, formatDuration(median(finished.map((row) => row.duration_ms)))),
       ),
-      h("div", { class: "stat" }, h("dt", null, "Deployments"), h("dd", null, String(counts.total ?? "—"))),
+      h("div", { class: "stat" }, h("dt", null, "Deployments"), h("dd", null, counts.total === undefined ? MISSING : number(counts.total))),
     ),
-    h("figure", { class: "trend" }, sparkline(trend), h("figcaption", { class: "muted" }, `Last ${trend.length} durations`)),
+    h("figure", { class: "trend" }, sparkline(trend), h("figcaption", { class: "muted" }, `Last ${count(trend.length, "duration")}`)),
     h(
       "details",
       { class: "badge-snippet", open: openBadge },
       h("summary", null, "README badge"),
-      h("img", { src: badgeUrl(project.project), alt: `${project.project} deployment status`, height: "20" }),
+      h("img", { src: badgeUrl(project.project), alt: `${plainText(project.project)} deployment status`, height: "20" }),
       h("input", { type: "text", readonly: true, value: markdown, "aria-label": "Badge Markdown", class: "snippet", onfocus: (e) => e.target.select() }),
     ),
   );
@@ -171,12 +181,15 @@ export function projectsView(main, live) {
   const soon = debounce(reload, 250);
 
   reload();
-  const watch = watchProjects(live, {
+  const watch = watchAll(live, {
     onEvent(event) {
       pending.add(event.project);
-      soon();
+      if (projects.some((p) => p.project === event.project)) soon();
+      else {
+        soon.cancel(); // a project not on the page yet: no reason to wait
+        reload();
+      }
     },
-    onNewProject: () => reload(),
     onReset: () => reload(),
   });
   return {

@@ -2,38 +2,43 @@
 // prefix*; each result shows where and when it was logged, its matches marked,
 // and links to the line in its deployment's log.
 
+import { plainText, senderText } from "../ansi.js";
 import { ApiError, deploymentLink, getJSON } from "../api.js";
-import { formatAbsolute, h, timeAgo } from "../dom.js";
+import { h, timeAgo } from "../dom.js";
 
 const PAGE_SIZE = 50;
 const LEVELS = ["debug", "info", "warning", "error"];
 
-/** The text with each [start, end] span (in code points) in a <mark>. */
+/**
+ * The text with each [start, end] span (in code points) in a <mark>.  The spans count the
+ * text as the hub sent it, so it is cut first and each piece rendered as sender text.
+ */
 function marked(text, spans) {
   const points = Array.from(text);
+  const piece = (from, to) => senderText(points.slice(from, to).join(""));
   const parts = [];
   let at = 0;
   for (const [start, end] of spans) {
-    if (start > at) parts.push(points.slice(at, start).join(""));
-    parts.push(h("mark", null, points.slice(start, end).join("")));
+    if (start > at) parts.push(piece(at, start));
+    parts.push(h("mark", null, piece(start, end)));
     at = end;
   }
-  if (at < points.length) parts.push(points.slice(at).join(""));
+  if (at < points.length) parts.push(piece(at));
   return parts;
 }
 
 function result(item) {
-  const where = [item.job, item.step].filter((part) => part !== null && part !== undefined).join(" / ");
+  const where = [item.job, item.step].filter((part) => part !== null && part !== undefined).flatMap((part, index) => [index ? " / " : "", senderText(part)]);
   return h(
     "li",
     { class: `search-hit level-${item.level}`, dataset: { id: item.id, deployment: item.deployment_id } },
     h(
       "div",
       { class: "search-hit-head" },
-      h("a", { href: deploymentLink(item.deployment_id), class: "mono" }, item.deployment_id),
-      h("span", { class: "muted" }, item.project),
-      where ? h("span", null, where) : null,
-      h("span", { class: "muted", title: formatAbsolute(item.timestamp) }, timeAgo(item.timestamp)),
+      h("a", { href: deploymentLink(item.deployment_id), class: "mono" }, senderText(item.deployment_id)),
+      h("span", { class: "muted" }, senderText(item.project)),
+      where.length ? h("span", null, where) : null,
+      h("span", { class: "muted" }, timeAgo(item.timestamp)),
       h("a", { href: item.link, class: "search-hit-link" }, "Open in log"),
     ),
     h("pre", { class: "search-hit-text" }, marked(item.text, item.match)),
@@ -62,7 +67,7 @@ export function searchView(main, query) {
     required: true,
   });
   const projectSelect = h("select", { id: "search-project", name: "project" }, h("option", { value: "" }, "All projects"));
-  if (filters.project) projectSelect.append(h("option", { value: filters.project }, filters.project));
+  if (filters.project) projectSelect.append(h("option", { value: filters.project }, plainText(filters.project)));
   projectSelect.value = filters.project;
   const levelSelect = h("select", { id: "search-level", name: "level" }, h("option", { value: "" }, "Any level"), LEVELS.map((l) => h("option", { value: l }, l)));
   levelSelect.value = filters.level;
@@ -104,7 +109,7 @@ export function searchView(main, query) {
 
   getJSON("projects")
     .then((answer) => {
-      for (const p of answer.projects) if (p.project !== filters.project) projectSelect.append(h("option", { value: p.project }, p.project));
+      for (const p of answer.projects) if (p.project !== filters.project) projectSelect.append(h("option", { value: p.project }, plainText(p.project)));
     })
     .catch(() => {});
 

@@ -1,15 +1,16 @@
 // Step trends per project: the slowest steps, the ones that fail most, and the
 // ones that got slower (p50 up by more than half against the window before).
 
+import { plainText, senderText } from "../ansi.js";
 import { getJSON } from "../api.js";
-import { debounce, formatDuration, h, percent } from "../dom.js";
-import { watchProjects } from "./watch.js";
+import { debounce, formatDuration, h, number, percent } from "../dom.js";
+import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90];
 const TOP = 5;
 
 function stepName(item) {
-  return `${item.job} / ${item.step}`;
+  return [senderText(item.job), " / ", senderText(item.step)];
 }
 
 function table(caption, rows, columns) {
@@ -38,11 +39,11 @@ function table(caption, rows, columns) {
   );
 }
 
-const RUNS = ["Runs", (i) => String(i.runs)];
+const RUNS = ["Runs", (i) => number(i.runs)];
 const P50 = ["p50", (i) => formatDuration(i.p50_ms)];
 const P95 = ["p95", (i) => formatDuration(i.p95_ms)];
-const FAILED = ["Failed", (i) => `${i.failures} (${percent(i.failure_rate)})`];
-const FLAKY = ["Flaky", (i) => String(i.flaky)];
+const FAILED = ["Failed", (i) => `${number(i.failures)} (${percent(i.failure_rate)})`];
+const FLAKY = ["Flaky", (i) => number(i.flaky)];
 const BEFORE = ["p50 before", (i) => formatDuration(i.previous.p50_ms)];
 
 function projectCard(project, items) {
@@ -54,8 +55,8 @@ function projectCard(project, items) {
   const regressed = items.filter((i) => i.regressed).sort((a, b) => b.p50_ms / b.previous.p50_ms - a.p50_ms / a.previous.p50_ms);
   return h(
     "section",
-    { class: "card trend-card", dataset: { project }, "aria-label": `Steps of ${project}` },
-    h("h2", null, project),
+    { class: "card trend-card", dataset: { project }, "aria-label": `Steps of ${plainText(project)}` },
+    h("h2", null, senderText(project)),
     h(
       "div",
       { class: "trend-grid" },
@@ -75,7 +76,7 @@ export function stepsView(main, live, query) {
   const windowSelect = h("select", { id: "steps-window" }, WINDOWS.map((d) => h("option", { value: String(d) }, `Last ${d} days`)));
   windowSelect.value = String(days);
   const projectSelect = h("select", { id: "steps-project" }, h("option", { value: "" }, "All projects"));
-  if (project) projectSelect.append(h("option", { value: project }, project));
+  if (project) projectSelect.append(h("option", { value: project }, plainText(project)));
   projectSelect.value = project;
   const status = h("p", { class: "muted", role: "status" }, "Loading steps…");
   const body = h("div", { class: "trends" });
@@ -97,9 +98,15 @@ export function stepsView(main, live, query) {
     body,
   );
 
+  const knownProjects = new Set(project ? [project] : []);
+  function addProjectOption(name) {
+    if (!name || knownProjects.has(name)) return;
+    knownProjects.add(name);
+    projectSelect.append(h("option", { value: name }, plainText(name)));
+  }
   getJSON("projects")
     .then((answer) => {
-      for (const p of answer.projects) if (p.project !== project) projectSelect.append(h("option", { value: p.project }, p.project));
+      for (const p of answer.projects) addProjectOption(p.project);
     })
     .catch(() => {});
 
@@ -138,11 +145,11 @@ export function stepsView(main, live, query) {
   projectSelect.addEventListener("change", applyControls);
 
   const soon = debounce(load, 2000);
-  const watch = watchProjects(live, {
+  const watch = watchAll(live, {
     onEvent(event) {
-      if (event.type === "deployment_completed") soon();
+      addProjectOption(event.project);
+      if (event.type === "deployment_completed" && (!project || event.project === project)) soon();
     },
-    onNewProject: load,
     onReset: load,
   });
   load();
