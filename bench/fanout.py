@@ -1,25 +1,32 @@
 """Fan-out of the real hub vs. a Flask-SocketIO baseline, under the same gunicorn/gevent stack.
 
-Usage: ``python bench/fanout.py [--clients 1000] [--rate 100] [--seconds 20]
-[--max-clients 10] [--max-seconds 10] [--rounds 5] [--idle 2000] [--only hub|socketio]``
+Usage: ``python bench/fanout.py [--paced 1000@100 100@500] [--seconds 20]
+[--max-clients 10] [--max-seconds 10] [--rounds 5] [--idle 2000] [--only hub|socketio]
+[--base REV] [--quick]``
 
 Each server runs as gunicorn with one gevent worker pinned to CPU 0; this
 process (the load generator: gevent, raw sockets, one greenlet per client)
 is pinned to CPU 1 and reports its own CPU, since a saturated generator
-would cap what it measures.  For the hub and then for the baseline
-(bench/socketio_app.py: ``emit`` to a room on webhook receipt, nothing
-stored), in one run:
+would cap what it measures.  For the hub, the hub of commit ``REV`` when
+``--base`` names one (bench/base.py), and the baseline (bench/socketio_app.py:
+``emit`` to a room on webhook receipt, nothing stored), in one run, each case
+on a fresh server:
 
-* paced: K subscribers of one project, events POSTed one per request at R/s;
-* max rate: 10 subscribers, batches of 20 events POSTed as fast as 4
-  keep-alive connections allow; measured last, in rounds where the two
-  servers take turns, with the median of each and of the ratios per round;
 * idle: the worker's RSS before and after N idle subscribed connections
-  (for the hub also with permessage-deflate negotiated, as browsers do).
+  (for the hub also with permessage-deflate negotiated, as browsers do);
+* frames: the bytes of the message a subscriber receives for a hello-world
+  ``log_entry`` and for a typical ``step_completed``;
+* paced: K subscribers of one project, ~300-byte events POSTed one per
+  request at R/s, for each ``K@R`` of ``--paced``;
+* max rate: 10 subscribers, events POSTed as fast as keep-alive connections
+  allow, once in batches of 20 (4 connections) and once one event per
+  request (16 connections); measured last, in rounds where the servers take
+  turns, with the median of each and of the ratios per round.
 
-Per case: deliveries/s, end-to-end latency (POST sent -> frame received)
-p50/p95/p99/max, lost and duplicated deliveries, server CPU and RSS.
-Loopback only; every loop is bounded by a count and a deadline.
+Per case: deliveries/s, requests/s, end-to-end latency (POST sent -> frame
+received) p50/p95/p99/max, lost and duplicated deliveries, server CPU and
+RSS, the worker's CPU time per request and per delivery.  Loopback only;
+every loop is bounded by a count and a deadline.
 """
 
 from __future__ import annotations
@@ -29,9 +36,11 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402 - gevent must patch before anything imports socket
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import resource  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
@@ -40,6 +49,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
@@ -47,13 +57,19 @@ import gevent  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import base  # noqa: E402
 from bench.ingest import _tree, pinned  # noqa: E402
-from bench.loadgen import run  # noqa: E402
+from bench.loadgen import Result, run  # noqa: E402
 from tests.e2e.server import HubServer  # noqa: E402
 from tests.e2e.wsclient import handshake, masked, split_frames  # noqa: E402
 
-MARK = b'"message":"seq='
+SEQ = re.compile(rb'"message":"seq=([0-9]+)')
 BATCH = 20
+#: Keep-alive connections posting batches, and single events, at maximum rate.
+BATCH_CONNECTIONS = 4
+SINGLE_CONNECTIONS = 16
+#: What pads a paced or single event's message to a ~300-byte body, as a pipeline's log line.
+PADDING = " build step output: compiling module, linking, running checks" * 3
 DRAIN_SECONDS = 15.0
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -66,10 +82,11 @@ class Target:
     app_spec: str
     path: str
     env: dict[str, str] = field(default_factory=dict)
+    root: Path = ROOT
 
     @property
     def socketio(self) -> bool:
-        return self.name == "socketio"
+        return self.app_spec.startswith("bench.socketio_app")
 
     def greeting(self) -> list[bytes]:
         """Frames a client sends after the upgrade, before subscribing."""
@@ -134,6 +151,7 @@ class Client:
         self.frames = 0
         self.now = time.perf_counter()
         self.closing = False
+        self.kept: list[bytes] | None = None  # every message after the subscription, if set
         self.greenlet = gevent.spawn(self._read)
 
     def _read(self) -> None:
@@ -166,11 +184,12 @@ class Client:
             if self.target.subscribed(payload) or (self.tally is None and self.frames >= 3):
                 self.ready.set()
             return
-        at = payload.find(MARK)
-        if at < 0 or self.tally is None:
+        if self.kept is not None:
+            self.kept.append(payload)
+        found = SEQ.search(payload)
+        if found is None or self.tally is None:
             return
-        start = at + len(MARK)
-        seq = int(payload[start : payload.index(b'"', start)])
+        seq = int(found[1])
         if self.seen[seq]:
             self.tally.duplicates += 1
             return
@@ -202,6 +221,7 @@ def connect_all(
 
 
 def body(project: str, seqs: range, tally: Tally) -> bytes:
+    """A batch of log lines, or one ~300-byte log line when ``seqs`` holds one."""
     now = time.perf_counter()
     events = []
     tally.posted = max(tally.posted, seqs.stop)
@@ -215,7 +235,17 @@ def body(project: str, seqs: range, tally: Tally) -> bytes:
                 "message": f"seq={seq}",
             }
         )
-    return json.dumps(events[0] if len(events) == 1 else {"events": events}).encode()
+    if len(events) == 1:
+        one = events[0]
+        one.update(
+            message=f"seq={seq} {PADDING}",
+            level="info",
+            job_name="build",
+            step_name="compile",
+            timestamp=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        )
+        return json.dumps(one).encode()
+    return json.dumps({"events": events}).encode()
 
 
 class Usage:
@@ -240,11 +270,11 @@ class Usage:
         return sum(_rss_kb(pid) for pid in self.pids) / 1024
 
     def finish(self) -> tuple[float, float, float]:
-        """(seconds, server CPU %, load generator CPU %)."""
+        """(seconds, server CPU seconds, load generator CPU seconds)."""
         seconds = time.perf_counter() - self.started
         own = resource.getrusage(resource.RUSAGE_SELF)
         mine = (own.ru_utime - self.own.ru_utime) + (own.ru_stime - self.own.ru_stime)
-        return seconds, (self._server_cpu() - self.server_cpu) / seconds * 100, mine / seconds * 100
+        return seconds, self._server_cpu() - self.server_cpu, mine
 
 
 def _rss_kb(pid: int) -> int:
@@ -266,7 +296,7 @@ def fan_out(
     clients: int,
     events: int,
     project: str,
-    post: Callable[[int, Tally], object],
+    post: Callable[[int, Tally], Result],
 ) -> dict[str, object]:
     """Subscribe ``clients``, run ``post``, wait for the deliveries; the case's figures."""
     tally = Tally(events, [0.0] * events)
@@ -284,8 +314,8 @@ def fan_out(
     )
     gevent.sleep(1)
     usage = Usage(server)
-    post(server.port, tally)
-    posting = time.perf_counter() - usage.started
+    posted = post(server.port, tally)
+    _, posting_cpu, _ = usage.finish()
     deadline = time.perf_counter() + DRAIN_SECONDS
     while tally.unique < clients * tally.posted and time.perf_counter() < deadline:
         gevent.sleep(0.05)
@@ -296,33 +326,37 @@ def fan_out(
     ordered = sorted(tally.latencies)
     return {
         "deliveries/s": tally.unique / seconds,
+        "requests/s": posted.rate,
         "p50 ms": percentile(ordered, 50) * 1e3,
         "p95 ms": percentile(ordered, 95) * 1e3,
         "p99 ms": percentile(ordered, 99) * 1e3,
         "max ms": (ordered[-1] if ordered else 0) * 1e3,
         "events": tally.posted,
-        "posted/s": tally.posted / posting,
+        "errors": posted.errors,
         "lost": clients * tally.posted - tally.unique,
         "duplicates": tally.duplicates,
         "closed by server": tally.closed,
-        "server CPU %": server_cpu,
+        "server CPU %": server_cpu / seconds * 100,
+        "server CPU % while posting": posting_cpu / posted.seconds * 100,
+        "server CPU us/request": server_cpu / max(1, posted.requests) * 1e6,
+        "server CPU us/delivery": server_cpu / max(1, tally.unique) * 1e6,
         "server RSS MB": rss,
-        "loadgen CPU %": own_cpu,
+        "loadgen CPU %": own_cpu / seconds * 100,
     }
 
 
-def paced(project: str, rate: float, events: int) -> Callable[[int, Tally], object]:
+def paced(project: str, rate: float, events: int) -> Callable[[int, Tally], Result]:
     """One event per request, R requests a second (16 in flight at most, so a slow answer
     does not lower the rate)."""
 
-    def post(port: int, tally: Tally) -> None:
+    def post(port: int, tally: Tally) -> Result:
         started = time.perf_counter()
 
         def one(index: int) -> bytes:
             gevent.sleep(max(0.0, started + index / rate - time.perf_counter()))
             return body(project, range(index, index + 1), tally)
 
-        run(
+        return run(
             port,
             "/api/webhooks/deployment",
             one,
@@ -334,19 +368,22 @@ def paced(project: str, rate: float, events: int) -> Callable[[int, Tally], obje
     return post
 
 
-def flat_out(project: str, seconds: float, events: int) -> Callable[[int, Tally], object]:
-    """Batches of events, as fast as four keep-alive connections go, for ``seconds``."""
+def flat_out(
+    project: str, seconds: float, events: int, batch: int
+) -> Callable[[int, Tally], Result]:
+    """Requests of ``batch`` events (one event: a plain event body, not a batch), as fast as
+    the keep-alive connections go, for ``seconds``."""
 
-    def post(port: int, tally: Tally) -> None:
-        def batch(index: int) -> bytes:
-            return body(project, range(index * BATCH, (index + 1) * BATCH), tally)
+    def post(port: int, tally: Tally) -> Result:
+        def request(index: int) -> bytes:
+            return body(project, range(index * batch, (index + 1) * batch), tally)
 
-        run(
+        return run(
             port,
             "/api/webhooks/deployment",
-            batch,
-            total=events // BATCH,
-            concurrency=4,
+            request,
+            total=events // batch,
+            concurrency=BATCH_CONNECTIONS if batch > 1 else SINGLE_CONNECTIONS,
             deadline=seconds,
         )
 
@@ -373,6 +410,50 @@ def idle_memory(target: Target, server: HubServer, count: int, extra: str = "") 
     return (after - before) * 1024 / count
 
 
+#: The bodies whose frames are weighed: a hello-world log line and a typical step's end.
+FRAME_BODIES = {
+    "log_entry B": {
+        "type": "log_entry",
+        "project": "frames",
+        "deployment_id": "1042",
+        "message": "hello world",
+    },
+    "step_completed B": {
+        "type": "step_completed",
+        "project": "frames",
+        "deployment_id": "1042",
+        "job_name": "deploy-project",
+        "step_name": "deploy",
+        "step_status": "success",
+        "duration": 82,
+        "logs": "deploy-project / deploy finished: success",
+    },
+}
+
+
+def frame_sizes(target: Target, server: HubServer) -> dict[str, object]:
+    """Bytes of the WebSocket message one subscriber receives for each of FRAME_BODIES."""
+    (client,) = connect_all(target, server.port, 1, "frames", None)
+    client.kept = []
+    sizes: dict[str, object] = {}
+    for name, event in FRAME_BODIES.items():
+        client.kept.clear()
+        run(
+            server.port,
+            "/api/webhooks/deployment",
+            lambda _, event=event: json.dumps(event).encode(),
+            total=1,
+            concurrency=1,
+            deadline=10,
+        )
+        deadline = time.perf_counter() + 10
+        while not client.kept and time.perf_counter() < deadline:
+            gevent.sleep(0.02)
+        sizes[name] = len(client.kept[0]) if client.kept else "none"
+    client.close()
+    return sizes
+
+
 def start(target: Target, workdir: Path) -> HubServer:
     """A fresh server for each measurement, so one case's garbage does not blur the next."""
     return pinned(
@@ -385,52 +466,54 @@ def start(target: Target, workdir: Path) -> HubServer:
                 "HUB_MAX_BATCH_EVENTS": "1000",
             },
             app_spec=target.app_spec,
+            root=target.root,
         )
     )
 
 
-def measure(
-    target: Target, args: argparse.Namespace, workdir: Path
-) -> dict[str, dict[str, object]]:
-    paced_events = int(args.rate * args.seconds)
+Case = Callable[[HubServer], dict[str, object]]
 
-    def idle(extra: str) -> Callable[[HubServer], dict[str, object]]:
+
+def cases(target: Target, args: argparse.Namespace) -> list[tuple[str, Case]]:
+    """The cases measured once per server: idle memory, frame sizes, paced fan-out."""
+
+    def idle(extra: str) -> Case:
         return lambda server: {"KB": idle_memory(target, server, args.idle, extra)}
 
-    cases: list[tuple[str, Callable[[HubServer], dict[str, object]]]] = [
-        ("idle KB/connection", idle(""))
-    ]
+    def paced_case(clients: int, rate: float) -> Case:
+        events = int(rate * args.seconds)
+        return lambda server: fan_out(
+            target, server, clients, events, "paced", paced("paced", rate, events)
+        )
+
+    found: list[tuple[str, Case]] = [("idle KB/connection", idle(""))]
     if not target.socketio:
-        cases.append(
+        found.append(
             (
                 "idle KB/connection, deflate",
                 idle("Sec-WebSocket-Extensions: permessage-deflate\r\n"),
             )
         )
-    cases += [
-        (
-            f"paced K={args.clients} R={args.rate:g}/s",
-            lambda server: fan_out(
-                target,
-                server,
-                args.clients,
-                paced_events,
-                "paced",
-                paced("paced", args.rate, paced_events),
-            ),
-        ),
-    ]
-    results: dict[str, dict[str, object]] = {}
-    for index, (name, case) in enumerate(cases):
+    found.append(("frame bytes", lambda server: frame_sizes(target, server)))
+    for clients, rate in args.paced:
+        found.append((f"paced K={clients} R={rate:g}/s", paced_case(clients, rate)))
+    return found
+
+
+def measure(target: Target, args: argparse.Namespace, workdir: Path) -> None:
+    print(f"\n{target.name} (load average {os.getloadavg()[0]:.2f}):")
+    for index, (name, case) in enumerate(cases(target, args)):
         server = start(target, workdir / f"{target.name}-{index}")
         try:
-            results[name] = case(server)
+            figures = case(server)
         finally:
             server.stop()
-    return results
+        print(f"  {name:<32} {show(figures)}", flush=True)
 
 
-def max_rate(target: Target, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+def max_rate(
+    target: Target, args: argparse.Namespace, workdir: Path, batch: int
+) -> dict[str, object]:
     server = start(target, workdir)
     try:
         return fan_out(
@@ -439,10 +522,64 @@ def max_rate(target: Target, args: argparse.Namespace, workdir: Path) -> dict[st
             args.max_clients,
             10**6,
             "flat",
-            flat_out("flat", args.max_seconds, 10**6),
+            flat_out("flat", args.max_seconds, 10**6, batch),
         )
     finally:
         server.stop()
+
+
+#: The maximum-rate cases: their name, events per request, and the figure compared.
+MAX_RATE_CASES = (
+    ("batches of 20", BATCH, "deliveries/s"),
+    ("one event per request", 1, "requests/s"),
+)
+
+
+def max_rates(targets: list[Target], args: argparse.Namespace, workdir: Path) -> None:
+    """Every maximum-rate case in rounds, the servers taking turns within each round."""
+    print(
+        f"\nmax rate K={args.max_clients}, {args.rounds} rounds, the servers taking turns "
+        "(a drift in the machine's speed hits them alike):"
+    )
+    figures: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
+    for round_ in range(1, args.rounds + 1):
+        for case, batch, figure in MAX_RATE_CASES:
+            for target in targets:
+                name = f"{target.name}-{batch}-{round_}"
+                result = max_rate(target, args, workdir / name, batch)
+                figures.setdefault((case, target.name), []).append(number(result, figure))
+                cpu.setdefault((case, target.name), []).append(
+                    number(result, "server CPU us/request")
+                )
+                print(f"  round {round_} {case}, {target.name:<9} {show(result)}", flush=True)
+    for case, _, figure in MAX_RATE_CASES:
+        print(f"  {case}:")
+        for target in targets:
+            values = figures[(case, target.name)]
+            print(
+                f"    {target.name:<9} median {figure} {statistics.median(values):,.0f}, "
+                f"server CPU {statistics.median(cpu[(case, target.name)]):,.0f} us/request"
+            )
+        reference = targets[-1].name
+        for target in targets[:-1]:
+            ratios = [
+                a / b
+                for a, b in zip(
+                    figures[(case, target.name)], figures[(case, reference)], strict=True
+                )
+            ]
+            shown = ", ".join(f"{r:.2f}" for r in ratios)
+            print(
+                f"    {target.name} / {reference} by round: {shown}; "
+                f"median {statistics.median(ratios):.2f}"
+            )
+
+
+def number(figures: dict[str, object], name: str) -> float:
+    value = figures[name]
+    assert isinstance(value, float)  # noqa: S101 - fan_out's figures
+    return value
 
 
 def show(figures: dict[str, object]) -> str:
@@ -451,19 +588,33 @@ def show(figures: dict[str, object]) -> str:
     )
 
 
+def paced_spec(text: str) -> tuple[int, float]:
+    """``K@R``: K subscribers, R events a second."""
+    clients, _, rate = text.partition("@")
+    return int(clients), float(rate)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument(
+        "--paced", type=paced_spec, nargs="+", default=[(1000, 100.0), (100, 500.0)]
+    )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--max-clients", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--idle", type=int, default=2000)
     parser.add_argument("--only", choices=("hub", "socketio"))
+    parser.add_argument("--base", metavar="REV", help="also run the hub of this commit")
+    parser.add_argument(
+        "--quick", action="store_true", help="small figures, for trying the bench itself"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.paced, args.seconds, args.max_seconds = [(100, 100.0)], 3.0, 3.0
+        args.rounds, args.idle = 1, 200
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, 4 * (args.clients + args.idle) + 1000)
+    wanted = min(hard, 4 * (max(k for k, _ in args.paced) + args.idle) + 1000)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
@@ -479,30 +630,20 @@ def main() -> None:
         f"machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
         "server on CPU 0, load generator on CPU 1"
     )
-    targets = [t for t in (HUB, SOCKETIO) if args.only in (None, t.name)]
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        targets = [HUB]
+        if args.base:
+            tree = stack.enter_context(base.checkout(args.base))
+            print(f"hub@base: {base.describe(args.base)}")
+            targets.append(Target("hub@base", HUB.app_spec, HUB.path, HUB.env, tree))
+        if args.only == "socketio":
+            targets = []
+        if args.only != "hub":
+            targets.append(SOCKETIO)  # last: the ratios are taken against it
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for target in targets:
-            print(f"\n{target.name} (load average {os.getloadavg()[0]:.2f}):")
-            for case, figures in measure(target, args, Path(tmp)).items():
-                print(f"  {case:<32} {show(figures)}", flush=True)
-        print(
-            f"\nmax rate K={args.max_clients}, {args.rounds} rounds, "
-            "the servers taking turns (a drift in the machine's speed hits both alike):"
-        )
-        rates: dict[str, list[float]] = {t.name: [] for t in targets}
-        for round_ in range(1, args.rounds + 1):
-            for target in targets:
-                figures = max_rate(target, args, Path(tmp) / f"{target.name}-max-{round_}")
-                delivered = figures["deliveries/s"]
-                assert isinstance(delivered, float)  # noqa: S101 - fan_out's figure
-                rates[target.name].append(delivered)
-                print(f"  round {round_} {target.name:<9} {show(figures)}", flush=True)
-        for name, values in rates.items():
-            print(f"  median deliveries/s, {name}: {statistics.median(values):,.0f}")
-        if len(targets) == 2:
-            ratios = [h / b for h, b in zip(rates["hub"], rates["socketio"], strict=True)]
-            shown = ", ".join(f"{r:.2f}" for r in ratios)
-            print(f"  hub / baseline by round: {shown}; median {statistics.median(ratios):.2f}")
+            measure(target, args, tmp)
+        max_rates(targets, args, tmp)
 
 
 if __name__ == "__main__":

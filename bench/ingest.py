@@ -1,11 +1,12 @@
 """Ingest throughput of the real hub vs. the bare gunicorn/gevent/Flask ceiling.
 
-Usage: ``python bench/ingest.py [--seconds 4] [--concurrency 16] [--rounds 6]``
+Usage: ``python bench/ingest.py [--seconds 4] [--concurrency 16] [--rounds 6] [--base REV]``
 
 Starts, in this one run, a bare JSON endpoint (bench/bare_app.py) and the hub,
 each as gunicorn with one gevent worker pinned to CPU 0, and drives them from
 this process pinned to CPU 1, in rounds of short phases: the ceiling, then the
-hub with single events, then the hub with batches of log lines.  Adjacent
+hub with single events, then the hub with batches of log lines (and with
+``--base REV``, the same two on the hub of that commit, bench/base.py).  Adjacent
 phases share whatever the machine's speed is doing that minute, so the ratio
 is taken per round, and the medians are printed with every round's figures
 (requests/s, p50, p99, the load generator's CPU).  Loopback only; every loop
@@ -19,6 +20,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402 - gevent must patch before anything imports socket
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
@@ -31,6 +33,7 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import base  # noqa: E402
 from bench.loadgen import Result, run  # noqa: E402
 from tests.e2e.server import HubServer  # noqa: E402
 
@@ -118,6 +121,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--base", metavar="REV", help="also run the hub of this commit")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
@@ -125,32 +129,42 @@ def main() -> None:
         f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}; server on CPU 0, load generator on CPU 1"
     )
-    ratios, lines = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        bare = pinned(HubServer(Path(tmp) / "bare", app_spec="bench.bare_app:create_app()"))
-        hub = pinned(HubServer(Path(tmp) / "hub", {"HUB_LOG_LEVEL": "WARNING"}))
-        try:
-            for server in (bare, hub):  # warm-up
-                run(server.port, PATH, single_event, total=500, concurrency=16, deadline=5)
-            print(f"one gevent worker each, {args.rounds} rounds of {args.seconds:g} s phases:")
-            phases = Phases(args)
-            for round_ in range(1, args.rounds + 1):
-                ceiling = phases.run(bare, single_event)
+    ratios: dict[str, list[float]] = {}
+    lines: dict[str, list[float]] = {}
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        hubs = {"hub": HubServer(tmp / "hub", {"HUB_LOG_LEVEL": "WARNING"})}
+        if args.base:
+            tree = stack.enter_context(base.checkout(args.base))
+            print(f"hub@base: {base.describe(args.base)}")
+            hubs["hub@base"] = HubServer(tmp / "base", {"HUB_LOG_LEVEL": "WARNING"}, root=tree)
+        servers = [HubServer(tmp / "bare", app_spec="bench.bare_app:create_app()"), *hubs.values()]
+        for server in servers:
+            pinned(server)
+            stack.callback(server.stop)
+        for server in servers:  # warm-up
+            run(server.port, PATH, single_event, total=500, concurrency=16, deadline=5)
+        print(f"one gevent worker each, {args.rounds} rounds of {args.seconds:g} s phases:")
+        phases = Phases(args)
+        for round_ in range(1, args.rounds + 1):
+            print(f"round {round_}:")
+            ceiling = phases.run(servers[0], single_event)
+            show("ceiling: bare JSON endpoint", ceiling)
+            for name, hub in hubs.items():
                 single = phases.run(hub, single_event)
                 batched = phases.run(hub, log_batch)
-                print(f"round {round_}:")
-                show("ceiling: bare JSON endpoint", ceiling)
-                show("hub: single event", single)
-                show("hub: batched logs (lines)", batched, unit=BATCH)
-                ratios.append(single.rate / ceiling.rate)
-                lines.append(batched.rate * BATCH)
-        finally:
-            bare.stop()
-            hub.stop()
-    shown = ", ".join(f"{r:.2f}" for r in ratios)
-    print(f"single-event ingest / ceiling by round: {shown}")
-    print(f"  median {statistics.median(ratios):.2f} x ceiling (goal >= 0.50)")
-    print(f"batched log ingest: median {statistics.median(lines):,.0f} lines/s (goal >= 10,000)")
+                show(f"{name}: single event", single)
+                show(f"{name}: batched logs (lines)", batched, unit=BATCH)
+                ratios.setdefault(name, []).append(single.rate / ceiling.rate)
+                lines.setdefault(name, []).append(batched.rate * BATCH)
+    for name in hubs:
+        shown = ", ".join(f"{r:.2f}" for r in ratios[name])
+        print(f"{name}: single-event ingest / ceiling by round: {shown}")
+        print(f"  median {statistics.median(ratios[name]):.2f} x ceiling (goal >= 0.50)")
+        print(
+            f"  batched log ingest: median {statistics.median(lines[name]):,.0f} lines/s "
+            "(goal >= 10,000)"
+        )
 
 
 if __name__ == "__main__":

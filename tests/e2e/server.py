@@ -42,10 +42,12 @@ class HubServer:
         env: dict[str, str] | None = None,
         workers: int = 1,
         app_spec: str = "server.app:create_app()",
+        root: Path = ROOT,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.app_spec = app_spec
+        self.root = root  # another checkout's code, for benchmarks comparing two commits
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "gunicorn.log"
@@ -61,7 +63,7 @@ class HubServer:
     def start(self) -> HubServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
         env.update(self.env)
-        env["PYTHONPATH"] = str(ROOT)
+        env["PYTHONPATH"] = str(self.root)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -72,7 +74,7 @@ class HubServer:
                 "python:server.gunicorn_conf",
                 self.app_spec,
             ],
-            cwd=ROOT,
+            cwd=self.root,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
