@@ -166,6 +166,20 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     )
 
 
+def as_hub_error(error: Exception) -> HubError:
+    """What a route's error is answered with: a :class:`HubError` as it is, a neutral
+    refusal as :func:`from_event_error` says, a store outage as 503 (clients and
+    balancers retry), anything else as 500, logged with its traceback."""
+    if isinstance(error, HubError):
+        return error
+    if isinstance(error, EventError):
+        return from_event_error(error)
+    if isinstance(error, StoreUnavailable):
+        return BackendUnavailable(f"event store unavailable: {error}", headers={"Retry-After": "5"})
+    log.error("unhandled error", exc_info=error)
+    return HubError("internal error; it has been logged")
+
+
 def error_response(error: HubError) -> Response:
     response = Response(
         error_body(error.code, error.message, error.details), mimetype="application/json"
@@ -177,19 +191,11 @@ def error_response(error: HubError) -> Response:
 
 def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
     @app.errorhandler(HubError)
-    def _hub_error(error: HubError) -> Response:
-        return error_response(error)
-
     @app.errorhandler(EventError)
-    def _event_error(error: EventError) -> Response:
-        return error_response(from_event_error(error))
-
     @app.errorhandler(StoreUnavailable)
-    def _store_unavailable(error: StoreUnavailable) -> Response:
-        """A read during a store outage: 503 so clients and balancers retry, not 500."""
-        return error_response(
-            BackendUnavailable(f"event store unavailable: {error}", headers={"Retry-After": "5"})
-        )
+    @app.errorhandler(Exception)
+    def _error(error: Exception) -> Response:
+        return error_response(as_hub_error(error))
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(error: RequestEntityTooLarge) -> Response:
@@ -206,8 +212,3 @@ def register_error_handlers(app: Flask, max_body_bytes: int) -> None:
         hub_error.status = error.code or 500
         hub_error.code = error.name.lower().replace(" ", "_")
         return error_response(hub_error)
-
-    @app.errorhandler(Exception)
-    def _unexpected(error: Exception) -> Response:
-        log.error("unhandled error", exc_info=error)
-        return error_response(HubError("internal error; it has been logged"))

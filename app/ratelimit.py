@@ -20,7 +20,6 @@ that has been quiet the longest.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections import OrderedDict
@@ -88,7 +87,7 @@ class RateLimits:
         )
 
     def _exempt(self, address: str | None) -> bool:
-        return not self.limit_loopback and (address is None or _loopback(address))
+        return not self.limit_loopback and (address is None or is_loopback(address))
 
     def check_ingest_address(self, address: str | None) -> None:
         if not self._exempt(address):
@@ -102,12 +101,6 @@ class RateLimits:
     def check_ws_connect(self, address: str | None) -> None:
         if not self._exempt(address):
             _check(self.ws_connect, "ws_connect", str(address), "new WebSockets from this address")
-
-
-@functools.lru_cache(maxsize=MAX_KEYS)
-def _loopback(address: str) -> bool:
-    """:func:`is_loopback`, parsed once per client address instead of once per request."""
-    return is_loopback(address)
 
 
 def _check(buckets: TokenBuckets, limit: str, key: str, what: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -41,8 +42,13 @@ def check_settings(settings: Settings) -> None:
         raise ConfigError(*problems)
 
 
+@functools.lru_cache(maxsize=10000)
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address) is reachable only from this machine."""
+    """Whether ``host`` (a name or an address) is reachable only from this machine.
+
+    Asked of every request's client address, so each address is parsed once (a
+    bounded cache: the least recently seen address goes first).
+    """
     if host.lower() in LOOPBACK_NAMES:
         return True
     try:

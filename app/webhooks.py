@@ -14,14 +14,14 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.datastructures import Headers
 
-from app.auth import Sender, verify_flux, verify_gitlab, verify_request
+from app.auth import HeaderLookup, Sender, verify_flux, verify_gitlab, verify_request
 from app.body import read_body
-from app.context import current_context
+from app.context import HubContext, current_context
 from app.errors import (
     BackendUnavailable,
     Conflict,
@@ -42,12 +42,15 @@ from app.metrics import (
     REQUESTS_REJECTED,
     STORE_SECONDS,
 )
-from app.ratelimit import current_limits
+from app.ratelimit import RateLimits, current_limits
 from ledger.errors import EventError
 from ledger.events import Event
 from senders.github import IgnoredDelivery, repository_projects
 from senders.gitlab import project_names
 from storage.store import Batch, DeliveryConflict, StoreUnavailable
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +60,49 @@ webhooks = Blueprint("webhooks", __name__)
 #: Turns a request body (already size-, type- and signature-checked) into its events.
 Decoder = Callable[[bytes], list[Event]]
 #: Says who sent a request (headers, raw body) or raises :class:`~app.errors.Unauthorized`.
-Verifier = Callable[[Headers, bytes], Sender]
+Verifier = Callable[[HeaderLookup, bytes], Sender]
 
 
-def _ingest(route: str, decode: Decoder | None = None, verify: Verifier | None = None) -> Response:
+class EnvironHeaders:
+    """A request's headers looked up straight in its WSGI environ, as werkzeug's
+    ``EnvironHeaders`` does (any case), without building werkzeug's request."""
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: WSGIEnvironment) -> None:
+        self.environ = environ
+
+    def get(self, key: str, /) -> str | None:
+        name = key.upper().replace("-", "_")
+        if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            name = "HTTP_" + name
+        value = self.environ.get(name)
+        return None if value is None else str(value)
+
+
+def mimetype(environ: WSGIEnvironment) -> str:
+    """The media type of the body, as werkzeug's ``Request.mimetype`` gives it."""
+    return str(environ.get("CONTENT_TYPE", "")).partition(";")[0].strip().lower()
+
+
+def receive(
+    context: HubContext,
+    limits: RateLimits,
+    environ: WSGIEnvironment,
+    route: str,
+    decode: Decoder | None = None,
+    verify: Verifier | None = None,
+) -> bytes:
+    """One ingest request, from its WSGI environ to the JSON body of its 200 answer.
+
+    The rules of every ingest route, in one place: both the Flask views below
+    and the lean route (``app/lean_ingest.py``) call it.  A refusal is raised
+    as a :class:`~app.errors.HubError`, counted and logged here.
+    """
     started = time.perf_counter()
     try:
         try:
-            response = _accept(route, decode, verify)
+            body = _accept(context, limits, environ, route, decode, verify)
         except EventError as refused:
             raise from_event_error(refused) from None
     except HubError as error:
@@ -75,31 +113,39 @@ def _ingest(route: str, decode: Decoder | None = None, verify: Verifier | None =
         )
         raise
     INGEST_SECONDS.observe(time.perf_counter() - started)
-    return response
+    return body
 
 
-def _accept(route: str, decode: Decoder | None = None, verify: Verifier | None = None) -> Response:
-    context = current_context()
+def _accept(
+    context: HubContext,
+    limits: RateLimits,
+    environ: WSGIEnvironment,
+    route: str,
+    decode: Decoder | None,
+    verify: Verifier | None,
+) -> bytes:
     settings = context.settings
-    limits = current_limits()
-    limits.check_ingest_address(request.remote_addr)
-    if not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
+    address = environ.get("REMOTE_ADDR")
+    limits.check_ingest_address(address)
+    media_type = mimetype(environ)
+    if not (media_type == "application/json" or media_type.endswith("+json")):
         raise UnsupportedMediaType(
-            f"Content-Type must be application/json, not {request.mimetype or 'missing'!r}"
+            f"Content-Type must be application/json, not {media_type or 'missing'!r}"
         )
-    body = read_body(request.environ, limit=settings.max_body_bytes, deadline=settings.body_timeout)
+    body = read_body(environ, limit=settings.max_body_bytes, deadline=settings.body_timeout)
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidJSON(f"body is not UTF-8 (byte {exc.start})") from None
+    headers = EnvironHeaders(environ)
     sender = (
-        verify(request.headers, body)
+        verify(headers, body)
         if verify is not None
         else verify_request(
-            request.headers, body, secrets=settings.webhook_secrets, tokens=settings.webhook_tokens
+            headers, body, secrets=settings.webhook_secrets, tokens=settings.webhook_tokens
         )
     )
-    limits.check_ingest_identity(sender.identity, request.remote_addr)
+    limits.check_ingest_identity(sender.identity, address)
     events = (
         decode(body)
         if decode is not None
@@ -107,11 +153,7 @@ def _accept(route: str, decode: Decoder | None = None, verify: Verifier | None =
             body, route, max_depth=settings.max_json_depth, max_batch=settings.max_batch_events
         )
     )
-    batch = Batch(
-        scoped(sender, events),
-        delivery_key(sender, request.environ, events),
-        body_digest(body),
-    )
+    batch = Batch(scoped(sender, events), delivery_key(sender, environ, events), body_digest(body))
     try:
         with STORE_SECONDS.time():
             accepted = context.store.append(batch)
@@ -146,9 +188,21 @@ def _accept(route: str, decode: Decoder | None = None, verify: Verifier | None =
         "duplicate": accepted.duplicate,
     }
     # What jsonify would send (sorted keys), for much less on the hot path.
-    return Response(
-        orjson.dumps(body_out, option=orjson.OPT_SORT_KEYS), mimetype="application/json"
-    )
+    return orjson.dumps(body_out, option=orjson.OPT_SORT_KEYS)
+
+
+def _ingest(route: str, decode: Decoder | None = None, verify: Verifier | None = None) -> Response:
+    body = receive(current_context(), current_limits(), request.environ, route, decode, verify)
+    return Response(body, mimetype="application/json")
+
+
+#: The routes whose requests the lean route may answer before Flask: path -> body formats.
+LEAN_ROUTES = {
+    "/webhooks/deployment": "deployment",
+    "/webhook/deployment": "summary",
+    "/webhook/step": "step",
+    "/webhook/project-status": "project_status",
+}
 
 
 @webhooks.post("/webhooks/deployment")
@@ -229,7 +283,7 @@ def gitlab_delivery() -> Response:
         return ignored_answer("gitlab", ignored)
 
 
-def _gitlab_sender(headers: Headers, body: bytes) -> Sender:
+def _gitlab_sender(headers: HeaderLookup, body: bytes) -> Sender:
     settings = current_context().settings
     return verify_gitlab(
         headers,
@@ -265,7 +319,7 @@ def flux_event() -> Response:
         return ignored_answer("flux", ignored)
 
 
-def _flux_sender(headers: Headers, body: bytes) -> Sender:
+def _flux_sender(headers: HeaderLookup, body: bytes) -> Sender:
     settings = current_context().settings
     return verify_flux(
         headers,

@@ -20,6 +20,7 @@ from app.address_caps import AddressCaps
 from app.config import Settings
 from app.context import HubContext
 from app.errors import register_error_handlers
+from app.lean_ingest import LeanIngest
 from app.logconfig import configure_logging
 from app.metrics import REDIS_RECONNECTS, STORE_GROUP_BATCHES
 from app.proxy import TrustedProxyFix
@@ -82,10 +83,18 @@ def create_app(settings: Settings | None = None) -> Flask:
         ws.init_app(app, settings, hub)
     register_error_handlers(app, settings.max_body_bytes)
     ratelimit.init_app(app, settings)
+    routed = app.wsgi_app
+    if settings.role != "STREAM":  # the hot ingest routes skip Flask's request machinery
+        routed = LeanIngest(
+            routed,
+            app.extensions["hub_context"],
+            app.extensions["rate_limits"],
+            (f"{prefix}/api" for prefix in ("", PUBLIC_PREFIX)),
+        )
     app.wsgi_app = TrustedProxyFix(  # type: ignore[method-assign]
         RequestLog(
             AddressCaps(
-                app.wsgi_app,
+                routed,
                 settings.max_connections_per_address,
                 limit_loopback=settings.rate_limit_loopback,
             )
