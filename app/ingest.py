@@ -17,6 +17,7 @@ import orjson
 from marshmallow import ValidationError
 
 from app.legacy import LEGACY_DEPLOYMENT, PROJECT_STATUS, STEP_BODY, SUMMARY, recover_template
+from app.load_plan import load_many
 from app.schemas import SCHEMAS, EventSchema, fitted, load_typed_event, load_with
 from ledger.errors import Invalid, Malformed
 from ledger.events import Event
@@ -90,10 +91,11 @@ def load_one(data: Any, route: str) -> Event:
 def load_batch(items: Sequence[Any], route: str) -> list[Event]:
     """Every event of a batch; on the first invalid one an error naming its index and fields.
 
-    Consecutive items of one schema (a batch is mostly log lines) are loaded by
-    one ``load(many=True)``, which spares marshmallow's per-call set-up for each
-    of them.  A batch that fails is loaded again item by item: marshmallow's
-    collection errors do not say which item failed first, and the error must.
+    Consecutive items of one schema (a batch is mostly log lines) are loaded
+    together: by the schema's load plan (``app/load_plan.py``), or by one
+    marshmallow ``load(many=True)`` when an item is invalid.  A batch that fails
+    is loaded again item by item: marshmallow's collection errors do not say
+    which item failed first, and the error must.
     """
     events: list[Event] = []
     try:
@@ -101,9 +103,7 @@ def load_batch(items: Sequence[Any], route: str) -> list[Event]:
             if schema is None:  # not an object, or an unknown type: load_one says which
                 events.extend(load_one(item, route) for item in run)
             else:
-                loaded = schema.load(list(run), many=True)
-                assert isinstance(loaded, list)  # noqa: S101 - many=True gives a list
-                events.extend(loaded)
+                events.extend(load_many(schema, list(run)))
     except ValidationError:
         return load_each(
             items,

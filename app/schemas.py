@@ -24,6 +24,7 @@ from marshmallow import (
 )
 
 from app.fields import Count, Millis, Name, Seconds, Status, Text, Timestamp
+from app.load_plan import load
 from ledger.events import (
     DEFAULT_JOB,
     EVENT_TYPES,
@@ -415,8 +416,9 @@ def load_typed_event(data: dict[str, Any]) -> Event:
 
 
 def load_with(schema: EventSchema, data: Any) -> Event:
-    """Load one body with ``schema``; its ``post_load`` always builds an Event."""
-    event = schema.load(data)
+    """Load one body with ``schema`` (by its load plan, ``app/load_plan.py``, when the
+    body is valid); its ``post_load`` always builds an Event."""
+    event = load(schema, data)
     assert isinstance(event, Event)  # noqa: S101 - post_load always returns an Event
     return event
 
