@@ -1,8 +1,8 @@
 """Fan-out of the real hub vs. a Flask-SocketIO baseline, under the same gunicorn/gevent stack.
 
 Usage: ``python bench/fanout.py [--paced 1000@100 100@500] [--seconds 20]
-[--max-clients 10] [--max-seconds 10] [--rounds 5] [--idle 2000] [--only hub|socketio]
-[--base REV] [--quick]``
+[--max-clients 10] [--max-seconds 10] [--rounds 5] [--idle 2000] [--repeat 1]
+[--only hub|socketio] [--base REV] [--quick]``
 
 Each server runs as gunicorn with one gevent worker pinned to CPU 0; this
 process (the load generator: gevent, raw sockets, one greenlet per client)
@@ -486,8 +486,8 @@ def cases(target: Target, args: argparse.Namespace) -> list[tuple[str, Case]]:
             target, server, clients, events, "paced", paced("paced", rate, events)
         )
 
-    found: list[tuple[str, Case]] = [("idle KB/connection", idle(""))]
-    if not target.socketio:
+    found: list[tuple[str, Case]] = [("idle KB/connection", idle(""))] if args.idle else []
+    if args.idle and not target.socketio:
         found.append(
             (
                 "idle KB/connection, deflate",
@@ -563,17 +563,18 @@ def max_rates(targets: list[Target], args: argparse.Namespace, workdir: Path) ->
             )
         reference = targets[-1].name
         for target in targets[:-1]:
-            ratios = [
-                a / b
-                for a, b in zip(
-                    figures[(case, target.name)], figures[(case, reference)], strict=True
+            for what, taken in ((figure, figures), ("server CPU per request", cpu)):
+                ratios = [
+                    a / b
+                    for a, b in zip(
+                        taken[(case, target.name)], taken[(case, reference)], strict=True
+                    )
+                ]
+                shown = ", ".join(f"{r:.2f}" for r in ratios)
+                print(
+                    f"    {what}, {target.name} / {reference} by round: {shown}; "
+                    f"median {statistics.median(ratios):.2f}"
                 )
-            ]
-            shown = ", ".join(f"{r:.2f}" for r in ratios)
-            print(
-                f"    {target.name} / {reference} by round: {shown}; "
-                f"median {statistics.median(ratios):.2f}"
-            )
 
 
 def number(figures: dict[str, object], name: str) -> float:
@@ -597,13 +598,16 @@ def paced_spec(text: str) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--paced", type=paced_spec, nargs="+", default=[(1000, 100.0), (100, 500.0)]
+        "--paced", type=paced_spec, nargs="*", default=[(1000, 100.0), (100, 500.0)]
     )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--max-clients", type=int, default=10)
     parser.add_argument("--max-seconds", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--idle", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5, help="0: no maximum-rate cases")
+    parser.add_argument("--idle", type=int, default=2000, help="0: no idle cases")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="times the per-server cases run, servers in turn"
+    )
     parser.add_argument("--only", choices=("hub", "socketio"))
     parser.add_argument("--base", metavar="REV", help="also run the hub of this commit")
     parser.add_argument(
@@ -614,7 +618,7 @@ def main() -> None:
         args.paced, args.seconds, args.max_seconds = [(100, 100.0)], 3.0, 3.0
         args.rounds, args.idle = 1, 200
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, 4 * (max(k for k, _ in args.paced) + args.idle) + 1000)
+    wanted = min(hard, 4 * (max((k for k, _ in args.paced), default=0) + args.idle) + 1000)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
@@ -641,9 +645,11 @@ def main() -> None:
         if args.only != "hub":
             targets.append(SOCKETIO)  # last: the ratios are taken against it
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        for target in targets:
-            measure(target, args, tmp)
-        max_rates(targets, args, tmp)
+        for _ in range(args.repeat):
+            for target in targets:
+                measure(target, args, tmp)
+        if args.rounds:
+            max_rates(targets, args, tmp)
 
 
 if __name__ == "__main__":
