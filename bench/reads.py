@@ -85,9 +85,7 @@ def deployment(n: int, projects: int, start: datetime) -> list[Event]:
 Maker = Callable[[int, int, datetime], list[Event]]
 
 
-def fill(
-    store: Store, count: int, projects: int, days: float, make: Maker = deployment
-) -> float:
+def fill(store: Store, count: int, projects: int, days: float, make: Maker = deployment) -> float:
     """``count`` deployments (each ``make``'s events) spread over the last ``days`` days;
     returns seconds taken."""
     began = time.perf_counter()

@@ -1,0 +1,150 @@
+"""Events kept compactly read back exactly, and files of the earlier layout are upgraded."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from ledger.filters import Filter
+from ledger.search import LogSearch, parse_query
+from storage import sqlite_store
+from storage.sqlite_store import SqliteStore
+from storage.store import Batch, Store
+from tests.integration.conftest import StoreFactory
+from tests.integration.test_log_analysis_contract import ev, failed_run, store_all
+
+#: Texts whose lines join back into them, and texts whose lines do not (the body keeps those).
+MESSAGES = (
+    "one line",
+    "two\nlines",
+    "crlf\r\nline",
+    "ends in a newline\n",
+    "\n\nblank lines first",
+    "a line\u2028separator",
+    "tab\tand \x1b[31mcolour\x1b[0m",
+)
+
+
+def logged(deployment: str = "d1") -> list[Any]:
+    events = [ev(deployment, "deployment_started", "01T10:00:00.000")]
+    events += [
+        ev(deployment, "log_entry", f"01T10:00:{i + 1:02d}.000", message=text, job="build")
+        for i, text in enumerate(MESSAGES)
+    ]
+    events.append(ev(deployment, "log_entry", "01T10:00:30.000", logs="from logs\nkey"))
+    failed = {"step_name": "b / c", "status": "failed", "error": "boom\nat 3"}
+    events.append(ev(deployment, "step_completed", "01T10:00:31.000", **failed))
+    return events
+
+
+def test_every_event_reads_back_as_it_was_stored(store: Store) -> None:
+    sent = logged()
+    ids = store.append(Batch(sent)).ids
+    expected = [e.with_(id=i).to_dict() for e, i in zip(sent, ids, strict=True)]
+    assert [e.to_dict() for _, e in store.read_after(0, 100)] == expected
+    page = store.events(project="web", deployment_id=None, since=None, limit=100)
+    assert page.items == expected
+    history = store.history(Filter(deployment_id="d1"), None, store.last_seq(), 100)
+    assert [e.to_dict() for e in history.events] == expected
+    lines = store.logs("d1", job=None, step=None, after=None, limit=100).items
+    assert [line["message"] for line in lines][:2] == ["one line", "two"]
+
+
+def test_pruned_lines_leave_the_search(store_factory: StoreFactory) -> None:
+    store = store_factory(retention_max_events=7)
+    store_all(store, failed_run("old", 1, "Error: needle in old"))
+    store_all(store, failed_run("new", 2, "Error: needle in new"))
+    store.append(Batch([ev("new", "log_entry", "02T11:00", message="needle again")]))
+    assert store.prune() > 0
+    found = store.search_logs(LogSearch(parse_query("needle")), limit=10, cursor=None)
+    assert {hit["deployment_id"] for hit in found.items} == {"new"}
+
+
+def to_schema_1(path: str, events: list[dict[str, Any]]) -> None:
+    """Rewrite a file as schema 1 kept it: each body the wire shape without its id, and the
+    search index holding its text."""
+    db = sqlite3.connect(path)
+    with db:
+        for event in events:
+            seq = int(event.pop("id").rsplit("-", 1)[1])
+            db.execute("UPDATE events SET body = ? WHERE seq = ?", (orjson.dumps(event), seq))
+        db.execute("DROP TABLE log_search")
+        db.execute(
+            "CREATE VIRTUAL TABLE log_search USING fts5("
+            "words, tokenize='unicode61 remove_diacritics 0', columnsize=0)"
+        )
+        db.execute("INSERT INTO log_search (rowid, words) SELECT line, message FROM log_lines")
+        db.execute("DELETE FROM meta WHERE key = 'schema'")
+    db.close()
+
+
+def test_a_schema_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = str(tmp_path / "hub.db")
+    store = SqliteStore(path)
+    store.append(Batch(logged("d1")))
+    store_all(store, failed_run("d2", 2, "Error: needle"))
+    before = [e.to_dict() for _, e in store.read_after(0, 100)]
+    store.close()
+    to_schema_1(path, [dict(e) for e in before])
+
+    upgraded = SqliteStore(path)
+    assert [e.to_dict() for _, e in upgraded.read_after(0, 100)] == before
+    found = upgraded.search_logs(LogSearch(parse_query("needle")), limit=10, cursor=None)
+    assert [hit["deployment_id"] for hit in found.items] == ["d2"]
+    failure = upgraded.failure("d2")
+    assert failure is not None
+    assert failure["line"]["text"] == "Error: needle"  # type: ignore[index]
+    upgraded.close()
+
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+        str(sqlite_store.SCHEMA_VERSION),
+    )
+    bodies = [orjson.loads(body) for (body,) in db.execute("SELECT body FROM events")]
+    assert all(set(body) <= {"t", "p", "l"} for body in bodies)
+    assert sum("l" in body for body in bodies) == 6  # the messages lines join back into
+    assert (
+        "content=''"
+        in db.execute("SELECT sql FROM sqlite_schema WHERE name = 'log_search'").fetchone()[0]
+    )
+    db.close()
+    again = SqliteStore(path)  # upgraded once: nothing is indexed twice
+    found = again.search_logs(LogSearch(parse_query("needle")), limit=10, cursor=None)
+    assert len(found.items) == 1
+    assert [e.to_dict() for _, e in again.read_after(0, 100)] == before
+    again.close()
+
+
+def test_an_upgrade_that_fails_half_way_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "hub.db")
+    store = SqliteStore(path)
+    store.append(Batch(logged("d1")))
+    before = [e.to_dict() for _, e in store.read_after(0, 100)]
+    store.close()
+    to_schema_1(path, [dict(e) for e in before])
+    packed = 0
+
+    def failing(*args: Any) -> bytes:
+        nonlocal packed
+        packed += 1
+        if packed > 3:
+            raise sqlite3.OperationalError("disk I/O error")
+        return sqlite_store.pack(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_store, "pack", failing)
+        with pytest.raises(sqlite_store.StoreUnavailable):
+            SqliteStore(path)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT count(*) FROM meta WHERE key = 'schema'").fetchone() == (0,)
+    assert "type" in orjson.loads(db.execute("SELECT body FROM events").fetchone()[0])
+    db.close()
+    upgraded = SqliteStore(path)
+    assert [e.to_dict() for _, e in upgraded.read_after(0, 100)] == before
+    upgraded.close()
