@@ -1,21 +1,26 @@
-"""Events kept compactly read back exactly, and files of the earlier layout are upgraded."""
+"""Events kept compactly read back exactly, and stores of the layout before are upgraded."""
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import redis
 
 from ledger.filters import Filter
 from ledger.search import LogSearch, parse_query
 from storage import sqlite_store
+from storage.redis_store import RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Batch, Store
+from storage.url import StoreURL
 from tests.integration.conftest import StoreFactory
 from tests.integration.test_log_analysis_contract import ev, failed_run, store_all
+from tests.redis_server import RedisServer
 
 #: Texts whose lines join back into them, and texts whose lines do not (the body keeps those).
 MESSAGES = (
@@ -147,4 +152,67 @@ def test_an_upgrade_that_fails_half_way_leaves_the_file_as_it_was(
     db.close()
     upgraded = SqliteStore(path)
     assert [e.to_dict() for _, e in upgraded.read_after(0, 100)] == before
+    upgraded.close()
+
+
+def to_layout_1(client: redis.Redis, prefix: str) -> None:
+    """Rewrite a Redis store as the layout before lists kept it: bodies under long keys,
+    replay entries whole, each deployment's replay and log lines in streams of its own."""
+    log = f"{prefix}log"
+    entries = client.xrange(log)
+    client.delete(log)
+    for entry_id, fields in entries:
+        body = orjson.loads(fields[b"b"])
+        fields[b"b"] = orjson.dumps({"timestamp": body["t"], "payload": body["p"]})
+        client.xadd(log, fields, id=entry_id)
+        if b"d" in fields:
+            client.xadd(f"{prefix}ds:{fields[b'd'].decode()}", fields, id=entry_id)
+    for key in client.keys(f"{prefix}de:*") + client.keys(f"{prefix}ln:*"):
+        deployment = key.decode().split(":", 2)[2]
+        if key.decode().startswith(f"{prefix}ln:"):
+            for raw in client.lrange(key, 0, -1):
+                line, event_id, *rest = orjson.loads(raw)
+                fields = {"l": orjson.dumps(rest), "e": event_id}
+                client.xadd(f"{prefix}logs:{deployment}", fields, id=f"{line}-0")
+        client.delete(key)
+    client.hdel(f"{prefix}meta", "layout")
+
+
+@pytest.mark.redis
+def test_a_redis_store_of_the_layout_before_lists_is_moved_into_them(
+    redis_server: RedisServer,
+) -> None:
+    url = StoreURL.parse(redis_server.url(prefix=f"layout-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    store.append(Batch(logged("d1")))
+    store_all(store, failed_run("d2", 2, "Error: needle"))
+
+    def everything(store: Store) -> list[Any]:
+        return [
+            [e.to_dict() for _, e in store.read_after(0, 100)],
+            store.events(project=None, deployment_id="d1", since=None, limit=100).items,
+            store.events(project="web", deployment_id=None, since=None, limit=100).items,
+            store.history(Filter(deployment_id="d2"), None, store.last_seq(), 100).events,
+            store.logs("d1", job=None, step=None, after="2", limit=3),
+            store.logs("d2", job=None, step=None, after=None, limit=100),
+            store.get_deployment("d1"),
+            store.failure("d2"),
+        ]
+
+    before = everything(store)
+    store.close()
+    client = redis_server.client()
+    to_layout_1(client, url.prefix + ":")
+    assert client.type(f"{url.prefix}:logs:d1") == b"stream"
+
+    upgraded = RedisStore(url)
+    assert everything(upgraded) == before
+    found = upgraded.search_logs(LogSearch(parse_query("needle")), limit=10, cursor=None)
+    assert [hit["deployment_id"] for hit in found.items] == ["d2"]
+    assert not client.keys(f"{url.prefix}:ds:*")
+    assert not client.keys(f"{url.prefix}:logs:*")
+    assert client.hget(f"{url.prefix}:meta", "layout") == b"2"
+    upgraded.append(Batch([ev("d1", "log_entry", "03T10:00", message="after the move")]))
+    lines = upgraded.logs("d1", job=None, step=None, after=None, limit=100).items
+    assert lines[-1]["message"] == "after the move"
     upgraded.close()
