@@ -19,10 +19,12 @@ Key layout, under the store's prefix ``P``::
                       event is read from the log; replay, trimmed, TTL)
     P de:<deployment> list of the deployment's seqs (replay, trimmed, TTL): a list, as
                       small as its entries, where a stream of each took 4 KB at least
-    P dep:<id>        hash: project, last_seq, last_id, last_activity, ts0, fold (the
-                      ledger's, JSON), view_seq (newest lifecycle seq the fold holds),
-                      life_seq (newest lifecycle seq stored), metrics, metrics_key, ix_*
-                      (its place in the lists)
+    P dep:<id>        hash: project, last_seq, last_id, last_activity, ts0, view_seq
+                      (newest lifecycle seq the fold holds), life_seq (newest lifecycle
+                      seq stored), metrics, metrics_key, ix_* (its place in the lists); all
+                      short, so Redis keeps it as a listpack (values up to 64 bytes)
+    P fold:<id>       string: the ledger's fold (JSON); hashes written before kept it in
+                      their field "fold", read until the fold is next written (READ_ROW)
     P dirty           set of deployments whose stored fold may lag their events
     P life:<id>       list of the deployment's lifecycle events (what the fold folds)
     P ln:<id>         list of its log lines, oldest first, each a JSON array [line id,
@@ -375,9 +377,10 @@ for _, k in ipairs(list_keys(project, status, stored_branch(branch))) do
   redis.call('ZADD', k, 0, member)
 end
 redis.call('SADD', P .. 'projects', project)
-redis.call('HSET', key, 'project', project, 'fold', ARGV[8], 'view_seq', ARGV[3],
+redis.call('HSET', key, 'project', project, 'view_seq', ARGV[3],
            'ix_project', project, 'ix_status', status, 'ix_branch', branch, 'ix_member', member)
-redis.call('HDEL', key, 'view')  -- kept as JSON before folds were
+redis.call('SET', P .. 'fold:' .. d, ARGV[8])
+redis.call('HDEL', key, 'view', 'fold')  -- the view as JSON before folds, the fold before keys
 return 1
 """
 )
@@ -401,7 +404,7 @@ redis.call('ZREM', P .. 'activity', d)
 redis.call('ZREM', P .. 'lastseq', d)
 if not cur[1] then return false end
 unlist(cur[3], cur[4], cur[5], cur[6])
-redis.call('DEL', key, P .. 'life:' .. d, P .. 'ln:' .. d, P .. 'de:' .. d)
+redis.call('DEL', key, P .. 'fold:' .. d, P .. 'life:' .. d, P .. 'ln:' .. d, P .. 'de:' .. d)
 redis.call('SREM', P .. 'dirty', d)
 return cur[2]
 """
@@ -466,4 +469,19 @@ if redis.call('TYPE', logs).ok == 'stream' then
   moved = moved + #lines
 end
 return moved
+"""
+
+#: ARGV: prefix, deployment, hash fields...  HMGET of the deployment's hash, where the field
+#: "fold" is read from its own key when it has one (hashes written before kept it inside).
+READ_ROW = r"""
+local P, d = ARGV[1], ARGV[2]
+local fields = {unpack(ARGV, 3)}
+local row = redis.call('HMGET', P .. 'dep:' .. d, unpack(fields))
+local fold = redis.call('GET', P .. 'fold:' .. d)
+if fold then
+  for i, field in ipairs(fields) do
+    if field == 'fold' then row[i] = fold end
+  end
+end
+return row
 """

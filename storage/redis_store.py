@@ -269,6 +269,7 @@ class RedisStore:
         self._drop = self._redis.register_script(redis_scripts.DROP_DEPLOYMENT)
         self._raise_pruned = self._redis.register_script(redis_scripts.RAISE_PRUNED)
         self._migrate = self._redis.register_script(redis_scripts.MIGRATE)
+        self._read_row = self._redis.register_script(redis_scripts.READ_ROW)
         self._analysis = RedisLogAnalysis(self, self.prefix)
         self._listener: gevent.Greenlet | None = None
         self._closed = False
@@ -718,10 +719,15 @@ class RedisStore:
     def _list_key(self, project: str | None, status: str | None, branch: str | None) -> str:
         return self._key("dl:", f"{_part(project)}|{_part(status)}|{_part(branch)}")
 
+    def _pipe_row(self, pipe: Any, deployment_id: str, *fields: str) -> None:
+        """Queue a read of the deployment's hash ``fields``, its ``fold`` from its own key."""
+        self._read_row(args=[self.prefix, deployment_id, *fields], client=pipe)
+
     def _pipe_deployment(self, pipe: Any, deployment_id: str) -> None:
         """Queue the read that :meth:`_stored` turns into the deployment's state."""
-        pipe.hmget(
-            self._key("dep:", deployment_id),
+        self._pipe_row(
+            pipe,
+            deployment_id,
             "project",
             "fold",
             "view_seq",
@@ -743,8 +749,9 @@ class RedisStore:
         """``(view, metrics)`` of each deployment that still has a fold, by id, in order."""
         with self._redis.pipeline(transaction=False) as pipe:
             for deployment_id in deployment_ids:
-                pipe.hmget(
-                    self._key("dep:", deployment_id),
+                self._pipe_row(
+                    pipe,
+                    deployment_id,
                     "project",
                     "fold",
                     "metrics",
@@ -785,8 +792,9 @@ class RedisStore:
 
     def get_deployment(self, deployment_id: str) -> DeploymentView | None:
         with _available(self._closed), self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(
-                self._key("dep:", deployment_id),
+            self._pipe_row(
+                pipe,
+                deployment_id,
                 "project",
                 "fold",
                 "metrics",

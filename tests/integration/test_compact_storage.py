@@ -157,7 +157,8 @@ def test_an_upgrade_that_fails_half_way_leaves_the_file_as_it_was(
 
 def to_layout_1(client: redis.Redis, prefix: str) -> None:
     """Rewrite a Redis store as the layout before lists kept it: bodies under long keys,
-    replay entries whole, each deployment's replay and log lines in streams of its own."""
+    replay entries whole, each deployment's replay and log lines in streams of its own,
+    its fold in its hash."""
     log = f"{prefix}log"
     entries = client.xrange(log)
     client.delete(log)
@@ -174,6 +175,10 @@ def to_layout_1(client: redis.Redis, prefix: str) -> None:
                 line, event_id, *rest = orjson.loads(raw)
                 fields = {"l": orjson.dumps(rest), "e": event_id}
                 client.xadd(f"{prefix}logs:{deployment}", fields, id=f"{line}-0")
+        client.delete(key)
+    for key in client.keys(f"{prefix}fold:*"):
+        deployment = key.decode().split(":", 2)[2]
+        client.hset(f"{prefix}dep:{deployment}", "fold", client.get(key))
         client.delete(key)
     client.hdel(f"{prefix}meta", "layout")
 
@@ -204,6 +209,7 @@ def test_a_redis_store_of_the_layout_before_lists_is_moved_into_them(
     client = redis_server.client()
     to_layout_1(client, url.prefix + ":")
     assert client.type(f"{url.prefix}:logs:d1") == b"stream"
+    assert client.hget(f"{url.prefix}:dep:d1", "fold")
 
     upgraded = RedisStore(url)
     assert everything(upgraded) == before
