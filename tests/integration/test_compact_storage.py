@@ -11,9 +11,11 @@ import orjson
 import pytest
 import redis
 
+from ledger.events import compact_payload
 from ledger.filters import Filter
 from ledger.search import LogSearch, parse_query
 from storage import sqlite_store
+from storage.bodies import event_of, unpack
 from storage.redis_store import RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Batch, Store
@@ -110,7 +112,7 @@ def test_a_schema_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
         str(sqlite_store.SCHEMA_VERSION),
     )
     bodies = [orjson.loads(body) for (body,) in db.execute("SELECT body FROM events")]
-    assert all(set(body) <= {"t", "p", "l"} for body in bodies)
+    assert all(set(body) <= {"t", "q", "a", "l"} for body in bodies)
     assert sum("l" in body for body in bodies) == 6  # the messages lines join back into
     assert (
         "content=''"
@@ -163,8 +165,15 @@ def to_layout_1(client: redis.Redis, prefix: str) -> None:
     entries = client.xrange(log)
     client.delete(log)
     for entry_id, fields in entries:
-        body = orjson.loads(fields[b"b"])
-        fields[b"b"] = orjson.dumps({"timestamp": body["t"], "payload": body["p"]})
+        event = event_of(
+            unpack(fields[b"b"]),
+            event_type=fields[b"t"].decode(),
+            project="",
+            deployment_id=None,
+            event_id="",
+        )
+        old = {"timestamp": event.timestamp, "payload": compact_payload(event.payload)}
+        fields[b"b"] = orjson.dumps(old)
         client.xadd(log, fields, id=entry_id)
         if b"d" in fields:
             client.xadd(f"{prefix}ds:{fields[b'd'].decode()}", fields, id=entry_id)
