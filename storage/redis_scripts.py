@@ -13,8 +13,9 @@ Key layout, under the store's prefix ``P``::
 
     P meta            hash: epoch, floor (last seq of the previous epoch), pruned_upto
     P seq, P lines    counters: event seq, log line number
-    P log             stream of every event, entry id <seq>-0 (the hub tails it): i id,
-                      t type, p project, d deployment, r received, b body (storage/bodies.py)
+    P log             stream of every event, entry id <seq>-0 (the hub tails it): e epoch
+                      (the id is <epoch>-<seq>; entries written before hold i, the id), t
+                      type, p project, d deployment, r received, b body (storage/bodies.py)
     P ps:<project>    per-project stream of the same entry ids, each only "l" "" (the
                       event is read from the log; replay, trimmed, TTL)
     P de:<deployment> list of the deployment's seqs (replay, trimmed, TTL): a list, as
@@ -26,7 +27,8 @@ Key layout, under the store's prefix ``P``::
     P fold:<id>       string: the ledger's fold (JSON); hashes written before kept it in
                       their field "fold", read until the fold is next written (READ_ROW)
     P dirty           set of deployments whose stored fold may lag their events
-    P life:<id>       list of the deployment's lifecycle events (what the fold folds)
+    P life:<id>       list of the deployment's lifecycle events (what the fold folds), each
+                      [seq, type, project, body] (entries written before: the id for seq)
     P ln:<id>         list of its log lines, oldest first, each a JSON array [line id,
                       event id, job, step, level, timestamp, text] (LINES finds a line id)
     P dl:<p>|<s>|<b>  lex-sorted sets "<sort_ts>\\0<id>" for each project/status/branch
@@ -250,7 +252,7 @@ local stored = {}
 for _, e in ipairs(plan) do
   local b = e.b
   local etype = ARGV[b + 1]
-  local fields = {'i', e.id, 't', etype, 'p', e.project, 'r', received, 'b', ARGV[b + 7]}
+  local fields = {'e', epoch, 't', etype, 'p', e.project, 'r', received, 'b', ARGV[b + 7]}
   if e.d then
     fields[#fields + 1] = 'd'
     fields[#fields + 1] = e.d
@@ -268,7 +270,7 @@ for _, e in ipairs(plan) do
     local d, r = e.d, rows[e.d]
     if ARGV[b + 6] == '1' then
       r.life_seq, r.added = e.seq, r.added + 1
-      redis.call('RPUSH', P .. 'life:' .. d, '[' .. cjson.encode(e.id) .. ',' .. cjson.encode(etype)
+      redis.call('RPUSH', P .. 'life:' .. d, '[' .. int(e.seq) .. ',' .. cjson.encode(etype)
         .. ',' .. cjson.encode(e.project) .. ',' .. ARGV[b + 7] .. ']')
     end
     if ARGV[b + 9] ~= '' then

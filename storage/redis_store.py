@@ -57,7 +57,7 @@ from ledger.events import (
 from ledger.failures import FailureGroup, FailureView
 from ledger.filters import Filter
 from ledger.fold import Fold
-from ledger.ids import parse_event_id
+from ledger.ids import make_event_id, parse_event_id
 from ledger.logs import LogRow, log_row
 from ledger.metrics import metrics_key as metrics_key_of
 from ledger.metrics import metrics_value
@@ -507,24 +507,31 @@ class RedisStore:
 
     # -- the event log -----------------------------------------------------------------
 
-    def _entry(self, fields: dict[bytes, bytes]) -> Event:
+    def _entry(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
+        """The event of a log entry (one written before held its whole id in ``i``)."""
         deployment = fields.get(b"d")
         return event_of(
             unpack(fields[b"b"]),
             event_type=fields[b"t"].decode(),
             project=fields[b"p"].decode(),
             deployment_id=None if deployment is None else deployment.decode(),
-            event_id=fields[b"i"].decode(),
+            event_id=(
+                make_event_id(int(fields[b"e"]), _seq(entry_id))
+                if b"e" in fields
+                else fields[b"i"].decode()
+            ),
         )
 
     def _life_event(self, deployment_id: str, raw: bytes) -> Event:
-        event_id, event_type, project, body = orjson.loads(raw)
+        """A lifecycle entry's event: ``[seq, ...]`` takes its id in the store's epoch (only
+        its seq is ever read of it: the fold's version); one written before held the id."""
+        seq, event_type, project, body = orjson.loads(raw)
         return event_of(
             body,
             event_type=event_type,
             project=project,
             deployment_id=deployment_id,
-            event_id=event_id,
+            event_id=make_event_id(self.epoch, seq) if isinstance(seq, int) else seq,
         )
 
     def _events(self, rows: list[StreamEntry]) -> list[tuple[int, Event]]:
@@ -539,7 +546,7 @@ class RedisStore:
                 for reply in pipe.execute():
                     found.update(reply)
         return [
-            (_seq(entry_id), self._entry(fields if b"b" in fields else found[entry_id]))
+            (_seq(entry_id), self._entry(entry_id, fields if b"b" in fields else found[entry_id]))
             for entry_id, fields in rows
             if b"b" in fields or entry_id in found
         ]

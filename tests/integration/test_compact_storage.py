@@ -11,8 +11,10 @@ import orjson
 import pytest
 import redis
 
-from ledger.events import compact_payload
+from ledger.events import Event, compact_payload
 from ledger.filters import Filter
+from ledger.fold import Fold
+from ledger.ids import make_event_id
 from ledger.search import LogSearch, parse_query
 from storage import sqlite_store
 from storage.bodies import event_of, unpack
@@ -157,10 +159,14 @@ def test_an_upgrade_that_fails_half_way_leaves_the_file_as_it_was(
     upgraded.close()
 
 
+def old_body(event: Event) -> bytes:
+    return orjson.dumps({"timestamp": event.timestamp, "payload": compact_payload(event.payload)})
+
+
 def to_layout_1(client: redis.Redis, prefix: str) -> None:
     """Rewrite a Redis store as the layout before lists kept it: bodies under long keys,
-    replay entries whole, each deployment's replay and log lines in streams of its own,
-    its fold in its hash."""
+    log entries with their whole id, replay entries whole, each deployment's replay and
+    log lines in streams of its own, its lifecycle with ids, its fold in its hash."""
     log = f"{prefix}log"
     entries = client.xrange(log)
     client.delete(log)
@@ -172,8 +178,8 @@ def to_layout_1(client: redis.Redis, prefix: str) -> None:
             deployment_id=None,
             event_id="",
         )
-        old = {"timestamp": event.timestamp, "payload": compact_payload(event.payload)}
-        fields[b"b"] = orjson.dumps(old)
+        fields[b"b"] = old_body(event)
+        fields[b"i"] = make_event_id(int(fields.pop(b"e")), int(entry_id.split(b"-")[0])).encode()
         client.xadd(log, fields, id=entry_id)
         if b"d" in fields:
             client.xadd(f"{prefix}ds:{fields[b'd'].decode()}", fields, id=entry_id)
@@ -185,6 +191,15 @@ def to_layout_1(client: redis.Redis, prefix: str) -> None:
                 fields = {"l": orjson.dumps(rest), "e": event_id}
                 client.xadd(f"{prefix}logs:{deployment}", fields, id=f"{line}-0")
         client.delete(key)
+    for key in client.keys(f"{prefix}life:*"):
+        entries = []
+        for raw in client.lrange(key, 0, -1):
+            seq, kind, project, body = orjson.loads(raw)
+            event = event_of(body, event_type=kind, project="", deployment_id=None, event_id="")
+            event_id = make_event_id(int(client.hget(f"{prefix}meta", "epoch")), seq)
+            entries.append(orjson.dumps([event_id, kind, project, orjson.loads(old_body(event))]))
+        client.delete(key)
+        client.rpush(key, *entries)
     for key in client.keys(f"{prefix}fold:*"):
         deployment = key.decode().split(":", 2)[2]
         client.hset(f"{prefix}dep:{deployment}", "fold", client.get(key))
@@ -222,6 +237,9 @@ def test_a_redis_store_of_the_layout_before_lists_is_moved_into_them(
 
     upgraded = RedisStore(url)
     assert everything(upgraded) == before
+    refolded = upgraded._stored_from_lifecycle("d1")  # from lifecycle entries written before
+    assert refolded is not None
+    assert refolded.fold == Fold.loads(client.hget(f"{url.prefix}:dep:d1", "fold"))
     found = upgraded.search_logs(LogSearch(parse_query("needle")), limit=10, cursor=None)
     assert [hit["deployment_id"] for hit in found.items] == ["d2"]
     assert not client.keys(f"{url.prefix}:ds:*")
