@@ -6,7 +6,9 @@ Query strings are parsed strictly: a bad ``limit``, ``status`` or cursor is a
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Iterator
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -17,6 +19,7 @@ from app.errors import BadRequest, NotFound
 from app.query import MAX_SEQ, limit, param, whole_number
 from ledger.events import STATUSES
 from ledger.ids import parse_event_id
+from ledger.logs import plain_line
 from ledger.staleness import mark_stale
 from ledger.view import ListRow
 from storage.store import Page, Store
@@ -141,6 +144,54 @@ def deployment_logs(deployment_id: str) -> Response:
         limit=limit(500),
     )
     return jsonify({"lines": page.items, "next_cursor": page.next_cursor})
+
+
+#: Lines the plain-text log reads from the store at a time: what one answer holds in memory.
+LOG_FILE_PAGE = 1000
+#: Longest file name the plain-text log suggests (before ``.log``).
+MAX_FILE_NAME = 120
+
+
+@api.get("/deployments/<path:deployment_id>/logs.txt")
+def deployment_log_file(deployment_id: str) -> Response:
+    """Every log line (of a job or step, when named) as plain text, for saving to a file.
+
+    Streamed a page of :data:`LOG_FILE_PAGE` lines at a time, so a log of a million
+    lines is never held whole.  The first page is read before the answer starts: an
+    unknown deployment or a store that does not answer is still a JSON error; past
+    that, a store that stops answering cuts the transfer short (no last chunk), which
+    a browser reports as a failed download rather than saving part of the log.
+    """
+    store = current_context().store
+    job, step = param("job"), param("step")
+    if store.get_deployment(deployment_id) is None:
+        raise NotFound(f"no deployment {deployment_id!r}")
+    first = store.logs(deployment_id, job=job, step=step, after=None, limit=LOG_FILE_PAGE)
+
+    def pages() -> Iterator[bytes]:
+        page = first
+        while True:
+            yield "".join(f"{plain_line(row)}\n" for row in page.items).encode()
+            if page.next_cursor is None:
+                return
+            page = store.logs(
+                deployment_id, job=job, step=step, after=page.next_cursor, limit=LOG_FILE_PAGE
+            )
+
+    response = Response(pages(), mimetype="text/plain")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{log_file_name(deployment_id, job, step)}"'
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def log_file_name(deployment_id: str, job: str | None, step: str | None) -> str:
+    """``<deployment>[-<job>][-<step>].log`` in letters, digits, ``.``, ``_`` and ``-`` only,
+    so the name needs no quoting in the header and is safe on every file system."""
+    named = "-".join(part for part in (deployment_id, job, step) if part is not None)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", named).strip("._-")[:MAX_FILE_NAME]
+    return f"{safe or 'deployment'}.log"
 
 
 @api.get("/projects")

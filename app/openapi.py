@@ -759,6 +759,34 @@ def _add_reads(spec: APISpec) -> None:
         },
     )
     spec.path(
+        path="/api/deployments/{deployment_id}/logs.txt",
+        operations={
+            "get": _read(
+                "A deployment's whole log as plain text, to save",
+                {
+                    "description": "One line per log line, in order: `<timestamp> <LEVEL> "
+                    "[<job> / <step>] <text>`, escape codes taken out. Streamed (read from "
+                    "the store a page at a time) with `Content-Disposition: attachment; "
+                    'filename="<deployment>[-<job>][-<step>].log"`.',
+                    "headers": {
+                        "Content-Disposition": {
+                            "description": "`attachment` with the file name.",
+                            "schema": {"type": "string"},
+                        }
+                    },
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                400,
+                404,
+                parameters=[
+                    deployment_id,
+                    _query("job", _NAME_PARAM, "Only this job's lines."),
+                    _query("step", _NAME_PARAM, "Only this step's lines."),
+                ],
+            )
+        },
+    )
+    spec.path(
         path="/api/projects",
         operations={
             "get": _read(
