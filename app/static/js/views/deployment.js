@@ -5,8 +5,8 @@
 // On each event the view is fetched again (debounced) rather than folded here:
 // the hub's fold is the one truth.  Elements are kept per job and step and
 // updated in place, so open log panels, their scroll and search survive.
-// Opened with `?job=&step=&line=` (a line's link), it expands that step, scrolls
-// its log to the line and marks it.
+// Opened with `?job=&step=&line=` (a line's link), it expands that step, reads its
+// log up to the line (however far past the first pages), scrolls to it and marks it.
 
 import { plainText, senderText } from "../ansi.js";
 import { ApiError, deploymentLink, deploymentPath, getJSON } from "../api.js";
@@ -468,7 +468,7 @@ export function deploymentView(main, id, live, query = new URLSearchParams(), no
   const targetNote = h(
     "p",
     { class: "callout callout-warning target-note", role: "status", hidden: true },
-    "That log line is not in this log any more (pruned, or past the lines shown).",
+    "That log line is not in this log any more (pruned with its deployment's old lines).",
   );
   const timelineList = h("div", { class: "jobs" });
   const timelineEmpty = h("p", { class: "muted" }, "No steps reported yet.");
@@ -606,10 +606,7 @@ export function deploymentView(main, id, live, query = new URLSearchParams(), no
       fullLogToggle.setAttribute("aria-expanded", "true");
       fullLogToggle.textContent = "Hide full log";
     }
-    await panel.load();
-    if (!disposed && !panel.focusLine(target.line)) {
-      targetNote.hidden = false;
-    }
+    if (!(await panel.seek(target.line)) && !disposed) targetNote.hidden = false;
   }
 
   const onNotifier = () => {
@@ -636,6 +633,8 @@ export function deploymentView(main, id, live, query = new URLSearchParams(), no
       scheduleRefresh.cancel();
       refreshLogs.cancel();
       if (unsubscribe) unsubscribe();
+      for (const block of jobs.values()) for (const row of block.rows.values()) row.panel?.dispose();
+      fullLog.dispose();
     },
   };
 }
