@@ -276,3 +276,26 @@ def test_a_live_line_is_numbered_after_the_others_and_gets_its_link(
     panel = open_step(page)
     expect(line(panel, 5).locator(".log-text")).to_have_text("five")
     assert watched.errors == []
+
+
+def test_a_steps_message_shows_its_colours_as_text(hub: HubServer, watched: Watched) -> None:
+    deployment = "step-message"
+    post(
+        hub,
+        event("deployment_started", PROJECT, deployment),
+        event(
+            "step_completed",
+            PROJECT,
+            deployment,
+            job=JOB,
+            step=STEP,
+            status="success",
+            message="\x1b[32mdeployed\x1b[0m to <i>prod</i>\x1b]0;title\x07",
+        ),
+    )
+    page = open_page(watched, hub, f"#/deployments/{deployment}")
+    message = page.locator(f'li.step[data-step="{STEP}"] .step-message')
+    expect(message).to_have_text("deployed to <i>prod</i>")
+    expect(message.locator(".ansi-green-fg")).to_have_text("deployed")
+    expect(message.locator("i")).to_have_count(0)
+    assert watched.errors == []

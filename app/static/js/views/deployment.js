@@ -324,6 +324,15 @@ function stepDuration(step, geo) {
   return step.duration_ms;
 }
 
+/** Sender text in `el`, colours rendered; hidden when there is none, rewritten only on change. */
+function showText(el, text) {
+  el.hidden = !text;
+  if (el.dataset.text !== (text || "")) {
+    el.dataset.text = text || "";
+    el.replaceChildren(senderText(text || ""));
+  }
+}
+
 class StepRow {
   constructor(deploymentId, job, step) {
     this.panel = null;
@@ -344,12 +353,14 @@ class StepRow {
     this.nobar = h("span", { class: "step-nobar", hidden: true });
     this.track = h("div", { class: "step-track", "aria-hidden": "true" }, this.bar, this.nobar);
     this.duration = h("span", { class: "step-duration" });
+    this.message = h("p", { class: "step-message", hidden: true });
     this.error = h("pre", { class: "step-error", hidden: true });
     this.logBox = h("div", { class: "step-log", id: logId, hidden: true });
     this.el = h(
       "li",
       { class: "step", dataset: { job: job.name, step: step.name } },
       h("div", { class: "step-row" }, this.toggle, h("span", { class: "step-marks" }, this.retries, this.stale), this.track, this.duration),
+      this.message,
       this.error,
       this.logBox,
     );
@@ -377,11 +388,8 @@ class StepRow {
       this.el.dataset.stale = "false";
     }
     this.stale.replaceChildren(open ? staleBadge(view.last_news_at, step.stale) : "");
-    this.error.hidden = !step.error;
-    if (this.error.dataset.text !== (step.error || "")) {
-      this.error.dataset.text = step.error || "";
-      this.error.replaceChildren(senderText(step.error || ""));
-    }
+    showText(this.message, step.message);
+    showText(this.error, step.error);
     this.layout(geo);
   }
 
