@@ -299,3 +299,32 @@ def test_a_steps_message_shows_its_colours_as_text(hub: HubServer, watched: Watc
     expect(message.locator(".ansi-green-fg")).to_have_text("deployed")
     expect(message.locator("i")).to_have_count(0)
     assert watched.errors == []
+
+
+def test_download_carries_the_read_token_of_a_guarded_hub(
+    tmp_path_factory: pytest.TempPathFactory, watched: Watched
+) -> None:
+    hub = HubServer(tmp_path_factory.mktemp("guarded"), {"HUB_READ_TOKENS": "reader"}).start()
+    try:
+        post(
+            hub,
+            event("deployment_started", PROJECT, "guarded"),
+            event("step_started", PROJECT, "guarded", job=JOB, step=STEP),
+            event("log_entry", PROJECT, "guarded", job=JOB, step=STEP, message="kept\nsafe"),
+        )
+        page = watched.page
+        page.goto(f"{hub.url}/?token=reader#/deployments/guarded")
+        panel = open_step(page)
+        link = panel.locator("a.log-download")
+        expect(link).to_have_attribute(
+            "href", f"{hub.url}/api/deployments/guarded/logs.txt?job={JOB}&step={STEP}&token=reader"
+        )
+        with page.expect_download() as saved:
+            link.click()
+        rows = Path(saved.value.path()).read_text(encoding="utf-8").splitlines()
+        assert [row.split("] ", 1)[1] for row in rows] == ["kept", "safe"]
+        status, _ = hub.request("GET", f"/api/deployments/guarded/logs.txt?job={JOB}")
+        assert status == 401  # the same address without the token
+    finally:
+        hub.stop()
+    assert watched.errors == []

@@ -87,14 +87,15 @@ export class LogPanel {
       { type: "button", class: "toggle", "aria-pressed": String(follow), onclick: () => this.setFollow(!this.follow) },
       "Follow",
     );
-    const params = { job: this.job, step: this.step };
+    const fileHref = () => fileUrl(`${deploymentPath(deploymentId)}/logs.txt`, { job: this.job, step: this.step });
     this.download = h(
       "a",
       {
         class: "link-button log-download",
-        href: fileUrl(`${deploymentPath(deploymentId)}/logs.txt`, params),
+        href: fileHref(),
         download: "",
         title: "Save every line of this log as plain text",
+        onclick: () => this.download.setAttribute("href", fileHref()), // the token given since
       },
       "Download",
     );
