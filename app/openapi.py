@@ -753,6 +753,13 @@ def _add_reads(spec: APISpec) -> None:
                         {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
                         "Lines after this id (`next_cursor` of the page before).",
                     ),
+                    _query(
+                        "before",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
+                        "Instead of `after`: the last `limit` lines with ids below this one, "
+                        "with `first_number`, the number of the first in the log (the hub "
+                        "counts the lines before it). `next_cursor` goes on after them.",
+                    ),
                     _limit(500),
                 ],
             )

@@ -138,13 +138,15 @@ def test_a_link_to_a_line_past_the_first_pages_opens_at_it_with_its_step_expande
     expect(step.locator(".step-toggle")).to_have_attribute("aria-expanded", "true")
     expect(page.locator(".target-note")).to_be_hidden()
     panel = step.locator(".log-panel")
-    # only the page that holds it was rendered; what came before is offered
-    expect(panel.locator(".log-earlier")).to_contain_text("9,000 earlier lines not shown")
-    assert panel.locator(".log-line").count() == 1000
-    panel.locator(".log-earlier button").click()  # scrolled up to it, at line 9001
-    expect(line(panel, 8001)).to_be_attached()
-    expect(panel.locator(".log-earlier")).to_contain_text("8,000 earlier lines not shown")
-    expect(line(panel, 9001)).to_be_in_viewport()  # the lines put above did not move it away
+    # the page that ends at it and the one after it were read; what came before is offered
+    expect(panel.locator(".log-earlier")).to_contain_text("8,877 earlier lines not shown")
+    expect(line(panel, 10877)).to_be_attached()
+    assert panel.locator(".log-line").count() == 2000
+    panel.locator(".log-earlier button").click()  # scrolled up to it, at line 8878
+    expect(line(panel, 7878)).to_be_attached()
+    expect(panel.locator(".log-earlier")).to_contain_text("7,877 earlier lines not shown")
+    expect(line(panel, 7878).locator(".log-text")).to_have_text("compile unit 7878")
+    expect(line(panel, 8878)).to_be_in_viewport()  # the lines put above did not move it away
     expect(target).to_have_attribute("data-number", "9877")
     assert watched.errors == []
 
@@ -327,4 +329,37 @@ def test_download_carries_the_read_token_of_a_guarded_hub(
         assert status == 401  # the same address without the token
     finally:
         hub.stop()
+    assert watched.errors == []
+
+
+def test_a_running_step_opens_at_its_last_page_and_follows_it(
+    hub: HubServer, watched: Watched
+) -> None:
+    deployment = "running-long"
+    post(
+        hub,
+        event("deployment_started", PROJECT, deployment),
+        event("step_started", PROJECT, deployment, job=JOB, step=STEP),
+        event(
+            "log_entry",
+            PROJECT,
+            deployment,
+            job=JOB,
+            step=STEP,
+            message="\n".join(f"step line {n}" for n in range(1, 3501)),
+        ),
+    )
+    page = open_page(watched, hub, f"#/deployments/{deployment}")
+    panel = open_step(page)
+    expect(panel.locator(".log-line").first).to_have_attribute("data-number", "2501")
+    expect(panel.locator(".log-earlier")).to_contain_text("2,500 earlier lines not shown")
+    expect(line(panel, 3500)).to_be_in_viewport()
+    post(hub, event("log_entry", PROJECT, deployment, job=JOB, step=STEP, message="step line 3501"))
+    expect(line(panel, 3501).locator(".log-text")).to_have_text("step line 3501")
+    expect(line(panel, 3501)).to_be_in_viewport()
+    # a link that names no line id the hub gives out says the line is not there
+    page.goto(
+        f"{hub.url}/project-dashboard/#/deployments/{deployment}?job={JOB}&step={STEP}&line=x"
+    )
+    expect(page.locator(".target-note")).to_be_visible()
     assert watched.errors == []

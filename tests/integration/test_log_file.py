@@ -1,4 +1,5 @@
-"""``GET /api/deployments/<id>/logs.txt``: a deployment's whole log as a file, on every store."""
+"""Routes that walk a whole log, on every store: ``logs.txt`` (the log as a file) and
+``logs?before=`` (the page before a line, with its number)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.api import LOG_FILE_PAGE
+from app.api import READ_PAGE
 from app.config import Settings
 from server.app import PUBLIC_PREFIX, create_app
 from storage.store import Page, Store
@@ -140,7 +141,7 @@ def test_a_huge_log_is_read_a_page_at_a_time_while_it_is_sent(
     store_app: Flask, reader: FlaskClient
 ) -> None:
     """25,000 lines: each page is read from the store only when the one before was sent."""
-    total = 25 * LOG_FILE_PAGE
+    total = 25 * READ_PAGE
     for chunk in range(5):
         text = "\n".join(f"line {n}" for n in range(chunk * 5000, (chunk + 1) * 5000))
         post(reader, event("log_entry", chunk, step_name="build / big", message=text))
@@ -160,13 +161,78 @@ def test_a_huge_log_is_read_a_page_at_a_time_while_it_is_sent(
     assert response.is_streamed
     chunks = iter(response.response)
     first = next(chunks)
-    assert reads == [LOG_FILE_PAGE]  # one page read, one page sent
-    assert first.count(b"\n") == LOG_FILE_PAGE
+    assert reads == [READ_PAGE]  # one page read, one page sent
+    assert first.count(b"\n") == READ_PAGE
     rest = b"".join(chunks)
     response.close()
     lines = (first + rest).decode().splitlines()
     assert len(lines) == total
     assert lines[0].endswith("[build / big] line 0")
     assert lines[-1].endswith(f"[build / big] line {total - 1}")
-    assert max(reads) == LOG_FILE_PAGE
+    assert max(reads) == READ_PAGE
     assert sum(reads) == total
+
+
+def every_id(client: FlaskClient, query: str) -> list[str]:
+    ids: list[str] = []
+    after = ""
+    while True:
+        page = client.get(f"/api/deployments/d1/logs?limit=1000{query}{after}").get_json()
+        ids += [row["id"] for row in page["lines"]]
+        if page["next_cursor"] is None:
+            return ids
+        after = f"&after={page['next_cursor']}"
+
+
+def test_the_page_before_a_line_comes_with_the_number_of_its_first(
+    reader: FlaskClient,
+) -> None:
+    """Line numbers count a job's or step's own lines: other steps' lines between them and
+    lines past the one asked for do not count."""
+    for chunk in range(3):
+        post(
+            reader,
+            event(
+                "log_entry",
+                chunk,
+                step_name="build / a",
+                message="\n".join(f"a{n}" for n in range(chunk * 1500, (chunk + 1) * 1500)),
+            ),
+            event("log_entry", chunk, step_name="build / b", message=f"b{chunk}"),
+        )
+    ids = every_id(reader, "&job=build&step=a")
+    assert len(ids) == 4500
+    for number in (1, 2, 1000, 1001, 2345, 4500):
+        target = ids[number - 1]
+        page = reader.get(
+            f"/api/deployments/d1/logs?job=build&step=a&before={int(target) + 1}&limit=300"
+        ).get_json()
+        messages = [row["message"] for row in page["lines"]]
+        assert messages[-1] == f"a{number - 1}"
+        assert len(messages) == min(300, number)
+        assert page["first_number"] == number - len(messages) + 1
+        if number < 4500:  # reading on from next_cursor gives the line after it
+            assert page["next_cursor"] is not None
+            after = reader.get(
+                f"/api/deployments/d1/logs?job=build&step=a&after={page['next_cursor']}&limit=1"
+            ).get_json()
+            assert after["lines"][0]["message"] == f"a{number}"
+        else:
+            assert page["next_cursor"] is None
+    # past every line: the last page, the way to the end of a log
+    last = reader.get(f"/api/deployments/d1/logs?before={2**63 - 1}&limit=2").get_json()
+    assert [row["message"] for row in last["lines"]] == ["a4499", "b2"]
+    assert (last["first_number"], last["next_cursor"]) == (4502, None)
+    # before the first line: nothing, numbered from 1
+    first = reader.get(f"/api/deployments/d1/logs?before={ids[0]}").get_json()
+    assert (first["lines"], first["first_number"]) == ([], 1)
+    assert first["next_cursor"] is not None
+
+
+def test_before_and_after_together_are_a_400(reader: FlaskClient) -> None:
+    post(reader, event("log_entry", 1, message="x"))
+    response = reader.get("/api/deployments/d1/logs?after=1&before=5")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"] == {"before": ["Not together with after."]}
+    assert reader.get("/api/deployments/d1/logs?before=0").status_code == 400
+    assert reader.get("/api/deployments/nope/logs?before=5").status_code == 404

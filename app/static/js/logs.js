@@ -1,12 +1,13 @@
 // A log panel: one step's log lines (or a whole deployment's), read from the API a page
 // at a time and then extended live from `log_entry` events.
 //
-// Every line has a number, its place in that log (the Nth line of the step): counted from
-// the first page, so a line has the same number however it arrived.  A panel renders at
-// most MAX_LINES lines at a time: reading further pushes the oldest out, and "Show earlier
-// lines" reads them back from the page boundaries it noted on the way (`checkpoints`, the
-// cursor before each page and how many lines came before it).  Opening a line's link
-// (`seek`) reads forward up to the line, rendering only the page that holds it.
+// Every line has a number, its place in that log (the Nth line of the step), the same
+// however it arrived: counted on from the first page, or given by the hub with a page
+// read backwards (`before=`: the page that ends just before a line, with the number of
+// its first).  A panel renders at most MAX_LINES lines at a time: reading on pushes the
+// oldest out, and "Show earlier lines" reads them back, a page before the first shown.
+// Opening a line's link (`seek`) reads the page that ends at the line, and following a
+// long running log reads its last page, without reading what comes before.
 //
 // A line can reach the panel twice (read after it was already shown live, or the other
 // way round); every line carries the id of the event it came from, so each event is shown
@@ -21,6 +22,8 @@ import { LEVELS, leastLevel, levelShown, setLeastLevel, setTimesShown, timesShow
 import { formatDateTime } from "./time.js";
 
 const PAGE_LINES = 1000;
+/** `before=` past every line id (the hub's largest, app/query.py MAX_SEQ): a log's last page. */
+const LAST_LINE = "9223372036854775807";
 /** Most lines rendered at once (and read when a panel opens). */
 const MAX_LINES = 5000;
 /** How close to either end of the log a scroll has to come to read more, in pixels. */
@@ -148,7 +151,6 @@ export class LogPanel {
     this.after = null; // cursor: the id of the last line read from the API
     this.total = 0; // the number of the last line numbered
     this.complete = false; // the last read reached the end of what is stored
-    this.checkpoints = []; // {after, before}: where each page read started
     this.recent = [new Set(), new Set()]; // events read in the last two pages
     this.pending = new Map(); // event id -> its lines shown live, awaiting their ids
     this.lineCount = 0; // lines rendered
@@ -180,49 +182,65 @@ export class LogPanel {
     this.updateEmpty();
   }
 
-  /** Once at the end: what was stored since.  Following: on to the end, the last page rendered. */
+  /** Once at the end: what was stored since.  Following a log not read to its end: its last page. */
   async readNew() {
-    if (!this.loaded || !(this.complete || this.follow)) return;
+    if (!this.loaded) return;
+    if (!this.complete) {
+      if (this.follow) await this.jump(LAST_LINE);
+      return;
+    }
     do {
-      if ((await this.readPage({ skip: (answer) => this.follow && Boolean(answer.next_cursor) })) === false) return;
+      if ((await this.readPage()) === false) return;
     } while (!this.complete);
   }
 
-  /** Read on to the line with id `lineId` and show it; false when it is not in this log. */
+  /** Show the line with id `lineId`, reading the page that ends at it; false when it is not in this log. */
   async seek(lineId) {
-    const target = Number(lineId);
+    if (!/^[0-9]{1,19}$/.test(String(lineId))) return false;
     this.setFollow(false);
     await this.load();
-    if (!this.lineElement(lineId) && this.lastReadId() >= target && this.firstNumber() > 1) {
-      this.reset(); // read past it already: again from the start
-      this.clearLines();
+    if (!this.lineElement(lineId)) {
+      await this.jump(String(BigInt(lineId) + 1n));
+      if (!this.complete) await this.readPage(); // and what follows it
     }
-    const skip = (answer) => Boolean(answer.next_cursor) && this.lastId(answer) < target;
-    while (!this.lineElement(lineId) && !this.complete && this.lastReadId() < target) {
-      if ((await this.readPage({ skip })) === false) break;
-    }
-    this.updateEnds();
     return this.focusLine(lineId);
   }
 
-  lastId(answer) {
+  /** The lines before the line with id `before` (or the last page, LAST_LINE) in place of those shown. */
+  async jump(before) {
+    const answer = await this.readBefore(before);
+    if (!answer) return;
+    this.reset();
+    this.clearLines();
     const lines = answer.lines || [];
-    return lines.length ? Number(lines[lines.length - 1].id) : -1;
+    this.total = answer.first_number - 1;
+    for (const line of lines) {
+      this.total += 1;
+      this.appendLine(line, this.total, this.writer);
+    }
+    this.after = answer.next_cursor ?? (lines.length ? lines[lines.length - 1].id : null);
+    this.complete = !answer.next_cursor;
+    this.recent = [new Set(), new Set(lines.map((line) => line.event_id))];
+    this.updateEnds();
+    if (this.follow) this.scrollToEnd();
   }
 
-  lastReadId() {
-    return this.after === null ? -1 : Number(this.after);
+  /** A page ending just before the line with id `before`, with `first_number`; null when unreadable. */
+  async readBefore(before) {
+    try {
+      return await getJSON(`${deploymentPath(this.deploymentId)}/logs`, { job: this.job, step: this.step, before, limit: PAGE_LINES });
+    } catch (error) {
+      this.emptyNote.textContent = error.status === 404 ? "No log lines yet." : `Log unavailable: ${error.message}`;
+      return null;
+    }
   }
 
   lineElement(lineId) {
     return this.lines.querySelector(`.log-line[data-line-id="${CSS.escape(String(lineId))}"]`);
   }
 
-  /**
-   * Read the page after the last line read and render it, or (`skip` says so of the answer)
-   * only count its lines and move the window past them.  False when the hub did not answer.
-   */
-  async readPage({ skip = null } = {}) {
+  /** Read the page after the last line read and render it; false when the hub did not answer. */
+  async readPage() {
     if (!this.loaded) return false;
     const { after, generation } = this;
     let answer;
@@ -234,32 +252,21 @@ export class LogPanel {
     }
     if (after !== this.after || generation !== this.generation) return true; // read meanwhile, or reset
     const lines = answer.lines || [];
-    const first = lines[0];
-    if (first && !this.pending.has(first.event_id) && !this.checkpoints.some((point) => point.after === after)) {
-      this.checkpoints.push({ after, before: this.total });
-    }
     this.recent = [this.recent[1], new Set(lines.map((line) => line.event_id))];
-    if (skip && skip(answer)) {
-      this.total += lines.filter((line) => !this.pending.has(line.event_id)).length; // not counted live
-      this.clearLines();
-      this.pending.clear();
-      if (lines.length) this.after = lines[lines.length - 1].id;
-    } else {
-      const stick = this.follow;
-      for (const line of lines) {
-        this.after = line.id;
-        const waiting = this.pending.get(line.event_id);
-        if (waiting) {
-          this.adopt(waiting.shift(), line);
-          if (!waiting.length) this.pending.delete(line.event_id);
-          continue;
-        }
-        this.total += 1;
-        this.appendLine(line, this.total, this.writer);
+    const stick = this.follow;
+    for (const line of lines) {
+      this.after = line.id;
+      const waiting = this.pending.get(line.event_id);
+      if (waiting) {
+        this.adopt(waiting.shift(), line);
+        if (!waiting.length) this.pending.delete(line.event_id);
+        continue;
       }
-      this.trimTop();
-      if (stick) this.scrollToEnd();
+      this.total += 1;
+      this.appendLine(line, this.total, this.writer);
     }
+    this.trimTop();
+    if (stick) this.scrollToEnd();
     this.complete = !answer.next_cursor;
     this.updateEnds();
     return true;
@@ -361,30 +368,14 @@ export class LogPanel {
     return first ? Number(first.dataset.number) : this.total + 1;
   }
 
-  /** Read back up to a page of the lines before the first one rendered, above it. */
+  /** Read back the page of lines before the first one rendered, above it. */
   async showEarlier() {
-    const first = this.firstNumber();
-    const from = Math.max(1, first - PAGE_LINES);
-    const point = this.checkpoints.filter((p) => p.before < from).reduce((best, p) => (best && best.before > p.before ? best : p), null);
-    if (!point) return;
+    const first = this.lines.querySelector(".log-line[data-line-id]");
+    if (!first) return;
+    const answer = await this.readBefore(first.dataset.lineId);
+    if (!answer || !first.isConnected) return;
     const writer = new Writer(document.createDocumentFragment());
-    let { after, before: n } = point;
-    while (n < first - 1) {
-      let answer;
-      try {
-        answer = await getJSON(`${deploymentPath(this.deploymentId)}/logs`, { job: this.job, step: this.step, after, limit: PAGE_LINES });
-      } catch (error) {
-        this.earlierNote.textContent = `Log unavailable: ${error.message} `;
-        return;
-      }
-      const lines = answer.lines || [];
-      for (const line of lines) {
-        after = line.id;
-        n += 1;
-        if (n >= from && n < first) this.appendLine(line, n, writer);
-      }
-      if (!answer.next_cursor || !lines.length) break;
-    }
+    (answer.lines || []).forEach((line, index) => this.appendLine(line, answer.first_number + index, writer));
     this.setFollow(false);
     const height = this.body.scrollHeight;
     this.lines.prepend(writer.target);
