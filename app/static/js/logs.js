@@ -162,12 +162,12 @@ export class LogPanel {
     return (event.payload.job ?? null) === this.job && (event.payload.step ?? null) === this.step;
   }
 
-  /** Read the first pages (to the end, when following). */
-  load() {
+  /** Read the first pages (the last, when following), or what `first` reads instead. */
+  load(first = () => this.readFirst()) {
     if (!this.loaded) {
       this.loaded = true;
       this.writer = new Writer(this.lines);
-      this.loading = this.readFirst();
+      this.loading = first();
     }
     return this.loading;
   }
@@ -198,11 +198,12 @@ export class LogPanel {
   async seek(lineId) {
     if (!/^[0-9]{1,19}$/.test(String(lineId))) return false;
     this.setFollow(false);
-    await this.load();
-    if (!this.lineElement(lineId)) {
+    const at = async () => {
       await this.jump(String(BigInt(lineId) + 1n));
       if (!this.complete) await this.readPage(); // and what follows it
-    }
+    };
+    await this.load(at); // a panel not read yet starts there
+    if (!this.lineElement(lineId)) await at();
     return this.focusLine(lineId);
   }
 

@@ -412,7 +412,8 @@ class StepRow {
     markStale(this.el);
   }
 
-  setOpen(open) {
+  /** Expand or fold the step's log; expanding reads it, from its start or (`line`) at that line. */
+  setOpen(open, line = null) {
     this.open = open;
     this.toggle.setAttribute("aria-expanded", String(open));
     this.logBox.hidden = !open;
@@ -425,7 +426,7 @@ class StepRow {
         label: `Log of ${plainText(this.name)}`,
       });
       this.logBox.append(this.panel.el);
-      this.panel.load();
+      if (line === null) this.panel.load();
     }
   }
 }
@@ -605,7 +606,7 @@ export function deploymentView(main, id, live, query = new URLSearchParams(), no
     let panel = fullLog;
     const row = target.step !== null ? jobs.get(target.job ?? "default")?.rows.get(target.step) : null;
     if (row) {
-      row.setOpen(true);
+      row.setOpen(true, target.line);
       row.el.scrollIntoView({ block: "start" });
       panel = row.panel;
     } else {
