@@ -6,14 +6,16 @@ WebSockets opened and left).  Each worker counts the requests it is serving
 per client address (after trusted proxies named the client) and refuses one
 more with ``429 too_many_connections_from_address`` before reading anything
 of it, so that one address cannot hold all of a worker's connections.  A
-WebSocket or SSE stream counts for as long as it is open.  Loopback clients
+WebSocket or SSE stream counts for as long as it is open: a WebSocket served
+after its request ended takes a hold of its own (:data:`HOLD`).  Loopback clients
 are exempt unless ``HUB_RATE_LIMIT_LOOPBACK`` is set, as for rate limits.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from typing import TYPE_CHECKING
 
 from app.body import stop_reading
@@ -25,6 +27,9 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 RETRY_AFTER_SECONDS = 5
+#: environ key of a function that counts one more use of the request's address, until
+#: the function it returns is called (absent when the address is not counted).
+HOLD = "hub.hold_address"
 
 
 class AddressCaps:
@@ -43,6 +48,7 @@ class AddressCaps:
         if self.in_flight[address] >= self.cap:
             return self._refuse(environ, start_response)
         self.in_flight[address] += 1
+        environ[HOLD] = partial(self._hold, address)
         try:
             result = self.app(environ, start_response)
         except BaseException:
@@ -59,6 +65,10 @@ class AddressCaps:
             if close is not None:
                 close()
             self._release(address)
+
+    def _hold(self, address: str) -> Callable[[], None]:
+        self.in_flight[address] += 1
+        return partial(self._release, address)
 
     def _release(self, address: str) -> None:
         self.in_flight[address] -= 1

@@ -3,27 +3,37 @@
 Refusals happen before the upgrade, as plain HTTP errors: 426 for a
 WebSocket version other than 13, 401 for a missing or wrong read token, 403
 for an Origin not allowed, 503 when the worker is full or shutting down.
-After the upgrade, broadcaster/connection.py serves the client on the
-request's own greenlet.  On SIGTERM (gunicorn's graceful shutdown) every
-connection is closed with 1001 so the worker can exit at once.
+After the upgrade the request ends, and broadcaster/connection.py serves
+the client on a greenlet of its own, with a socket of its own (a duplicate
+of the request's, which gunicorn closes).  The request's greenlet would
+otherwise sit under gunicorn's, the middlewares' and Flask's frames for as
+long as the client stays, holding their request objects and a deep saved
+stack: most of what an idle connection cost (``docs/BENCHMARKS.md``).  On
+SIGTERM (gunicorn's graceful shutdown) every connection is closed with 1001,
+and the worker waits for those closes before it exits (:func:`drain`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import os
 import signal
+import socket
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
 import gevent
 import gevent.event
 import gevent.lock
+import gevent.pool
 from flask import Blueprint, Flask, current_app, g, request
 from flask_sock import Sock
 
+from app.address_caps import HOLD
 from app.auth import check_read_token
 from app.config import Settings
 from app.errors import (
@@ -51,6 +61,13 @@ log = logging.getLogger(__name__)
 
 websocket = Blueprint("websocket", __name__)
 sock = Sock()
+#: This worker's connections, each on its own greenlet once its request has ended.
+SERVING = gevent.pool.Group()
+
+
+def drain(timeout: float) -> None:
+    """Wait up to ``timeout`` seconds for every connection to finish (the worker is exiting)."""
+    SERVING.join(timeout=timeout)
 
 
 class Closable(Protocol):
@@ -176,22 +193,37 @@ def _serve(ws: Any) -> None:
         frames = None  # wsproto's per-connection context
     ws.ws = None  # the handshake's HTTP parser is not needed again, and idles on every connection
     ws.connected = False  # so that flask-sock's own close afterwards sends nothing
+    request_id = REQUEST_ID.get() or "-"
     connection = Connection(
-        ws.sock,
+        socket.socket(fileno=os.dup(ws.sock.fileno())),  # gunicorn closes the request's own
         protocol,
         Session(connections.limits, version=version(), connection_id=connection_id),
         connections.hub,
         connections.limits,
         connection_id=connection_id,
-        request_id=REQUEST_ID.get() or "-",
+        request_id=request_id,
         frames=frames,
     )
+    hold = request.environ.get(HOLD)
+    release_address = hold() if hold is not None else None
     connections.open.add(connection)
+    g.pop("websocket_admitted")  # released when the connection ends, not with the request
+    context = contextvars.Context()  # the request id for its log lines, nothing of Flask's
+    context.run(REQUEST_ID.set, request_id)
+    SERVING.spawn(context.run, _serve_detached, connections, connection, release_address)
     log.info("websocket open", extra={"conn_id": connection_id})
+
+
+def _serve_detached(
+    connections: Connections, connection: Connection, release_address: Callable[[], None] | None
+) -> None:
     try:
         connection.run()
     finally:
         connections.open.discard(connection)
+        connections.release()
+        if release_address is not None:
+            release_address()
 
 
 for _path, _endpoint in (("/ws", "connect"), ("/ws/", "connect_slash")):

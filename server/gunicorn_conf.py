@@ -99,6 +99,17 @@ def post_fork(server: Any, worker: Any) -> None:
     CONNECTIONS.inc(0)
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    """Let the WebSockets closed for shutdown finish their closing handshakes.
+
+    They run on greenlets of their own (``broadcaster/ws.py``), which gunicorn
+    does not wait for; SIGTERM has already asked each of them to close.
+    """
+    from broadcaster.ws import drain
+
+    drain(timeout=float(worker.cfg.graceful_timeout))
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """A worker is gone: its live gauges (connections, subscriptions) no longer count."""
     from prometheus_client import multiprocess
