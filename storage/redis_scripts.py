@@ -279,7 +279,9 @@ for _, e in ipairs(plan) do
         lineno = lineno + 1
         held[#held + 1] = '[' .. int(lineno) .. ',"' .. e.id .. '",' .. string.sub(line, 2)
       end
-      redis.call('RPUSH', P .. 'ln:' .. d, unpack(held))
+      for i = 1, #held, 1000 do  -- unpack takes at most a few thousand values
+        redis.call('RPUSH', P .. 'ln:' .. d, unpack(held, i, math.min(i + 999, #held)))
+      end
     end
     if etype == 'metrics_update' and ARGV[b + 10] ~= '' then
       if not r.mkey or lt(r.mkey, ARGV[b + 10]) then
