@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from app.config import Settings
 from server.app import create_app
 from storage.store import Store
-from tests.conftest import FIXTURES, load_manifest
+from tests.conftest import FIXTURES, companions_expected, load_manifest
 
 ROUTE = "/api/webhooks/deployment"
 MANIFEST = load_manifest()
@@ -54,14 +54,6 @@ def post(client: FlaskClient, payload: Any, path: str = ROUTE, **headers: str) -
     return client.post(
         path, data=json.dumps(payload), headers={"Content-Type": "application/json", **headers}
     )
-
-
-def companions_expected(body: dict[str, Any]) -> int:
-    """How many log_entry events a captured lifecycle body becomes besides itself:
-    one for its logs, and one more for its error when it has both."""
-    logs = body.get("logs") or body.get("step_logs")
-    error = body.get("error") or body.get("errorMessage") or body.get("error_message")
-    return (1 + bool(error)) if logs else 0
 
 
 @pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
