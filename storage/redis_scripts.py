@@ -23,7 +23,8 @@ Key layout, under the store's prefix ``P``::
     P dep:<id>        hash: project, last_seq, last_id, last_activity, ts0, view_seq
                       (newest lifecycle seq the fold holds), life_seq (newest lifecycle
                       seq stored), metrics, metrics_key, ix_* (its place in the lists); all
-                      short, so Redis keeps it as a listpack (values up to 64 bytes)
+                      short, so Redis keeps it as a listpack (hash-max-listpack-entries 128,
+                      -value 64: ix_member, "<sort_ts>\0<id>", fits for ids up to 39 bytes)
     P fold:<id>       string: the ledger's fold (JSON); hashes written before kept it in
                       their field "fold", read until the fold is next written (READ_ROW)
     P dirty           set of deployments whose stored fold may lag their events
