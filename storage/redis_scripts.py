@@ -23,7 +23,8 @@ Key layout, under the store's prefix ``P``::
     P dep:<id>        hash: project, last_seq, last_id, last_activity, ts0, view_seq
                       (newest lifecycle seq the fold holds), life_seq (newest lifecycle
                       seq stored), metrics, metrics_key, ix_* (its place in the lists); all
-                      short, so Redis keeps it as a listpack (values up to 64 bytes)
+                      short, so Redis keeps it as a listpack (hash-max-listpack-entries 128,
+                      -value 64: ix_member, "<sort_ts>\0<id>", fits for ids up to 39 bytes)
     P fold:<id>       string: the ledger's fold (JSON); hashes written before kept it in
                       their field "fold", read until the fold is next written (READ_ROW)
     P dirty           set of deployments whose stored fold may lag their events
@@ -279,7 +280,9 @@ for _, e in ipairs(plan) do
         lineno = lineno + 1
         held[#held + 1] = '[' .. int(lineno) .. ',"' .. e.id .. '",' .. string.sub(line, 2)
       end
-      redis.call('RPUSH', P .. 'ln:' .. d, unpack(held))
+      for i = 1, #held, 1000 do  -- unpack takes at most a few thousand values
+        redis.call('RPUSH', P .. 'ln:' .. d, unpack(held, i, math.min(i + 999, #held)))
+      end
     end
     if etype == 'metrics_update' and ARGV[b + 10] ~= '' then
       if not r.mkey or lt(r.mkey, ARGV[b + 10]) then

@@ -8,10 +8,11 @@ runs the same contract tests.
 
 * Each request is one atomic Lua script (``storage/redis_scripts.py``):
   repeat checks, the next seqs, the event log stream (entry id ``<seq>-0``,
-  which the hub tails with XRANGE), per-project and per-deployment replay
-  streams, log lines, metrics and a ``PUBLISH`` that wakes the other
-  processes.  A retried call carries the same token and gets the first
-  answer back, so a connection lost after Redis executed it stores nothing twice.
+  which the hub tails with XRANGE, the one copy of each event's body), a
+  per-project replay stream and a per-deployment replay list of seqs, log
+  lines, metrics and a ``PUBLISH`` that wakes the other processes.  A
+  retried call carries the same token and gets the first answer back, so a
+  connection lost after Redis executed it stores nothing twice.
 * Every decision is the ledger's (``ledger/recorder.py``), taken in Python
   from a snapshot read before the script, and passed to it as arguments; the
   script keeps only what must be atomic on the server: seqs, repeat checks,

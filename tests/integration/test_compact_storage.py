@@ -249,3 +249,13 @@ def test_a_redis_store_of_the_layout_before_lists_is_moved_into_them(
     lines = upgraded.logs("d1", job=None, step=None, after=None, limit=100).items
     assert lines[-1]["message"] == "after the move"
     upgraded.close()
+
+
+def test_a_message_of_many_lines_is_stored_whole(store: Store) -> None:
+    text = "\n".join(f"line {i}" for i in range(20000))
+    store.append(Batch([ev("d1", "log_entry", "01T10:00", message=text)]))
+    assert store.get_deployment("d1")["log_lines"] == 20000  # type: ignore[index]
+    last = store.logs("d1", job=None, step=None, after="19998", limit=5).items
+    assert [line["message"] for line in last] == ["line 19998", "line 19999"]
+    [(_, stored)] = store.read_after(0, 10)
+    assert stored.payload["message"] == text
