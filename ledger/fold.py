@@ -16,6 +16,7 @@ that sorts earlier makes the ledger fold again (``ledger/recorder.py``).
 from __future__ import annotations
 
 import copy
+import zlib
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -46,6 +47,8 @@ TYPE_RANK = {
 
 #: Longest value of an :data:`~ledger.events.EXTRA_METADATA` entry the view keeps.
 MAX_METADATA_LENGTH = 2000
+#: zlib level of stored folds: level 1 keeps nearly all of level 6's saving, for less CPU.
+FOLD_COMPRESSION = 1
 
 #: Where an event sorts in the fold: time, then type rank, then content.
 SortKey = tuple[str, int, str]
@@ -227,15 +230,17 @@ class Fold:
 
     def dumps(self) -> bytes:
         """The fold as stores keep it: fields at their defaults (most of a step's) left out,
-        which :meth:`loads` puts back; a third of the bytes of writing them all."""
+        which :meth:`loads` puts back, and the JSON deflated (a deployment's fold is the
+        largest thing a store keeps of it; figures in docs/BENCHMARKS.md)."""
         state = _changed(self, ("steps",))
         state["steps"] = [_changed(step, ()) for step in self.steps.values()]
-        return orjson.dumps(state)
+        return zlib.compress(orjson.dumps(state), FOLD_COMPRESSION)
 
     @classmethod
     def loads(cls, raw: bytes) -> Fold:
-        """A fold from :meth:`dumps`, also of an earlier version (missing fields default)."""
-        state = orjson.loads(raw)
+        """A fold from :meth:`dumps`, also of an earlier version: plain JSON (written
+        before folds were deflated), missing fields default."""
+        state = orjson.loads(raw if raw[:1] == b"{" else zlib.decompress(raw))
         steps = [Step(**step) for step in state.pop("steps", [])]
         last_key = state.pop("last_key", None)
         fold = cls(**state, last_key=tuple(last_key) if last_key else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from hypothesis import given, settings
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from app.ingest import load_one
 from ledger.events import Event
+from ledger.fold import Fold
 from ledger.view import build_view
 
 
@@ -216,3 +218,12 @@ def test_extra_metadata_that_is_not_text_is_not_shown() -> None:
     )
     assert view["version"] is None
     assert view["environment_url"] is None
+
+
+def test_a_stored_fold_reads_back_whole_also_as_written_before_it_was_deflated() -> None:
+    fold = Fold.of([event.with_id(f"1-{i}") for i, event in enumerate(STORY)])
+    raw = fold.dumps()
+    plain = zlib.decompress(raw)  # what a store held before folds were deflated
+    assert plain.startswith(b"{")
+    assert len(raw) < len(plain) / 2
+    assert Fold.loads(raw) == Fold.loads(plain) == fold
