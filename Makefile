@@ -87,6 +87,7 @@ bench: $(DEV_STAMP) system-deps
 	$(BIN)/python bench/soak.py --seconds 180
 	$(BIN)/python bench/reads.py
 	$(BIN)/python bench/logs.py
+	$(BIN)/python bench/log_file.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) var .pytest_cache .mypy_cache .ruff_cache
