@@ -22,9 +22,10 @@ def log_lines_of(event: Event) -> list[LogLine]:
     """The log lines an event carries, one per line of text.
 
     A ``log_entry``'s message, any other event's ``logs`` and its ``error`` (at
-    level ``error``) all become lines.  Project notes carry none.
+    level ``error``) all become lines.  Project notes carry none, and neither
+    does an event whose lines its companions carry (:mod:`ledger.companions`).
     """
-    if event.type in PROJECT_ONLY_TYPES:
+    if event.type in PROJECT_ONLY_TYPES or event.lines_follow:
         return []
     payload = event.payload
     if event.type == "log_entry":

@@ -56,6 +56,14 @@ def post(client: FlaskClient, payload: Any, path: str = ROUTE, **headers: str) -
     )
 
 
+def companions_expected(body: dict[str, Any]) -> int:
+    """How many log_entry events a captured lifecycle body becomes besides itself:
+    one for its logs, and one more for its error when it has both."""
+    logs = body.get("logs") or body.get("step_logs")
+    error = body.get("error") or body.get("errorMessage") or body.get("error_message")
+    return (1 + bool(error)) if logs else 0
+
+
 @pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
 def test_every_captured_body_gets_the_expected_answer(
     client: FlaskClient, app: Flask, entry: dict[str, Any]
@@ -70,7 +78,13 @@ def test_every_captured_body_gets_the_expected_answer(
     if code is None:
         assert data["success"] is True
         assert data["accepted"] == 1
-        assert store_of(app).last_seq() == before[0] + 1
+        stored = [event for _, event in store_of(app).read_after(before[0], 10)]
+        # The body's own event, then the log_entry events its log text became.
+        assert stored[0].id == data["ids"][0]
+        assert not stored[0].payload["logs"]
+        assert all(event.type == "log_entry" for event in stored[1:])
+        assert {event.deployment_id for event in stored} == {stored[0].deployment_id}
+        assert len(stored) == 1 + companions_expected(json.loads(body))
     else:
         assert data["error"]["code"] == code
         assert snapshot(app) == before
