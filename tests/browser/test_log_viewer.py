@@ -363,3 +363,49 @@ def test_a_running_step_opens_at_its_last_page_and_follows_it(
     )
     expect(page.locator(".target-note")).to_be_visible()
     assert watched.errors == []
+
+
+def test_a_line_that_arrives_during_the_first_read_is_not_lost(
+    hub: HubServer, watched: Watched
+) -> None:
+    """The first read is answered before a line is stored and reaches the page after the
+    line's live frame: the panel reads the line once the first read is in."""
+    deployment = "first-read-race"
+    post(
+        hub,
+        event("deployment_started", PROJECT, deployment),
+        event("step_started", PROJECT, deployment, job=JOB, step=STEP),
+        event("log_entry", PROJECT, deployment, job=JOB, step=STEP, message="before"),
+    )
+    page = watched.page
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: frames.append(frame)))
+    held: list[Any] = []
+
+    def hold_the_first(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append((route, route.fetch()))  # answered now, handed over later
+
+    page.route(re.compile(rf"/api/deployments/{deployment}/logs\?"), hold_the_first)
+    page.goto(f"{hub.url}/project-dashboard/#/deployments/{deployment}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    step = page.locator(f'li.step[data-step="{STEP}"]')
+    step.locator(".step-toggle").click()
+    for _ in range(400):  # until the first read has been answered
+        if held:
+            break
+        page.wait_for_timeout(25)
+    post(hub, event("log_entry", PROJECT, deployment, job=JOB, step=STEP, message="during"))
+    for _ in range(400):  # until its live frame is in the page
+        if any("during" in str(frame) for frame in frames):
+            break
+        page.wait_for_timeout(25)
+    route, answered = held[0]
+    route.fulfill(response=answered)
+    panel = step.locator(".log-panel")
+    expect(line(panel, 1).locator(".log-text")).to_have_text("before")
+    expect(line(panel, 2).locator(".log-text")).to_have_text("during")
+    expect(panel.locator(".log-line")).to_have_count(2)
+    assert watched.errors == []
