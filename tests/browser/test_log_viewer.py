@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Watched, event, post
+from tests.browser.conftest import SLOW_MS, Watched, event, post
 from tests.e2e.server import HubServer
 
 pytestmark = pytest.mark.browser
@@ -93,7 +93,7 @@ def open_step(page: Any) -> Any:
     step = page.locator(f'li.step[data-step="{STEP}"]')
     step.locator(".step-toggle").click()
     panel = step.locator(".log-panel")
-    expect(panel.locator(".log-line").first).to_be_attached()
+    expect(panel.locator(".log-line").first).to_be_attached(timeout=SLOW_MS)
     return panel
 
 
@@ -131,7 +131,7 @@ def test_a_link_to_a_line_past_the_first_pages_opens_at_it_with_its_step_expande
     fragment = f"#/deployments/{DEPLOYMENT}?job={JOB}&step={STEP}&line={long_log[9876]}"
     page = open_page(watched, hub, fragment)
     target = page.locator(".log-line-target")
-    expect(target).to_have_attribute("data-number", "9877")
+    expect(target).to_have_attribute("data-number", "9877", timeout=SLOW_MS)
     expect(target.locator(".log-text")).to_have_text("compile unit 9877")
     expect(target).to_be_in_viewport()
     step = page.locator(f'li.step[data-step="{STEP}"]')
@@ -147,7 +147,7 @@ def test_a_link_to_a_line_past_the_first_pages_opens_at_it_with_its_step_expande
     expect(panel.locator(".log-earlier")).to_contain_text("7,877 earlier lines not shown")
     expect(line(panel, 7878).locator(".log-text")).to_have_text("compile unit 7878")
     expect(line(panel, 8878)).to_be_in_viewport()  # the lines put above did not move it away
-    expect(target).to_have_attribute("data-number", "9877")
+    expect(target).to_have_attribute("data-number", "9877", timeout=SLOW_MS)
     assert watched.errors == []
 
 
@@ -156,21 +156,21 @@ def test_the_log_pages_past_five_thousand_lines_keeping_five_thousand_rendered(
 ) -> None:
     page = open_page(watched, hub, f"#/deployments/{DEPLOYMENT}")
     panel = open_step(page)
-    expect(line(panel, 5000)).to_be_attached()
+    expect(line(panel, 5000)).to_be_attached(timeout=SLOW_MS)  # five pages read and rendered
     expect(panel.locator(".log-later")).to_be_visible()
     assert panel.locator(".log-line").count() == 5000
     body = panel.locator(".log-body")
     for last in (6000, 7000):
         body.evaluate("el => { el.scrollTop = el.scrollHeight; }")  # reading on by scrolling
-        expect(line(panel, last)).to_be_attached()
+        expect(line(panel, last)).to_be_attached(timeout=SLOW_MS)
     expect(line(panel, 1)).not_to_be_attached()
     assert panel.locator(".log-line").count() == 5000
     expect(panel.locator(".log-earlier")).to_contain_text("2,000 earlier lines not shown")
     panel.locator(".log-later button").click()  # or by the button
-    expect(line(panel, 8000)).to_be_attached()
+    expect(line(panel, 8000)).to_be_attached(timeout=SLOW_MS)
     for last in range(9000, TOTAL + 1000, 1000):
         body.evaluate("el => { el.scrollTop = el.scrollHeight; }")
-        expect(line(panel, min(last, TOTAL))).to_be_attached()
+        expect(line(panel, min(last, TOTAL))).to_be_attached(timeout=SLOW_MS)
     expect(panel.locator(".log-later")).to_be_hidden()
     expect(line(panel, TOTAL).locator(".log-text")).to_have_text(f"compile unit {TOTAL}")
     expect(panel.locator(".log-line").last).to_have_attribute("data-number", str(TOTAL))

@@ -179,9 +179,7 @@ export class LogPanel {
   async readFirst() {
     if (this.follow) await this.readNew();
     else {
-      for (let page = 0; page < MAX_LINES / PAGE_LINES && !this.complete; page += 1) {
-        if ((await this.readPage()) === false) break;
-      }
+      while (!this.complete && this.total < MAX_LINES) if ((await this.readPage()) === false) break;
     }
     this.updateEmpty();
   }
