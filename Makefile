@@ -89,6 +89,7 @@ bench: $(DEV_STAMP) system-deps
 	$(BIN)/python bench/reads.py
 	$(BIN)/python bench/logs.py
 	$(BIN)/python bench/storage.py
+	$(BIN)/python bench/log_file.py
 
 clean:
 	rm -rf $(VENV) $(LOWEST) var .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 
+import gevent
 from flask import Blueprint, Response, jsonify, request
 
 from app.analysis import deployment_extras
@@ -136,6 +137,13 @@ def get_deployment(deployment_id: str) -> Response:
 READ_PAGE = 1000
 
 
+def _between_pages() -> None:
+    """Let the worker's other greenlets run (live fan-out, other requests) between two
+    pages of a long walk: SQLite's reads never yield, and a client that keeps up never
+    makes a write wait."""
+    gevent.sleep(0)
+
+
 @api.get("/deployments/<path:deployment_id>/logs")
 def deployment_logs(deployment_id: str) -> Response:
     """A page of lines after ``after``, or (``before``) the page that ends just before a line,
@@ -188,6 +196,7 @@ def lines_before(
         if page.next_cursor is None:
             return list(kept), counted - len(kept) + 1, False
         after = page.next_cursor
+        _between_pages()
 
 
 #: Longest file name the plain-text log suggests (before ``.log``).
@@ -216,6 +225,7 @@ def deployment_log_file(deployment_id: str) -> Response:
             yield "".join(f"{plain_line(row)}\n" for row in page.items).encode()
             if page.next_cursor is None:
                 return
+            _between_pages()
             page = store.logs(
                 deployment_id, job=job, step=step, after=page.next_cursor, limit=READ_PAGE
             )

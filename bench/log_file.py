@@ -1,6 +1,7 @@
 """``GET /api/deployments/<id>/logs.txt`` on a long log: throughput and the worker's memory.
 
-Usage: ``python bench/log_file.py [--lines 1000000] [--store sqlite|redis] [--runs 3]``
+Usage: ``python bench/log_file.py [--lines 1000000] [--store sqlite|redis] [--runs 3]
+[--browser]``
 
 One deployment whose one step logged ``--lines`` lines (80 to 120 characters, some with
 colour codes), written through the store's own write path in events of 1,000 lines.  The
@@ -9,7 +10,15 @@ on CPU 1, downloads the whole file ``--runs`` times as it comes (64 KiB reads), 
 with ``Accept-Encoding: br``, while a thread samples the worker's resident memory every
 10 ms.  Printed per run: time to the first byte, the whole time, lines and MiB per second,
 bytes on the wire, and the worker's resident memory before and at its highest during the
-download: what streaming a page at a time keeps flat as the log grows.
+download: what streaming a page at a time keeps flat as the log grows.  Then
+``logs?before=`` past every line id, ``--runs`` times: the last page with its number,
+which the hub finds by walking the whole log (what a link to a log's last line, or a
+followed running log, costs it).
+
+With ``--browser`` (SQLite, where the fresh store numbers its lines from 1, so the
+last line's id is known without reading the log): the dashboard in headless Chromium
+opened at the link to the log's last line, timed until the line is marked, with the
+log reads it took and the lines it left rendered.
 
 Loopback only; every loop is bounded.  Figures are printed, nothing asserted.
 """
@@ -19,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import json
 import os
 import platform
 import sys
@@ -33,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.ingest import load_one  # noqa: E402
+from app.query import MAX_SEQ  # noqa: E402
 from bench.ingest import _tree, pinned  # noqa: E402
 from ledger.events import Event  # noqa: E402
 from ledger.timestamps import format_timestamp  # noqa: E402
@@ -142,11 +153,49 @@ def download(port: int, worker: int, coding: str | None) -> None:
     )
 
 
+def last_page(port: int) -> None:
+    """``logs?before=`` past every id: the hub walks the whole log to number its last page."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    began = time.perf_counter()
+    connection.request("GET", f"/api/deployments/{DEPLOYMENT}/logs?before={MAX_SEQ}&limit=1000")
+    body = json.loads(connection.getresponse().read())
+    seconds = time.perf_counter() - began
+    connection.close()
+    print(f"  before= past every id: {seconds:6.2f} s, first_number {body['first_number']:,}")
+
+
+def open_last_line(hub: HubServer, lines: int) -> None:
+    """The dashboard opened at the link to the last line: how long until it is shown."""
+    from playwright.sync_api import sync_playwright
+
+    link = f"#/deployments/{DEPLOYMENT}?job=build&step=compile&line={lines}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"]
+        )
+        page = browser.new_page()
+        reads: list[str] = []
+        page.on("request", lambda r: reads.append(r.url) if "/logs?" in r.url else None)
+        began = time.perf_counter()
+        page.goto(f"{hub.url}/project-dashboard/{link}")
+        target = page.locator(f'.log-line-target[data-number="{lines}"]')
+        target.wait_for(state="attached", timeout=600_000)
+        seconds = time.perf_counter() - began
+        rendered = page.locator(".log-line").count()
+        heap = page.evaluate("performance.memory.usedJSHeapSize")
+        print(
+            f"  link to line {lines:,}: shown after {seconds:.1f} s, {len(reads):,} log reads, "
+            f"{rendered:,} lines rendered, JS heap {heap / 1048576:.0f} MiB"
+        )
+        browser.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--browser", action="store_true")
     args = parser.parse_args()
     print(
         f"bench/log_file.py: {platform.python_version()}, {os.cpu_count()} CPUs, "
@@ -171,6 +220,9 @@ def main() -> None:
                 print(f"run {run + 1}:")
                 download(hub.port, worker, None)
                 download(hub.port, worker, "br")
+                last_page(hub.port)
+            if args.browser and args.store == "sqlite":
+                open_last_line(hub, args.lines)
         finally:
             hub.stop()
 

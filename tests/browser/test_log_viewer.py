@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Watched, event, post
+from tests.browser.conftest import SLOW_MS, Watched, event, post
 from tests.e2e.server import HubServer
 
 pytestmark = pytest.mark.browser
@@ -93,7 +93,7 @@ def open_step(page: Any) -> Any:
     step = page.locator(f'li.step[data-step="{STEP}"]')
     step.locator(".step-toggle").click()
     panel = step.locator(".log-panel")
-    expect(panel.locator(".log-line").first).to_be_attached()
+    expect(panel.locator(".log-line").first).to_be_attached(timeout=SLOW_MS)
     return panel
 
 
@@ -131,7 +131,7 @@ def test_a_link_to_a_line_past_the_first_pages_opens_at_it_with_its_step_expande
     fragment = f"#/deployments/{DEPLOYMENT}?job={JOB}&step={STEP}&line={long_log[9876]}"
     page = open_page(watched, hub, fragment)
     target = page.locator(".log-line-target")
-    expect(target).to_have_attribute("data-number", "9877")
+    expect(target).to_have_attribute("data-number", "9877", timeout=SLOW_MS)
     expect(target.locator(".log-text")).to_have_text("compile unit 9877")
     expect(target).to_be_in_viewport()
     step = page.locator(f'li.step[data-step="{STEP}"]')
@@ -147,7 +147,7 @@ def test_a_link_to_a_line_past_the_first_pages_opens_at_it_with_its_step_expande
     expect(panel.locator(".log-earlier")).to_contain_text("7,877 earlier lines not shown")
     expect(line(panel, 7878).locator(".log-text")).to_have_text("compile unit 7878")
     expect(line(panel, 8878)).to_be_in_viewport()  # the lines put above did not move it away
-    expect(target).to_have_attribute("data-number", "9877")
+    expect(target).to_have_attribute("data-number", "9877", timeout=SLOW_MS)
     assert watched.errors == []
 
 
@@ -156,21 +156,21 @@ def test_the_log_pages_past_five_thousand_lines_keeping_five_thousand_rendered(
 ) -> None:
     page = open_page(watched, hub, f"#/deployments/{DEPLOYMENT}")
     panel = open_step(page)
-    expect(line(panel, 5000)).to_be_attached()
+    expect(line(panel, 5000)).to_be_attached(timeout=SLOW_MS)  # five pages read and rendered
     expect(panel.locator(".log-later")).to_be_visible()
     assert panel.locator(".log-line").count() == 5000
     body = panel.locator(".log-body")
     for last in (6000, 7000):
         body.evaluate("el => { el.scrollTop = el.scrollHeight; }")  # reading on by scrolling
-        expect(line(panel, last)).to_be_attached()
+        expect(line(panel, last)).to_be_attached(timeout=SLOW_MS)
     expect(line(panel, 1)).not_to_be_attached()
     assert panel.locator(".log-line").count() == 5000
     expect(panel.locator(".log-earlier")).to_contain_text("2,000 earlier lines not shown")
     panel.locator(".log-later button").click()  # or by the button
-    expect(line(panel, 8000)).to_be_attached()
+    expect(line(panel, 8000)).to_be_attached(timeout=SLOW_MS)
     for last in range(9000, TOTAL + 1000, 1000):
         body.evaluate("el => { el.scrollTop = el.scrollHeight; }")
-        expect(line(panel, min(last, TOTAL))).to_be_attached()
+        expect(line(panel, min(last, TOTAL))).to_be_attached(timeout=SLOW_MS)
     expect(panel.locator(".log-later")).to_be_hidden()
     expect(line(panel, TOTAL).locator(".log-text")).to_have_text(f"compile unit {TOTAL}")
     expect(panel.locator(".log-line").last).to_have_attribute("data-number", str(TOTAL))
@@ -362,4 +362,50 @@ def test_a_running_step_opens_at_its_last_page_and_follows_it(
         f"{hub.url}/project-dashboard/#/deployments/{deployment}?job={JOB}&step={STEP}&line=x"
     )
     expect(page.locator(".target-note")).to_be_visible()
+    assert watched.errors == []
+
+
+def test_a_line_that_arrives_during_the_first_read_is_not_lost(
+    hub: HubServer, watched: Watched
+) -> None:
+    """The first read is answered before a line is stored and reaches the page after the
+    line's live frame: the panel reads the line once the first read is in."""
+    deployment = "first-read-race"
+    post(
+        hub,
+        event("deployment_started", PROJECT, deployment),
+        event("step_started", PROJECT, deployment, job=JOB, step=STEP),
+        event("log_entry", PROJECT, deployment, job=JOB, step=STEP, message="before"),
+    )
+    page = watched.page
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: frames.append(frame)))
+    held: list[Any] = []
+
+    def hold_the_first(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append((route, route.fetch()))  # answered now, handed over later
+
+    page.route(re.compile(rf"/api/deployments/{deployment}/logs\?"), hold_the_first)
+    page.goto(f"{hub.url}/project-dashboard/#/deployments/{deployment}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    step = page.locator(f'li.step[data-step="{STEP}"]')
+    step.locator(".step-toggle").click()
+    for _ in range(400):  # until the first read has been answered
+        if held:
+            break
+        page.wait_for_timeout(25)
+    post(hub, event("log_entry", PROJECT, deployment, job=JOB, step=STEP, message="during"))
+    for _ in range(400):  # until its live frame is in the page
+        if any("during" in str(frame) for frame in frames):
+            break
+        page.wait_for_timeout(25)
+    route, answered = held[0]
+    route.fulfill(response=answered)
+    panel = step.locator(".log-panel")
+    expect(line(panel, 1).locator(".log-text")).to_have_text("before")
+    expect(line(panel, 2).locator(".log-text")).to_have_text("during")
+    expect(panel.locator(".log-line")).to_have_count(2)
     assert watched.errors == []

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import gevent
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -236,3 +237,25 @@ def test_before_and_after_together_are_a_400(reader: FlaskClient) -> None:
     assert response.get_json()["error"]["details"] == {"before": ["Not together with after."]}
     assert reader.get("/api/deployments/d1/logs?before=0").status_code == 400
     assert reader.get("/api/deployments/nope/logs?before=5").status_code == 404
+
+
+def test_a_walk_through_a_long_log_lets_other_greenlets_run(reader: FlaskClient) -> None:
+    """The live fan-out shares the worker: a whole-log walk gives way after every page."""
+    for chunk in range(5):
+        text = "\n".join(f"line {n}" for n in range(chunk * 5000, (chunk + 1) * 5000))
+        post(reader, event("log_entry", chunk, message=text))
+    ticks = 0
+
+    def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            gevent.sleep(0)
+
+    other = gevent.spawn(ticker)
+    gevent.sleep(0)
+    for path in (f"logs?before={2**63 - 1}", "logs.txt"):
+        before = ticks
+        assert reader.get(f"/api/deployments/d1/{path}").status_code == 200
+        assert ticks - before >= 25 - 1  # once between each two of the 25 pages
+    other.kill()

@@ -65,7 +65,11 @@ export class LogPanel {
     this.loaded = false;
     this.follow = follow;
     this.reset();
-    this.refresh = serial(() => this.readNew());
+    // after the first read: a refresh asked for while it runs reads what it did not see
+    this.refresh = serial(async () => {
+      await this.loading;
+      await this.readNew();
+    });
     this.reading = null;
     this.adoptSoon = debounce(() => this.refresh(), ADOPT_MS);
     panelCount += 1;
@@ -175,9 +179,7 @@ export class LogPanel {
   async readFirst() {
     if (this.follow) await this.readNew();
     else {
-      for (let page = 0; page < MAX_LINES / PAGE_LINES && !this.complete; page += 1) {
-        if ((await this.readPage()) === false) break;
-      }
+      while (!this.complete && this.total < MAX_LINES) if ((await this.readPage()) === false) break;
     }
     this.updateEmpty();
   }
@@ -209,8 +211,9 @@ export class LogPanel {
 
   /** The lines before the line with id `before` (or the last page, LAST_LINE) in place of those shown. */
   async jump(before) {
+    const { generation } = this;
     const answer = await this.readBefore(before);
-    if (!answer) return;
+    if (!answer || generation !== this.generation) return; // another jump or a reset won
     this.reset();
     this.clearLines();
     const lines = answer.lines || [];
@@ -281,7 +284,12 @@ export class LogPanel {
 
   /** A live log_entry event: its lines go in now when the panel has read to the end. */
   appendEvent(event) {
-    if (!this.loaded || !this.complete || this.pending.has(event.id) || this.recent.some((ids) => ids.has(event.id))) return;
+    if (!this.loaded) return;
+    if (!this.complete) {
+      this.refresh(); // read in its turn: at once if the first read missed it, else when paged to
+      return;
+    }
+    if (this.pending.has(event.id) || this.recent.some((ids) => ids.has(event.id))) return;
     const payload = event.payload || {};
     const lines = splitLines(String(payload.message || payload.logs || ""));
     if (!lines.length) return;
