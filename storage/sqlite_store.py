@@ -539,6 +539,8 @@ class SqliteStore(SqliteLogAnalysis):
             limits.append(("last_activity < ?", age_cutoff))
         if seq_cutoff:
             limits.append(("last_seq <= ?", seq_cutoff))
+        if not limits:
+            return 0  # a count limit not reached, and no age limit
         doomed = [
             row[0]
             for row in self._db.execute(
