@@ -151,21 +151,6 @@ def environment_names(states: Iterable[EnvironmentState]) -> list[str]:
     return sorted({state["environment"] for state in states}, key=stage_rank)
 
 
-def default_environment(rows: Iterable[ListRow]) -> str | None:
-    """The environment delivery figures are restricted to when none is asked for:
-    ``production`` when some row deployed there, else none (every deployment counts)."""
-    return (
-        DEFAULT_ENVIRONMENT
-        if any(row.get("environment") == DEFAULT_ENVIRONMENT for row in rows)
-        else None
-    )
-
-
-def in_environment(rows: Iterable[ListRow], environment: str | None) -> list[ListRow]:
-    """The rows that deployed to ``environment`` (all of them for ``None``)."""
-    return [row for row in rows if environment is None or row.get("environment") == environment]
-
-
 def summary(states: list[EnvironmentState]) -> dict[str, Any]:
     """The listing's body: the states, and the projects and environments they span."""
     return {

@@ -9,6 +9,8 @@ from storage.store import Store
 
 #: Rows asked for per page.
 PAGE_SIZE = 500
+#: Most deployments a store that reads a window row by row reads for one answer.
+MAX_WINDOW_DEPLOYMENTS = 5000
 
 
 def deployments(
@@ -36,3 +38,17 @@ def deployments(
         cursor = page.next_cursor
         if cursor is None:
             return
+
+
+def deployments_since(store: Store, project: str | None, start: str) -> tuple[list[ListRow], bool]:
+    """Deployments started at or after ``start``, newest first, at most
+    :data:`MAX_WINDOW_DEPLOYMENTS`, and whether more were left."""
+    most = MAX_WINDOW_DEPLOYMENTS
+    rows: list[ListRow] = []
+    for row in deployments(store, project=project, most=most + 1):
+        if (row.get("started_at") or "") < start:
+            return rows, False
+        if len(rows) == most:
+            return rows, True
+        rows.append(row)
+    return rows, False

@@ -37,6 +37,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import tzinfo
 from typing import Any, cast
 
 import gevent
@@ -47,6 +48,7 @@ from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from ledger.cursors import decode_cursor, encode_cursor
+from ledger.delivery import DeliveryWindow, delivery_of_rows
 from ledger.events import (
     LIFECYCLE_TYPES,
     OPEN_STATUSES,
@@ -69,7 +71,7 @@ from ledger.retention import Retention
 from ledger.search import LogSearch, SearchPage
 from ledger.staleness import news_at
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
-from storage import redis_scripts
+from storage import paging, redis_scripts
 from storage.redis_analysis import RedisLogAnalysis
 from storage.store import (
     Accepted,
@@ -829,6 +831,15 @@ class RedisStore:
                 if (stored := self._stored(deployment_id, row)) is not None
             ]
         return folds, len(ids) > limit
+
+    def delivery_window(
+        self, *, project: str | None, since: str, zone: tzinfo, asked: str | None
+    ) -> DeliveryWindow:
+        """Counted from the window's rows, newest first, as far as
+        :data:`~storage.paging.MAX_WINDOW_DEPLOYMENTS` reaches (``zone``: every start is
+        counted at its exact time)."""
+        rows, truncated = paging.deployments_since(self, project, since)
+        return delivery_of_rows(rows, asked, truncated)
 
     # -- upkeep ------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from ledger.retention import Retention
 from ledger.staleness import news_at
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage.group_commit import GroupCommit
+from storage.sqlite_aggregates import SqliteAggregates
 from storage.sqlite_analysis import SqliteLogAnalysis
 from storage.store import (
     Accepted,
@@ -159,11 +160,13 @@ class _Source:
         return [self.store._decode(seq, body) for seq, body in rows]
 
 
-class SqliteStore(SqliteLogAnalysis):
+class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
     """Event log and deployment view in one SQLite database (see module docstring).
 
     Failure records, log search and the folds trends read are
-    :class:`~storage.sqlite_analysis.SqliteLogAnalysis`'s.
+    :class:`~storage.sqlite_analysis.SqliteLogAnalysis`'s; the counters that
+    project and delivery figures are read from
+    :class:`~storage.sqlite_aggregates.SqliteAggregates`'s.
     """
 
     def __init__(
@@ -199,6 +202,7 @@ class SqliteStore(SqliteLogAnalysis):
             if "digest" not in columns:  # a file from before bodies were told apart
                 self._db.execute("ALTER TABLE deliveries ADD COLUMN digest TEXT")
             self._create_log_analysis()
+            self._create_aggregates()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {path!r}: {exc}") from exc
         self._writer: GroupCommit[Batch, Accepted] = GroupCommit(
@@ -216,6 +220,7 @@ class SqliteStore(SqliteLogAnalysis):
         )
         self.epoch = self._writer.run(self._init_epoch)
         self._writer.run(self._fill_log_analysis)
+        self._writer.run(self._fill_aggregates)
 
     def _init_epoch(self) -> int:
         self._db.execute(
@@ -257,6 +262,7 @@ class SqliteStore(SqliteLogAnalysis):
         for touched in recorder.deployments():
             self._write_row(touched, now)
         self._record_failures(recorder)
+        self._aggregate(recorder)
         return answers
 
     def _record(
@@ -497,11 +503,7 @@ class SqliteStore(SqliteLogAnalysis):
 
     @_store_errors
     def projects(self) -> list[ProjectSummary]:
-        counts: dict[str, dict[str, int]] = {}
-        for project, status, count in self._db.execute(
-            "SELECT project, status, count(*) FROM deployments GROUP BY project, status"
-        ):
-            counts.setdefault(project, {})[status] = count
+        counts = self._project_counts()
         result = []
         for project in sorted(counts):
             latest = self._db.execute(
@@ -562,6 +564,7 @@ class SqliteStore(SqliteLogAnalysis):
                 "DELETE FROM events WHERE deployment_id = ?", (deployment_id,)
             ).rowcount
             self._prune_log_analysis(deployment_id)
+            self._prune_aggregates(deployment_id)
             self._db.execute("DELETE FROM log_lines WHERE deployment_id = ?", (deployment_id,))
             self._db.execute("DELETE FROM deployments WHERE deployment_id = ?", (deployment_id,))
         loose = f"deployment_id IS NULL OR type IN ({','.join('?' * len(PROJECT_ONLY_TYPES))})"

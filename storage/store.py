@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from ledger.delivery import DeliveryWindow
 from ledger.events import Event
 from ledger.failures import FailureGroup, FailureView
 from ledger.filters import Filter
@@ -183,6 +185,18 @@ class Store(Protocol):
     ) -> Page[dict[str, Any]]:
         """The event log after ``since``; from the start, and not ``recovered``, when the
         log cannot continue from ``since`` (:func:`ledger.resume.resume_from`)."""
+
+    def delivery_window(
+        self, *, project: str | None, since: str, zone: tzinfo, asked: str | None
+    ) -> DeliveryWindow:
+        """The deployments (of ``project``) started at or after ``since``, counted as
+        :func:`ledger.delivery.window_of_rows` counts their rows, restricted to the
+        environment :func:`ledger.delivery.choose_environment` picks for ``asked``.
+
+        ``zone`` is the time zone whose days the figures count: a store that counts
+        starts by hour reads single deployments only where one of its days begins
+        inside an hour.
+        """
 
     def prune(self) -> int:
         """Remove what :class:`ledger.retention.Retention` says is past its limits.

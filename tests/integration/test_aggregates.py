@@ -1,0 +1,183 @@
+"""Aggregates kept as events are stored equal the aggregates recomputed from the views.
+
+Whatever the order events arrive in, however they are split into writes,
+repeated or pruned: the counters a store keeps (``ledger/aggregates.py``) are
+:func:`ledger.aggregates.tally` over its current views, and the delivery
+window it counts from them is the one :func:`ledger.delivery.window_of_rows`
+counts from its rows, in any time zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.ingest import load_one
+from ledger.aggregates import row_facts, tally
+from ledger.delivery import delivery_of_rows, summarise_window
+from ledger.events import Event
+from ledger.retention import Retention
+from ledger.timestamps import format_timestamp
+from storage import paging
+from storage.sqlite_store import SqliteStore
+from storage.store import Batch
+
+BASE = datetime(2025, 3, 29, 20, 10, tzinfo=UTC)  # Berlin moves its clocks the next night
+ZONES: list[tuple[tzinfo, str]] = [
+    (UTC, "UTC"),
+    (timezone(timedelta(hours=5, minutes=30)), "UTC+05:30"),
+    (timezone(timedelta(hours=-3)), "UTC-03:00"),
+    (ZoneInfo("Europe/Berlin"), "Europe/Berlin"),
+]
+
+deployment = st.fixed_dictionaries(
+    {
+        "project": st.sampled_from(["web", "api"]),
+        "environment": st.sampled_from([None, "staging", "production"]),
+        "start": st.integers(min_value=0, max_value=72 * 60),  # minutes after BASE
+        "minutes": st.integers(min_value=0, max_value=200),
+        "outcome": st.sampled_from(["success", "failure", "cancelled", None]),
+        "late": st.sampled_from([None, "success", "failure"]),  # a completion that arrives last
+    }
+)
+
+
+def events_of(number: int, spec: dict[str, Any]) -> list[Event]:
+    started = BASE + timedelta(minutes=spec["start"])
+    done = started + timedelta(minutes=spec["minutes"])
+    base = {"project": spec["project"], "deployment_id": f"d{number}"}
+    bodies: list[dict[str, Any]] = [
+        {
+            "type": "deployment_started",
+            "timestamp": format_timestamp(started),
+            **({"environment": spec["environment"]} if spec["environment"] else {}),
+        },
+        {
+            "type": "step_completed",
+            "step_name": "build / compile",
+            "step_status": "success",
+            "duration": 30,
+            "timestamp": format_timestamp(started + timedelta(seconds=30)),
+        },
+    ]
+    if spec["outcome"]:
+        bodies.append(
+            {
+                "type": "deployment_completed",
+                "status": spec["outcome"],
+                "timestamp": format_timestamp(done),
+            }
+        )
+    if spec["late"]:
+        bodies.append(
+            {
+                "type": "deployment_completed",
+                "status": spec["late"],
+                "timestamp": format_timestamp(done + timedelta(minutes=7)),
+            }
+        )
+    return [load_one({**base, **body}, "deployment") for body in bodies]
+
+
+def rows(store: SqliteStore) -> list[Any]:
+    return list(paging.deployments(store, most=10_000))
+
+
+def recomputed(store: SqliteStore) -> dict[Any, int]:
+    return tally(row_facts(row) for row in rows(store))
+
+
+@pytest.fixture
+def memory_store() -> Iterator[SqliteStore]:
+    store = SqliteStore(":memory:")
+    yield store
+    store.close()
+
+
+def batches(events: list[Event], sizes: list[int]) -> Iterator[list[Event]]:
+    index = 0
+    for turn in range(len(events)):
+        size = sizes[turn % len(sizes)]
+        if index >= len(events):
+            return
+        yield events[index : index + size]
+        index += size
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    specs=st.lists(deployment, min_size=1, max_size=8),
+    data=st.data(),
+    sizes=st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=4),
+    keep=st.integers(min_value=0, max_value=40),
+)
+def test_kept_aggregates_equal_the_recomputed_ones(
+    specs: list[dict[str, Any]], data: st.DataObject, sizes: list[int], keep: int
+) -> None:
+    """Any arrival order, repeats, writes of any size, then pruning by count."""
+    events = [event for number, spec in enumerate(specs) for event in events_of(number, spec)]
+    order = data.draw(st.permutations(events))
+    repeats = data.draw(st.lists(st.sampled_from(events), max_size=4))
+    store = SqliteStore(":memory:", retention=Retention(max_events=keep or None))
+    try:
+        for part in batches([*order, *repeats], sizes):
+            store.append(Batch(part))
+            assert store.aggregate_cells() == recomputed(store)
+        store.prune()
+        assert store.aggregate_cells() == recomputed(store)
+    finally:
+        store.close()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    specs=st.lists(deployment, min_size=1, max_size=10),
+    since_minutes=st.integers(min_value=-60, max_value=72 * 60),
+    zone=st.sampled_from(ZONES),
+    project=st.sampled_from([None, "web"]),
+    asked=st.sampled_from([None, "*", "staging", "production"]),
+)
+def test_the_window_from_aggregates_is_the_window_of_the_rows(
+    specs: list[dict[str, Any]],
+    since_minutes: int,
+    zone: tuple[tzinfo, str],
+    project: str | None,
+    asked: str | None,
+) -> None:
+    """Summed counters, the first day's deployments and the split hours read singly give
+    the figures the rows give, whatever the window's start and the zone."""
+    store = SqliteStore(":memory:")
+    try:
+        for number, spec in enumerate(specs):
+            store.append(Batch(events_of(number, spec)))
+        start = BASE + timedelta(minutes=since_minutes, seconds=17)
+        since = format_timestamp(start)
+        end = BASE + timedelta(days=4)
+        answer = store.delivery_window(project=project, since=since, zone=zone[0], asked=asked)
+        window_rows = [
+            row
+            for row in paging.deployments(store, project=project, most=10_000)
+            if (row.get("started_at") or "") >= since
+        ]
+        expected = delivery_of_rows(window_rows, asked, truncated=False)
+        assert (answer.environment, answer.environments) == (
+            expected.environment,
+            expected.environments,
+        )
+
+        def figures(window: Any) -> dict[str, Any]:
+            return summarise_window(window, start=start, end=end, zone=zone[0], zone_name=zone[1])
+
+        assert figures(answer.window) == figures(expected.window)
+    finally:
+        store.close()
