@@ -18,9 +18,11 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, cast
+
+import orjson
 
 from ledger.aggregates import DECIDED, Facts, row_facts
 from ledger.environments import DEFAULT_ENVIRONMENT
@@ -39,9 +41,8 @@ class Window:
     Environments are ``""`` for deployments that named none.  ``starts`` count
     deployments by a moment whose day (in the caller's zone) is their start's
     day: their exact start, or the start of the UTC hour they started in when
-    the zone's days begin on a whole hour.  ``ended`` holds each decided
-    deployment's completion; a store may leave out one whose status equals the
-    previous one's of the same project and environment (it changes no restore).
+    the zone's days begin on a whole hour.  ``outages`` are each project's, over
+    the deployments of the environment chosen only (:meth:`only` leaves them).
     """
 
     #: ``(project, environment, status)`` → deployments.
@@ -50,28 +51,22 @@ class Window:
     durations: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     #: ``(environment, moment, status)`` → deployments started that day.
     starts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    #: ``(project, environment, completed_at, status)`` of decided deployments.
-    ended: list[tuple[str, str, str, str]] = field(default_factory=list)
-
-    def add(self, other: Window) -> None:
-        self.statuses.update(other.statuses)
-        self.durations.update(other.durations)
-        self.starts.update(other.starts)
-        self.ended += other.ended
+    #: project → its outages: restores and the failure still open.
+    outages: dict[str, Outages] = field(default_factory=dict)
 
     def environments(self) -> set[str]:
         """Every environment the window's deployments named."""
         return {environment for _, environment, _ in self.statuses if environment}
 
     def only(self, environment: str | None) -> Window:
-        """The deployments to ``environment`` (all of them for ``None``)."""
+        """The deployments to ``environment`` (all of them for ``None``); outages are left
+        out of another environment's (:func:`outages_of` them)."""
         if environment is None:
             return self
         return Window(
             Counter({k: n for k, n in self.statuses.items() if k[1] == environment}),
             Counter({k: n for k, n in self.durations.items() if k[1] == environment}),
             Counter({k: n for k, n in self.starts.items() if k[0] == environment}),
-            [item for item in self.ended if item[1] == environment],
         )
 
 
@@ -87,16 +82,13 @@ class DeliveryWindow:
     truncated: bool
 
 
-def count(window: Window, item: Facts, *, ended: bool = True) -> None:
-    """Count one deployment into ``window`` (its completion too, unless told not to)."""
+def count(window: Window, item: Facts) -> None:
+    """Count one deployment into ``window`` (all but its part in outages)."""
     project, status = item.project, item.status
     environment = item.environment or ""
     window.statuses[project, environment, status] += 1
-    if status in DECIDED:
-        if item.duration_ms is not None:
-            window.durations[project, environment, item.duration_ms] += 1
-        if ended and item.completed_at:
-            window.ended.append((project, environment, item.completed_at, status))
+    if status in DECIDED and item.duration_ms is not None:
+        window.durations[project, environment, item.duration_ms] += 1
     if item.started_at:
         window.starts[environment, item.started_at, status] += 1
 
@@ -104,8 +96,10 @@ def count(window: Window, item: Facts, *, ended: bool = True) -> None:
 def window_of_rows(rows: Iterable[ListRow]) -> Window:
     """The window of these deployment rows: the definition a store's aggregates equal."""
     window = Window()
-    for row in rows:
-        count(window, row_facts(row))
+    items = [row_facts(row) for row in rows]
+    for item in items:
+        count(window, item)
+    window.outages = outages_of(items)
     return window
 
 
@@ -123,10 +117,132 @@ def choose_environment(asked: str | None, named: set[str]) -> str | None:
 def delivery_of_rows(rows: Iterable[ListRow], asked: str | None, truncated: bool) -> DeliveryWindow:
     """The answer of a store that reads the window's rows (``asked`` as for
     :func:`choose_environment`)."""
-    window = window_of_rows(rows)
+    listed = list(rows)
+    window = window_of_rows(listed)
     named = window.environments()
     environment = choose_environment(asked, named)
-    return DeliveryWindow(window.only(environment), environment, named, truncated)
+    chosen = window.only(environment)
+    if environment is not None:
+        chosen.outages = outages_of(
+            row_facts(row) for row in listed if row.get("environment") == environment
+        )
+    return DeliveryWindow(chosen, environment, named, truncated)
+
+
+def ended(item: Facts) -> tuple[str, str] | None:
+    """``(completed_at, status)`` of a deployment that outages count: a decided one."""
+    if item.status in DECIDED and item.completed_at:
+        return item.completed_at, item.status
+    return None
+
+
+#: ``(project, environment or None for all of them, UTC day of completion)``.
+OutageKey = tuple[str, str | None, str]
+
+
+def outage_keys(item: Facts | None) -> list[OutageKey]:
+    """The day summaries a deployment is part of: its project's, in all environments and
+    in its own, on the UTC day it completed (none while it is not decided)."""
+    end = ended(item) if item is not None else None
+    if item is None or end is None:
+        return []
+    day = end[0][:10]
+    keys: list[OutageKey] = [(item.project, None, day)]
+    if item.environment:
+        keys.append((item.project, item.environment, day))
+    return keys
+
+
+def outage_days(items: Iterable[Facts]) -> dict[OutageKey, Outages]:
+    """The day summaries of these deployments, recomputed from scratch: what a store that
+    keeps them must always hold."""
+    ends: dict[OutageKey, list[tuple[str, str]]] = {}
+    for item in items:
+        for key in outage_keys(item):
+            ends.setdefault(key, []).append(cast(tuple[str, str], ended(item)))
+    return {key: Outages.of(pairs) for key, pairs in ends.items()}
+
+
+def outages_of(items: Iterable[Facts]) -> dict[str, Outages]:
+    """Each project's outages over these deployments."""
+    by_project: dict[str, list[tuple[str, str]]] = {}
+    for item in items:
+        if (end := ended(item)) is not None:
+            by_project.setdefault(item.project, []).append(end)
+    return {project: Outages.of(ends) for project, ends in by_project.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Outages:
+    """Restores of a stretch of one project's decided deployments in completion order.
+
+    A run of failures counts once, from its first failure to the next success,
+    as the one outage it is.  A stretch is summed up without what came before
+    it, so that a store can keep one per day and join them in order
+    (:meth:`then`); joined, they are the stretch they cover.
+
+    ``lead`` is the first failure before the first success (with no success:
+    the first failure), ``first_success`` the first success, ``restores`` the
+    outages that ended after it, and ``open_since`` the first failure after the
+    last success, still open.
+    """
+
+    lead: str | None = None
+    first_success: str | None = None
+    restores: tuple[int, ...] = ()
+    open_since: str | None = None
+
+    @classmethod
+    def of(cls, ends: Iterable[tuple[str, str]]) -> Outages:
+        """The outages of ``(completed_at, status)`` pairs, in any order."""
+        summary = cls()
+        for completed_at, status in sorted(ends):
+            if status == "failure":
+                summary = summary.then(cls(lead=completed_at))
+            else:
+                summary = summary.then(cls(first_success=completed_at))
+        return summary
+
+    @property
+    def failing_since(self) -> str | None:
+        """When the outage still open at the stretch's end began."""
+        return self.lead if self.first_success is None else self.open_since
+
+    def then(self, later: Outages) -> Outages:
+        """This stretch followed by ``later``."""
+        if later.first_success is None:
+            if self.first_success is None:
+                return Outages(lead=self.lead or later.lead)
+            return replace(self, open_since=self.open_since or later.lead)
+        if self.first_success is None:
+            return replace(later, lead=self.lead or later.lead)
+        since = self.open_since or later.lead
+        joined = (_millis(since, later.first_success),) if since else ()
+        return Outages(
+            self.lead,
+            self.first_success,
+            self.restores + joined + later.restores,
+            later.open_since,
+        )
+
+    def all_restores(self) -> list[int]:
+        """Milliseconds of every outage that ended, first to last."""
+        first = self.lead and self.first_success
+        head = [_millis(self.lead, self.first_success)] if first else []  # type: ignore[arg-type]
+        return head + list(self.restores)
+
+    def encode(self) -> bytes:
+        return orjson.dumps([self.lead, self.first_success, self.restores, self.open_since])
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Outages:
+        lead, first_success, restores, open_since = orjson.loads(raw)
+        return cls(lead, first_success, tuple(restores), open_since)
+
+
+def _millis(start: str, end: str) -> int:
+    delta = parse_timestamp(end) - parse_timestamp(start)
+    return round(delta.total_seconds() * 1000)
 
 
 def summarise(
@@ -207,8 +323,13 @@ def _project_metrics(window: Window, project: str | None, days: float) -> dict[s
             durations[duration] += n
     deployments = sum(statuses.values())
     decided = statuses["success"] + statuses["failure"]
-    ended = window.ended if project is None else [e for e in window.ended if e[0] == project]
-    restores, open_since = _restores(ended)
+    outages = [
+        summary for name, summary in window.outages.items() if project is None or name == project
+    ]
+    restores = [ms for summary in outages for ms in summary.all_restores()]
+    open_since = min(
+        (since for summary in outages if (since := summary.failing_since)), default=None
+    )
     return {
         "deployments": deployments,
         "per_day": round(deployments / days, 3),
@@ -226,28 +347,3 @@ def _project_metrics(window: Window, project: str | None, days: float) -> dict[s
             **{f"p{p}": percentile_of_counts(durations, p) for p in (50, 90, 95)},
         },
     }
-
-
-def _restores(ended: Iterable[tuple[str, str, str, str]]) -> tuple[list[int], str | None]:
-    """Milliseconds from each first failure to the next success, and the oldest open failure.
-
-    Each project's deployments are taken in completion order; a run of failures
-    counts once, from its first failure, as the one outage it is.
-    """
-    ordered = sorted((project, completed_at, status) for project, _, completed_at, status in ended)
-    restores: list[int] = []
-    still_failing: list[str] = []
-    failing_since: str | None = None
-    for index, (project, completed_at, status) in enumerate(ordered):
-        if status == "failure" and failing_since is None:
-            failing_since = completed_at
-        elif status == "success" and failing_since is not None:
-            delta = parse_timestamp(completed_at) - parse_timestamp(failing_since)
-            restores.append(round(delta.total_seconds() * 1000))
-            failing_since = None
-        last_of_project = index + 1 == len(ordered) or ordered[index + 1][0] != project
-        if last_of_project and failing_since is not None:
-            still_failing.append(failing_since)
-        if last_of_project:
-            failing_since = None
-    return restores, min(still_failing, default=None)

@@ -10,6 +10,10 @@ writes the deployment rows, and its pruning
   start (a window's first, partial day is read deployment by deployment).
 * ``aggregates``: the counters, ``(grp, field) → n``
   (:func:`ledger.aggregates.cells`); a counter that falls to 0 is deleted.
+* ``outage_days``: per project, environment (``scope`` ``env``) or all of
+  them (``scope`` ``all``) and UTC day, the :class:`ledger.delivery.Outages`
+  of the decided deployments that completed that day, summed up again from
+  their facts whenever one of them changes.
 
 Files from before these tables get them at open, filled from the deployment
 rows they hold (once; ``meta`` remembers it).
@@ -36,13 +40,24 @@ from ledger.aggregates import (
     facts,
     split,
 )
-from ledger.delivery import DeliveryWindow, Window, choose_environment, count
+from ledger.delivery import (
+    DeliveryWindow,
+    OutageKey,
+    Outages,
+    Window,
+    choose_environment,
+    count,
+    ended,
+    outage_keys,
+    outages_of,
+)
 from ledger.recorder import Recorder
 from ledger.timestamps import format_timestamp, parse_timestamp
 from storage.sqlite_analysis import _fold
 
 log = logging.getLogger(__name__)
 
+_ACROSS_DAYS = "(started_at IS NULL OR substr(started_at, 1, 10) <> substr(completed_at, 1, 10))"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS deployment_facts ("
     " deployment_id TEXT PRIMARY KEY, project TEXT NOT NULL, environment TEXT,"
@@ -52,7 +67,17 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS aggregates ("
     " grp TEXT NOT NULL, field TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (grp, field))"
     " WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS facts_by_completion "
+    "ON deployment_facts (project, environment, completed_at)",
+    # deployments that completed on another UTC day than they started (either way round)
+    # or with no known start: the only ones a window's outages must look at one by one
+    f"CREATE INDEX IF NOT EXISTS facts_across_days ON deployment_facts (completed_at) "
+    f"WHERE {_ACROSS_DAYS}",
+    "CREATE TABLE IF NOT EXISTS outage_days ("
+    " scope TEXT NOT NULL, environment TEXT NOT NULL, project TEXT NOT NULL, day TEXT NOT NULL,"
+    " summary BLOB NOT NULL, PRIMARY KEY (scope, environment, project, day)) WITHOUT ROWID",
 )
+_DECIDED_SQL = "status IN ('success', 'failure') AND completed_at IS NOT NULL"
 _FACTS = "project, status, environment, started_at, completed_at, duration_ms"
 
 
@@ -92,11 +117,13 @@ class SqliteAggregates:
     def _count(self, deployment_id: str, item: Facts | None) -> None:
         """Move ``deployment_id``'s counts to ``item``'s (``None``: it is gone)."""
         row = self._db.execute(
-            "SELECT cells FROM deployment_facts WHERE deployment_id = ?", (deployment_id,)
+            f"SELECT cells, {_FACTS} FROM deployment_facts WHERE deployment_id = ?",
+            (deployment_id,),
         ).fetchone()
         old = decode_cells(row[0]) if row else []
         new = cells(item) if item is not None else []
         self._add(change(old, new))
+        before = Facts(*row[1:]) if row else None
         if item is None:
             self._db.execute(
                 "DELETE FROM deployment_facts WHERE deployment_id = ?", (deployment_id,)
@@ -106,6 +133,32 @@ class SqliteAggregates:
                 f"INSERT OR REPLACE INTO deployment_facts (deployment_id, {_FACTS}, cells) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (deployment_id, *item, encode_cells(new)),
+            )
+        if before != item:
+            for key in {*outage_keys(before), *outage_keys(item)}:
+                self._sum_outages(*key)
+
+    def _sum_outages(self, project: str, environment: str | None, day: str) -> None:
+        """Sum up again the outages of ``project`` (in ``environment``; ``None``: in all)
+        over the deployments that completed on ``day``."""
+        scope, name = ("all", "") if environment is None else ("env", environment)
+        clause, params = ("", []) if environment is None else ("AND environment = ?", [name])
+        ends = self._db.execute(
+            "SELECT completed_at, status FROM deployment_facts "
+            f"WHERE project = ? {clause} AND completed_at >= ? AND completed_at < ? "
+            f"AND {_DECIDED_SQL}",
+            (project, *params, day, _next_day(day)),
+        ).fetchall()
+        if ends:
+            self._db.execute(
+                "INSERT OR REPLACE INTO outage_days VALUES (?, ?, ?, ?, ?)",
+                (scope, name, project, day, Outages.of(ends).encode()),
+            )
+        else:
+            self._db.execute(
+                "DELETE FROM outage_days WHERE scope = ? AND environment = ? AND project = ? "
+                "AND day = ?",
+                (scope, name, project, day),
             )
 
     def _add(self, delta: dict[Cell, int]) -> None:
@@ -119,7 +172,7 @@ class SqliteAggregates:
         )
         self._db.executemany(
             "DELETE FROM aggregates WHERE grp = ? AND field = ? AND n = 0",
-            [(group, field) for group, field, _ in rows],
+            [(group, field) for group, field, n in rows if n < 0],
         )
 
     def _prune_aggregates(self, deployment_id: str) -> None:
@@ -141,19 +194,29 @@ class SqliteAggregates:
         """Every counter, for the operator check to compare with a recomputation."""
         return {(g, f): n for g, f, n in self._db.execute("SELECT grp, field, n FROM aggregates")}
 
+    def outage_days(self) -> dict[OutageKey, Outages]:
+        """Every day summary of outages, for the check to compare with a recomputation."""
+        return {
+            (project, environment or None, day): Outages.decode(raw)
+            for _, environment, project, day, raw in self._db.execute(
+                "SELECT scope, environment, project, day, summary FROM outage_days"
+            )
+        }
+
     def delivery_window(
         self, *, project: str | None, since: str, zone: tzinfo, asked: str | None
     ) -> DeliveryWindow:
         """The deployments started at or after ``since``, counted (``ledger/delivery.py``):
         whole UTC days from the counters, the first day's part deployment by deployment,
         and the hours a day of ``zone`` begins in (when not on the hour) likewise."""
-        first_day = parse_timestamp(since).astimezone(UTC).replace(
+        midnight = parse_timestamp(since).astimezone(UTC).replace(
             hour=0, minute=0, second=0, microsecond=0
         ) + timedelta(days=1)
-        whole_from = format_timestamp(first_day)
+        whole_from = format_timestamp(midnight)
         window = Window()
-        for item in self._facts_between(project, since, whole_from):
-            count(window, item, ended=False)
+        first_day = self._facts_between(project, since, whole_from)
+        for item in first_day:
+            count(window, item)
         for _, field, n in self._groups(DAY, whole_from[:10], project):
             name, environment, status = split(field)
             window.statuses[name, environment, status] += n
@@ -174,7 +237,7 @@ class SqliteAggregates:
         named = window.environments()
         picked = choose_environment(asked, named)
         chosen = window.only(picked)
-        chosen.ended = self._completions(project, picked, since)
+        chosen.outages = self._outages(project, picked, since, whole_from, first_day)
         return DeliveryWindow(chosen, picked, named, truncated=False)
 
     def _facts_between(self, project: str | None, low: str, high: str) -> list[Facts]:
@@ -216,22 +279,90 @@ class SqliteAggregates:
             found.append((hour, environment, status, n))
         return found
 
-    def _completions(
-        self, project: str | None, environment: str | None, since: str
-    ) -> list[tuple[str, str, str, str]]:
-        clauses, params = ["started_at >= ?", "status IN ('success', 'failure')"], [since]
+    def _outages(
+        self,
+        project: str | None,
+        environment: str | None,
+        since: str,
+        whole_from: str,
+        first_day: list[Facts],
+    ) -> dict[str, Outages]:
+        """Each project's outages over the window's decided deployments (to ``environment``).
+
+        Those that completed before ``whole_from`` are taken one by one (the first day's,
+        and any that completed before they started); after it, the kept day summaries
+        are joined in order, except on a day where a deployment that started before
+        ``since`` (so outside the window) completed: that day is summed up again from
+        the window's deployments alone.
+        """
+        clauses, params = (
+            ["started_at >= ?", "completed_at < ?", _DECIDED_SQL],
+            [
+                whole_from,
+                whole_from,
+            ],
+        )
+        outside: list[tuple[str, str]] = []  # (project, day) with a deployment from before
+        for name, env, started_at, completed_at in self._db.execute(
+            "SELECT project, environment, started_at, completed_at FROM deployment_facts "
+            f"INDEXED BY facts_across_days WHERE {_ACROSS_DAYS} AND completed_at >= ?",
+            (whole_from,),
+        ):
+            if (
+                (started_at is None or started_at < since)
+                and (project is None or name == project)
+                and (environment is None or env == environment)
+            ):
+                outside.append((name, completed_at[:10]))
+        early = [
+            item
+            for item in first_day
+            if (environment is None or item.environment == environment)
+            and (end := ended(item)) is not None
+            and end[0] < whole_from
+        ]
         for column, value in (("project", project), ("environment", environment)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        return [
-            (name, env or "", completed_at, status)
-            for name, env, completed_at, status in self._db.execute(
-                "SELECT project, environment, completed_at, status FROM deployment_facts "
-                f"WHERE completed_at IS NOT NULL AND {' AND '.join(clauses)}",
-                params,
+        early += [
+            Facts(*row)
+            for row in self._db.execute(
+                f"SELECT {_FACTS} FROM deployment_facts WHERE {' AND '.join(clauses)}", params
             )
         ]
+        found = outages_of(early)
+        scope, name = ("all", "") if environment is None else ("env", environment)
+        day_clause, day_params = ("AND project = ?", [project]) if project is not None else ("", [])
+        skip = set(outside)
+        for owner, day, raw in self._db.execute(
+            "SELECT project, day, summary FROM outage_days WHERE scope = ? AND environment = ? "
+            f"AND day >= ? {day_clause} ORDER BY project, day",
+            (scope, name, whole_from[:10], *day_params),
+        ):
+            if (owner, day) in skip:
+                summary = self._window_day(owner, environment, day, since)
+            else:
+                summary = Outages.decode(raw)
+            found[owner] = found[owner].then(summary) if owner in found else summary
+        return found
+
+    def _window_day(self, project: str, environment: str | None, day: str, since: str) -> Outages:
+        """The outages of the deployments that started at or after ``since`` and completed
+        on ``day``."""
+        clause, params = ("", []) if environment is None else ("AND environment = ?", [environment])
+        return Outages.of(
+            self._db.execute(
+                "SELECT completed_at, status FROM deployment_facts "
+                f"WHERE project = ? {clause} AND completed_at >= ? AND completed_at < ? "
+                f"AND started_at >= ? AND {_DECIDED_SQL}",
+                (project, *params, day, _next_day(day), since),
+            ).fetchall()
+        )
+
+
+def _next_day(day: str) -> str:
+    return (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()
 
 
 def _splits_a_day(moment: str, zone: tzinfo) -> bool:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from ledger.delivery import DeliveryWindow
+from ledger.aggregates import Cell
+from ledger.delivery import DeliveryWindow, OutageKey, Outages
 from ledger.events import Event
 from ledger.failures import FailureGroup, FailureView
 from ledger.filters import Filter
@@ -246,6 +247,16 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release the store; callers still waiting get :class:`StoreUnavailable`."""
+
+
+@runtime_checkable
+class Aggregated(Protocol):
+    """A store that keeps aggregates as it stores events (``ledger/aggregates.py``), read
+    whole so that the operator check can compare them with a recomputation."""
+
+    def aggregate_cells(self) -> dict[Cell, int]: ...
+
+    def outage_days(self) -> dict[OutageKey, Outages]: ...
 
 
 @runtime_checkable
