@@ -52,3 +52,10 @@ def deployments_since(store: Store, project: str | None, start: str) -> tuple[li
             return rows, True
         rows.append(row)
     return rows, False
+
+
+def newest_deployments(store: Store, project: str | None) -> tuple[list[ListRow], bool]:
+    """The newest :data:`MAX_WINDOW_DEPLOYMENTS` deployment rows, and whether there were
+    more."""
+    rows = list(deployments(store, project=project, most=MAX_WINDOW_DEPLOYMENTS + 1))
+    return rows[:MAX_WINDOW_DEPLOYMENTS], len(rows) > MAX_WINDOW_DEPLOYMENTS

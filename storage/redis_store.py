@@ -49,6 +49,7 @@ from redis.retry import Retry
 
 from ledger.cursors import decode_cursor, encode_cursor
 from ledger.delivery import DeliveryWindow, delivery_of_rows
+from ledger.environments import EnvironmentState, environments
 from ledger.events import (
     LIFECYCLE_TYPES,
     OPEN_STATUSES,
@@ -831,6 +832,14 @@ class RedisStore:
                 if (stored := self._stored(deployment_id, row)) is not None
             ]
         return folds, len(ids) > limit
+
+    def environment_states(
+        self, *, project: str | None
+    ) -> tuple[list[EnvironmentState], int, bool]:
+        """From the newest rows, as far as :data:`~storage.paging.MAX_WINDOW_DEPLOYMENTS`
+        reaches."""
+        rows, truncated = paging.newest_deployments(self, project)
+        return environments(rows), len(rows), truncated
 
     def delivery_window(
         self, *, project: str | None, since: str, zone: tzinfo, asked: str | None

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from ledger.aggregates import (
     DAY,
     DURATION,
+    ENVIRONMENTS,
     HOUR,
     PROJECT_HOUR,
     PROJECTS,
@@ -51,6 +52,7 @@ from ledger.delivery import (
     outage_keys,
     outages_of,
 )
+from ledger.events import OPEN_STATUSES
 from ledger.recorder import Recorder
 from ledger.timestamps import format_timestamp, parse_timestamp
 from storage.sqlite_analysis import _fold
@@ -69,6 +71,10 @@ _SCHEMA = (
     " WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS facts_by_completion "
     "ON deployment_facts (project, environment, completed_at)",
+    "CREATE INDEX IF NOT EXISTS facts_by_environment "
+    "ON deployment_facts (project, environment, started_at, deployment_id)",
+    "CREATE INDEX IF NOT EXISTS facts_by_outcome "
+    "ON deployment_facts (project, environment, status, completed_at, deployment_id)",
     # deployments that completed on another UTC day than they started (either way round)
     # or with no known start: the only ones a window's outages must look at one by one
     f"CREATE INDEX IF NOT EXISTS facts_across_days ON deployment_facts (completed_at) "
@@ -78,6 +84,7 @@ _SCHEMA = (
     " summary BLOB NOT NULL, PRIMARY KEY (scope, environment, project, day)) WITHOUT ROWID",
 )
 _DECIDED_SQL = "status IN ('success', 'failure') AND completed_at IS NOT NULL"
+_OPEN_SQL = ",".join(f"'{s}'" for s in sorted(OPEN_STATUSES))
 _FACTS = "project, status, environment, started_at, completed_at, duration_ms"
 
 
@@ -189,6 +196,58 @@ class SqliteAggregates:
             project, status = split(field)
             counts.setdefault(project, {})[status] = n
         return counts
+
+    def _environment_picks(
+        self, project: str | None
+    ) -> tuple[list[tuple[str, str, int, str, str | None, str | None]], int]:
+        """Per project and environment: its deployments, and the ids of the latest, current
+        and in-progress one (:func:`ledger.environments.pick`'s rule, through indexes);
+        and how many deployments the project (or every project) has."""
+        picks: list[tuple[str, str, int, str, str | None, str | None]] = []
+        for field, n in self._db.execute(
+            "SELECT field, n FROM aggregates WHERE grp = ?", (ENVIRONMENTS,)
+        ):
+            name, environment = split(field)
+            if not environment or (project is not None and name != project):
+                continue
+            group = (name, environment)
+            latest = self._db.execute(
+                "SELECT deployment_id FROM deployment_facts WHERE project = ? "
+                "AND environment = ? ORDER BY started_at DESC, deployment_id DESC LIMIT 1",
+                group,
+            ).fetchone()
+            current = self._db.execute(
+                "SELECT deployment_id, started_at FROM deployment_facts WHERE project = ? "
+                "AND environment = ? AND status = 'success' "
+                "ORDER BY completed_at DESC, deployment_id DESC LIMIT 1",
+                group,
+            ).fetchone()
+            after = (current[1] or "") if current else None
+            in_progress = self._db.execute(
+                "SELECT deployment_id FROM deployment_facts WHERE project = ? "
+                f"AND environment = ? AND status IN ({_OPEN_SQL}) "
+                "AND (? IS NULL OR coalesce(started_at, '') > ?) "
+                "ORDER BY started_at DESC, deployment_id DESC LIMIT 1",
+                (*group, after, after),
+            ).fetchone()
+            picks.append(
+                (
+                    name,
+                    environment,
+                    n,
+                    latest[0],
+                    current[0] if current else None,
+                    in_progress[0] if in_progress else None,
+                )
+            )
+        counts = self._project_counts()
+        scanned = sum(
+            n
+            for name, statuses in counts.items()
+            if project is None or name == project
+            for n in statuses.values()
+        )
+        return picks, scanned
 
     def aggregate_cells(self) -> dict[Cell, int]:
         """Every counter, for the operator check to compare with a recomputation."""

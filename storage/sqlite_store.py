@@ -33,6 +33,7 @@ import gevent.monkey
 import orjson
 
 from ledger.cursors import decode_cursor, encode_cursor
+from ledger.environments import EnvironmentState, sort_states, state
 from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, PROJECT_ONLY_TYPES, Event
 from ledger.filters import Filter
 from ledger.fold import Fold, content_key, sort_key
@@ -514,6 +515,34 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
             row = list_row(_view(latest[0], project, latest[1], latest[3]), latest[2])
             result.append(project_summary(project, counts[project], row))
         return result
+
+    @_store_errors
+    def environment_states(
+        self, *, project: str | None
+    ) -> tuple[list[EnvironmentState], int, bool]:
+        picks, scanned = self._environment_picks(project)
+        wanted = sorted({i for pick in picks for i in pick[3:] if i is not None})
+        rows: dict[str, ListRow] = {}
+        for first in range(0, len(wanted), 500):
+            chunk = wanted[first : first + 500]
+            for deployment_id, name, fold, metrics, received in self._db.execute(
+                "SELECT deployment_id, project, fold, metrics, last_activity FROM deployments "
+                f"WHERE deployment_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                rows[deployment_id] = list_row(_view(deployment_id, name, fold, received), metrics)
+        states = [
+            state(
+                name,
+                environment,
+                rows[latest],
+                rows.get(current) if current else None,
+                rows.get(in_progress) if in_progress else None,
+                n,
+            )
+            for name, environment, n, latest, current, in_progress in picks
+        ]
+        return sort_states(states), scanned, False
 
     # -- upkeep ------------------------------------------------------------------------------
 

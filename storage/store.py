@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from ledger.aggregates import Cell
 from ledger.delivery import DeliveryWindow, OutageKey, Outages
+from ledger.environments import EnvironmentState
 from ledger.events import Event
 from ledger.failures import FailureGroup, FailureView
 from ledger.filters import Filter
@@ -186,6 +187,13 @@ class Store(Protocol):
     ) -> Page[dict[str, Any]]:
         """The event log after ``since``; from the start, and not ``recovered``, when the
         log cannot continue from ``since`` (:func:`ledger.resume.resume_from`)."""
+
+    def environment_states(
+        self, *, project: str | None
+    ) -> tuple[list[EnvironmentState], int, bool]:
+        """Each project's state per environment (:func:`ledger.environments.environments`
+        of every deployment row of ``project``, or of all), how many deployments that
+        took into account, and whether the store stopped reading before the oldest."""
 
     def delivery_window(
         self, *, project: str | None, since: str, zone: tzinfo, asked: str | None

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from app.ingest import load_one
 from ledger.aggregates import row_facts, tally
 from ledger.delivery import delivery_of_rows, outage_days, summarise_window
+from ledger.environments import environments
 from ledger.events import Event
 from ledger.retention import Retention
 from ledger.timestamps import format_timestamp
@@ -163,7 +164,8 @@ def test_the_window_from_aggregates_is_the_window_of_the_rows(
     asked: str | None,
 ) -> None:
     """Summed counters, the first day's deployments and the split hours read singly give
-    the figures the rows give, whatever the window's start and the zone."""
+    the figures the rows give, whatever the window's start and the zone; the states of
+    environments picked through indexes are the ones the rows give."""
     store = SqliteStore(":memory:")
     try:
         for number, spec in enumerate(specs):
@@ -187,5 +189,11 @@ def test_the_window_from_aggregates_is_the_window_of_the_rows(
             return summarise_window(window, start=start, end=end, zone=zone[0], zone_name=zone[1])
 
         assert figures(answer.window) == figures(expected.window)
+        every = list(paging.deployments(store, project=project, most=10_000))
+        assert store.environment_states(project=project) == (
+            environments(every),
+            len(every),
+            False,
+        )
     finally:
         store.close()

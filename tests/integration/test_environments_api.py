@@ -127,14 +127,19 @@ def test_environments_say_when_they_last_heard_of_a_deployment_and_when_it_is_st
     assert state["current"]["stale"] is False  # a finished deployment is never stale
 
 
-def test_environments_read_a_bounded_number_of_deployments(
+def test_environments_read_a_bounded_number_of_rows_where_rows_are_read(
     seeded: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(environments, "MAX_DEPLOYMENTS", 3)
+    """A store that reads rows stops at its bound and says so; the embedded store picks
+    each environment's deployments through its indexes and counts all of them."""
+    monkeypatch.setattr(paging, "MAX_WINDOW_DEPLOYMENTS", 3)
     monkeypatch.setattr(paging, "PAGE_SIZE", 2)
     body = seeded.get("/api/environments").json
     assert body is not None
-    assert (body["scanned"], body["truncated"]) == (3, True)
+    assert (body["scanned"], body["truncated"]) == (7, False)
+    store = seeded.application.extensions["hub_context"].store
+    rows, truncated = paging.newest_deployments(store, None)
+    assert (len(rows), truncated) == (3, True)
 
 
 def test_environments_need_the_read_token() -> None:
