@@ -82,15 +82,21 @@ class DeliveryWindow:
     truncated: bool
 
 
-def count(window: Window, item: Facts) -> None:
-    """Count one deployment into ``window`` (all but its part in outages)."""
+def count(window: Window, item: Facts, moment: str | None = None) -> None:
+    """Count one deployment into ``window`` (all but its part in outages); its start is
+    counted at ``moment`` when given (a time on the same day of the reader's zone)."""
     project, status = item.project, item.status
     environment = item.environment or ""
     window.statuses[project, environment, status] += 1
     if status in DECIDED and item.duration_ms is not None:
         window.durations[project, environment, item.duration_ms] += 1
+    count_start(window, item, moment)
+
+
+def count_start(window: Window, item: Facts, moment: str | None = None) -> None:
+    """Count only the start of one deployment into ``window``, at ``moment`` if given."""
     if item.started_at:
-        window.starts[environment, item.started_at, status] += 1
+        window.starts[item.environment or "", moment or item.started_at, item.status] += 1
 
 
 def window_of_rows(rows: Iterable[ListRow]) -> Window:

@@ -40,6 +40,7 @@ from ledger.aggregates import (
     encode_cells,
     facts,
     split,
+    utc_hour,
 )
 from ledger.delivery import (
     DeliveryWindow,
@@ -48,6 +49,7 @@ from ledger.delivery import (
     Window,
     choose_environment,
     count,
+    count_start,
     ended,
     outage_keys,
     outages_of,
@@ -273,26 +275,32 @@ class SqliteAggregates:
         ) + timedelta(days=1)
         whole_from = format_timestamp(midnight)
         window = Window()
+        splits: dict[str, bool] = {}  # UTC hour -> whether a day of the zone begins in it
+
+        def split_hour(hour: str) -> bool:
+            if hour not in splits:
+                splits[hour] = _splits_a_day(hour, zone)
+            return splits[hour]
+
         first_day = self._facts_between(project, since, whole_from)
         for item in first_day:
-            count(window, item)
+            hour = utc_hour(str(item.started_at))  # the query asked for a start
+            count(window, item, None if split_hour(hour) else f"{hour}:00:00.000Z")
         for _, field, n in self._groups(DAY, whole_from[:10], project):
             name, environment, status = split(field)
             window.statuses[name, environment, status] += n
         for _, field, n in self._groups(DURATION, whole_from[:10], project):
             name, environment, duration = split(field)
             window.durations[name, environment, int(duration)] += n
-        split_hours: set[str] = set()
+        refine: set[str] = set()
         for hour, environment, status, n in self._hours(project, whole_from):
-            moment = f"{hour}:00:00.000Z"
-            if _splits_a_day(moment, zone):
-                split_hours.add(hour)
+            if split_hour(hour):
+                refine.add(hour)
             else:
-                window.starts[environment, moment, status] += n
-        for hour in split_hours:
+                window.starts[environment, f"{hour}:00:00.000Z", status] += n
+        for hour in refine:
             for item in self._facts_between(project, f"{hour}:00:00.000Z", _next_hour(hour)):
-                if started_at := item.started_at:
-                    window.starts[item.environment or "", started_at, item.status] += 1
+                count_start(window, item)
         named = window.environments()
         picked = choose_environment(asked, named)
         chosen = window.only(picked)
@@ -424,9 +432,9 @@ def _next_day(day: str) -> str:
     return (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()
 
 
-def _splits_a_day(moment: str, zone: tzinfo) -> bool:
-    """Whether a day of ``zone`` begins inside the UTC hour starting at ``moment``."""
-    start = parse_timestamp(moment)
+def _splits_a_day(hour: str, zone: tzinfo) -> bool:
+    """Whether a day of ``zone`` begins inside the UTC hour ``hour`` (``YYYY-MM-DDTHH``)."""
+    start = datetime.fromisoformat(f"{hour}:00+00:00")
     last = start + timedelta(minutes=59, seconds=59, milliseconds=999)
     return start.astimezone(zone).date() != last.astimezone(zone).date()
 
