@@ -81,6 +81,10 @@ _SCHEMA = (
     # or with no known start: the only ones a window's outages must look at one by one
     f"CREATE INDEX IF NOT EXISTS facts_across_days ON deployment_facts (completed_at) "
     f"WHERE {_ACROSS_DAYS}",
+    # deployments that completed before they started (a sender's clock): a window counts
+    # them by their start, though they complete before it
+    "CREATE INDEX IF NOT EXISTS facts_ended_before_start ON deployment_facts (started_at) "
+    "WHERE completed_at < started_at",
     "CREATE TABLE IF NOT EXISTS outage_days ("
     " scope TEXT NOT NULL, environment TEXT NOT NULL, project TEXT NOT NULL, day TEXT NOT NULL,"
     " summary BLOB NOT NULL, PRIMARY KEY (scope, environment, project, day)) WITHOUT ROWID",
@@ -225,8 +229,9 @@ class SqliteAggregates:
                 group,
             ).fetchone()
             after = (current[1] or "") if current else None
-            in_progress = self._db.execute(
-                "SELECT deployment_id FROM deployment_facts WHERE project = ? "
+            in_progress = self._db.execute(  # the few open ones, not every one by start
+                "SELECT deployment_id FROM deployment_facts INDEXED BY facts_by_outcome "
+                "WHERE project = ? "
                 f"AND environment = ? AND status IN ({_OPEN_SQL}) "
                 "AND (? IS NULL OR coalesce(started_at, '') > ?) "
                 "ORDER BY started_at DESC, deployment_id DESC LIMIT 1",
@@ -286,10 +291,10 @@ class SqliteAggregates:
         for item in first_day:
             hour = utc_hour(str(item.started_at))  # the query asked for a start
             count(window, item, None if split_hour(hour) else f"{hour}:00:00.000Z")
-        for _, field, n in self._groups(DAY, whole_from[:10], project):
+        for field, n in self._summed(DAY, whole_from[:10], project):
             name, environment, status = split(field)
             window.statuses[name, environment, status] += n
-        for _, field, n in self._groups(DURATION, whole_from[:10], project):
+        for field, n in self._summed(DURATION, whole_from[:10], project):
             name, environment, duration = split(field)
             window.durations[name, environment, int(duration)] += n
         refine: set[str] = set()
@@ -318,23 +323,26 @@ class SqliteAggregates:
             )
         ]
 
-    def _groups(
-        self, prefix: str, first_day: str, project: str | None
-    ) -> list[tuple[str, str, int]]:
-        """The counters of the groups ``prefix<day>`` from ``first_day`` on, of ``project``."""
+    def _summed(self, prefix: str, first_day: str, project: str | None) -> list[tuple[str, int]]:
+        """Each field of the groups ``prefix<day>`` from ``first_day`` on (of ``project``),
+        summed over the days by SQLite rather than row by row here."""
         clauses, params = ["grp >= ?", "grp < ?"], [prefix + first_day, prefix + "\U0010ffff"]
         if project is not None:
             clauses += ["field >= ?", "field < ?"]
             params += [project + "\x1f", project + "\x20"]
         return self._db.execute(
-            f"SELECT grp, field, n FROM aggregates WHERE {' AND '.join(clauses)}", params
+            f"SELECT field, sum(n) FROM aggregates WHERE {' AND '.join(clauses)} GROUP BY field",
+            params,
         ).fetchall()
 
     def _hours(self, project: str | None, whole_from: str) -> list[tuple[str, str, str, int]]:
         """``(YYYY-MM-DDTHH, environment, status, n)``: starts per UTC hour from ``whole_from``."""
         found: list[tuple[str, str, str, int]] = []
         if project is None:
-            for group, field, n in self._groups(HOUR, whole_from[:10], None):
+            for group, field, n in self._db.execute(
+                "SELECT grp, field, n FROM aggregates WHERE grp >= ? AND grp < ?",
+                (HOUR + whole_from[:10], HOUR + "\U0010ffff"),
+            ):
                 environment, hour, status = split(field)
                 found.append((f"{group[len(HOUR) :]}T{hour}", environment, status, n))
             return found
@@ -395,7 +403,9 @@ class SqliteAggregates:
         early += [
             Facts(*row)
             for row in self._db.execute(
-                f"SELECT {_FACTS} FROM deployment_facts WHERE {' AND '.join(clauses)}", params
+                f"SELECT {_FACTS} FROM deployment_facts INDEXED BY facts_ended_before_start "
+                f"WHERE completed_at < started_at AND {' AND '.join(clauses)}",
+                params,
             )
         ]
         found = outages_of(early)
@@ -436,6 +446,10 @@ def _splits_a_day(hour: str, zone: tzinfo) -> bool:
     """Whether a day of ``zone`` begins inside the UTC hour ``hour`` (``YYYY-MM-DDTHH``)."""
     start = datetime.fromisoformat(f"{hour}:00+00:00")
     last = start + timedelta(minutes=59, seconds=59, milliseconds=999)
+    offset = zone.utcoffset(start)
+    whole = offset is not None and offset % timedelta(hours=1) == timedelta(0)
+    if whole and zone.utcoffset(last) == offset:
+        return False  # whole hours from UTC all through it: its days begin on the hour
     return start.astimezone(zone).date() != last.astimezone(zone).date()
 
 
