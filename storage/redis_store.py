@@ -705,7 +705,18 @@ class RedisStore:
         branch: str | None,
         limit: int,
         cursor: str | None,
+        environment: str | None = None,
     ) -> Page[ListRow]:
+        if environment is not None:  # no index by environment: filtered row by row
+            return paging.in_environment(
+                self,
+                environment,
+                project=project,
+                status=status,
+                branch=branch,
+                limit=limit,
+                cursor=cursor,
+            )
         top = "+"
         if cursor is not None:
             sort_ts, deployment_id = decode_cursor(cursor)

@@ -15,8 +15,10 @@ writes the deployment rows, and its pruning
   of the decided deployments that completed that day, summed up again from
   their facts whenever one of them changes.
 
-Files from before these tables get them at open, filled from the deployment
-rows they hold (once; ``meta`` remembers it).
+Files from before these tables (or of another :data:`AGGREGATES_VERSION`) get
+them at open, filled from the deployment rows they hold (once; ``meta``
+remembers it).  ``deployment_facts`` also keeps where each row sorts in the
+listing, so that the listing of one environment walks an index of its own.
 """
 
 from __future__ import annotations
@@ -61,12 +63,17 @@ from storage.sqlite_analysis import _fold
 
 log = logging.getLogger(__name__)
 
+#: The tables' layout; a file of another is counted again when opened.
+AGGREGATES_VERSION = "2"
 _ACROSS_DAYS = "(started_at IS NULL OR substr(started_at, 1, 10) <> substr(completed_at, 1, 10))"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS deployment_facts ("
     " deployment_id TEXT PRIMARY KEY, project TEXT NOT NULL, environment TEXT,"
     " status TEXT NOT NULL, started_at TEXT, completed_at TEXT, duration_ms INTEGER,"
-    " cells BLOB NOT NULL)",
+    " sort_ts TEXT NOT NULL, cells BLOB NOT NULL)",
+    # the deployments listing of one environment, in the listing's order
+    "CREATE INDEX IF NOT EXISTS facts_by_environment_time "
+    "ON deployment_facts (environment, sort_ts, deployment_id)",
     "CREATE INDEX IF NOT EXISTS facts_by_start ON deployment_facts (started_at)",
     "CREATE TABLE IF NOT EXISTS aggregates ("
     " grp TEXT NOT NULL, field TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (grp, field))"
@@ -101,23 +108,26 @@ class SqliteAggregates:
 
     # -- opening -----------------------------------------------------------------------
 
-    def _create_aggregates(self) -> None:
+    def _build_aggregates(self) -> None:
+        """The tables, counted from the deployment rows when the file has none of this
+        layout yet (tables of another are dropped first).  Runs in one write transaction,
+        so that processes opening the file together build them once."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'aggregates'").fetchone()
+        if row is not None and row[0] == AGGREGATES_VERSION:
+            return
+        for table in ("deployment_facts", "aggregates", "outage_days"):
+            self._db.execute(f"DROP TABLE IF EXISTS {table}")
+        self._db.execute("DELETE FROM meta WHERE key IN ('aggregates', 'aggregates_built')")
         for statement in _SCHEMA:
             self._db.execute(statement)
-
-    def _fill_aggregates(self) -> None:
-        """Count the deployments a file held before these tables (once)."""
-        if self._db.execute("SELECT 1 FROM meta WHERE key = 'aggregates_built'").fetchone():
-            return
         rows = self._db.execute(
-            "SELECT deployment_id, project, fold FROM deployments "
-            "WHERE deployment_id NOT IN (SELECT deployment_id FROM deployment_facts)"
+            "SELECT deployment_id, project, fold, sort_ts FROM deployments"
         ).fetchall()
-        for deployment_id, project, raw in rows:
-            self._count(deployment_id, facts(_fold(project, raw)))
+        for deployment_id, project, raw, sort_ts in rows:
+            self._count(deployment_id, facts(_fold(project, raw)), sort_ts)
         if rows:
             log.info("counted %d stored deployments into the aggregates", len(rows))
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('aggregates_built', '1')")
+        self._db.execute("INSERT INTO meta VALUES ('aggregates', ?)", (AGGREGATES_VERSION,))
 
     # -- writing, inside the store's transaction ------------------------------------------
 
@@ -125,10 +135,11 @@ class SqliteAggregates:
         """Count the deployments this write created or changed."""
         for touched in recorder.deployments():
             if touched.created or touched.refolded:
-                self._count(touched.key, facts(touched.fold))
+                self._count(touched.key, facts(touched.fold), touched.fold.sort_ts())
 
-    def _count(self, deployment_id: str, item: Facts | None) -> None:
-        """Move ``deployment_id``'s counts to ``item``'s (``None``: it is gone)."""
+    def _count(self, deployment_id: str, item: Facts | None, sort_ts: str = "") -> None:
+        """Move ``deployment_id``'s counts to ``item``'s (``None``: it is gone); ``sort_ts``
+        is where its row sorts in the listing."""
         row = self._db.execute(
             f"SELECT cells, {_FACTS} FROM deployment_facts WHERE deployment_id = ?",
             (deployment_id,),
@@ -143,9 +154,9 @@ class SqliteAggregates:
             )
         else:
             self._db.execute(
-                f"INSERT OR REPLACE INTO deployment_facts (deployment_id, {_FACTS}, cells) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (deployment_id, *item, encode_cells(new)),
+                f"INSERT OR REPLACE INTO deployment_facts (deployment_id, {_FACTS}, sort_ts, "
+                "cells) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (deployment_id, *item, sort_ts, encode_cells(new)),
             )
         if before != item:
             for key in {*outage_keys(before), *outage_keys(item)}:

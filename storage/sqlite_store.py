@@ -203,7 +203,6 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
             if "digest" not in columns:  # a file from before bodies were told apart
                 self._db.execute("ALTER TABLE deliveries ADD COLUMN digest TEXT")
             self._create_log_analysis()
-            self._create_aggregates()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {path!r}: {exc}") from exc
         self._writer: GroupCommit[Batch, Accepted] = GroupCommit(
@@ -221,7 +220,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
         )
         self.epoch = self._writer.run(self._init_epoch)
         self._writer.run(self._fill_log_analysis)
-        self._writer.run(self._fill_aggregates)
+        self._writer.run(self._build_aggregates)
 
     def _init_epoch(self) -> int:
         self._db.execute(
@@ -432,21 +431,34 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
         branch: str | None,
         limit: int,
         cursor: str | None,
+        environment: str | None = None,
     ) -> Page[ListRow]:
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("project", project), ("status", status), ("branch", branch)):
             if value is not None:
-                clauses.append(f"{column} = ?")
+                clauses.append(f"d.{column} = ?")
                 params.append(value)
+        # to one environment: walk that environment's index of deployment_facts instead
+        order = "d" if environment is None else "f"
+        if environment is not None:
+            clauses.append("f.environment = ?")
+            params.append(environment)
         if cursor is not None:
             sort_ts, deployment_id = decode_cursor(cursor)
-            clauses.append("(sort_ts, deployment_id) < (?, ?)")
+            clauses.append(f"({order}.sort_ts, {order}.deployment_id) < (?, ?)")
             params += [sort_ts, deployment_id]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        source = (
+            "deployments d"
+            if environment is None
+            else "deployment_facts f INDEXED BY facts_by_environment_time "
+            "JOIN deployments d ON d.deployment_id = f.deployment_id"
+        )
         rows = self._db.execute(
-            "SELECT deployment_id, sort_ts, project, fold, metrics, last_activity "
-            f"FROM deployments {where} ORDER BY sort_ts DESC, deployment_id DESC LIMIT ?",
+            "SELECT d.deployment_id, d.sort_ts, d.project, d.fold, d.metrics, d.last_activity "
+            f"FROM {source} {where} "
+            f"ORDER BY {order}.sort_ts DESC, {order}.deployment_id DESC LIMIT ?",
             (*params, limit + 1),
         ).fetchall()
         items = [list_row(_view(d, p, f, a), m) for d, _, p, f, m, a in rows[:limit]]

@@ -158,8 +158,13 @@ class Store(Protocol):
         branch: str | None,
         limit: int,
         cursor: str | None,
+        environment: str | None = None,
     ) -> Page[ListRow]:
         """Deployment rows (:func:`ledger.view.list_row`), newest first by start, then id.
+
+        With ``environment``, a store without an index by environment may stop after
+        reading :data:`storage.paging.MAX_ENVIRONMENT_SCAN` rows: the page then holds
+        fewer than ``limit`` rows and ``next_cursor`` goes on from where it stopped.
 
         Raises:
             ValueError: ``cursor`` is not one this store handed out.

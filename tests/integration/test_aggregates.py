@@ -9,8 +9,10 @@ counts from its rows, in any time zone.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -165,7 +167,8 @@ def test_the_window_from_aggregates_is_the_window_of_the_rows(
 ) -> None:
     """Summed counters, the first day's deployments and the split hours read singly give
     the figures the rows give, whatever the window's start and the zone; the states of
-    environments picked through indexes are the ones the rows give."""
+    environments picked through indexes, and the listing of one environment, are the ones
+    the rows give."""
     store = SqliteStore(":memory:")
     try:
         for number, spec in enumerate(specs):
@@ -195,5 +198,47 @@ def test_the_window_from_aggregates_is_the_window_of_the_rows(
             len(every),
             False,
         )
+        for name in ("staging", "production"):
+            listed, cursor = [], None
+            for _ in range(len(every) + 1):
+                page = store.list_deployments(
+                    project=project, status=None, branch=None, environment=name, limit=3,
+                    cursor=cursor,
+                )  # fmt: skip
+                listed += page.items
+                if (cursor := page.next_cursor) is None:
+                    break
+            assert listed == [row for row in every if row.get("environment") == name]
     finally:
         store.close()
+
+
+def test_a_file_from_before_the_aggregates_is_counted_when_opened(tmp_path: Path) -> None:
+    """A file without the tables, or with tables of another layout, gets them counted from
+    its deployment rows once, when opened."""
+    path = str(tmp_path / "hub.db")
+    store = SqliteStore(path)
+    specs = [
+        {"project": "web", "environment": "production", "start": 60 * n, "minutes": 5,
+         "outcome": "failure" if n % 3 == 0 else "success", "late": None,
+         "only_completion": False}
+        for n in range(6)
+    ]  # fmt: skip
+    for number, spec in enumerate(specs):
+        store.append(Batch(events_of(number, spec)))
+    store.close()
+    with sqlite3.connect(path) as db:
+        for table in ("deployment_facts", "aggregates", "outage_days"):
+            db.execute(f"DROP TABLE {table}")
+        db.execute("CREATE TABLE deployment_facts (deployment_id TEXT PRIMARY KEY, cells BLOB)")
+        db.execute("UPDATE meta SET key = 'aggregates_built', value = '1' WHERE key = 'aggregates'")
+    reopened = SqliteStore(path)
+    try:
+        kept_as_recomputed(reopened)
+        assert reopened.outage_days() != {}
+        listed = reopened.list_deployments(
+            project=None, status=None, branch=None, environment="production", limit=10, cursor=None
+        )
+        assert len(listed.items) == 6
+    finally:
+        reopened.close()
