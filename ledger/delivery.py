@@ -171,11 +171,17 @@ def outage_days(items: Iterable[Facts]) -> dict[OutageKey, Outages]:
 
 def outages_of(items: Iterable[Facts]) -> dict[str, Outages]:
     """Each project's outages over these deployments."""
+    return outages_by_project(
+        (item.project, *end) for item in items if (end := ended(item)) is not None
+    )
+
+
+def outages_by_project(ends: Iterable[tuple[str, str, str]]) -> dict[str, Outages]:
+    """Each project's outages over ``(project, completed_at, status)`` of decided deployments."""
     by_project: dict[str, list[tuple[str, str]]] = {}
-    for item in items:
-        if (end := ended(item)) is not None:
-            by_project.setdefault(item.project, []).append(end)
-    return {project: Outages.of(ends) for project, ends in by_project.items()}
+    for project, completed_at, status in ends:
+        by_project.setdefault(project, []).append((completed_at, status))
+    return {project: Outages.of(pairs) for project, pairs in by_project.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,14 +206,22 @@ class Outages:
 
     @classmethod
     def of(cls, ends: Iterable[tuple[str, str]]) -> Outages:
-        """The outages of ``(completed_at, status)`` pairs, in any order."""
-        summary = cls()
+        """The outages of ``(completed_at, status)`` pairs, in any order (one at a time,
+        what :meth:`then` of one-deployment stretches gives)."""
+        lead = first_success = open_since = None
+        restores: list[int] = []
         for completed_at, status in sorted(ends):
             if status == "failure":
-                summary = summary.then(cls(lead=completed_at))
-            else:
-                summary = summary.then(cls(first_success=completed_at))
-        return summary
+                if first_success is None:
+                    lead = lead or completed_at
+                elif open_since is None:
+                    open_since = completed_at
+            elif first_success is None:
+                first_success = completed_at
+            elif open_since is not None:
+                restores.append(_millis(open_since, completed_at))
+                open_since = None
+        return cls(lead, first_success, tuple(restores), open_since)
 
     @property
     def failing_since(self) -> str | None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
 from ledger.aggregates import (
     DAY,
@@ -42,7 +43,6 @@ from ledger.aggregates import (
     encode_cells,
     facts,
     split,
-    utc_hour,
 )
 from ledger.delivery import (
     DeliveryWindow,
@@ -50,11 +50,9 @@ from ledger.delivery import (
     Outages,
     Window,
     choose_environment,
-    count,
     count_start,
-    ended,
     outage_keys,
-    outages_of,
+    outages_by_project,
 )
 from ledger.events import OPEN_STATUSES
 from ledger.recorder import Recorder
@@ -298,30 +296,61 @@ class SqliteAggregates:
                 splits[hour] = _splits_a_day(hour, zone)
             return splits[hour]
 
-        first_day = self._facts_between(project, since, whole_from)
-        for item in first_day:
-            hour = utc_hour(str(item.started_at))  # the query asked for a start
-            count(window, item, None if split_hour(hour) else f"{hour}:00:00.000Z")
+        # the first, partial day, counted by SQLite as the counters count whole days
+        for name, environment, status, n in self._first_day(
+            "project, coalesce(environment, ''), status", project, since, whole_from
+        ):
+            window.statuses[name, environment, status] += n
+        for name, environment, duration, n in self._first_day(
+            "project, coalesce(environment, ''), duration_ms",
+            project,
+            since,
+            whole_from,
+            f"AND {_DECIDED_SQL.replace('completed_at', 'duration_ms')}",
+        ):
+            window.durations[name, environment, duration] += n
+        refine: set[str] = set()
+        for environment, hour, status, n in self._first_day(
+            "coalesce(environment, ''), substr(started_at, 1, 13), status",
+            project,
+            since,
+            whole_from,
+        ):
+            if split_hour(hour):
+                refine.add(hour)
+            else:
+                window.starts[environment, f"{hour}:00:00.000Z", status] += n
         for field, n in self._summed(DAY, whole_from[:10], project):
             name, environment, status = split(field)
             window.statuses[name, environment, status] += n
         for field, n in self._summed(DURATION, whole_from[:10], project):
             name, environment, duration = split(field)
             window.durations[name, environment, int(duration)] += n
-        refine: set[str] = set()
         for hour, environment, status, n in self._hours(project, whole_from):
             if split_hour(hour):
                 refine.add(hour)
             else:
                 window.starts[environment, f"{hour}:00:00.000Z", status] += n
         for hour in refine:
-            for item in self._facts_between(project, f"{hour}:00:00.000Z", _next_hour(hour)):
+            low = max(since, f"{hour}:00:00.000Z")
+            for item in self._facts_between(project, low, _next_hour(hour)):
                 count_start(window, item)
         named = window.environments()
         picked = choose_environment(asked, named)
         chosen = window.only(picked)
-        chosen.outages = self._outages(project, picked, since, whole_from, first_day)
+        chosen.outages = self._outages(project, picked, since, whole_from)
         return DeliveryWindow(chosen, picked, named, truncated=False)
+
+    def _first_day(
+        self, columns: str, project: str | None, low: str, high: str, where: str = ""
+    ) -> list[tuple[Any, ...]]:
+        """``columns`` and how many deployments started from ``low`` to ``high`` have them."""
+        clause, params = ("AND project = ?", [project]) if project is not None else ("", [])
+        return self._db.execute(
+            f"SELECT {columns}, count(*) FROM deployment_facts "
+            f"WHERE started_at >= ? AND started_at < ? {clause} {where} GROUP BY {columns}",
+            (low, high, *params),
+        ).fetchall()
 
     def _facts_between(self, project: str | None, low: str, high: str) -> list[Facts]:
         clause, params = ("AND project = ?", [project]) if project is not None else ("", [])
@@ -371,7 +400,6 @@ class SqliteAggregates:
         environment: str | None,
         since: str,
         whole_from: str,
-        first_day: list[Facts],
     ) -> dict[str, Outages]:
         """Each project's outages over the window's decided deployments (to ``environment``).
 
@@ -381,13 +409,6 @@ class SqliteAggregates:
         ``since`` (so outside the window) completed: that day is summed up again from
         the window's deployments alone.
         """
-        clauses, params = (
-            ["started_at >= ?", "completed_at < ?", _DECIDED_SQL],
-            [
-                whole_from,
-                whole_from,
-            ],
-        )
         outside: list[tuple[str, str]] = []  # (project, day) with a deployment from before
         for name, env, started_at, completed_at in self._db.execute(
             "SELECT project, environment, started_at, completed_at FROM deployment_facts "
@@ -400,26 +421,23 @@ class SqliteAggregates:
                 and (environment is None or env == environment)
             ):
                 outside.append((name, completed_at[:10]))
-        early = [
-            item
-            for item in first_day
-            if (environment is None or item.environment == environment)
-            and (end := ended(item)) is not None
-            and end[0] < whole_from
-        ]
+        asked, values = "", []
         for column, value in (("project", project), ("environment", environment)):
             if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        early += [
-            Facts(*row)
-            for row in self._db.execute(
-                f"SELECT {_FACTS} FROM deployment_facts INDEXED BY facts_ended_before_start "
-                f"WHERE completed_at < started_at AND {' AND '.join(clauses)}",
-                params,
-            )
-        ]
-        found = outages_of(early)
+                asked += f" AND {column} = ?"
+                values.append(value)
+        early = self._db.execute(
+            "SELECT project, completed_at, status FROM deployment_facts WHERE started_at >= ? "
+            f"AND started_at < ? AND completed_at < ? AND {_DECIDED_SQL}{asked}",
+            (since, whole_from, whole_from, *values),
+        ).fetchall()
+        early += self._db.execute(
+            "SELECT project, completed_at, status FROM deployment_facts "
+            "INDEXED BY facts_ended_before_start WHERE completed_at < started_at "
+            f"AND started_at >= ? AND completed_at < ? AND {_DECIDED_SQL}{asked}",
+            (whole_from, whole_from, *values),
+        ).fetchall()
+        found = outages_by_project(early)
         scope, name = ("all", "") if environment is None else ("env", environment)
         day_clause, day_params = ("AND project = ?", [project]) if project is not None else ("", [])
         skip = set(outside)
