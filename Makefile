@@ -83,6 +83,7 @@ fmt: $(DEV_STAMP)
 bench: $(DEV_STAMP) system-deps
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/deflate.py
 	$(BIN)/python bench/fanout_redis.py
 	$(BIN)/python bench/soak.py --seconds 180
 	$(BIN)/python bench/reads.py

@@ -48,10 +48,21 @@ def _parse_list(raw: str) -> tuple[str, ...]:
 
 
 def _setting(
-    default: Any, *, minimum: float | None = None, choices: tuple[str, ...] = (), doc: str = ""
+    default: Any,
+    *,
+    minimum: float | None = None,
+    choices: tuple[str, ...] = (),
+    aliases: Mapping[str, str] | None = None,
+    doc: str = "",
 ) -> Any:
-    """Declare a field with the metadata that ``from_env`` and the README table use."""
-    return field(default=default, metadata={"minimum": minimum, "choices": choices, "doc": doc})
+    """Declare a field with the metadata that ``from_env`` and the README table use.
+
+    ``aliases`` are older spellings of ``choices`` that keep working.
+    """
+    return field(
+        default=default,
+        metadata={"minimum": minimum, "choices": choices, "aliases": aliases or {}, "doc": doc},
+    )
 
 
 @dataclass(frozen=True)
@@ -140,11 +151,15 @@ class Settings:
     ws_max_frame_bytes: int = _setting(
         65536, minimum=128, doc="Largest client frame (close 1009 above it)."
     )
-    ws_deflate: bool = _setting(
-        True,
-        doc="Accept permessage-deflate from WebSocket clients that offer it (fewer bytes on the "
-        "wire, more memory per connection); inflating a client message stops at "
-        "`HUB_WS_MAX_FRAME_BYTES` either way.",
+    ws_deflate: str = _setting(
+        "SHARED",
+        choices=("SHARED", "CONNECTION", "OFF"),
+        aliases={"TRUE": "SHARED", "FALSE": "OFF"},
+        doc="permessage-deflate for WebSocket clients that offer it: `shared` compresses each "
+        "frame once per worker, on its own (no compression memory per connection); "
+        "`connection` keeps a compressor per connection (smaller frames, about 100 KB more "
+        "per connection, CPU per client); `off`. Inflating a client message stops at "
+        "`HUB_WS_MAX_FRAME_BYTES` either way. `true`/`false` mean `shared`/`off`.",
     )
     ws_send_queue: int = _setting(
         2000, minimum=1, doc="Frames queued per connection before it counts as too slow (1013)."
@@ -368,6 +383,7 @@ def _cast(name: str, raw: str, spec: dataclasses.Field[Any]) -> Any:
     choices = spec.metadata["choices"]
     if choices:
         value = str(value).upper()
+        value = spec.metadata["aliases"].get(value, value)
         if value not in choices:
             raise ConfigError(f"{name}={raw!r} must be one of {', '.join(choices)}")
     return value

@@ -753,7 +753,42 @@ def _add_reads(spec: APISpec) -> None:
                         {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
                         "Lines after this id (`next_cursor` of the page before).",
                     ),
+                    _query(
+                        "before",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
+                        "Instead of `after`: the last `limit` lines with ids below this one, "
+                        "with `first_number`, the number of the first in the log (the hub "
+                        "counts the lines before it). `next_cursor` goes on after them.",
+                    ),
                     _limit(500),
+                ],
+            )
+        },
+    )
+    spec.path(
+        path="/api/deployments/{deployment_id}/logs.txt",
+        operations={
+            "get": _read(
+                "A deployment's whole log as plain text, to save",
+                {
+                    "description": "One line per log line, in order: `<timestamp> <LEVEL> "
+                    "[<job> / <step>] <text>`, escape codes taken out. Streamed (read from "
+                    "the store a page at a time) with `Content-Disposition: attachment; "
+                    'filename="<deployment>[-<job>][-<step>].log"`.',
+                    "headers": {
+                        "Content-Disposition": {
+                            "description": "`attachment` with the file name.",
+                            "schema": {"type": "string"},
+                        }
+                    },
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                400,
+                404,
+                parameters=[
+                    deployment_id,
+                    _query("job", _NAME_PARAM, "Only this job's lines."),
+                    _query("step", _NAME_PARAM, "Only this step's lines."),
                 ],
             )
         },

@@ -588,9 +588,11 @@ def page_of(
     item: JsonSchema,
     cursor: JsonSchema,
     description: str,
+    optional: tuple[str, ...] = (),
     **more: JsonSchema,
 ) -> JsonSchema:
-    """A listing: ``{key: [item, ...], "next_cursor": cursor or null}`` (and ``more``)."""
+    """A listing: ``{key: [item, ...], "next_cursor": cursor or null}`` (and ``more``, all
+    present but the ``optional`` ones)."""
     return closed(
         {
             key: {"type": "array", "items": item},
@@ -600,6 +602,7 @@ def page_of(
             **more,
         },
         description,
+        optional=optional,
     )
 
 
@@ -614,6 +617,14 @@ LOGS_PAGE = page_of(
     {"$ref": "#/components/schemas/LogLine"},
     {"type": "string", "pattern": "^[0-9]+$"},
     "Log lines in the order they were accepted.",
+    first_number={
+        "type": "integer",
+        "minimum": 1,
+        "description": "With `before` only: the number of the first line in the log (of "
+        "the job or step asked for), counting from 1; when no line is given, the number "
+        "the next one has.",
+    },
+    optional=("first_number",),
 )
 EVENTS_PAGE = page_of(
     "events",

@@ -43,6 +43,7 @@ from app.metrics import (
     STORE_SECONDS,
 )
 from app.ratelimit import current_limits
+from ledger.companions import with_companions
 from ledger.errors import EventError
 from ledger.events import Event
 from senders.github import IgnoredDelivery, repository_projects
@@ -100,13 +101,14 @@ def _accept(route: str, decode: Decoder | None = None, verify: Verifier | None =
         )
     )
     limits.check_ingest_identity(sender.identity, request.remote_addr)
-    events = (
+    split = with_companions(
         decode(body)
         if decode is not None
         else decode_events(
             body, route, max_depth=settings.max_json_depth, max_batch=settings.max_batch_events
         )
     )
+    events = split.events
     batch = Batch(
         scoped(sender, events),
         delivery_key(sender, request.environ, events),
@@ -139,10 +141,11 @@ def _accept(route: str, decode: Decoder | None = None, verify: Verifier | None =
             "duplicate": accepted.duplicate,
         },
     )
+    ids = [accepted.ids[index] for index in split.own]
     body_out: dict[str, object] = {
         "success": True,
-        "accepted": len(accepted.ids),
-        "ids": accepted.ids,
+        "accepted": len(ids),
+        "ids": ids,
         "duplicate": accepted.duplicate,
     }
     # What jsonify would send (sorted keys), for much less on the hot path.

@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -81,15 +81,20 @@ def deployment(n: int, projects: int, start: datetime) -> list[Event]:
     ]
 
 
-def fill(store: Store, count: int, projects: int, days: float) -> float:
-    """``count`` deployments spread over the last ``days`` days; returns seconds taken."""
+#: The events of deployment ``n`` of ``projects`` projects, starting at a time.
+Maker = Callable[[int, int, datetime], list[Event]]
+
+
+def fill(store: Store, count: int, projects: int, days: float, make: Maker = deployment) -> float:
+    """``count`` deployments (each ``make``'s events) spread over the last ``days`` days;
+    returns seconds taken."""
     began = time.perf_counter()
     newest = datetime.now(UTC) - timedelta(minutes=10)
     spacing = timedelta(days=days) / count
     for first in range(0, count, BATCH_DEPLOYMENTS):
         events: list[Event] = []
         for n in range(first, min(first + BATCH_DEPLOYMENTS, count)):
-            events += deployment(n, projects, newest - spacing * (count - n))
+            events += make(n, projects, newest - spacing * (count - n))
         store.append(Batch(events))
     return time.perf_counter() - began
 

@@ -39,9 +39,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import struct
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +58,7 @@ from wsproto.utilities import LocalProtocolError
 
 from app.metrics import DISCONNECTS, SLOW_DISCONNECTS, SUBSCRIPTIONS
 from broadcaster.codes import CloseCode
+from broadcaster.framing import FrameCache
 from broadcaster.hub import Envelope, Fifo, Hub, Subscriber
 from broadcaster.limits import Limits
 from broadcaster.session import Output, Session, Subscribe, replay
@@ -95,50 +94,6 @@ class Unstarted:
         """Nothing to start (simple-websocket calls it after the handshake)."""
 
 
-def text_frame(payload: bytes) -> bytes:
-    """An unfragmented text frame as a server sends it (unmasked; RFC 6455 section 5.2)."""
-    length = len(payload)
-    if length < 126:
-        return bytes((0x81, length)) + payload
-    if length < 65536:
-        return struct.pack("!BBH", 0x81, 126, length) + payload
-    return struct.pack("!BBQ", 0x81, 127, length) + payload
-
-
-class FrameCache:
-    """Each event's frame bytes, built once for every connection that sends it.
-
-    Without compression a server's frame is the same bytes for every client,
-    so fan-out to K clients encodes an event once, not K times (wsproto would
-    rebuild it per client).  Bounded in bytes; the oldest go first.
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        # An OrderedDict, not a dict: evicting from the front of a plain dict makes
-        # finding its next oldest key slower the more keys were evicted before.
-        self._frames: OrderedDict[int, bytes] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, envelope: Envelope) -> bytes:
-        frame = self._frames.get(envelope.seq)
-        if frame is not None:
-            return frame
-        frame = text_frame(envelope.frame)
-        if envelope.seq and len(frame) <= self.max_bytes:
-            self._frames[envelope.seq] = frame
-            self._bytes += len(frame)
-            while self._bytes > self.max_bytes:
-                self._bytes -= len(self._frames.popitem(last=False)[1])
-        return frame
-
-
-#: This worker's frames; an event's seq names it within the worker's store.  A frame is
-#: only needed while connections still have its event queued, so 2 MiB (some thousands of
-#: events) suffices and keeps a long-running worker's memory flat (the soak run measures it).
-FRAMES = FrameCache(2 * 1024 * 1024)
-
-
 class SendTimeout(TimeoutError):
     """The peer took no data for ``HUB_WS_SEND_TIMEOUT``; the stream is abandoned."""
 
@@ -164,8 +119,8 @@ class Connection:
         "broken",
         "close_code",
         "close_reason",
-        "deflate",
         "ending",
+        "frames",
         "hub",
         "id",
         "label",
@@ -188,14 +143,14 @@ class Connection:
         *,
         connection_id: str,
         request_id: str,
-        deflate: bool,
+        frames: FrameCache | None,
     ) -> None:
         self.id = connection_id
         self.request_id = request_id  # for lines logged from other greenlets
         self.session = session
         self.hub = hub
         self.limits = limits
-        self.deflate = deflate
+        self.frames = frames  # None: wsproto deflates, with a context per connection
         self.sock = sock
         self.protocol = protocol
         self.wake = gevent.event.Event()
@@ -464,13 +419,14 @@ class Connection:
         self._send_control(self.protocol.send(Ping()))
 
     def _encode(self, item: Envelope | str) -> bytes:
-        if self.deflate:  # the deflate context lives in wsproto: every frame goes through it
+        frames = self.frames
+        if frames is None:  # the deflate context lives in wsproto: every frame goes through it
             text = item.frame.decode() if isinstance(item, Envelope) else item
             frame: bytes = self.protocol.send(TextMessage(data=text))
             return frame
         if isinstance(item, Envelope):
-            return FRAMES.get(item)
-        return text_frame(item.encode())
+            return frames.get(item)
+        return frames.build(item.encode())
 
     def _timed_out(self) -> None:
         SLOW_DISCONNECTS.inc()

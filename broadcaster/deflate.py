@@ -10,6 +10,13 @@ that would grow past ``HUB_WS_MAX_FRAME_BYTES`` closes the connection with
 simple-websocket negotiates the extension during the handshake;
 :func:`bound` swaps the negotiated instance for this one (same parameters)
 before the first frame, when nothing has been compressed yet.
+
+In the shared mode of ``HUB_WS_DEFLATE`` the hub answers every offer with
+``server_no_context_takeover`` and ``client_no_context_takeover``
+(:func:`shared_offer`; RFC 7692 lets a server add both): it compresses each
+frame on its own, once per worker (``broadcaster/framing.py``), and neither
+side keeps a compression context between messages, so an idle connection
+holds no zlib state at all.
 """
 
 from __future__ import annotations
@@ -73,10 +80,35 @@ class BoundedDeflate(PerMessageDeflate):
         return inflated
 
 
-def bound(protocol: Connection, max_message_bytes: int) -> bool:
+#: What the shared mode accepts of any offer: no context kept on either side.
+SHARED_ACCEPT = ("permessage-deflate", "server_no_context_takeover", "client_no_context_takeover")
+
+
+def shared_offer(offers: str) -> str | None:
+    """The client's first permessage-deflate offer as the shared mode accepts it.
+
+    No context on either side; a ``server_max_window_bits`` the client asks for
+    is kept (the hub then compresses with that window).  ``None``: no offer the
+    hub can honour (zlib cannot compress within an 8-bit window).
+    """
+    for offer in offers.split(","):
+        name, *parameters = (part.strip() for part in offer.split(";"))
+        if name.lower() != "permessage-deflate":
+            continue
+        windows = [p for p in parameters if p.lower().startswith("server_max_window_bits=")]
+        if not windows:
+            return "; ".join(SHARED_ACCEPT)
+        bits = windows[0].partition("=")[2].strip().strip('"')
+        if bits in {str(n) for n in range(9, 16)}:
+            return "; ".join([*SHARED_ACCEPT, f"server_max_window_bits={bits}"])
+    return None
+
+
+def bound(protocol: Connection, max_message_bytes: int) -> int | None:
     """Replace the permessage-deflate that the handshake negotiated by a bounded one.
 
-    Returns whether the connection uses permessage-deflate at all.
+    Returns the window bits the hub compresses with, ``None`` without
+    permessage-deflate.
     """
     frames = protocol._proto
     bounded: dict[int, BoundedDeflate] = {}
@@ -90,4 +122,4 @@ def bound(protocol: Connection, max_message_bytes: int) -> bool:
                     extensions[index] = bounded[id(extension)]
                 else:
                     bounded[id(extension)] = extension
-    return bool(bounded)
+    return next((int(e.server_max_window_bits) for e in bounded.values()), None)

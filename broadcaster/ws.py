@@ -41,6 +41,7 @@ from app.ratelimit import current_limits
 from app.requestlog import REQUEST_ID
 from broadcaster import deflate
 from broadcaster.connection import Connection, Unstarted
+from broadcaster.framing import FRAMES, FrameCache, deflated_frames
 from broadcaster.hub import Hub
 from broadcaster.limits import Limits
 from broadcaster.session import Session
@@ -139,10 +140,20 @@ def _admit() -> None:
     current_limits().check_ws_connect(request.remote_addr)
     connections = current_connections()
     check_access(connections.settings, check_origin=True)
-    if not connections.settings.ws_deflate:  # never negotiated: the handshake does not see it
-        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+    _offer_deflate(request.environ, connections.settings.ws_deflate)
     connections.admit()
     g.websocket_admitted = True
+
+
+def _offer_deflate(environ: dict[str, Any], mode: str) -> None:
+    """What the handshake (simple-websocket's) sees of the client's extension offer."""
+    offers = environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+    if offers is None or mode == "OFF":  # never negotiated
+        return
+    if mode == "SHARED":
+        offers = deflate.shared_offer(offers)
+    if offers is not None:
+        environ["HTTP_SEC_WEBSOCKET_EXTENSIONS"] = offers
 
 
 @websocket.teardown_request
@@ -156,7 +167,13 @@ def _serve(ws: Any) -> None:
     connections = current_connections()
     connection_id = connections.next_id()
     protocol = ws.ws.connection
-    compressed = deflate.bound(protocol, connections.limits.max_frame_bytes)
+    window_bits = deflate.bound(protocol, connections.limits.max_frame_bytes)
+    if window_bits is None:
+        frames: FrameCache | None = FRAMES
+    elif connections.settings.ws_deflate == "SHARED":
+        frames = deflated_frames(window_bits)
+    else:
+        frames = None  # wsproto's per-connection context
     ws.ws = None  # the handshake's HTTP parser is not needed again, and idles on every connection
     ws.connected = False  # so that flask-sock's own close afterwards sends nothing
     connection = Connection(
@@ -167,7 +184,7 @@ def _serve(ws: Any) -> None:
         connections.limits,
         connection_id=connection_id,
         request_id=REQUEST_ID.get() or "-",
-        deflate=compressed,
+        frames=frames,
     )
     connections.open.add(connection)
     log.info("websocket open", extra={"conn_id": connection_id})

@@ -158,15 +158,20 @@ class Join(StrEnum):
     NEW = "new"
     #: The project's newest open deployment, or a new one when none is open.
     LATEST_OPEN = "latest_open"
+    #: The deployment the event stored just before it went to (a lifecycle event's
+    #: log lines, :mod:`ledger.companions`); the newest open one when there is none.
+    PRECEDING = "preceding"
 
 
 @dataclass(slots=True)
 class Event:
     """One normalised event; ``id`` is empty until the store accepts it.
 
-    ``dedup_key`` (the sender's ``event_id``) and ``join`` (how a legacy body
-    without a deployment id finds its deployment, :class:`Join`) steer storing
-    only and are not part of the wire shape.
+    ``dedup_key`` (the sender's ``event_id``), ``join`` (how a legacy body
+    without a deployment id finds its deployment, :class:`Join`) and
+    ``lines_follow`` (its log lines are carried by the ``log_entry`` events
+    stored right after it, :mod:`ledger.companions`) steer storing only and
+    are not part of the wire shape.
 
     Never changed once made (every subscriber's queue shares it): :meth:`with_`
     and :meth:`with_id` make changed copies.  It is not a frozen dataclass only
@@ -182,6 +187,7 @@ class Event:
     id: str = ""
     dedup_key: str | None = None
     join: Join | None = None
+    lines_follow: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The wire shape of CONTRACT.md (protocol 2: null and default keys left out):
@@ -220,4 +226,5 @@ class Event:
             event_id,
             self.dedup_key,
             self.join,
+            self.lines_follow,
         )

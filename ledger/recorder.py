@@ -149,6 +149,12 @@ def record_in_batch(recorder: Recorder, event: Event, index: int, size: int) -> 
         ) from None
 
 
+def _joining(touched: Touched) -> tuple[Touched, bool, int | None]:
+    """``_route``'s answer for an event joining ``touched``: the entry that started it
+    when this write did (Redis names it only inside its script)."""
+    return touched, False, touched.started_by if touched.key.startswith("#") else None
+
+
 class Recorder:
     """Decides one write; see the module docstring.  One per transaction (or snapshot).
 
@@ -162,6 +168,7 @@ class Recorder:
         self.next_seq = next_seq
         self.touched: dict[str, Touched] = {}
         self._count = 0  # events entered so far
+        self._preceding: Touched | None = None  # where the last deployment event went
 
     # -- entering events ---------------------------------------------------------------
 
@@ -175,6 +182,7 @@ class Recorder:
         if event.type in PROJECT_ONLY_TYPES:
             return Entry(self._stamped(event, seq), seq, [])
         touched, new, joins = self._route(event, index, seq)
+        self._preceding = touched
         if touched.created and not touched.fold.projects and not is_named(event.project):
             raise Invalid(
                 f"deployment {touched.key!r} is new to the hub: its first event must name "
@@ -214,10 +222,12 @@ class Recorder:
         """The deployment ``event`` goes to, whether it starts it, and which entry did."""
         if event.deployment_id is not None:
             return self._deployment(event.deployment_id), False, None
+        if event.join is Join.PRECEDING and self._preceding is not None:
+            return _joining(self._preceding)
         if event.join is not Join.NEW:
             newest = self._newest_open(event.project)
             if newest is not None:
-                return newest, False, newest.started_by if newest.key.startswith("#") else None
+                return _joining(newest)
         key = f"#{index}" if seq is None else auto_deployment_id(event.project, seq)
         touched = self.touched[key] = Touched(key, Fold(), None, started_by=index)
         return touched, True, None

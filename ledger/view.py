@@ -48,13 +48,8 @@ class Rollback(TypedDict):
     at: str
 
 
-class DeploymentView(TypedDict):
-    """``GET /api/deployments/<id>``: the deployment, its run metadata and its job tree.
-
-    The store adds what lives beside the fold: the latest metrics report, the
-    newest event's id, how many log lines the deployment has and when it last
-    heard of it; the read API adds ``stale`` (:mod:`ledger.staleness`).
-    """
+class DeploymentHead(TypedDict):
+    """What a deployment's page and its row in a list both say about it."""
 
     deployment_id: str
     project: str
@@ -76,13 +71,23 @@ class DeploymentView(TypedDict):
     environment_url: str | None
     version: str | None
     rollback: Rollback | None
-    jobs: list[JobView]
     updated_at: str | None
+    last_news_at: NotRequired[str | None]
+    stale: NotRequired[bool]
+
+
+class DeploymentView(DeploymentHead):
+    """``GET /api/deployments/<id>``: the deployment, its run metadata and its job tree.
+
+    The store adds what lives beside the fold: the latest metrics report, the
+    newest event's id, how many log lines the deployment has and when it last
+    heard of it; the read API adds ``stale`` (:mod:`ledger.staleness`).
+    """
+
+    jobs: list[JobView]
     metrics: NotRequired[dict[str, Any] | None]
     last_event_id: NotRequired[str]
     log_lines: NotRequired[int]
-    last_news_at: NotRequired[str | None]
-    stale: NotRequired[bool]
 
 
 class StepCounts(TypedDict):
@@ -94,35 +99,12 @@ class StepCounts(TypedDict):
     cancelled: int
 
 
-class ListRow(TypedDict):
+class ListRow(DeploymentHead):
     """A row of ``GET /api/deployments``: the view without its tree, with step counts."""
 
-    deployment_id: str
-    project: str
-    status: str
-    status_inferred: bool
-    started_at: str | None
-    completed_at: str | None
-    duration_ms: int | None
-    error: str | None
-    message: str | None
-    branch: str | None
-    commit: str | None
-    actor: str | None
-    environment: str | None
-    repository: str | None
-    workflow_name: str | None
-    workflow_id: str | None
-    run_url: str | None
-    environment_url: str | None
-    version: str | None
-    rollback: Rollback | None
     jobs: int
     steps: StepCounts
-    updated_at: str | None
     metrics: dict[str, Any] | None
-    last_news_at: NotRequired[str | None]
-    stale: NotRequired[bool]
 
 
 #: The run metadata every view carries, in ``RUN_METADATA``'s order.

@@ -79,6 +79,7 @@ from ledger.search import (
     words,
 )
 from ledger.timestamps import parse_timestamp
+from storage import redis_scripts
 from storage.store import Page
 
 log = logging.getLogger(__name__)
@@ -168,10 +169,6 @@ def millis(timestamp: str) -> int:
     return (parse_timestamp(timestamp) - _EPOCH) // timedelta(milliseconds=1)
 
 
-def _line_id(entry_id: bytes) -> int:
-    return int(entry_id.split(b"-", 1)[0])
-
-
 def _keys_of(text: str) -> set[str]:
     """What a line puts in its deployment's word filter: its words and their prefixes."""
     found = set(words(plain(text)))
@@ -189,6 +186,12 @@ def _needed(query: Query) -> set[str]:
         elif len(last) >= PREFIX_KEY:
             keys.add("\0" + last[:PREFIX_KEY])
     return keys
+
+
+def parse_line(raw: bytes) -> tuple[int, str, LogLine]:
+    """``(line id, event id, line)`` of an entry of a deployment's ``ln:`` list."""
+    line_id, event_id, job, step, level, timestamp, text = orjson.loads(raw)
+    return int(line_id), event_id, LogLine(job, step, level, timestamp, text)
 
 
 def positions(key: str) -> list[int]:
@@ -209,6 +212,7 @@ class RedisLogAnalysis:
         self._set_failure = client.register_script(_SET_FAILURE)
         self._clear = client.register_script(_CLEAR)
         self._extend = client.register_script(_EXTEND_FILTER)
+        self._lines = client.register_script(redis_scripts.LINES)
 
     @property
     def _redis(self) -> redis.Redis:
@@ -246,7 +250,7 @@ class RedisLogAnalysis:
             if fold.headline()[0] != "failure":
                 self._clear(args=[self.prefix, deployment_id, "0"])
                 continue
-            record = explain(deployment_id, fold, self._lines(deployment_id), None)
+            record = explain(deployment_id, fold, self._explained_lines(deployment_id), None)
             self._write(record)
 
     def _folds(self, deployment_ids: Sequence[str]) -> dict[str, Fold | None]:
@@ -260,17 +264,23 @@ class RedisLogAnalysis:
             result[deployment_id] = None if stored is None else stored.fold
         return result
 
-    def _lines(self, deployment_id: str) -> list[LogRow]:
-        entries = cast(
-            list[tuple[bytes, dict[bytes, bytes]]],
-            self._redis.xrevrange(
-                self._key("logs:", deployment_id), "+", "-", count=MAX_EXPLAIN_LINES
-            ),
-        )
-        entries.reverse()
+    def lines(
+        self, deployment_id: str, *, after: int = 0, upto: int | None = None, count: int
+    ) -> list[tuple[int, str, LogLine]]:
+        """The deployment's first ``count`` lines after line ``after``, or (``upto``) its last
+        ``count`` up to that line; oldest first."""
+        key = self._key("ln:", deployment_id)
+        if upto is None:
+            raws = self._lines(args=[key, after, count, "after"])
+        else:
+            raws = self._lines(args=[key, upto, count, "upto"])
+        return [parse_line(raw) for raw in cast(list[bytes], raws)]
+
+    def _explained_lines(self, deployment_id: str) -> list[LogRow]:
+        raws = self._redis.lrange(self._key("ln:", deployment_id), -MAX_EXPLAIN_LINES, -1)
         return [
-            log_row(_line_id(entry_id), LogLine(*orjson.loads(fields[b"l"])), fields[b"e"].decode())
-            for entry_id, fields in entries
+            log_row(line_id, line, event_id)
+            for line_id, event_id, line in map(parse_line, cast(list[bytes], raws))
         ]
 
     def _write(self, record: FailureRecord) -> None:
@@ -420,14 +430,14 @@ class RedisLogAnalysis:
             part = candidates[start : start + CHUNK]
             with self._redis.pipeline(transaction=False) as pipe:
                 for deployment_id in part:
-                    pipe.xrevrange(self._key("logs:", deployment_id), "+", "-", count=1)
+                    pipe.lindex(self._key("ln:", deployment_id), -1)
                     pipe.hget(self._key("dep:", deployment_id), "project")
                 pipe.hmget(self._key("sxu"), part)
                 replies = pipe.execute()
             marks = replies[-1]
             for i, deployment_id in enumerate(part):
                 last, project = replies[2 * i], replies[2 * i + 1]
-                newest[deployment_id] = _line_id(last[0][0]) if last else 0
+                newest[deployment_id] = parse_line(last)[0] if last else 0
                 covered[deployment_id] = int(marks[i] or 0)
                 projects[deployment_id] = (project or b"").decode()
         return newest, covered, projects
@@ -450,18 +460,13 @@ class RedisLogAnalysis:
                 break
             start = covered[deployment_id]
             while start < newest[deployment_id]:
-                entries = cast(
-                    list[tuple[bytes, dict[bytes, bytes]]],
-                    self._redis.xrange(
-                        self._key("logs:", deployment_id), f"({start}-0", "+", count=CHUNK
-                    ),
-                )
+                entries = self.lines(deployment_id, after=start, count=CHUNK)
                 if not entries:
                     break
                 keys: set[str] = set()
-                for _, fields in entries:
-                    keys |= _keys_of(orjson.loads(fields[b"l"])[4])
-                end = _line_id(entries[-1][0])
+                for _, _, line in entries:
+                    keys |= _keys_of(line.text)
+                end = entries[-1][0]
                 budget.indexed += len(entries)
                 bits = sorted({p for key in keys for p in positions(key)})
                 if not self._extend_filter(deployment_id, start, end, bits):
@@ -526,26 +531,15 @@ class RedisLogAnalysis:
                     return SearchPage(found[:limit], encode_search_cursor(last))
                 return SearchPage(found, encode_search_cursor(top + 1), truncated=True)
             _, deployment_id = heapq.heappop(heap)
-            entries = cast(
-                list[tuple[bytes, dict[bytes, bytes]]],
-                self._redis.xrevrange(
-                    self._key("logs:", deployment_id), f"{top}-0", "-", count=CHUNK
-                ),
-            )
+            entries = self.lines(deployment_id, upto=top, count=CHUNK)
+            entries.reverse()
             budget.scanned += len(entries)
-            for entry_id, fields in entries:
-                job, step, level, ts, text = orjson.loads(fields[b"l"])
-                result = hit(
-                    search,
-                    _line_id(entry_id),
-                    deployment_id,
-                    projects[deployment_id],
-                    (job, step, level, ts, text),
-                )
+            for line_id, _, line in entries:
+                result = hit(search, line_id, deployment_id, projects[deployment_id], line)
                 if result is not None:
                     found.append(result)
             if len(entries) == CHUNK:
-                rest = _line_id(entries[-1][0]) - 1
+                rest = entries[-1][0] - 1
                 if rest > 0:
                     heapq.heappush(heap, (-rest, deployment_id))
             found.sort(key=lambda h: -int(h["id"]))

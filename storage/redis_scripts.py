@@ -13,22 +13,32 @@ Key layout, under the store's prefix ``P``::
 
     P meta            hash: epoch, floor (last seq of the previous epoch), pruned_upto
     P seq, P lines    counters: event seq, log line number
-    P log             stream of every event, entry id <seq>-0 (the hub tails it)
-    P ps:<project>    per-project stream, same entries (replay, trimmed, TTL)
-    P ds:<deployment> per-deployment stream, same entries (replay, trimmed, TTL)
-    P dep:<id>        hash: project, last_seq, last_id, last_activity, ts0, fold (the
-                      ledger's, JSON), view_seq (newest lifecycle seq the fold holds),
-                      life_seq (newest lifecycle seq stored), metrics, metrics_key, ix_*
-                      (its place in the lists)
+    P log             stream of every event, entry id <seq>-0 (the hub tails it): e epoch
+                      (the id is <epoch>-<seq>; entries written before hold i, the id), t
+                      type, p project, d deployment, r received, b body (storage/bodies.py)
+    P ps:<project>    per-project stream of the same entry ids, each only "l" "" (the
+                      event is read from the log; replay, trimmed, TTL)
+    P de:<deployment> list of the deployment's seqs (replay, trimmed, TTL): a list, as
+                      small as its entries, where a stream of each took 4 KB at least
+    P dep:<id>        hash: project, last_seq, last_id, last_activity, ts0, view_seq
+                      (newest lifecycle seq the fold holds), life_seq (newest lifecycle
+                      seq stored), metrics, metrics_key, ix_* (its place in the lists); all
+                      short, so Redis keeps it as a listpack (values up to 64 bytes)
+    P fold:<id>       string: the ledger's fold (JSON); hashes written before kept it in
+                      their field "fold", read until the fold is next written (READ_ROW)
     P dirty           set of deployments whose stored fold may lag their events
-    P life:<id>       list of the deployment's lifecycle events (what the fold folds)
-    P logs:<id>       stream of its log lines, entry id <line>-0
+    P life:<id>       list of the deployment's lifecycle events (what the fold folds), each
+                      [seq, type, project, body] (entries written before: the id for seq)
+    P ln:<id>         list of its log lines, oldest first, each a JSON array [line id,
+                      event id, job, step, level, timestamp, text] (LINES finds a line id)
     P dl:<p>|<s>|<b>  lex-sorted sets "<sort_ts>\\0<id>" for each project/status/branch
                       filter combination ("*" where a filter is absent)
     P projects        set of projects with deployments
     P activity        sorted set: deployment -> last_activity (pruning by age)
     P lastseq         sorted set: deployment -> last_seq (pruning by count)
     P dedup:<key>     ids of a delivery or an event_id, expiring with retention
+    P meta layout     2 once deployments' replay and log lines are lists (the layout
+                      before kept them in streams ds:<id> and logs:<id>; see MIGRATE)
     P txn:<token>     the answer of one append call, so a retried call is not a repeat
     P notify          pub/sub channel: "something was appended" (payload: last seq)
 """
@@ -242,27 +252,34 @@ local stored = {}
 for _, e in ipairs(plan) do
   local b = e.b
   local etype = ARGV[b + 1]
-  local fields = {'i', e.id, 't', etype, 'p', e.project, 'r', received, 'b', ARGV[b + 7]}
+  local fields = {'e', epoch, 't', etype, 'p', e.project, 'r', received, 'b', ARGV[b + 7]}
   if e.d then
     fields[#fields + 1] = 'd'
     fields[#fields + 1] = e.d
   end
   local sid = int(e.seq) .. '-0'
   redis.call(unpack(xadd(P .. 'log', sid, fields, true)))
-  side(xadd(P .. 'ps:' .. e.project, sid, fields, true), stream_ttl)
-  if e.d then side(xadd(P .. 'ds:' .. e.d, sid, fields, true), stream_ttl) end
+  side(xadd(P .. 'ps:' .. e.project, sid, {'l', ''}, true), stream_ttl)
+  if e.d then
+    local de = P .. 'de:' .. e.d
+    redis.call('RPUSH', de, int(e.seq))
+    if maxlen ~= '0' then redis.call('LTRIM', de, -tonumber(maxlen), -1) end
+    if stream_ttl > 0 then redis.call('PEXPIRE', de, stream_ttl) end
+  end
   if e.d and e.owned then
     local d, r = e.d, rows[e.d]
     if ARGV[b + 6] == '1' then
       r.life_seq, r.added = e.seq, r.added + 1
-      redis.call('RPUSH', P .. 'life:' .. d, '[' .. cjson.encode(e.id) .. ',' .. cjson.encode(etype)
+      redis.call('RPUSH', P .. 'life:' .. d, '[' .. int(e.seq) .. ',' .. cjson.encode(etype)
         .. ',' .. cjson.encode(e.project) .. ',' .. ARGV[b + 7] .. ']')
     end
     if ARGV[b + 9] ~= '' then
+      local held = {}
       for line in string.gmatch(ARGV[b + 9], '[^\n]+') do
         lineno = lineno + 1
-        side(xadd(P .. 'logs:' .. d, int(lineno) .. '-0', {'l', line, 'e', e.id}, false), 0)
+        held[#held + 1] = '[' .. int(lineno) .. ',"' .. e.id .. '",' .. string.sub(line, 2)
       end
+      redis.call('RPUSH', P .. 'ln:' .. d, unpack(held))
     end
     if etype == 'metrics_update' and ARGV[b + 10] ~= '' then
       if not r.mkey or lt(r.mkey, ARGV[b + 10]) then
@@ -362,9 +379,10 @@ for _, k in ipairs(list_keys(project, status, stored_branch(branch))) do
   redis.call('ZADD', k, 0, member)
 end
 redis.call('SADD', P .. 'projects', project)
-redis.call('HSET', key, 'project', project, 'fold', ARGV[8], 'view_seq', ARGV[3],
+redis.call('HSET', key, 'project', project, 'view_seq', ARGV[3],
            'ix_project', project, 'ix_status', status, 'ix_branch', branch, 'ix_member', member)
-redis.call('HDEL', key, 'view')  -- kept as JSON before folds were
+redis.call('SET', P .. 'fold:' .. d, ARGV[8])
+redis.call('HDEL', key, 'view', 'fold')  -- the view as JSON before folds, the fold before keys
 return 1
 """
 )
@@ -388,7 +406,7 @@ redis.call('ZREM', P .. 'activity', d)
 redis.call('ZREM', P .. 'lastseq', d)
 if not cur[1] then return false end
 unlist(cur[3], cur[4], cur[5], cur[6])
-redis.call('DEL', key, P .. 'life:' .. d, P .. 'logs:' .. d, P .. 'ds:' .. d)
+redis.call('DEL', key, P .. 'fold:' .. d, P .. 'life:' .. d, P .. 'ln:' .. d, P .. 'de:' .. d)
 redis.call('SREM', P .. 'dirty', d)
 return cur[2]
 """
@@ -400,4 +418,72 @@ local P = ARGV[1]
 local cur = tonumber(redis.call('HGET', P .. 'meta', 'pruned_upto') or '0')
 if tonumber(ARGV[2]) > cur then redis.call('HSET', P .. 'meta', 'pruned_upto', ARGV[2]) end
 return 1
+"""
+
+#: ARGV: list key of log lines, line id, count, "after" or "upto".  The first ``count``
+#: lines after the line id, or the last ``count`` up to it (oldest first either way):
+#: line ids increase along the list, so a binary search finds where to start.
+LINES = r"""
+local key, at, count = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local function id(i) return tonumber(string.match(redis.call('LINDEX', key, i), '^%[(%d+)')) end
+local lo, hi = 0, redis.call('LLEN', key)
+while lo < hi do
+  local mid = math.floor((lo + hi) / 2)
+  if id(mid) <= at then lo = mid + 1 else hi = mid end
+end
+if ARGV[4] == 'after' then return redis.call('LRANGE', key, lo, lo + count - 1) end
+if lo == 0 then return {} end
+return redis.call('LRANGE', key, math.max(0, lo - count), lo - 1)
+"""
+
+#: ARGV: prefix, deployment.  Turns what the layout before lists kept of one deployment in
+#: streams (ds:<id> replay entries, logs:<id> lines) into its lists, in one step; returns
+#: the number of entries moved.
+MIGRATE = r"""
+local P, d = ARGV[1], ARGV[2]
+local moved = 0
+local ds, logs = P .. 'ds:' .. d, P .. 'logs:' .. d
+if redis.call('TYPE', ds).ok == 'stream' then
+  local ttl = redis.call('PTTL', ds)
+  local seqs = {}
+  for _, entry in ipairs(redis.call('XRANGE', ds, '-', '+')) do
+    seqs[#seqs + 1] = string.match(entry[1], '^%d+')
+  end
+  redis.call('DEL', ds, P .. 'de:' .. d)
+  for i = 1, #seqs, 1000 do
+    redis.call('RPUSH', P .. 'de:' .. d, unpack(seqs, i, math.min(i + 999, #seqs)))
+  end
+  if ttl > 0 and #seqs > 0 then redis.call('PEXPIRE', P .. 'de:' .. d, ttl) end
+  moved = moved + #seqs
+end
+if redis.call('TYPE', logs).ok == 'stream' then
+  local lines = {}
+  for _, entry in ipairs(redis.call('XRANGE', logs, '-', '+')) do
+    local f = {}
+    for i = 1, #entry[2], 2 do f[entry[2][i]] = entry[2][i + 1] end
+    lines[#lines + 1] = '[' .. string.match(entry[1], '^%d+') .. ',' .. cjson.encode(f.e) .. ','
+      .. string.sub(f.l, 2)
+  end
+  redis.call('DEL', logs, P .. 'ln:' .. d)
+  for i = 1, #lines, 1000 do
+    redis.call('RPUSH', P .. 'ln:' .. d, unpack(lines, i, math.min(i + 999, #lines)))
+  end
+  moved = moved + #lines
+end
+return moved
+"""
+
+#: ARGV: prefix, deployment, hash fields...  HMGET of the deployment's hash, where the field
+#: "fold" is read from its own key when it has one (hashes written before kept it inside).
+READ_ROW = r"""
+local P, d = ARGV[1], ARGV[2]
+local fields = {unpack(ARGV, 3)}
+local row = redis.call('HMGET', P .. 'dep:' .. d, unpack(fields))
+local fold = redis.call('GET', P .. 'fold:' .. d)
+if fold then
+  for i, field in ipairs(fields) do
+    if field == 'fold' then row[i] = fold end
+  end
+end
+return row
 """

@@ -56,14 +56,12 @@ from ledger.events import (
     PROJECT_ONLY_TYPES,
     Event,
     Join,
-    compact_payload,
-    full_payload,
 )
 from ledger.failures import FailureGroup, FailureView
 from ledger.filters import Filter
 from ledger.fold import Fold
-from ledger.ids import parse_event_id
-from ledger.logs import LogLine, LogRow, log_row
+from ledger.ids import make_event_id, parse_event_id
+from ledger.logs import LogRow, log_row
 from ledger.metrics import metrics_key as metrics_key_of
 from ledger.metrics import metrics_value
 from ledger.recorder import Entry, Recorder, Stored, record_in_batch
@@ -73,6 +71,7 @@ from ledger.search import LogSearch, SearchPage
 from ledger.staleness import news_at
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage import paging, redis_scripts
+from storage.bodies import event_of, pack, unpack
 from storage.redis_analysis import RedisLogAnalysis
 from storage.store import (
     Accepted,
@@ -103,6 +102,10 @@ LISTEN_POLL = 15.0
 SCAN_CHUNK = 500
 #: Seconds one batch may wait for another batch joining legacy bodies of its project.
 JOIN_LOCK_SECONDS = 10.0
+#: The key layout this code writes (``storage/redis_scripts.py``), as ``meta`` names it.
+LAYOUT = b"2"
+#: Seconds a process opening the store waits for another one upgrading its layout.
+LAYOUT_LOCK_SECONDS = 600.0
 
 #: A stream entry as redis-py returns it (bytes, since responses are not decoded).
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
@@ -268,6 +271,8 @@ class RedisStore:
         self._set_view = self._redis.register_script(redis_scripts.SET_VIEW)
         self._drop = self._redis.register_script(redis_scripts.DROP_DEPLOYMENT)
         self._raise_pruned = self._redis.register_script(redis_scripts.RAISE_PRUNED)
+        self._migrate = self._redis.register_script(redis_scripts.MIGRATE)
+        self._read_row = self._redis.register_script(redis_scripts.READ_ROW)
         self._analysis = RedisLogAnalysis(self, self.prefix)
         self._listener: gevent.Greenlet | None = None
         self._closed = False
@@ -275,7 +280,37 @@ class RedisStore:
         self._high = 0  # the newest seq of ``epoch`` this process has seen
         with _available(self._closed):
             self.epoch = int(self._init(args=[self.prefix, self._known()]))
+            self._upgrade_layout()
         self._tail_epoch = self.epoch
+
+    def _upgrade_layout(self) -> None:
+        """Move what the layout before :data:`LAYOUT` kept in streams per deployment (replay
+        entries, log lines) into its lists, once per store: the first process to open it
+        does, the others wait for it.  Until then nothing else is read or written."""
+        meta = self._key("meta")
+        if self._redis.hget(meta, "layout") == LAYOUT:
+            return
+        lock = self._redis.lock(
+            self._key("lock:layout"),
+            timeout=LAYOUT_LOCK_SECONDS,
+            blocking_timeout=LAYOUT_LOCK_SECONDS,
+        )
+        if not lock.acquire():
+            raise StoreUnavailable("another process is still upgrading the store's layout")
+        try:
+            if self._redis.hget(meta, "layout") == LAYOUT:
+                return
+            deployments: set[str] = set()
+            for family in ("ds:", "logs:"):
+                pattern = _glob(self._key(family)) + "*"
+                for key in cast(Iterator[bytes], self._redis.scan_iter(match=pattern, count=1000)):
+                    deployments.add(key.decode()[len(self._key(family)) :])
+            moved = sum(int(self._migrate(args=[self.prefix, d])) for d in sorted(deployments))
+            self._redis.hset(meta, "layout", LAYOUT)
+            if deployments:
+                log.info("moved %d entries of %d deployments into lists", moved, len(deployments))
+        finally:
+            _release(lock)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + "".join(parts)
@@ -362,9 +397,7 @@ class RedisStore:
                 deployment,
                 f"event_id:{event.dedup_key}" if event.dedup_key else "",
                 "1" if event.type in LIFECYCLE_TYPES else "0",
-                orjson.dumps(
-                    {"timestamp": event.timestamp, "payload": compact_payload(event.payload)}
-                ),
+                pack(event),
                 event.timestamp,
                 b"\n".join(orjson.dumps(list(line)) for line in entry.lines) if entry else b"",
                 metrics_key,
@@ -477,28 +510,59 @@ class RedisStore:
 
     # -- the event log -----------------------------------------------------------------
 
-    def _entry(self, fields: dict[bytes, bytes]) -> Event:
-        body = orjson.loads(fields[b"b"])
+    def _entry(self, entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
+        """The event of a log entry (one written before held its whole id in ``i``)."""
         deployment = fields.get(b"d")
-        return Event(
-            type=fields[b"t"].decode(),
+        return event_of(
+            unpack(fields[b"b"]),
+            event_type=fields[b"t"].decode(),
             project=fields[b"p"].decode(),
             deployment_id=None if deployment is None else deployment.decode(),
-            timestamp=body["timestamp"],
-            payload=full_payload(body["payload"]),
-            id=fields[b"i"].decode(),
+            event_id=(
+                make_event_id(int(fields[b"e"]), _seq(entry_id))
+                if b"e" in fields
+                else fields[b"i"].decode()
+            ),
         )
 
     def _life_event(self, deployment_id: str, raw: bytes) -> Event:
-        event_id, event_type, project, body = orjson.loads(raw)
-        return Event(
-            type=event_type,
+        """A lifecycle entry's event: ``[seq, ...]`` takes its id in the store's epoch (only
+        its seq is ever read of it: the fold's version); one written before held the id."""
+        seq, event_type, project, body = orjson.loads(raw)
+        return event_of(
+            body,
+            event_type=event_type,
             project=project,
             deployment_id=deployment_id,
-            timestamp=body["timestamp"],
-            payload=full_payload(body["payload"]),
-            id=event_id,
+            event_id=make_event_id(self.epoch, seq) if isinstance(seq, int) else seq,
         )
+
+    def _events(self, rows: list[StreamEntry]) -> list[tuple[int, Event]]:
+        """The events of log or replay entries; a replay entry holds only its seq, and its
+        event is read from the log (gone from it, trimmed: left out)."""
+        wanted = [entry_id for entry_id, fields in rows if b"b" not in fields]
+        found: dict[bytes, dict[bytes, bytes]] = {}
+        if wanted:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for entry_id in wanted:
+                    pipe.xrange(self._key("log"), entry_id, entry_id)
+                for reply in pipe.execute():
+                    found.update(reply)
+        return [
+            (_seq(entry_id), self._entry(entry_id, fields if b"b" in fields else found[entry_id]))
+            for entry_id, fields in rows
+            if b"b" in fields or entry_id in found
+        ]
+
+    def _listed(
+        self, key: str, after: int, upto: int | None, *, newest_first: bool, want: int
+    ) -> list[StreamEntry]:
+        """Log entries of the seqs a deployment's list holds in ``(after, upto]``, at most
+        ``want`` from the oldest (``newest_first``: the newest), as replay entries."""
+        seqs = [int(s) for s in cast(list[bytes], self._redis.lrange(key, 0, -1))]
+        chosen = [s for s in seqs if s > after and (upto is None or s <= upto)]
+        chosen = chosen[::-1][:want] if newest_first else chosen[:want]
+        return [(f"{s}-0".encode(), {}) for s in chosen]
 
     def _range(
         self, key: str, start: str, end: str, count: int, *, newest_first: bool = False
@@ -539,7 +603,7 @@ class RedisStore:
                 rows = self._range(self._key("log"), f"({int(floor)}-0", "+", limit)
             if rows:
                 self._saw(self._tail_epoch, _seq(rows[-1][0]))
-        return [(_seq(entry_id), self._entry(fields)) for entry_id, fields in rows]
+        return self._events(rows)
 
     def _meta(self) -> tuple[int, int]:
         """The current epoch and the newest seq pruning removed."""
@@ -557,6 +621,11 @@ class RedisStore:
         ``MAXLEN ~`` cap trims the oldest, so a point before the first entry
         kept, in a stream that lost entries, is out of reach.
         """
+        if key.startswith(self._key("de:")):  # a list loses only what its cap trimmed
+            cap = self.retention.max_events
+            oldest = cast(list[bytes], self._redis.lrange(key, 0, 0))
+            full = cap > 0 and int(self._redis.llen(key)) >= cap
+            return not (full and oldest and after < int(oldest[0]))
         try:
             info = self._redis.xinfo_stream(key)
         except redis.ResponseError:  # no such stream: nothing kept yet, or it expired
@@ -573,26 +642,31 @@ class RedisStore:
         key: str,
         *,
         newest_first: bool,
-        start: str,
-        end: str,
+        after: int,
+        upto: int | None,
         keep: Callable[[Event], bool] | None,
         want: int,
     ) -> list[tuple[int, Event]]:
-        """Up to ``want`` entries between ``start`` and ``end`` that ``keep`` accepts."""
+        """Up to ``want`` events of ``key`` (a stream, or a deployment's list of seqs) with
+        seqs in ``(after, upto]`` that ``keep`` accepts."""
+        listed = key.startswith(self._key("de:"))
         found: list[tuple[int, Event]] = []
         while len(found) < want:
             count = want - len(found) if keep is None else max(want - len(found), SCAN_CHUNK)
-            rows = self._range(key, start, end, count, newest_first=newest_first)
-            for entry_id, fields in rows:
-                event = self._entry(fields)
+            if listed:
+                rows = self._listed(key, after, upto, newest_first=newest_first, want=count)
+            else:
+                end = "+" if upto is None else f"{upto}-0"
+                rows = self._range(key, f"({after}-0", end, count, newest_first=newest_first)
+            for seq, event in self._events(rows):
                 if keep is None or keep(event):
-                    found.append((_seq(entry_id), event))
+                    found.append((seq, event))
             if len(rows) < count:
                 break
             if newest_first:
-                end = f"({rows[-1][0].decode()}"
+                upto = _seq(rows[-1][0]) - 1
             else:
-                start = f"({rows[-1][0].decode()}"
+                after = _seq(rows[-1][0])
         return found[:want]
 
     def history(self, match: Filter, since: str | None, upto: int, limit: int) -> History:
@@ -602,7 +676,7 @@ class RedisStore:
             if match.project is not None:
                 key = self._key("ps:", match.project)
             elif match.deployment_id is not None:
-                key = self._key("ds:", match.deployment_id)
+                key = self._key("de:", match.deployment_id)
             else:
                 key = self._key("log")  # every project
             resume = resume_from(since, epoch=epoch, upto=upto, pruned_upto=pruned_upto)
@@ -612,8 +686,8 @@ class RedisStore:
             rows = self._scan(
                 key,
                 newest_first=True,
-                start=f"({resume.after}-0",
-                end=f"{upto}-0",
+                after=resume.after,
+                upto=upto,
                 keep=None if types is None else (lambda e: e.type in types),
                 want=limit + 1,
             )
@@ -630,7 +704,7 @@ class RedisStore:
             epoch, pruned_upto = self._meta()
             resume = resume_from(since, epoch=epoch, upto=self.last_seq(), pruned_upto=pruned_upto)
             if deployment_id is not None:
-                key = self._key("ds:", deployment_id)
+                key = self._key("de:", deployment_id)
             elif project is not None:
                 key = self._key("ps:", project)
             else:
@@ -641,8 +715,8 @@ class RedisStore:
             rows = self._scan(
                 key,
                 newest_first=False,
-                start=f"({resume.after}-0",
-                end="+",
+                after=resume.after,
+                upto=None,
                 keep=keep,
                 want=limit + 1,
             )
@@ -655,10 +729,15 @@ class RedisStore:
     def _list_key(self, project: str | None, status: str | None, branch: str | None) -> str:
         return self._key("dl:", f"{_part(project)}|{_part(status)}|{_part(branch)}")
 
+    def _pipe_row(self, pipe: Any, deployment_id: str, *fields: str) -> None:
+        """Queue a read of the deployment's hash ``fields``, its ``fold`` from its own key."""
+        self._read_row(args=[self.prefix, deployment_id, *fields], client=pipe)
+
     def _pipe_deployment(self, pipe: Any, deployment_id: str) -> None:
         """Queue the read that :meth:`_stored` turns into the deployment's state."""
-        pipe.hmget(
-            self._key("dep:", deployment_id),
+        self._pipe_row(
+            pipe,
+            deployment_id,
             "project",
             "fold",
             "view_seq",
@@ -680,8 +759,9 @@ class RedisStore:
         """``(view, metrics)`` of each deployment that still has a fold, by id, in order."""
         with self._redis.pipeline(transaction=False) as pipe:
             for deployment_id in deployment_ids:
-                pipe.hmget(
-                    self._key("dep:", deployment_id),
+                self._pipe_row(
+                    pipe,
+                    deployment_id,
                     "project",
                     "fold",
                     "metrics",
@@ -733,8 +813,9 @@ class RedisStore:
 
     def get_deployment(self, deployment_id: str) -> DeploymentView | None:
         with _available(self._closed), self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(
-                self._key("dep:", deployment_id),
+            self._pipe_row(
+                pipe,
+                deployment_id,
                 "project",
                 "fold",
                 "metrics",
@@ -742,7 +823,7 @@ class RedisStore:
                 "view",
                 "last_activity",
             )
-            pipe.xlen(self._key("logs:", deployment_id))
+            pipe.llen(self._key("ln:", deployment_id))
             (project, raw, metrics, last_id, legacy, received), lines = pipe.execute()
         if project is None or (raw is None and legacy is None):
             return None
@@ -761,20 +842,18 @@ class RedisStore:
         after: str | None,
         limit: int,
     ) -> Page[LogRow]:
-        key = self._key("logs:", deployment_id)
-        start = f"({int(after)}-0" if after is not None else "-"
+        start = int(after) if after is not None else 0
         found: list[LogRow] = []
         with _available(self._closed):
             while len(found) <= limit:
                 count = max(limit + 1 - len(found), SCAN_CHUNK if job or step else 0)
-                rows = self._range(key, start, "+", count)
-                for entry_id, fields in rows:
-                    line = LogLine(*orjson.loads(fields[b"l"]))
+                rows = self._analysis.lines(deployment_id, after=start, count=count)
+                for line_id, event_id, line in rows:
                     if (job is None or line.job == job) and (step is None or line.step == step):
-                        found.append(log_row(_seq(entry_id), line, fields[b"e"].decode()))
+                        found.append(log_row(line_id, line, event_id))
                 if len(rows) < count:
                     break
-                start = f"({rows[-1][0].decode()}"
+                start = rows[-1][0]
         items = found[:limit]
         return Page(items, items[-1]["id"] if len(found) > limit else None)
 
@@ -1035,6 +1114,11 @@ def _view(
 def _event_seq(event_id: str) -> int:
     position = parse_event_id(event_id)
     return 0 if position is None else position[1]
+
+
+def _glob(text: str) -> str:
+    """``text`` matched literally by a ``SCAN MATCH`` pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def _release(lock: Any) -> None:

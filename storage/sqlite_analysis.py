@@ -10,8 +10,8 @@ exactly in step with the log lines and the deployment rows.
   (:func:`ledger.failures.explain`), written in the same transaction as the
   completion (or the log lines) that changed it, deleted when a re-run passes;
   indexed by time (``GET /api/failures``) and by signature (``seen``).
-* ``log_search``: an FTS5 index of every log line, rowid = the line's id,
-  holding :func:`ledger.search.index_text`; it only narrows a search down, and
+* ``log_search``: a contentless FTS5 index of every log line, rowid = the
+  line's id, of :func:`ledger.search.index_text`; it only narrows a search down, and
   :func:`ledger.search.hit` decides every result, as on every store.
 
 Files from before these tables existed get them at open, filled from the
@@ -62,6 +62,11 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
+#: Contentless: the words stay in ``log_lines`` only, found again by rowid (= line id).
+LOG_SEARCH = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS log_search USING fts5("
+    "words, content='', tokenize='unicode61 remove_diacritics 0', columnsize=0)"
+)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS failures ("
     " deployment_id TEXT PRIMARY KEY, project TEXT NOT NULL, job TEXT, step TEXT,"
@@ -70,8 +75,7 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS failures_by_time ON failures (failed_at, deployment_id)",
     "CREATE INDEX IF NOT EXISTS failures_by_signature "
     "ON failures (signature, failed_at, deployment_id)",
-    "CREATE VIRTUAL TABLE IF NOT EXISTS log_search USING fts5("
-    "words, tokenize='unicode61 remove_diacritics 0', columnsize=0)",
+    LOG_SEARCH,
 )
 #: ``meta`` keys saying the tables were filled from what the file held before them.
 _BUILT = ("log_search_built", "failures_built")
@@ -183,10 +187,11 @@ class SqliteLogAnalysis:
         )
 
     def _prune_log_analysis(self, deployment_id: str) -> None:
-        """Forget a pruned deployment's failure and index entries (before its lines go)."""
+        """Forget a pruned deployment's failure and index entries (before its lines go;
+        a contentless index forgets a line given the words it indexed)."""
         self._db.execute(
-            "DELETE FROM log_search WHERE rowid IN "
-            "(SELECT line FROM log_lines WHERE deployment_id = ?)",
+            "INSERT INTO log_search (log_search, rowid, words) "
+            "SELECT 'delete', line, hub_index_text(message) FROM log_lines WHERE deployment_id = ?",
             (deployment_id,),
         )
         self._db.execute("DELETE FROM failures WHERE deployment_id = ?", (deployment_id,))

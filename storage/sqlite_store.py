@@ -44,9 +44,10 @@ from ledger.resume import resume_from
 from ledger.retention import Retention
 from ledger.staleness import news_at
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
+from storage.bodies import event_of, lines_of, pack, text_in_lines, unpack
 from storage.group_commit import GroupCommit
 from storage.sqlite_aggregates import SqliteAggregates
-from storage.sqlite_analysis import SqliteLogAnalysis
+from storage.sqlite_analysis import LOG_SEARCH, SqliteLogAnalysis
 from storage.store import (
     Accepted,
     Batch,
@@ -107,10 +108,14 @@ CREATE TABLE IF NOT EXISTS log_lines (
 CREATE INDEX IF NOT EXISTS log_lines_by_deployment ON log_lines (deployment_id, line);
 """
 
+#: The schema this code writes; :meth:`SqliteStore._upgrade` brings older files to it.
+SCHEMA_VERSION = 2
 #: Most events one group commit writes; batches past it wait for the next transaction.
 MAX_GROUP_EVENTS = 2000
 _LIFECYCLE_SQL = ",".join(f"'{t}'" for t in sorted(LIFECYCLE_TYPES))
 _OPEN_SQL = ",".join(f"'{s}'" for s in sorted(OPEN_STATUSES))
+#: What :meth:`SqliteStore._decode` reads of an event row.
+_EVENT_COLUMNS = "seq, type, project, deployment_id, body"
 
 
 def _store_errors(method: Callable[P, T]) -> Callable[P, T]:
@@ -154,11 +159,11 @@ class _Source:
 
     def lifecycle(self, deployment_id: str) -> list[Event]:
         rows = self.store._db.execute(
-            f"SELECT seq, body FROM events WHERE deployment_id = ? AND seq < ? "
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE deployment_id = ? AND seq < ? "
             f"AND type IN ({_LIFECYCLE_SQL})",
             (deployment_id, self.first_seq),
-        )
-        return [self.store._decode(seq, body) for seq, body in rows]
+        ).fetchall()
+        return [event for _, event in self.store._decode(rows)]
 
 
 class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
@@ -218,9 +223,52 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
             ),
             on_group=self.hooks.on_group,
         )
+        self._writer.run(self._upgrade)
         self.epoch = self._writer.run(self._init_epoch)
         self._writer.run(self._fill_log_analysis)
         self._writer.run(self._build_aggregates)
+
+    def _upgrade(self) -> None:
+        """Bring a file of an earlier schema to :data:`SCHEMA_VERSION`, in place, in one
+        transaction (a file that fails half-way is left as it was)."""
+        found = self._db.execute(
+            "SELECT key, value FROM meta WHERE key IN ('schema', 'epoch')"
+        ).fetchall()
+        version = int(dict(found).get("schema", 1 if found else SCHEMA_VERSION))
+        if version < 2:
+            log.info("upgrading %s from schema %d to %d", self.path, version, SCHEMA_VERSION)
+            self._upgrade_to_compact()
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+
+    def _upgrade_to_compact(self) -> None:
+        """Schema 1 to 2: each body packed (``storage/bodies.py``), a log entry's message
+        kept in its lines only, and the search index contentless (refilled on open)."""
+        self._db.execute("DROP TABLE IF EXISTS log_search")
+        self._db.execute(LOG_SEARCH)
+        self._db.execute("DELETE FROM meta WHERE key = 'log_search_built'")
+        held = self._db.execute(
+            "SELECT seq, min(line), count(*), group_concat(message, char(10)) "
+            "FROM (SELECT seq, line, message FROM log_lines ORDER BY line) GROUP BY seq"
+        )
+        lines = next(held, None)
+        after = 0
+        while rows := self._db.execute(
+            "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT 1000", (after,)
+        ).fetchall():
+            packed = []
+            for seq, raw in rows:
+                while lines is not None and lines[0] < seq:
+                    lines = next(held, None)
+                event = Event.from_dict({**orjson.loads(raw), "id": ""})
+                span = None
+                if lines is not None and lines[0] == seq:
+                    message = event.payload.get("message")
+                    split = message.splitlines() if isinstance(message, str) else []
+                    if event.type == "log_entry" and message == lines[3] and len(split) == lines[2]:
+                        span = (lines[1], lines[2])
+                packed.append((pack(event, span), seq))
+            self._db.executemany("UPDATE events SET body = ? WHERE seq = ?", packed)
+            after = rows[-1][0]
 
     def _init_epoch(self) -> int:
         self._db.execute(
@@ -245,17 +293,19 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
         now = self.clock()
         events: list[tuple[Any, ...]] = []
         lines: list[tuple[Any, ...]] = []
-        answers = [self._record(batch, recorder, now, events, lines) for batch in batches]
+        first_line = self._next_line()
+        answers = [
+            self._record(batch, recorder, now, events, lines, first_line) for batch in batches
+        ]
         self._db.executemany(
             "INSERT INTO events (seq, type, project, deployment_id, received_at, body) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             events,
         )
         if lines:
-            first_line = self._next_line()
             self._db.executemany(
-                "INSERT INTO log_lines (deployment_id, seq, job, step, level, ts, message) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO log_lines (line, deployment_id, seq, job, step, level, ts, message) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 lines,
             )
             self._index_lines(first_line)
@@ -272,8 +322,10 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
         now: float,
         events: list[tuple[Any, ...]],
         lines: list[tuple[Any, ...]],
+        first_line: int,
     ) -> Accepted:
-        """Enter one request's events into ``recorder``; queue their rows."""
+        """Enter one request's events into ``recorder``; queue their rows (log lines get
+        ids from ``first_line`` on, in the order they are queued)."""
         if batch.delivery_key is not None:
             row = self._db.execute(
                 "SELECT ids, digest FROM deliveries WHERE key = ?", (batch.delivery_key,)
@@ -291,8 +343,14 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
                 continue
             entry = record_in_batch(recorder, event, index, len(batch.events))
             saved, seq = entry.event, entry.seq
-            events.append((seq, saved.type, saved.project, saved.deployment_id, now, _body(saved)))
-            lines.extend((saved.deployment_id, seq, *line) for line in entry.lines)
+            line = first_line + len(lines)
+            held = (line, len(entry.lines)) if text_in_lines(saved, entry.lines) else None
+            body = pack(saved, held)
+            events.append((seq, saved.type, saved.project, saved.deployment_id, now, body))
+            lines.extend(
+                (line + i, saved.deployment_id, seq, *log_line)
+                for i, log_line in enumerate(entry.lines)
+            )
             stored.append(saved)
             ids.append(saved.id)
             if key:
@@ -351,10 +409,41 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
 
     # -- the event log ---------------------------------------------------------------------
 
-    def _decode(self, seq: int, body: bytes) -> Event:
-        data = orjson.loads(body)
-        data["id"] = make_event_id(self.epoch, seq)
-        return Event.from_dict(data)
+    def _decode(self, rows: list[tuple[Any, ...]]) -> list[tuple[int, Event]]:
+        """Events of ``rows`` (:data:`_EVENT_COLUMNS`), messages taken back from their lines."""
+        bodies = [unpack(row[4]) for row in rows]
+        held = [span for body in bodies if (span := lines_of(body)) is not None]
+        texts: dict[int, str] = {}
+        if held:
+            low = min(first for first, _ in held)
+            high = max(first + count for first, count in held)
+            if high - low <= 4 * sum(count for _, count in held):  # one range holds them all
+                spans = [(low, high - low)]
+            else:
+                spans = held
+            for first, count in spans:
+                texts.update(
+                    self._db.execute(
+                        "SELECT line, message FROM log_lines WHERE line >= ? AND line < ?",
+                        (first, first + count),
+                    ).fetchall()
+                )
+        result = []
+        for (seq, event_type, project, deployment_id, _), body in zip(rows, bodies, strict=True):
+            span = lines_of(body)
+            text = None
+            if span is not None:
+                text = "\n".join(texts[line] for line in range(span[0], span[0] + span[1]))
+            event = event_of(
+                body,
+                event_type=event_type,
+                project=project,
+                deployment_id=deployment_id,
+                event_id=make_event_id(self.epoch, seq),
+                text=text,
+            )
+            result.append((seq, event))
+        return result
 
     @_store_errors
     def last_seq(self) -> int:
@@ -364,9 +453,9 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
     @_store_errors
     def read_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
         rows = self._db.execute(
-            "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         ).fetchall()
-        return [(s, self._decode(s, b)) for s, b in rows]
+        return self._decode(rows)
 
     @_store_errors
     def history(self, match: Filter, since: str | None, upto: int, limit: int) -> History:
@@ -387,14 +476,15 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
             clauses.append(f"type IN ({','.join('?' * len(types))})")
             params += types
         rows = self._db.execute(
-            f"SELECT seq, body FROM events WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            "ORDER BY seq DESC LIMIT ?",
             (*params, limit + 1),
         ).fetchall()
         if len(rows) > limit:
             rows = rows[:limit]
             resume = resume.truncated(since)
         rows.reverse()
-        return History([self._decode(s, b) for s, b in rows], resume.recovered)
+        return History([event for _, event in self._decode(rows)], resume.recovered)
 
     @_store_errors
     def events(
@@ -413,10 +503,11 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
                 clauses.append(f"{column} = ?")
                 params.append(value)
         rows = self._db.execute(
-            f"SELECT seq, body FROM events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(clauses)} "
+            "ORDER BY seq LIMIT ?",
             (*params, limit + 1),
         ).fetchall()
-        items = [self._decode(s, b).to_dict() for s, b in rows[:limit]]
+        items = [event.to_dict() for _, event in self._decode(rows[:limit])]
         more = len(rows) > limit
         return Page(items, items[-1]["id"] if more and items else None, resume.recovered)
 
@@ -650,13 +741,6 @@ def _fold_order(batch: Batch) -> tuple[str, int, str]:
     time, then content), so that same-millisecond events fold in place."""
     events = batch.events
     return sort_key(events[0], content_key(events[0])) if events else ("", 0, "")
-
-
-def _body(event: Event) -> bytes:
-    """What the log keeps of an event: its wire shape without the id (the row's seq is)."""
-    body = event.to_dict()
-    del body["id"]
-    return orjson.dumps(body)
 
 
 def _fold(project: str, raw: bytes) -> Fold:

@@ -38,6 +38,14 @@ def load_manifest() -> list[dict[str, Any]]:
     return entries
 
 
+def companions_expected(body: dict[str, Any]) -> int:
+    """How many log_entry events a captured lifecycle body becomes besides itself:
+    one for its logs, and one more for its error when it has both."""
+    logs = body.get("logs") or body.get("step_logs")
+    error = body.get("error") or body.get("errorMessage") or body.get("error_message")
+    return (1 + bool(error)) if logs else 0
+
+
 @pytest.fixture(autouse=True)
 def _clean_hub_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """No HUB_* variable of the caller's shell leaks into a test."""

@@ -126,12 +126,12 @@ def test_a_line_link_opens_the_page_at_that_line_even_inside_a_group(
     expect(target.locator(".log-text")).to_have_text("cache ready")
     expect(target).to_be_in_viewport()
     assert target.evaluate("el => el.closest('details').open") is True
-    # every line's time is its own link
+    # every line's number is its own link
     other = page.locator('li.step[data-step="integration"] .log-line', has_text="test 100 passed")
-    href = other.locator("a.log-time").get_attribute("href")
+    href = other.locator("a.log-num").get_attribute("href")
     assert href is not None
     assert href.startswith("#/deployments/fail-2?job=test&step=integration&line=")
-    other.locator("a.log-time").click()
+    other.locator("a.log-num").click()
     expect(page.locator(".log-line-target .log-text")).to_have_text("test 100 passed")
     assert watched.errors == []
 

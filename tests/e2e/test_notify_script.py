@@ -93,6 +93,18 @@ def events_of(hub: HubServer, deployment_id: str) -> list[dict[str, Any]]:
     return list(page["events"])
 
 
+def moved_text(events: list[dict[str, Any]], level: str = "info") -> str:
+    """The text a lifecycle event's ``logs`` (level info) or ``error`` (level error)
+    became: the log_entry stored right after it (docs/EVENTS.md, "Log text")."""
+    lifecycle, *companions = events
+    assert "logs" not in lifecycle["payload"]
+    return next(
+        e["payload"]["message"]
+        for e in companions
+        if e["type"] == "log_entry" and e["payload"]["level"] == level
+    )
+
+
 def test_the_script_passes_bash_n_and_shellcheck() -> None:
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
     if shutil.which("shellcheck") is None:
@@ -124,10 +136,11 @@ def test_hostile_logs_and_errors_arrive_byte_for_byte(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("notify-dashboard: sent deployment failed of web")
-    (event,) = events_of(hub, deployment)
-    assert event["type"] == "deployment_completed"
-    assert event["payload"]["logs"] == text
-    assert event["payload"]["error"] == "error: " + text
+    events = events_of(hub, deployment)
+    event = events[0]
+    assert [e["type"] for e in events] == ["deployment_completed", "log_entry", "log_entry"]
+    assert moved_text(events) == text
+    assert event["payload"]["error"] == moved_text(events, "error") == "error: " + text
     assert event["payload"]["duration_ms"] == 45000
     assert event["payload"]["repository"] == "MoseLu/web"
     assert event["payload"]["extra"] == {"deployType": "backend", "serverHost": "example.com"}
@@ -155,8 +168,7 @@ def test_a_megabyte_of_logs_arrives_unchanged(hub: HubServer, tmp_path: Path, so
         stdin=text.encode() if source == "stdin" else None,
     )
     assert result.returncode == 0, result.stderr
-    (event,) = events_of(hub, deployment)
-    assert event["payload"]["logs"] == text
+    assert moved_text(events_of(hub, deployment)) == text
 
 
 def test_the_original_defaults_are_kept(hub: HubServer) -> None:
@@ -199,7 +211,7 @@ def test_posts_are_signed_or_carry_a_token(
     assert result.returncode == 0
     if accepted:
         assert "sent deployment success of web" in result.stdout
-        assert events_of(guarded_hub, deployment)[0]["payload"]["logs"] == text
+        assert moved_text(events_of(guarded_hub, deployment)) == text
     else:
         assert result.stderr.startswith("notify-dashboard: not sent: ")
         assert "HTTP 401" in result.stderr
@@ -316,7 +328,11 @@ def test_5xx_answers_are_retried_with_the_same_body_and_idempotency_key(
     assert len(proxy.seen) == 3
     assert len({body for body, _ in proxy.seen}) == 1
     assert len({headers["Idempotency-Key"] for _, headers in proxy.seen}) == 1
-    assert len(events_of(guarded_hub, deployment)) == 1
+    # stored once: the deployment and the log_entry its logs became, no repeats
+    assert [e["type"] for e in events_of(guarded_hub, deployment)] == [
+        "deployment_completed",
+        "log_entry",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -574,8 +590,8 @@ def test_words_that_only_start_with_a_dash_and_all_after_the_double_dash_are_pos
     positional = ("web", "", "", "", after, "", "", "--setp")  # logs: "--setp"
     result = run_script("--message=--force", "--type", "log_entry", "--", *positional, url=url)
     assert result.returncode == 0, result.stderr
-    (event,) = events_of(hub, deployment)
-    assert (event["payload"]["logs"], event["payload"]["error"]) == ("--- build failed ---", "-x")
+    events = events_of(hub, deployment)
+    assert (moved_text(events), events[0]["payload"]["error"]) == ("--- build failed ---", "-x")
     (event,) = events_of(hub, after)
     assert (event["payload"]["message"], event["payload"]["logs"]) == ("--force", "--setp")
 

@@ -325,6 +325,43 @@ def welcome_connection_id(server: HubServer) -> str:
     return str(welcome["connection_id"])
 
 
+def deflated_stream(client: DeflateClient, server: HubServer) -> None:
+    """Events, interleaved with the hub's own frames, arrive whole through deflate."""
+    assert client.receive()["type"] == "welcome"
+    client.send({"type": "subscribe_deployment", "deployment_id": "zip"})
+    assert client.receive()["type"] == "subscribed"
+    assert client.receive()["type"] == "replay_complete"
+    for n in range(20):
+        message = f"{n} 日志 \x1b[31mred\x1b[0m " + "compressible " * n
+        (event_id,) = post(server, log_event("zip", "zip", message))
+        frame = client.receive()
+        assert (frame["event"]["id"], frame["event"]["payload"]["message"]) == (event_id, message)
+        client.send({"type": "ping"})
+        assert client.receive() == {"type": "pong"}
+
+
+def test_shared_deflate_keeps_no_context_on_either_side(server: HubServer) -> None:
+    """The default: frames deflated once per worker, no zlib state per connection."""
+    client = DeflateClient(server)
+    (extension,) = client.extensions
+    assert extension.server_no_context_takeover
+    assert extension.client_no_context_takeover
+    deflated_stream(client, server)
+    client.close()
+
+
+def test_deflate_with_a_context_per_connection(tmp_path: Path) -> None:
+    hub = HubServer(tmp_path, env={"HUB_WS_DEFLATE": "connection"}).start()
+    try:
+        client = DeflateClient(hub)
+        (extension,) = client.extensions
+        assert not extension.server_no_context_takeover
+        deflated_stream(client, hub)
+        client.close()
+    finally:
+        hub.stop()
+
+
 def test_permessage_deflate_can_be_turned_off(tmp_path: Path) -> None:
     hub = HubServer(tmp_path, env={"HUB_WS_DEFLATE": "false"}).start()
     try:

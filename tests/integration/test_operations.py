@@ -333,9 +333,9 @@ def test_check_on_redis_finds_a_view_that_does_not_match(
     ids = fill(store, 2)
     store.close()
     client = redis_server.client()
-    (stream,) = client.keys(f"{prefix}*ds:d1")
+    (replay,) = client.keys(f"{prefix}*de:d1")
     step_completed = parse_event_id(ids[8])[1]  # type: ignore[index]
-    assert client.xdel(stream, f"{step_completed}-0") == 1
+    assert client.lrem(replay, 1, step_completed) == 1
     done = hub(monkeypatch, url, "check")
     assert done.exit_code == 1
     assert "problem: deployment 'd1': the stored view differs" in done.output

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import orjson
 import pytest
 
 from app.ingest import load_one
@@ -81,10 +80,12 @@ def append_together(store: SqliteStore, batches: list[Batch]) -> list[Accepted |
 
 
 def stored_messages(path: str) -> list[str]:
-    """What another connection sees committed, in seq order."""
+    """What another connection sees committed, in seq order (a message is kept in its line)."""
     with sqlite3.connect(path) as other:
-        rows = other.execute("SELECT body FROM events ORDER BY seq").fetchall()
-    return [orjson.loads(body)["payload"]["message"] for (body,) in rows]
+        rows = other.execute(
+            "SELECT message FROM events JOIN log_lines USING (seq) ORDER BY seq"
+        ).fetchall()
+    return [message for (message,) in rows]
 
 
 def poison(path: str, action: str = "ABORT") -> None:

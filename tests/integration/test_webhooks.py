@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from app.config import Settings
 from server.app import create_app
 from storage.store import Store
-from tests.conftest import FIXTURES, load_manifest
+from tests.conftest import FIXTURES, companions_expected, load_manifest
 
 ROUTE = "/api/webhooks/deployment"
 MANIFEST = load_manifest()
@@ -70,7 +70,13 @@ def test_every_captured_body_gets_the_expected_answer(
     if code is None:
         assert data["success"] is True
         assert data["accepted"] == 1
-        assert store_of(app).last_seq() == before[0] + 1
+        stored = [event for _, event in store_of(app).read_after(before[0], 10)]
+        # The body's own event, then the log_entry events its log text became.
+        assert stored[0].id == data["ids"][0]
+        assert not stored[0].payload["logs"]
+        assert all(event.type == "log_entry" for event in stored[1:])
+        assert {event.deployment_id for event in stored} == {stored[0].deployment_id}
+        assert len(stored) == 1 + companions_expected(json.loads(body))
     else:
         assert data["error"]["code"] == code
         assert snapshot(app) == before

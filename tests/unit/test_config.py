@@ -33,6 +33,21 @@ def test_values_are_cast_by_type() -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "mode"),
+    [
+        ("shared", "SHARED"),
+        ("Connection", "CONNECTION"),
+        ("off", "OFF"),
+        ("true", "SHARED"),
+        ("FALSE", "OFF"),
+    ],
+)
+def test_older_spellings_of_a_choice_still_work(value: str, mode: str) -> None:
+    """``HUB_WS_DEFLATE`` was true/false before it had modes."""
+    assert Settings.from_env({"HUB_WS_DEFLATE": value}).ws_deflate == mode
+
+
+@pytest.mark.parametrize(
     ("name", "value", "fragment"),
     [
         ("HUB_PORT", "eighty", "HUB_PORT='eighty' is not valid"),
@@ -40,6 +55,7 @@ def test_values_are_cast_by_type() -> None:
         ("HUB_TAIL_INTERVAL", "-1", "HUB_TAIL_INTERVAL"),
         ("HUB_LOG_LEVEL", "loud", "must be one of DEBUG"),
         ("HUB_SQLITE_SYNCHRONOUS", "OFF", "must be one of NORMAL, FULL"),
+        ("HUB_WS_DEFLATE", "yes", "must be one of SHARED, CONNECTION, OFF"),
     ],
 )
 def test_bad_values_stop_start_up_naming_the_variable(name: str, value: str, fragment: str) -> None:

@@ -411,7 +411,7 @@ def test_prebuilt_text_frames_parse_at_every_length_boundary(length: int) -> Non
     from wsproto import ConnectionType, WSConnection
     from wsproto.events import AcceptConnection, Request, TextMessage
 
-    from broadcaster.connection import text_frame
+    from broadcaster.framing import text_frame
 
     client = WSConnection(ConnectionType.CLIENT)
     server = WSConnection(ConnectionType.SERVER)

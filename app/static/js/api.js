@@ -75,6 +75,14 @@ export async function getJSON(path, params = {}, { signal } = {}) {
   return body;
 }
 
+/**
+ * A URL the browser itself opens (a file to save): the read token, when there is one, goes
+ * in the query, since a link cannot send a header.
+ */
+export function fileUrl(path, params = {}) {
+  return apiUrl(path, { ...params, token: token() }).href;
+}
+
 export function deploymentPath(id) {
   return `deployments/${encodeURIComponent(id)}`;
 }

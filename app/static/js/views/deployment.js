@@ -5,8 +5,8 @@
 // On each event the view is fetched again (debounced) rather than folded here:
 // the hub's fold is the one truth.  Elements are kept per job and step and
 // updated in place, so open log panels, their scroll and search survive.
-// Opened with `?job=&step=&line=` (a line's link), it expands that step, scrolls
-// its log to the line and marks it.
+// Opened with `?job=&step=&line=` (a line's link), it expands that step, reads its
+// log up to the line (however far past the first pages), scrolls to it and marks it.
 
 import { plainText, senderText } from "../ansi.js";
 import { ApiError, deploymentLink, deploymentPath, getJSON } from "../api.js";
@@ -324,6 +324,15 @@ function stepDuration(step, geo) {
   return step.duration_ms;
 }
 
+/** Sender text in `el`, colours rendered; hidden when there is none, rewritten only on change. */
+function showText(el, text) {
+  el.hidden = !text;
+  if (el.dataset.text !== (text || "")) {
+    el.dataset.text = text || "";
+    el.replaceChildren(senderText(text || ""));
+  }
+}
+
 class StepRow {
   constructor(deploymentId, job, step) {
     this.panel = null;
@@ -344,12 +353,14 @@ class StepRow {
     this.nobar = h("span", { class: "step-nobar", hidden: true });
     this.track = h("div", { class: "step-track", "aria-hidden": "true" }, this.bar, this.nobar);
     this.duration = h("span", { class: "step-duration" });
+    this.message = h("p", { class: "step-message", hidden: true });
     this.error = h("pre", { class: "step-error", hidden: true });
     this.logBox = h("div", { class: "step-log", id: logId, hidden: true });
     this.el = h(
       "li",
       { class: "step", dataset: { job: job.name, step: step.name } },
       h("div", { class: "step-row" }, this.toggle, h("span", { class: "step-marks" }, this.retries, this.stale), this.track, this.duration),
+      this.message,
       this.error,
       this.logBox,
     );
@@ -377,11 +388,8 @@ class StepRow {
       this.el.dataset.stale = "false";
     }
     this.stale.replaceChildren(open ? staleBadge(view.last_news_at, step.stale) : "");
-    this.error.hidden = !step.error;
-    if (this.error.dataset.text !== (step.error || "")) {
-      this.error.dataset.text = step.error || "";
-      this.error.replaceChildren(senderText(step.error || ""));
-    }
+    showText(this.message, step.message);
+    showText(this.error, step.error);
     this.layout(geo);
   }
 
@@ -404,7 +412,8 @@ class StepRow {
     markStale(this.el);
   }
 
-  setOpen(open) {
+  /** Expand or fold the step's log; expanding reads it, from its start or (`line`) at that line. */
+  setOpen(open, line = null) {
     this.open = open;
     this.toggle.setAttribute("aria-expanded", String(open));
     this.logBox.hidden = !open;
@@ -417,7 +426,7 @@ class StepRow {
         label: `Log of ${plainText(this.name)}`,
       });
       this.logBox.append(this.panel.el);
-      this.panel.load();
+      if (line === null) this.panel.load();
     }
   }
 }
@@ -468,7 +477,7 @@ export function deploymentView(main, id, live, query = new URLSearchParams(), no
   const targetNote = h(
     "p",
     { class: "callout callout-warning target-note", role: "status", hidden: true },
-    "That log line is not in this log any more (pruned, or past the lines shown).",
+    "That log line is not in this log any more (pruned with its deployment's old lines).",
   );
   const timelineList = h("div", { class: "jobs" });
   const timelineEmpty = h("p", { class: "muted" }, "No steps reported yet.");
@@ -597,7 +606,7 @@ export function deploymentView(main, id, live, query = new URLSearchParams(), no
     let panel = fullLog;
     const row = target.step !== null ? jobs.get(target.job ?? "default")?.rows.get(target.step) : null;
     if (row) {
-      row.setOpen(true);
+      row.setOpen(true, target.line);
       row.el.scrollIntoView({ block: "start" });
       panel = row.panel;
     } else {
@@ -606,10 +615,7 @@ export function deploymentView(main, id, live, query = new URLSearchParams(), no
       fullLogToggle.setAttribute("aria-expanded", "true");
       fullLogToggle.textContent = "Hide full log";
     }
-    await panel.load();
-    if (!disposed && !panel.focusLine(target.line)) {
-      targetNote.hidden = false;
-    }
+    if (!(await panel.seek(target.line)) && !disposed) targetNote.hidden = false;
   }
 
   const onNotifier = () => {
@@ -636,6 +642,8 @@ export function deploymentView(main, id, live, query = new URLSearchParams(), no
       scheduleRefresh.cancel();
       refreshLogs.cancel();
       if (unsubscribe) unsubscribe();
+      for (const block of jobs.values()) for (const row of block.rows.values()) row.panel?.dispose();
+      fullLog.dispose();
     },
   };
 }

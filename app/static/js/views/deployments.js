@@ -7,6 +7,7 @@ import { plainText, senderText } from "../ansi.js";
 import { deploymentPath, getJSON } from "../api.js";
 import { MISSING, debounce, durationOf, h, serial, shortCommit, staleBadge, statusBadge, timeAgo } from "../dom.js";
 import { isOpen } from "../stale.js";
+import { projectPicker } from "../projects.js";
 import { watchAll } from "./watch.js";
 
 const PAGE_SIZE = 50;
@@ -56,9 +57,7 @@ export function deploymentsView(main, live, query) {
   let cursor = null;
   let disposed = false;
 
-  const projectSelect = h("select", { id: "filter-project", name: "project" }, h("option", { value: "" }, "All projects"));
-  if (filters.project) projectSelect.append(h("option", { value: filters.project }, plainText(filters.project)));
-  projectSelect.value = filters.project;
+  const { select: projectSelect, add: addProjectOption } = projectPicker({ id: "filter-project", name: "project" }, filters.project);
   const statusSelect = h(
     "select",
     { id: "filter-status", name: "status" },
@@ -118,17 +117,6 @@ export function deploymentsView(main, live, query) {
     ),
   );
 
-  const knownProjects = new Set(filters.project ? [filters.project] : []);
-  function addProjectOption(name) {
-    if (!name || knownProjects.has(name)) return;
-    knownProjects.add(name);
-    projectSelect.append(h("option", { value: name }, plainText(name)));
-  }
-  getJSON("projects")
-    .then((answer) => {
-      for (const p of answer.projects) addProjectOption(p.project);
-    })
-    .catch(() => {});
   getJSON("environments")
     .then((answer) => {
       for (const name of answer.environment_names) addEnvironmentOption(name);

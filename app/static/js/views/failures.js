@@ -4,6 +4,7 @@
 import { plainText, senderText } from "../ansi.js";
 import { deploymentLink, getJSON } from "../api.js";
 import { MISSING, count, debounce, h, number, timeAgo } from "../dom.js";
+import { projectPicker } from "../projects.js";
 import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90, 365];
@@ -52,9 +53,7 @@ export function failuresView(main, live, query) {
 
   const windowSelect = h("select", { id: "failures-window" }, WINDOWS.map((d) => h("option", { value: String(d) }, d === 365 ? "Last year" : `Last ${d} days`)));
   windowSelect.value = String(days);
-  const projectSelect = h("select", { id: "failures-project" }, h("option", { value: "" }, "All projects"));
-  if (project) projectSelect.append(h("option", { value: project }, plainText(project)));
-  projectSelect.value = project;
+  const { select: projectSelect, add: addProjectOption } = projectPicker({ id: "failures-project" }, project);
   const list = h("ol", { class: "failure-groups" });
   const status = h("p", { class: "muted", role: "status" }, "Loading failures…");
   const more = h("button", { type: "button", class: "button", hidden: true, onclick: () => load(false) }, "Load more");
@@ -76,18 +75,6 @@ export function failuresView(main, live, query) {
     list,
     more,
   );
-
-  const knownProjects = new Set(project ? [project] : []);
-  function addProjectOption(name) {
-    if (!name || knownProjects.has(name)) return;
-    knownProjects.add(name);
-    projectSelect.append(h("option", { value: name }, plainText(name)));
-  }
-  getJSON("projects")
-    .then((answer) => {
-      for (const p of answer.projects) addProjectOption(p.project);
-    })
-    .catch(() => {});
 
   let generation = 0;
   async function load(first = true) {

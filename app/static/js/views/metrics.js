@@ -6,6 +6,7 @@ import { plainText, senderText } from "../ansi.js";
 import { ApiError, getJSON } from "../api.js";
 import { MISSING, count, debounce, formatDuration, h, number, percent, percentNumber } from "../dom.js";
 import { absoluteTime, zoneLabel, zoneName, zoneOffsetMinutes } from "../time.js";
+import { projectPicker } from "../projects.js";
 import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90, 365];
@@ -83,9 +84,7 @@ export function metricsView(main, live, query) {
 
   const windowSelect = h("select", { id: "metrics-window" }, WINDOWS.map((d) => h("option", { value: String(d) }, d === 365 ? "Last year" : `Last ${d} days`)));
   windowSelect.value = String(days);
-  const projectSelect = h("select", { id: "metrics-project" }, h("option", { value: "" }, "All projects"));
-  if (project) projectSelect.append(h("option", { value: project }, plainText(project)));
-  projectSelect.value = project;
+  const { select: projectSelect, add: addProjectOption } = projectPicker({ id: "metrics-project" }, project);
   const environmentSelect = h("select", { id: "metrics-environment" }, h("option", { value: "*" }, "All environments"));
   const status = h("p", { class: "muted", role: "status" }, "Loading metrics…");
   const body = h("div", { class: "metrics-body" });
@@ -102,18 +101,6 @@ export function metricsView(main, live, query) {
     status,
     body,
   );
-
-  const knownProjects = new Set(project ? [project] : []);
-  function addProjectOption(name) {
-    if (!name || knownProjects.has(name)) return;
-    knownProjects.add(name);
-    projectSelect.append(h("option", { value: name }, plainText(name)));
-  }
-  getJSON("projects")
-    .then((answer) => {
-      for (const p of answer.projects) addProjectOption(p.project);
-    })
-    .catch(() => {});
 
   function destroyCharts() {
     for (const chart of charts) chart.destroy();

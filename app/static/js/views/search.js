@@ -2,9 +2,10 @@
 // prefix*; each result shows where and when it was logged, its matches marked,
 // and links to the line in its deployment's log.
 
-import { plainText, senderText } from "../ansi.js";
+import { senderText } from "../ansi.js";
 import { ApiError, deploymentLink, getJSON } from "../api.js";
 import { h, timeAgo } from "../dom.js";
+import { projectPicker } from "../projects.js";
 
 const PAGE_SIZE = 50;
 const LEVELS = ["debug", "info", "warning", "error"];
@@ -66,9 +67,7 @@ export function searchView(main, query) {
     autocomplete: "off",
     required: true,
   });
-  const projectSelect = h("select", { id: "search-project", name: "project" }, h("option", { value: "" }, "All projects"));
-  if (filters.project) projectSelect.append(h("option", { value: filters.project }, plainText(filters.project)));
-  projectSelect.value = filters.project;
+  const { select: projectSelect } = projectPicker({ id: "search-project", name: "project" }, filters.project);
   const levelSelect = h("select", { id: "search-level", name: "level" }, h("option", { value: "" }, "Any level"), LEVELS.map((l) => h("option", { value: l }, l)));
   levelSelect.value = filters.level;
   const list = h("ol", { class: "search-hits" });
@@ -106,12 +105,6 @@ export function searchView(main, query) {
     status,
     h("div", { class: "card table-card" }, list, more),
   );
-
-  getJSON("projects")
-    .then((answer) => {
-      for (const p of answer.projects) if (p.project !== filters.project) projectSelect.append(h("option", { value: p.project }, plainText(p.project)));
-    })
-    .catch(() => {});
 
   let generation = 0;
   async function load(first = true) {

@@ -4,6 +4,7 @@
 import { plainText, senderText } from "../ansi.js";
 import { getJSON } from "../api.js";
 import { debounce, formatDuration, h, number, percent } from "../dom.js";
+import { projectPicker } from "../projects.js";
 import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90];
@@ -75,9 +76,7 @@ export function stepsView(main, live, query) {
 
   const windowSelect = h("select", { id: "steps-window" }, WINDOWS.map((d) => h("option", { value: String(d) }, `Last ${d} days`)));
   windowSelect.value = String(days);
-  const projectSelect = h("select", { id: "steps-project" }, h("option", { value: "" }, "All projects"));
-  if (project) projectSelect.append(h("option", { value: project }, plainText(project)));
-  projectSelect.value = project;
+  const { select: projectSelect, add: addProjectOption } = projectPicker({ id: "steps-project" }, project);
   const status = h("p", { class: "muted", role: "status" }, "Loading steps…");
   const body = h("div", { class: "trends" });
 
@@ -97,18 +96,6 @@ export function stepsView(main, live, query) {
     status,
     body,
   );
-
-  const knownProjects = new Set(project ? [project] : []);
-  function addProjectOption(name) {
-    if (!name || knownProjects.has(name)) return;
-    knownProjects.add(name);
-    projectSelect.append(h("option", { value: name }, plainText(name)));
-  }
-  getJSON("projects")
-    .then((answer) => {
-      for (const p of answer.projects) addProjectOption(p.project);
-    })
-    .catch(() => {});
 
   let generation = 0;
   async function load() {
