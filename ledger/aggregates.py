@@ -8,9 +8,9 @@ answer holds.
 
 Each deployment contributes **cells**: ``(group, field)`` counters it adds one
 to, decided here from its :class:`Facts` alone.  A store keeps, beside each
-deployment's row, the cells it last contributed, and when a write changes the
+deployment's row, the facts it last counted, and when a write changes the
 deployment (a late event, a status that moved, a retention prune that removed
-it) adds :func:`change`: the new cells minus the old.  The aggregate is then
+it) adds :func:`change`: the new facts' cells minus the old ones'.  The aggregate is then
 always :func:`tally` over the current views, whatever the order of events,
 their repeats or what was pruned; the operator ``check`` recomputes it so.
 
@@ -138,17 +138,3 @@ def tally(items: Iterable[Facts]) -> dict[Cell, int]:
     for item in items:
         counts.update(cells(item))
     return dict(counts)
-
-
-def encode_cells(found: Iterable[Cell]) -> bytes:
-    """The cells a store keeps beside a deployment's row, to subtract on its next change."""
-    return "\n".join(f"{group}\x1e{field}" for group, field in found).encode()
-
-
-def decode_cells(raw: bytes | str | None) -> list[Cell]:
-    if not raw:
-        return []
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    return [
-        (group, field) for group, _, field in (line.partition("\x1e") for line in text.split("\n"))
-    ]

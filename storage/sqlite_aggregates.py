@@ -6,8 +6,8 @@ writes the deployment rows, and its pruning
 :meth:`SqliteAggregates._prune_aggregates`, so the counters never lag a row.
 
 * ``deployment_facts``: one narrow row per deployment, its
-  :class:`ledger.aggregates.Facts` and the cells it counts in, indexed by
-  start (a window's first, partial day is read deployment by deployment).
+  :class:`ledger.aggregates.Facts` (the cells it counts in are those of its
+  facts, so a change subtracts the stored facts' cells), indexed by start.
 * ``aggregates``: the counters, ``(grp, field) → n``
   (:func:`ledger.aggregates.cells`); a counter that falls to 0 is deleted.
 * ``outage_days``: per project, environment (``scope`` ``env``) or all of
@@ -39,8 +39,6 @@ from ledger.aggregates import (
     Facts,
     cells,
     change,
-    decode_cells,
-    encode_cells,
     facts,
     split,
 )
@@ -62,13 +60,13 @@ from storage.sqlite_analysis import _fold
 log = logging.getLogger(__name__)
 
 #: The tables' layout; a file of another is counted again when opened.
-AGGREGATES_VERSION = "2"
+AGGREGATES_VERSION = "3"
 _ACROSS_DAYS = "(started_at IS NULL OR substr(started_at, 1, 10) <> substr(completed_at, 1, 10))"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS deployment_facts ("
     " deployment_id TEXT PRIMARY KEY, project TEXT NOT NULL, environment TEXT,"
     " status TEXT NOT NULL, started_at TEXT, completed_at TEXT, duration_ms INTEGER,"
-    " sort_ts TEXT NOT NULL, cells BLOB NOT NULL)",
+    " sort_ts TEXT NOT NULL)",
     # the deployments listing of one environment, in the listing's order
     "CREATE INDEX IF NOT EXISTS facts_by_environment_time "
     "ON deployment_facts (environment, sort_ts, deployment_id)",
@@ -139,22 +137,19 @@ class SqliteAggregates:
         """Move ``deployment_id``'s counts to ``item``'s (``None``: it is gone); ``sort_ts``
         is where its row sorts in the listing."""
         row = self._db.execute(
-            f"SELECT cells, {_FACTS} FROM deployment_facts WHERE deployment_id = ?",
-            (deployment_id,),
+            f"SELECT {_FACTS} FROM deployment_facts WHERE deployment_id = ?", (deployment_id,)
         ).fetchone()
-        old = decode_cells(row[0]) if row else []
-        new = cells(item) if item is not None else []
-        self._add(change(old, new))
-        before = Facts(*row[1:]) if row else None
+        before = Facts(*row) if row else None
+        self._add(change(cells(before) if before else [], cells(item) if item is not None else []))
         if item is None:
             self._db.execute(
                 "DELETE FROM deployment_facts WHERE deployment_id = ?", (deployment_id,)
             )
         else:
             self._db.execute(
-                f"INSERT OR REPLACE INTO deployment_facts (deployment_id, {_FACTS}, sort_ts, "
-                "cells) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (deployment_id, *item, sort_ts, encode_cells(new)),
+                f"INSERT OR REPLACE INTO deployment_facts (deployment_id, {_FACTS}, sort_ts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (deployment_id, *item, sort_ts),
             )
         if before != item:
             for key in {*outage_keys(before), *outage_keys(item)}:
