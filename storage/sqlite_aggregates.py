@@ -421,8 +421,9 @@ class SqliteAggregates:
             if value is not None:
                 asked += f" AND {column} = ?"
                 values.append(value)
-        early = self._db.execute(
-            "SELECT project, completed_at, status FROM deployment_facts WHERE started_at >= ? "
+        early = self._db.execute(  # by start: the environment's index would walk history
+            "SELECT project, completed_at, status FROM deployment_facts "
+            "INDEXED BY facts_by_start WHERE started_at >= ? "
             f"AND started_at < ? AND completed_at < ? AND {_DECIDED_SQL}{asked}",
             (since, whole_from, whole_from, *values),
         ).fetchall()
