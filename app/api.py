@@ -23,8 +23,7 @@ from ledger.events import STATUSES
 from ledger.ids import parse_event_id
 from ledger.logs import LogRow, plain_line
 from ledger.staleness import mark_stale
-from ledger.view import ListRow
-from storage.store import Page, Store
+from storage.store import Store
 
 api = Blueprint("api", __name__)
 
@@ -35,11 +34,6 @@ def _read_access() -> None:
     check_read_token(request.headers, request.args.get("token"), settings.read_tokens)
 
 
-#: Rows one ``environment=`` listing reads at most, and how many per read.
-MAX_ENVIRONMENT_SCAN = 5000
-ENVIRONMENT_SCAN_PAGE = 200
-
-
 @api.get("/deployments")
 def list_deployments() -> Response:
     status = param("status")
@@ -47,78 +41,20 @@ def list_deployments() -> Response:
         raise BadRequest(
             f"unknown status {status!r}", {"status": [f"Must be one of: {', '.join(STATUSES)}."]}
         )
-    store = current_context().store
-    environment = param("environment")
     try:
-        if environment is not None:
-            page = in_environment(
-                store,
-                environment,
-                project=param("project"),
-                status=status,
-                branch=param("branch"),
-                limit=limit(50),
-                cursor=param("cursor"),
-            )
-        else:
-            page = store.list_deployments(
-                project=param("project"),
-                status=status,
-                branch=param("branch"),
-                limit=limit(50),
-                cursor=param("cursor"),
-            )
+        page = current_context().store.list_deployments(
+            project=param("project"),
+            status=status,
+            branch=param("branch"),
+            environment=param("environment"),
+            limit=limit(50),
+            cursor=param("cursor"),
+        )
     except ValueError as exc:
         raise BadRequest(str(exc), {"cursor": [str(exc)]}) from None
     now, after = time.time(), current_context().settings.stale_after
     rows = [mark_stale(row, now, after) for row in page.items]
     return jsonify({"deployments": rows, "next_cursor": page.next_cursor})
-
-
-def in_environment(
-    store: Store,
-    environment: str,
-    *,
-    project: str | None,
-    status: str | None,
-    branch: str | None,
-    limit: int,
-    cursor: str | None,
-) -> Page[ListRow]:
-    """A page of the deployments to ``environment``, filtered here rather than in the store.
-
-    Reads the store's listing newest first, :data:`ENVIRONMENT_SCAN_PAGE` rows at a
-    time, and at most :data:`MAX_ENVIRONMENT_SCAN` rows for one answer: when it
-    stops there, the page holds fewer than ``limit`` rows and ``next_cursor``
-    goes on from where it stopped.  When a read holds more matches than fit,
-    the read is repeated up to the last row that fits, so the cursor the store
-    hands out continues right after it.
-    """
-    found: list[ListRow] = []
-    scanned = 0
-    while True:
-        page = store.list_deployments(
-            project=project,
-            status=status,
-            branch=branch,
-            limit=ENVIRONMENT_SCAN_PAGE,
-            cursor=cursor,
-        )
-        matches = [i for i, row in enumerate(page.items) if row.get("environment") == environment]
-        need = limit - len(found)
-        if len(matches) >= need:
-            last = matches[need - 1]
-            if last + 1 < len(page.items):
-                page = store.list_deployments(
-                    project=project, status=status, branch=branch, limit=last + 1, cursor=cursor
-                )
-            found += [row for row in page.items if row.get("environment") == environment]
-            return Page(found[:limit], page.next_cursor)
-        found += [page.items[i] for i in matches]
-        scanned += len(page.items)
-        cursor = page.next_cursor
-        if cursor is None or scanned >= MAX_ENVIRONMENT_SCAN:
-            return Page(found, cursor)
 
 
 @api.get("/deployments/<path:deployment_id>")

@@ -109,61 +109,70 @@ def environments(rows: Iterable[ListRow]) -> list[EnvironmentState]:
         environment = row.get("environment")
         if environment:
             groups.setdefault((row["project"], environment), []).append(row)
-    states: list[EnvironmentState] = []
-    for (project, environment), members in groups.items():
-        current: ListRow | None = None
-        latest: ListRow | None = None
-        for row in members:
-            if _newer(row, latest, "started_at"):
-                latest = row
-            if row["status"] == "success" and _newer(row, current, "completed_at"):
-                current = row
-        in_progress: ListRow | None = None
-        for row in members:
-            if row["status"] not in OPEN_STATUSES:
-                continue
-            if current is not None and (row.get("started_at") or "") <= (
-                current.get("started_at") or ""
-            ):
-                continue  # an old deployment that never said it ended
-            if _newer(row, in_progress, "started_at"):
-                in_progress = row
-        assert latest is not None  # noqa: S101 - every group has a row
-        states.append(
-            {
-                "project": project,
-                "environment": environment,
-                "current": ref(current) if current else None,
-                "since": (current.get("completed_at") or current.get("started_at"))
-                if current
-                else None,
-                "in_progress": ref(in_progress) if in_progress else None,
-                "latest": ref(latest),
-                "deployments": len(members),
-            }
-        )
-    states.sort(key=lambda s: (s["project"], stage_rank(s["environment"])))
-    return states
+    return sort_states(
+        state(project, environment, *pick(members), len(members))
+        for (project, environment), members in groups.items()
+    )
+
+
+def pick(members: Iterable[ListRow]) -> tuple[ListRow, ListRow | None, ListRow | None]:
+    """``(latest, current, in_progress)`` of one project's rows in one environment.
+
+    The rule a store that keeps indexes follows too: the latest starts last, the
+    current completed last of the successes, the one in progress is open and
+    started after the current one (an older one never said it ended); each
+    time ties are broken by the larger id, and an unknown time counts as earliest.
+    """
+    rows = list(members)
+    current: ListRow | None = None
+    latest: ListRow | None = None
+    for row in rows:
+        if _newer(row, latest, "started_at"):
+            latest = row
+        if row["status"] == "success" and _newer(row, current, "completed_at"):
+            current = row
+    in_progress: ListRow | None = None
+    for row in rows:
+        if row["status"] not in OPEN_STATUSES:
+            continue
+        if current is not None and (row.get("started_at") or "") <= (
+            current.get("started_at") or ""
+        ):
+            continue  # an old deployment that never said it ended
+        if _newer(row, in_progress, "started_at"):
+            in_progress = row
+    assert latest is not None  # noqa: S101 - every group has a row
+    return latest, current, in_progress
+
+
+def state(
+    project: str,
+    environment: str,
+    latest: ListRow,
+    current: ListRow | None,
+    in_progress: ListRow | None,
+    deployments: int,
+) -> EnvironmentState:
+    """One project's state in one environment, from the rows :func:`pick` picks."""
+    return {
+        "project": project,
+        "environment": environment,
+        "current": ref(current) if current else None,
+        "since": (current.get("completed_at") or current.get("started_at")) if current else None,
+        "in_progress": ref(in_progress) if in_progress else None,
+        "latest": ref(latest),
+        "deployments": deployments,
+    }
+
+
+def sort_states(states: Iterable[EnvironmentState]) -> list[EnvironmentState]:
+    """By project, then environments in stage order."""
+    return sorted(states, key=lambda s: (s["project"], stage_rank(s["environment"])))
 
 
 def environment_names(states: Iterable[EnvironmentState]) -> list[str]:
     """Every environment named, in stage order (the columns of the dashboard's matrix)."""
     return sorted({state["environment"] for state in states}, key=stage_rank)
-
-
-def default_environment(rows: Iterable[ListRow]) -> str | None:
-    """The environment delivery figures are restricted to when none is asked for:
-    ``production`` when some row deployed there, else none (every deployment counts)."""
-    return (
-        DEFAULT_ENVIRONMENT
-        if any(row.get("environment") == DEFAULT_ENVIRONMENT for row in rows)
-        else None
-    )
-
-
-def in_environment(rows: Iterable[ListRow], environment: str | None) -> list[ListRow]:
-    """The rows that deployed to ``environment`` (all of them for ``None``)."""
-    return [row for row in rows if environment is None or row.get("environment") == environment]
 
 
 def summary(states: list[EnvironmentState]) -> dict[str, Any]:

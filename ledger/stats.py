@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def percentile(ordered: Sequence[int | float], percent: int) -> int | float | None:
@@ -14,3 +14,18 @@ def percentile(ordered: Sequence[int | float], percent: int) -> int | float | No
     if not ordered:
         return None
     return ordered[max(0, -(-percent * len(ordered) // 100) - 1)]
+
+
+def percentile_of_counts(counts: Mapping[int, int], percent: int) -> int | None:
+    """:func:`percentile` of the values ``counts`` holds each so many times, without
+    spelling them out: what aggregated durations are summarised with."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    rank = max(0, -(-percent * total // 100) - 1)
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen > rank:
+            return value
+    raise AssertionError("unreachable: the ranks add up to the total")

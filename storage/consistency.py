@@ -3,21 +3,25 @@
 Any store, through the :class:`~storage.store.Store` protocol only: the log is
 read from start to end (ids strictly increasing, every event counted), and
 each deployment's stored view is compared with :func:`ledger.view.build_view`
-over its events, the view's definition.  A difference means a write was cut
-short or a bug changed a rule; it is reported, never repaired behind the
-operator's back.
+over its events, the view's definition.  A store that keeps aggregates has
+them compared with the ones recomputed from every view
+(:func:`ledger.aggregates.tally`, :func:`ledger.delivery.outage_days`).  A
+difference means a write was cut short or a bug changed a rule; it is
+reported, never repaired behind the operator's back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from ledger.aggregates import SEP, row_facts, tally
+from ledger.delivery import outage_days
 from ledger.events import Event
 from ledger.view import build_view
 from storage import paging
-from storage.store import Store
+from storage.store import Aggregated, Store
 
 #: Keys of a stored view that are not part of the fold (kept beside it by the store).
 STORE_KEYS = ("last_event_id", "log_lines", "metrics", "last_news_at")
@@ -57,7 +61,33 @@ def check(store: Store, *, most_deployments: int) -> Report:
     for row in paging.deployments(store, most=most_deployments):
         report.deployments += 1
         _check_view(store, row["deployment_id"], report)
+    if isinstance(store, Aggregated):
+        _check_aggregates(store, report)
     return report
+
+
+def _check_aggregates(store: Aggregated, report: Report) -> None:
+    """Compare the kept aggregates with the ones every view gives now; a hub writing
+    beside the check may change both in between, so a difference is read again."""
+    for _ in range(ATTEMPTS):
+        kept_cells, kept_outages = store.aggregate_cells(), store.outage_days()
+        views = [row_facts(row) for row in paging.deployments(cast(Store, store), most=1 << 62)]
+        cells, outages = tally(views), outage_days(views)
+        if (kept_cells, kept_outages) == (cells, outages):
+            return
+    drifted = sorted(
+        f"{group} {field.replace(SEP, '/')}: kept {kept_cells.get((group, field), 0)}, "
+        f"counted {cells.get((group, field), 0)}"
+        for group, field in {*kept_cells, *cells}
+        if kept_cells.get((group, field)) != cells.get((group, field))
+    )
+    drifted += sorted(
+        f"outages of {project!r} in {environment or 'all environments'} on {day}"
+        for project, environment, day in {*kept_outages, *outages}
+        if kept_outages.get((project, environment, day)) != outages.get((project, environment, day))
+    )
+    for text in drifted:
+        report.problem(f"aggregate drifted from the views: {text}")
 
 
 def _check_log(store: Store, report: Report) -> None:

@@ -38,6 +38,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import tzinfo
 from typing import Any, cast
 
 import gevent
@@ -48,6 +49,8 @@ from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from ledger.cursors import decode_cursor, encode_cursor
+from ledger.delivery import DeliveryWindow, delivery_of_rows
+from ledger.environments import EnvironmentState, environments
 from ledger.events import (
     LIFECYCLE_TYPES,
     OPEN_STATUSES,
@@ -68,7 +71,7 @@ from ledger.retention import Retention
 from ledger.search import LogSearch, SearchPage
 from ledger.staleness import news_at
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
-from storage import redis_scripts
+from storage import paging, redis_scripts
 from storage.bodies import event_of, pack, unpack
 from storage.redis_analysis import RedisLogAnalysis
 from storage.store import (
@@ -783,7 +786,18 @@ class RedisStore:
         branch: str | None,
         limit: int,
         cursor: str | None,
+        environment: str | None = None,
     ) -> Page[ListRow]:
+        if environment is not None:  # no index by environment: filtered row by row
+            return paging.in_environment(
+                self,
+                environment,
+                project=project,
+                status=status,
+                branch=branch,
+                limit=limit,
+                cursor=cursor,
+            )
         top = "+"
         if cursor is not None:
             sort_ts, deployment_id = decode_cursor(cursor)
@@ -909,6 +923,23 @@ class RedisStore:
                 if (stored := self._stored(deployment_id, row)) is not None
             ]
         return folds, len(ids) > limit
+
+    def environment_states(
+        self, *, project: str | None
+    ) -> tuple[list[EnvironmentState], int, bool]:
+        """From the newest rows, as far as :data:`~storage.paging.MAX_WINDOW_DEPLOYMENTS`
+        reaches."""
+        rows, truncated = paging.newest_deployments(self, project)
+        return environments(rows), len(rows), truncated
+
+    def delivery_window(
+        self, *, project: str | None, since: str, zone: tzinfo, asked: str | None
+    ) -> DeliveryWindow:
+        """Counted from the window's rows, newest first, as far as
+        :data:`~storage.paging.MAX_WINDOW_DEPLOYMENTS` reaches (``zone``: every start is
+        counted at its exact time)."""
+        rows, truncated = paging.deployments_since(self, project, since)
+        return delivery_of_rows(rows, asked, truncated)
 
     # -- upkeep ------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ import gevent.monkey
 import orjson
 
 from ledger.cursors import decode_cursor, encode_cursor
+from ledger.environments import EnvironmentState, sort_states, state
 from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, PROJECT_ONLY_TYPES, Event
 from ledger.filters import Filter
 from ledger.fold import Fold, content_key, sort_key
@@ -45,6 +46,7 @@ from ledger.staleness import news_at
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage.bodies import event_of, lines_of, pack, text_in_lines, unpack
 from storage.group_commit import GroupCommit
+from storage.sqlite_aggregates import SqliteAggregates
 from storage.sqlite_analysis import LOG_SEARCH, SqliteLogAnalysis
 from storage.store import (
     Accepted,
@@ -164,11 +166,13 @@ class _Source:
         return [event for _, event in self.store._decode(rows)]
 
 
-class SqliteStore(SqliteLogAnalysis):
+class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
     """Event log and deployment view in one SQLite database (see module docstring).
 
     Failure records, log search and the folds trends read are
-    :class:`~storage.sqlite_analysis.SqliteLogAnalysis`'s.
+    :class:`~storage.sqlite_analysis.SqliteLogAnalysis`'s; the counters that
+    project and delivery figures are read from
+    :class:`~storage.sqlite_aggregates.SqliteAggregates`'s.
     """
 
     def __init__(
@@ -222,6 +226,7 @@ class SqliteStore(SqliteLogAnalysis):
         self._writer.run(self._upgrade)
         self.epoch = self._writer.run(self._init_epoch)
         self._writer.run(self._fill_log_analysis)
+        self._writer.run(self._build_aggregates)
 
     def _upgrade(self) -> None:
         """Bring a file of an earlier schema to :data:`SCHEMA_VERSION`, in place, in one
@@ -307,6 +312,7 @@ class SqliteStore(SqliteLogAnalysis):
         for touched in recorder.deployments():
             self._write_row(touched, now)
         self._record_failures(recorder)
+        self._aggregate(recorder)
         return answers
 
     def _record(
@@ -516,21 +522,34 @@ class SqliteStore(SqliteLogAnalysis):
         branch: str | None,
         limit: int,
         cursor: str | None,
+        environment: str | None = None,
     ) -> Page[ListRow]:
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (("project", project), ("status", status), ("branch", branch)):
             if value is not None:
-                clauses.append(f"{column} = ?")
+                clauses.append(f"d.{column} = ?")
                 params.append(value)
+        # to one environment: walk that environment's index of deployment_facts instead
+        order = "d" if environment is None else "f"
+        if environment is not None:
+            clauses.append("f.environment = ?")
+            params.append(environment)
         if cursor is not None:
             sort_ts, deployment_id = decode_cursor(cursor)
-            clauses.append("(sort_ts, deployment_id) < (?, ?)")
+            clauses.append(f"({order}.sort_ts, {order}.deployment_id) < (?, ?)")
             params += [sort_ts, deployment_id]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        source = (
+            "deployments d"
+            if environment is None
+            else "deployment_facts f INDEXED BY facts_by_environment_time "
+            "JOIN deployments d ON d.deployment_id = f.deployment_id"
+        )
         rows = self._db.execute(
-            "SELECT deployment_id, sort_ts, project, fold, metrics, last_activity "
-            f"FROM deployments {where} ORDER BY sort_ts DESC, deployment_id DESC LIMIT ?",
+            "SELECT d.deployment_id, d.sort_ts, d.project, d.fold, d.metrics, d.last_activity "
+            f"FROM {source} {where} "
+            f"ORDER BY {order}.sort_ts DESC, {order}.deployment_id DESC LIMIT ?",
             (*params, limit + 1),
         ).fetchall()
         items = [list_row(_view(d, p, f, a), m) for d, _, p, f, m, a in rows[:limit]]
@@ -588,11 +607,7 @@ class SqliteStore(SqliteLogAnalysis):
 
     @_store_errors
     def projects(self) -> list[ProjectSummary]:
-        counts: dict[str, dict[str, int]] = {}
-        for project, status, count in self._db.execute(
-            "SELECT project, status, count(*) FROM deployments GROUP BY project, status"
-        ):
-            counts.setdefault(project, {})[status] = count
+        counts = self._project_counts()
         result = []
         for project in sorted(counts):
             latest = self._db.execute(
@@ -603,6 +618,34 @@ class SqliteStore(SqliteLogAnalysis):
             row = list_row(_view(latest[0], project, latest[1], latest[3]), latest[2])
             result.append(project_summary(project, counts[project], row))
         return result
+
+    @_store_errors
+    def environment_states(
+        self, *, project: str | None
+    ) -> tuple[list[EnvironmentState], int, bool]:
+        picks, scanned = self._environment_picks(project)
+        wanted = sorted({i for pick in picks for i in pick[3:] if i is not None})
+        rows: dict[str, ListRow] = {}
+        for first in range(0, len(wanted), 500):
+            chunk = wanted[first : first + 500]
+            for deployment_id, name, fold, metrics, received in self._db.execute(
+                "SELECT deployment_id, project, fold, metrics, last_activity FROM deployments "
+                f"WHERE deployment_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                rows[deployment_id] = list_row(_view(deployment_id, name, fold, received), metrics)
+        states = [
+            state(
+                name,
+                environment,
+                rows[latest],
+                rows.get(current) if current else None,
+                rows.get(in_progress) if in_progress else None,
+                n,
+            )
+            for name, environment, n, latest, current, in_progress in picks
+        ]
+        return sort_states(states), scanned, False
 
     # -- upkeep ------------------------------------------------------------------------------
 
@@ -630,6 +673,8 @@ class SqliteStore(SqliteLogAnalysis):
             limits.append(("last_activity < ?", age_cutoff))
         if seq_cutoff:
             limits.append(("last_seq <= ?", seq_cutoff))
+        if not limits:
+            return 0  # a count limit not reached, and no age limit
         doomed = [
             row[0]
             for row in self._db.execute(
@@ -651,6 +696,7 @@ class SqliteStore(SqliteLogAnalysis):
                 "DELETE FROM events WHERE deployment_id = ?", (deployment_id,)
             ).rowcount
             self._prune_log_analysis(deployment_id)
+            self._prune_aggregates(deployment_id)
             self._db.execute("DELETE FROM log_lines WHERE deployment_id = ?", (deployment_id,))
             self._db.execute("DELETE FROM deployments WHERE deployment_id = ?", (deployment_id,))
         loose = f"deployment_id IS NULL OR type IN ({','.join('?' * len(PROJECT_ONLY_TYPES))})"

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from ledger.aggregates import Cell
+from ledger.delivery import DeliveryWindow, OutageKey, Outages
+from ledger.environments import EnvironmentState
 from ledger.events import Event
 from ledger.failures import FailureGroup, FailureView
 from ledger.filters import Filter
@@ -154,8 +158,13 @@ class Store(Protocol):
         branch: str | None,
         limit: int,
         cursor: str | None,
+        environment: str | None = None,
     ) -> Page[ListRow]:
         """Deployment rows (:func:`ledger.view.list_row`), newest first by start, then id.
+
+        With ``environment``, a store without an index by environment may stop after
+        reading :data:`storage.paging.MAX_ENVIRONMENT_SCAN` rows: the page then holds
+        fewer than ``limit`` rows and ``next_cursor`` goes on from where it stopped.
 
         Raises:
             ValueError: ``cursor`` is not one this store handed out.
@@ -183,6 +192,25 @@ class Store(Protocol):
     ) -> Page[dict[str, Any]]:
         """The event log after ``since``; from the start, and not ``recovered``, when the
         log cannot continue from ``since`` (:func:`ledger.resume.resume_from`)."""
+
+    def environment_states(
+        self, *, project: str | None
+    ) -> tuple[list[EnvironmentState], int, bool]:
+        """Each project's state per environment (:func:`ledger.environments.environments`
+        of every deployment row of ``project``, or of all), how many deployments that
+        took into account, and whether the store stopped reading before the oldest."""
+
+    def delivery_window(
+        self, *, project: str | None, since: str, zone: tzinfo, asked: str | None
+    ) -> DeliveryWindow:
+        """The deployments (of ``project``) started at or after ``since``, counted as
+        :func:`ledger.delivery.window_of_rows` counts their rows, restricted to the
+        environment :func:`ledger.delivery.choose_environment` picks for ``asked``.
+
+        ``zone`` is the time zone whose days the figures count: a store that counts
+        starts by hour reads single deployments only where one of its days begins
+        inside an hour.
+        """
 
     def prune(self) -> int:
         """Remove what :class:`ledger.retention.Retention` says is past its limits.
@@ -232,6 +260,16 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release the store; callers still waiting get :class:`StoreUnavailable`."""
+
+
+@runtime_checkable
+class Aggregated(Protocol):
+    """A store that keeps aggregates as it stores events (``ledger/aggregates.py``), read
+    whole so that the operator check can compare them with a recomputation."""
+
+    def aggregate_cells(self) -> dict[Cell, int]: ...
+
+    def outage_days(self) -> dict[OutageKey, Outages]: ...
 
 
 @runtime_checkable

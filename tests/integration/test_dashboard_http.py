@@ -17,10 +17,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import delivery_metrics
 from app.config import Settings
 from app.dashboard import STATIC_DIR, asset_version
-from app.delivery_metrics import deployments_since
 from ledger.delivery import summarise
 from ledger.timestamps import format_timestamp
 from server.app import create_app
@@ -348,21 +346,27 @@ def test_metrics_endpoint_refuses_a_bad_window(client: FlaskClient, days: str) -
     assert "days" in response.json["error"]["details"]
 
 
-def test_metrics_read_at_most_a_bounded_number_of_deployments(
+def test_metrics_read_at_most_a_bounded_number_of_rows(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(delivery_metrics, "MAX_DEPLOYMENTS", 3)
+    """A store that reads a window row by row stops at its bound and says so; the
+    embedded store counts the window from its aggregates and leaves nothing out."""
+    monkeypatch.setattr(paging, "MAX_WINDOW_DEPLOYMENTS", 3)
     monkeypatch.setattr(paging, "PAGE_SIZE", 2)
     now = datetime.now(UTC)
     for index in range(5):
         finished(client, "shop", f"d{index}", "success", now - timedelta(hours=index + 1), 10)
     store = app.extensions["hub_context"].store
     day_ago = format_timestamp(now - timedelta(days=1))
-    rows, truncated = deployments_since(store, None, day_ago)
+    rows, truncated = paging.deployments_since(store, None, day_ago)
     assert ([r["deployment_id"] for r in rows], truncated) == (["d0", "d1", "d2"], True)
-    rows, truncated = deployments_since(store, None, format_timestamp(now - timedelta(hours=2.5)))
+    rows, truncated = paging.deployments_since(
+        store, None, format_timestamp(now - timedelta(hours=2.5))
+    )
     assert ([r["deployment_id"] for r in rows], truncated) == (["d0", "d1"], False)
-    assert client.get("/api/delivery-metrics").json["truncated"] is True  # type: ignore[index]
+    body = client.get("/api/delivery-metrics").json
+    assert body is not None
+    assert (body["truncated"], body["overall"]["deployments"]) == (False, 5)
 
 
 def test_days_are_counted_in_the_time_zone_asked_for() -> None:

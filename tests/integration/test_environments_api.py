@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from app import api, environments
+from app import environments
 from ledger.timestamps import format_timestamp
 from storage import paging
 
@@ -127,14 +127,19 @@ def test_environments_say_when_they_last_heard_of_a_deployment_and_when_it_is_st
     assert state["current"]["stale"] is False  # a finished deployment is never stale
 
 
-def test_environments_read_a_bounded_number_of_deployments(
+def test_environments_read_a_bounded_number_of_rows_where_rows_are_read(
     seeded: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(environments, "MAX_DEPLOYMENTS", 3)
+    """A store that reads rows stops at its bound and says so; the embedded store picks
+    each environment's deployments through its indexes and counts all of them."""
+    monkeypatch.setattr(paging, "MAX_WINDOW_DEPLOYMENTS", 3)
     monkeypatch.setattr(paging, "PAGE_SIZE", 2)
     body = seeded.get("/api/environments").json
     assert body is not None
-    assert (body["scanned"], body["truncated"]) == (3, True)
+    assert (body["scanned"], body["truncated"]) == (7, False)
+    store = seeded.application.extensions["hub_context"].store
+    rows, truncated = paging.newest_deployments(store, None)
+    assert (len(rows), truncated) == (3, True)
 
 
 def test_environments_need_the_read_token() -> None:
@@ -168,36 +173,54 @@ def test_history_filters_by_environment(seeded: FlaskClient) -> None:
 def test_environment_pages_continue_where_they_stopped(
     seeded: FlaskClient, monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
-    monkeypatch.setattr(api, "ENVIRONMENT_SCAN_PAGE", size)
-    seen: list[str] = []
-    cursor = None
-    for _ in range(10):
-        query = "/api/deployments?environment=production&limit=2"
-        body = seeded.get(query + (f"&cursor={cursor}" if cursor else "")).json
-        assert body is not None
-        assert len(body["deployments"]) <= 2
-        seen += ids(body)
-        cursor = body["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == ["s-5", "s-4", "s-3", "s-1", "b-1"]
+    """Through the store's index (the route) and filtered row by row (a store without one,
+    reading ``size`` rows at a time): the same pages."""
+    monkeypatch.setattr(paging, "ENVIRONMENT_SCAN_PAGE", size)
+    store = seeded.application.extensions["hub_context"].store
+    for filtered in (False, True):
+        seen: list[str] = []
+        cursor = None
+        for _ in range(10):
+            if filtered:
+                page = paging.in_environment(
+                    store, "production", project=None, status=None, branch=None, limit=2,
+                    cursor=cursor,
+                )  # fmt: skip
+                rows, cursor = [row["deployment_id"] for row in page.items], page.next_cursor
+            else:
+                query = "/api/deployments?environment=production&limit=2"
+                body = seeded.get(query + (f"&cursor={cursor}" if cursor else "")).json
+                assert body is not None
+                rows, cursor = ids(body), body["next_cursor"]
+            assert len(rows) <= 2
+            seen += rows
+            if cursor is None:
+                break
+        assert seen == ["s-5", "s-4", "s-3", "s-1", "b-1"]
 
 
 def test_a_long_search_stops_at_its_bound_and_says_where_to_go_on(
     seeded: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(api, "ENVIRONMENT_SCAN_PAGE", 2)
-    monkeypatch.setattr(api, "MAX_ENVIRONMENT_SCAN", 2)
+    monkeypatch.setattr(paging, "ENVIRONMENT_SCAN_PAGE", 2)
+    monkeypatch.setattr(paging, "MAX_ENVIRONMENT_SCAN", 2)
+    store = seeded.application.extensions["hub_context"].store
+
+    def page(cursor: str | None) -> tuple[list[str], str | None]:
+        found = paging.in_environment(
+            store, "staging", project=None, status=None, branch=None, limit=5, cursor=cursor
+        )
+        return [row["deployment_id"] for row in found.items], found.next_cursor
+
+    rows, cursor = page(None)
+    assert rows == []  # s-6 and s-5 were read: neither went to staging
+    assert cursor is not None
+    rows, cursor = page(cursor)
+    assert rows == []  # s-4 and s-3
+    assert page(cursor)[0] == ["s-2"]
     body = seeded.get("/api/deployments?environment=staging&limit=5").json
     assert body is not None
-    assert ids(body) == []  # s-6 and s-5 were read: neither went to staging
-    assert body["next_cursor"] is not None
-    body = seeded.get(f"/api/deployments?environment=staging&cursor={body['next_cursor']}").json
-    assert body is not None
-    assert ids(body) == []  # s-4 and s-3
-    body = seeded.get(f"/api/deployments?environment=staging&cursor={body['next_cursor']}").json
-    assert body is not None
-    assert ids(body) == ["s-2"]
+    assert ids(body) == ["s-2"]  # the embedded store's index holds no other
 
 
 def test_delivery_figures_default_to_production_and_may_name_another(seeded: FlaskClient) -> None:

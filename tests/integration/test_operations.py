@@ -348,3 +348,19 @@ def test_restore_into_redis_explains_the_steps(
     done = hub(monkeypatch, redis_server.url(prefix="ops-x"), "restore", str(tmp_path / "r.rdb"))
     assert done.exit_code == 1
     assert "a Redis store is restored by Redis" in done.output
+
+
+def test_check_finds_aggregates_that_drifted_from_the_views(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqlite_store(tmp_path / "hub.db", 3)
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    assert "ok: 15 events, 3 deployments checked" in hub(monkeypatch, url, "check").output
+    with sqlite3.connect(tmp_path / "hub.db") as db:
+        db.execute("UPDATE aggregates SET n = n + 1 WHERE grp = 'projects'")
+        db.execute("DELETE FROM outage_days WHERE scope = 'all'")
+    done = hub(monkeypatch, url, "check")
+    assert done.exit_code == 1
+    assert "problem: aggregate drifted from the views: projects " in done.output
+    assert "kept 2, counted 1" in done.output or "kept 4, counted 3" in done.output
+    assert "problem: aggregate drifted from the views: outages of " in done.output

@@ -7,11 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ledger.delivery import delivery_of_rows
 from ledger.environments import (
-    default_environment,
     environment_names,
     environments,
-    in_environment,
     stage_rank,
     summary,
 )
@@ -118,8 +117,12 @@ def test_environments_sort_from_development_to_production() -> None:
 
 
 def test_delivery_figures_default_to_production_when_the_data_has_it() -> None:
-    assert default_environment(ROWS) == "production"
-    assert default_environment([row("s", "success", "10:00", environment="staging")]) is None
-    assert default_environment([]) is None
-    assert [r["deployment_id"] for r in in_environment(ROWS, "staging")] == ["s1"]
-    assert len(in_environment(ROWS, None)) == len(ROWS)
+    named = delivery_of_rows(ROWS, None, truncated=False)
+    assert named.environment == "production"
+    assert set(named.environments) == {"staging", "production"}
+    staging = [row("s", "success", "10:00", environment="staging")]
+    assert delivery_of_rows(staging, None, truncated=False).environment is None
+    assert delivery_of_rows([], None, truncated=False).environment is None
+    only = delivery_of_rows(ROWS, "staging", truncated=False).window
+    assert sum(only.statuses.values()) == 1
+    assert sum(delivery_of_rows(ROWS, "*", truncated=False).window.statuses.values()) == len(ROWS)

@@ -1,0 +1,244 @@
+"""Aggregates kept as events are stored equal the aggregates recomputed from the views.
+
+Whatever the order events arrive in, however they are split into writes,
+repeated or pruned: the counters a store keeps (``ledger/aggregates.py``) are
+:func:`ledger.aggregates.tally` over its current views, and the delivery
+window it counts from them is the one :func:`ledger.delivery.window_of_rows`
+counts from its rows, in any time zone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.ingest import load_one
+from ledger.aggregates import row_facts, tally
+from ledger.delivery import delivery_of_rows, outage_days, summarise_window
+from ledger.environments import environments
+from ledger.events import Event
+from ledger.retention import Retention
+from ledger.timestamps import format_timestamp
+from storage import paging
+from storage.sqlite_store import SqliteStore
+from storage.store import Batch
+
+BASE = datetime(2025, 3, 29, 20, 10, tzinfo=UTC)  # Berlin moves its clocks the next night
+ZONES: list[tuple[tzinfo, str]] = [
+    (UTC, "UTC"),
+    (timezone(timedelta(hours=5, minutes=30)), "UTC+05:30"),
+    (timezone(timedelta(hours=-3)), "UTC-03:00"),
+    (ZoneInfo("Europe/Berlin"), "Europe/Berlin"),
+]
+
+deployment = st.fixed_dictionaries(
+    {
+        "project": st.sampled_from(["web", "api"]),
+        "environment": st.sampled_from([None, "staging", "production"]),
+        "start": st.integers(min_value=0, max_value=72 * 60),  # minutes after BASE
+        "minutes": st.sampled_from([-20, 0, 3, 45, 200, 1500, 2900]),
+        "only_completion": st.booleans(),  # no start known
+        "outcome": st.sampled_from(["success", "failure", "cancelled", None]),
+        "late": st.sampled_from([None, "success", "failure"]),  # a completion that arrives last
+    }
+)
+
+
+def events_of(number: int, spec: dict[str, Any]) -> list[Event]:
+    started = BASE + timedelta(minutes=spec["start"])
+    done = started + timedelta(minutes=spec["minutes"])
+    base = {"project": spec["project"], "deployment_id": f"d{number}"}
+    bodies: list[dict[str, Any]] = []
+    if not spec["only_completion"]:
+        bodies += [
+            {
+                "type": "deployment_started",
+                "timestamp": format_timestamp(started),
+                **({"environment": spec["environment"]} if spec["environment"] else {}),
+            },
+            {
+                "type": "step_completed",
+                "step_name": "build / compile",
+                "step_status": "success",
+                "duration": 30,
+                "timestamp": format_timestamp(started + timedelta(seconds=30)),
+            },
+        ]
+    if spec["outcome"] or spec["only_completion"]:
+        bodies.append(
+            {
+                "type": "deployment_completed",
+                "status": spec["outcome"] or "failure",
+                "timestamp": format_timestamp(done),
+            }
+        )
+    if spec["late"]:
+        bodies.append(
+            {
+                "type": "deployment_completed",
+                "status": spec["late"],
+                "timestamp": format_timestamp(done + timedelta(minutes=7)),
+            }
+        )
+    return [load_one({**base, **body}, "deployment") for body in bodies]
+
+
+def rows(store: SqliteStore) -> list[Any]:
+    return list(paging.deployments(store, most=10_000))
+
+
+def recomputed(store: SqliteStore) -> dict[Any, int]:
+    return tally(row_facts(row) for row in rows(store))
+
+
+def kept_as_recomputed(store: SqliteStore) -> None:
+    assert store.aggregate_cells() == recomputed(store)
+    assert store.outage_days() == outage_days(row_facts(row) for row in rows(store))
+
+
+@pytest.fixture
+def memory_store() -> Iterator[SqliteStore]:
+    store = SqliteStore(":memory:")
+    yield store
+    store.close()
+
+
+def batches(events: list[Event], sizes: list[int]) -> Iterator[list[Event]]:
+    index = 0
+    for turn in range(len(events)):
+        size = sizes[turn % len(sizes)]
+        if index >= len(events):
+            return
+        yield events[index : index + size]
+        index += size
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    specs=st.lists(deployment, min_size=1, max_size=8),
+    data=st.data(),
+    sizes=st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=4),
+    keep=st.integers(min_value=0, max_value=40),
+)
+def test_kept_aggregates_equal_the_recomputed_ones(
+    specs: list[dict[str, Any]], data: st.DataObject, sizes: list[int], keep: int
+) -> None:
+    """Any arrival order, repeats, writes of any size, then pruning by count."""
+    events = [event for number, spec in enumerate(specs) for event in events_of(number, spec)]
+    order = data.draw(st.permutations(events))
+    repeats = data.draw(st.lists(st.sampled_from(events), max_size=4))
+    store = SqliteStore(":memory:", retention=Retention(max_events=keep or None))
+    try:
+        for part in batches([*order, *repeats], sizes):
+            store.append(Batch(part))
+            kept_as_recomputed(store)
+        store.prune()
+        kept_as_recomputed(store)
+    finally:
+        store.close()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    specs=st.lists(deployment, min_size=1, max_size=10),
+    since_minutes=st.integers(min_value=-60, max_value=72 * 60),
+    zone=st.sampled_from(ZONES),
+    project=st.sampled_from([None, "web"]),
+    asked=st.sampled_from([None, "*", "staging", "production"]),
+)
+def test_the_window_from_aggregates_is_the_window_of_the_rows(
+    specs: list[dict[str, Any]],
+    since_minutes: int,
+    zone: tuple[tzinfo, str],
+    project: str | None,
+    asked: str | None,
+) -> None:
+    """Summed counters, the first day's deployments and the split hours read singly give
+    the figures the rows give, whatever the window's start and the zone; the states of
+    environments picked through indexes, and the listing of one environment, are the ones
+    the rows give."""
+    store = SqliteStore(":memory:")
+    try:
+        for number, spec in enumerate(specs):
+            store.append(Batch(events_of(number, spec)))
+        start = BASE + timedelta(minutes=since_minutes, seconds=17)
+        since = format_timestamp(start)
+        end = BASE + timedelta(days=4)
+        answer = store.delivery_window(project=project, since=since, zone=zone[0], asked=asked)
+        window_rows = [
+            row
+            for row in paging.deployments(store, project=project, most=10_000)
+            if (row.get("started_at") or "") >= since
+        ]
+        expected = delivery_of_rows(window_rows, asked, truncated=False)
+        assert (answer.environment, answer.environments) == (
+            expected.environment,
+            expected.environments,
+        )
+
+        def figures(window: Any) -> dict[str, Any]:
+            return summarise_window(window, start=start, end=end, zone=zone[0], zone_name=zone[1])
+
+        assert figures(answer.window) == figures(expected.window)
+        every = list(paging.deployments(store, project=project, most=10_000))
+        assert store.environment_states(project=project) == (
+            environments(every),
+            len(every),
+            False,
+        )
+        for name in ("staging", "production"):
+            listed, cursor = [], None
+            for _ in range(len(every) + 1):
+                page = store.list_deployments(
+                    project=project, status=None, branch=None, environment=name, limit=3,
+                    cursor=cursor,
+                )  # fmt: skip
+                listed += page.items
+                if (cursor := page.next_cursor) is None:
+                    break
+            assert listed == [row for row in every if row.get("environment") == name]
+    finally:
+        store.close()
+
+
+def test_a_file_from_before_the_aggregates_is_counted_when_opened(tmp_path: Path) -> None:
+    """A file without the tables, or with tables of another layout, gets them counted from
+    its deployment rows once, when opened."""
+    path = str(tmp_path / "hub.db")
+    store = SqliteStore(path)
+    specs = [
+        {"project": "web", "environment": "production", "start": 60 * n, "minutes": 5,
+         "outcome": "failure" if n % 3 == 0 else "success", "late": None,
+         "only_completion": False}
+        for n in range(6)
+    ]  # fmt: skip
+    for number, spec in enumerate(specs):
+        store.append(Batch(events_of(number, spec)))
+    store.close()
+    with sqlite3.connect(path) as db:
+        for table in ("deployment_facts", "aggregates", "outage_days"):
+            db.execute(f"DROP TABLE {table}")
+        db.execute("CREATE TABLE deployment_facts (deployment_id TEXT PRIMARY KEY, cells BLOB)")
+        db.execute("UPDATE meta SET key = 'aggregates_built', value = '1' WHERE key = 'aggregates'")
+    reopened = SqliteStore(path)
+    try:
+        kept_as_recomputed(reopened)
+        assert reopened.outage_days() != {}
+        listed = reopened.list_deployments(
+            project=None, status=None, branch=None, environment="production", limit=10, cursor=None
+        )
+        assert len(listed.items) == 6
+    finally:
+        reopened.close()
