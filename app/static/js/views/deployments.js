@@ -7,7 +7,7 @@ import { plainText, senderText } from "../ansi.js";
 import { deploymentPath, getJSON } from "../api.js";
 import { MISSING, debounce, durationOf, h, serial, shortCommit, staleBadge, statusBadge, timeAgo } from "../dom.js";
 import { isOpen } from "../stale.js";
-import { projectPicker } from "../projects.js";
+import { projectPicker } from "../filters.js";
 import { watchAll } from "./watch.js";
 
 const PAGE_SIZE = 50;

@@ -4,7 +4,7 @@
 import { plainText, senderText } from "../ansi.js";
 import { deploymentLink, getJSON } from "../api.js";
 import { MISSING, count, debounce, h, number, timeAgo } from "../dom.js";
-import { projectPicker } from "../projects.js";
+import { pageHead, projectPicker, windowPicker } from "../filters.js";
 import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90, 365];
@@ -51,25 +51,18 @@ export function failuresView(main, live, query) {
   let cursor = null;
   let disposed = false;
 
-  const windowSelect = h("select", { id: "failures-window" }, WINDOWS.map((d) => h("option", { value: String(d) }, d === 365 ? "Last year" : `Last ${d} days`)));
-  windowSelect.value = String(days);
+  const windowSelect = windowPicker("failures-window", WINDOWS, days);
   const { select: projectSelect, add: addProjectOption } = projectPicker({ id: "failures-project" }, project);
   const list = h("ol", { class: "failure-groups" });
   const status = h("p", { class: "muted", role: "status" }, "Loading failures…");
   const more = h("button", { type: "button", class: "button", hidden: true, onclick: () => load(false) }, "Load more");
 
   main.replaceChildren(
-    h(
-      "div",
-      { class: "page-head" },
-      h("h1", null, "Failures"),
-      h("p", { class: "muted" }, "Failed deployments grouped by the line that explains them, with times, ids and numbers taken out; the most frequent first."),
-    ),
-    h(
-      "form",
-      { class: "card filters", "aria-label": "Failures window", onsubmit: (e) => e.preventDefault() },
-      h("label", { for: "failures-window" }, "Window", windowSelect),
-      h("label", { for: "failures-project" }, "Project", projectSelect),
+    ...pageHead(
+      "Failures",
+      "Failed deployments grouped by the line that explains them, with times, ids and numbers taken out; the most frequent first.",
+      "Failures window",
+      [["Window", windowSelect], ["Project", projectSelect]],
     ),
     status,
     list,

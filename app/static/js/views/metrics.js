@@ -6,7 +6,7 @@ import { plainText, senderText } from "../ansi.js";
 import { ApiError, getJSON } from "../api.js";
 import { MISSING, count, debounce, formatDuration, h, number, percent, percentNumber } from "../dom.js";
 import { absoluteTime, zoneLabel, zoneName, zoneOffsetMinutes } from "../time.js";
-import { projectPicker } from "../projects.js";
+import { pageHead, projectPicker, windowPicker } from "../filters.js";
 import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90, 365];
@@ -82,21 +82,18 @@ export function metricsView(main, live, query) {
   let disposed = false;
   let charts = [];
 
-  const windowSelect = h("select", { id: "metrics-window" }, WINDOWS.map((d) => h("option", { value: String(d) }, d === 365 ? "Last year" : `Last ${d} days`)));
-  windowSelect.value = String(days);
+  const windowSelect = windowPicker("metrics-window", WINDOWS, days);
   const { select: projectSelect, add: addProjectOption } = projectPicker({ id: "metrics-project" }, project);
   const environmentSelect = h("select", { id: "metrics-environment" }, h("option", { value: "*" }, "All environments"));
   const status = h("p", { class: "muted", role: "status" }, "Loading metrics…");
   const body = h("div", { class: "metrics-body" });
 
   main.replaceChildren(
-    h("div", { class: "page-head" }, h("h1", null, "Delivery metrics"), h("p", { class: "muted" }, "How often each project deploys, how often that fails, and how fast it recovers.")),
-    h(
-      "form",
-      { class: "card filters", "aria-label": "Metrics window", onsubmit: (e) => e.preventDefault() },
-      h("label", { for: "metrics-window" }, "Window", windowSelect),
-      h("label", { for: "metrics-project" }, "Project", projectSelect),
-      h("label", { for: "metrics-environment" }, "Environment", environmentSelect),
+    ...pageHead(
+      "Delivery metrics",
+      "How often each project deploys, how often that fails, and how fast it recovers.",
+      "Metrics window",
+      [["Window", windowSelect], ["Project", projectSelect], ["Environment", environmentSelect]],
     ),
     status,
     body,

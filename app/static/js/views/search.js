@@ -5,7 +5,7 @@
 import { senderText } from "../ansi.js";
 import { ApiError, deploymentLink, getJSON } from "../api.js";
 import { h, timeAgo } from "../dom.js";
-import { projectPicker } from "../projects.js";
+import { projectPicker } from "../filters.js";
 
 const PAGE_SIZE = 50;
 const LEVELS = ["debug", "info", "warning", "error"];

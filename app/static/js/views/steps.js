@@ -4,7 +4,7 @@
 import { plainText, senderText } from "../ansi.js";
 import { getJSON } from "../api.js";
 import { debounce, formatDuration, h, number, percent } from "../dom.js";
-import { projectPicker } from "../projects.js";
+import { pageHead, projectPicker, windowPicker } from "../filters.js";
 import { watchAll } from "./watch.js";
 
 const WINDOWS = [7, 30, 90];
@@ -74,24 +74,17 @@ export function stepsView(main, live, query) {
   let project = query.get("project") || "";
   let disposed = false;
 
-  const windowSelect = h("select", { id: "steps-window" }, WINDOWS.map((d) => h("option", { value: String(d) }, `Last ${d} days`)));
-  windowSelect.value = String(days);
+  const windowSelect = windowPicker("steps-window", WINDOWS, days);
   const { select: projectSelect, add: addProjectOption } = projectPicker({ id: "steps-project" }, project);
   const status = h("p", { class: "muted", role: "status" }, "Loading steps…");
   const body = h("div", { class: "trends" });
 
   main.replaceChildren(
-    h(
-      "div",
-      { class: "page-head" },
-      h("h1", null, "Steps"),
-      h("p", { class: "muted" }, "Per project: the slowest steps, the ones that fail most (flaky: failed, then passed on a re-run of the same commit) and the ones whose median grew by more than half since the window before."),
-    ),
-    h(
-      "form",
-      { class: "card filters", "aria-label": "Steps window", onsubmit: (e) => e.preventDefault() },
-      h("label", { for: "steps-window" }, "Window", windowSelect),
-      h("label", { for: "steps-project" }, "Project", projectSelect),
+    ...pageHead(
+      "Steps",
+      "Per project: the slowest steps, the ones that fail most (flaky: failed, then passed on a re-run of the same commit) and the ones whose median grew by more than half since the window before.",
+      "Steps window",
+      [["Window", windowSelect], ["Project", projectSelect]],
     ),
     status,
     body,
