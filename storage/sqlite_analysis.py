@@ -20,11 +20,9 @@ lines and deployments they hold (once; ``meta`` remembers it).
 
 from __future__ import annotations
 
-import functools
 import logging
 import sqlite3
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import orjson
 
@@ -55,12 +53,11 @@ from ledger.search import (
     hit,
     index_text,
 )
-from storage.store import Page, StoreUnavailable
+from storage.sqlite_errors import read_errors
+from storage.store import Page
 
 log = logging.getLogger(__name__)
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
 #: Contentless: the words stay in ``log_lines`` only, found again by rowid (= line id).
 LOG_SEARCH = (
@@ -84,19 +81,6 @@ SEARCH_CHUNK = 500
 #: Candidates a search examines before it answers ``truncated`` (only lines the index
 #: finds but the filters or the exact match refuse count against it).
 MAX_SEARCH_CANDIDATES = 50000
-
-
-def _read_errors(method: Callable[P, T]) -> Callable[P, T]:
-    """SQLite failures on reads surface as :class:`StoreUnavailable` (503), as elsewhere."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return method(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"read failed: {exc}") from exc
-
-    return wrapper
 
 
 class SqliteLogAnalysis:
@@ -198,7 +182,7 @@ class SqliteLogAnalysis:
 
     # -- reading -------------------------------------------------------------------------
 
-    @_read_errors
+    @read_errors
     def failure(self, deployment_id: str) -> FailureView | None:
         row = self._db.execute(
             "SELECT record, signature, failed_at FROM failures WHERE deployment_id = ?",
@@ -219,7 +203,7 @@ class SqliteLogAnalysis:
         ).fetchall()
         return failure_view(orjson.loads(raw), seen_of(count, first_seen, recent))
 
-    @_read_errors
+    @read_errors
     def failures(
         self, *, project: str | None, since: str, limit: int, cursor: str | None
     ) -> Page[FailureGroup]:
@@ -240,7 +224,7 @@ class SqliteLogAnalysis:
         items, next_cursor = page_of_groups(group_failures(rows), limit=limit, cursor=cursor)
         return Page(items, next_cursor)
 
-    @_read_errors
+    @read_errors
     def search_logs(self, search: LogSearch, *, limit: int, cursor: str | None) -> SearchPage:
         """Lines matching ``search``, newest first; FTS5 narrows, :func:`hit` decides.
 
@@ -291,7 +275,7 @@ class SqliteLogAnalysis:
             if examined >= MAX_SEARCH_CANDIDATES:
                 return SearchPage(found, encode_search_cursor(below), truncated=True)
 
-    @_read_errors
+    @read_errors
     def recent_folds(
         self, *, project: str | None, status: str | None, since: str, limit: int
     ) -> tuple[list[Fold], bool]:

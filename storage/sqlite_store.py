@@ -21,13 +21,12 @@ created.  A write's seqs follow the largest ever stored (``AUTOINCREMENT``'s
 
 from __future__ import annotations
 
-import functools
 import logging
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import gevent.monkey
 import orjson
@@ -48,6 +47,7 @@ from storage.bodies import event_of, lines_of, pack, text_in_lines, unpack
 from storage.group_commit import GroupCommit
 from storage.sqlite_aggregates import SqliteAggregates
 from storage.sqlite_analysis import LOG_SEARCH, SqliteLogAnalysis
+from storage.sqlite_errors import read_errors
 from storage.store import (
     Accepted,
     Batch,
@@ -60,8 +60,6 @@ from storage.store import (
 
 log = logging.getLogger(__name__)
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -116,19 +114,6 @@ _LIFECYCLE_SQL = ",".join(f"'{t}'" for t in sorted(LIFECYCLE_TYPES))
 _OPEN_SQL = ",".join(f"'{s}'" for s in sorted(OPEN_STATUSES))
 #: What :meth:`SqliteStore._decode` reads of an event row.
 _EVENT_COLUMNS = "seq, type, project, deployment_id, body"
-
-
-def _store_errors(method: Callable[P, T]) -> Callable[P, T]:
-    """SQLite failures on reads surface as :class:`StoreUnavailable`, as on writes (503)."""
-
-    @functools.wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return method(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"read failed: {exc}") from exc
-
-    return wrapper
 
 
 class _Source:
@@ -445,19 +430,19 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
             result.append((seq, event))
         return result
 
-    @_store_errors
+    @read_errors
     def last_seq(self) -> int:
         row = self._db.execute("SELECT max(seq) FROM events").fetchone()
         return int(row[0] or 0)
 
-    @_store_errors
+    @read_errors
     def read_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
         rows = self._db.execute(
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         ).fetchall()
         return self._decode(rows)
 
-    @_store_errors
+    @read_errors
     def history(self, match: Filter, since: str | None, upto: int, limit: int) -> History:
         """Events for ``match`` up to ``upto``; ``recovered`` tells if they reach ``since``."""
         resume = resume_from(
@@ -486,7 +471,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
         rows.reverse()
         return History([event for _, event in self._decode(rows)], resume.recovered)
 
-    @_store_errors
+    @read_errors
     def events(
         self, *, project: str | None, deployment_id: str | None, since: str | None, limit: int
     ) -> Page[dict[str, Any]]:
@@ -513,7 +498,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
 
     # -- the deployment view -----------------------------------------------------------------
 
-    @_store_errors
+    @read_errors
     def list_deployments(
         self,
         *,
@@ -558,7 +543,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
         )
         return Page(items, next_cursor)
 
-    @_store_errors
+    @read_errors
     def get_deployment(self, deployment_id: str) -> DeploymentView | None:
         row = self._db.execute(
             "SELECT project, fold, metrics, last_seq, last_activity FROM deployments "
@@ -575,7 +560,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
         ).fetchone()[0]
         return view
 
-    @_store_errors
+    @read_errors
     def logs(
         self,
         deployment_id: str,
@@ -605,7 +590,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
         ]
         return Page(items, items[-1]["id"] if len(rows) > limit else None)
 
-    @_store_errors
+    @read_errors
     def projects(self) -> list[ProjectSummary]:
         counts = self._project_counts()
         result = []
@@ -619,7 +604,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
             result.append(project_summary(project, counts[project], row))
         return result
 
-    @_store_errors
+    @read_errors
     def environment_states(
         self, *, project: str | None
     ) -> tuple[list[EnvironmentState], int, bool]:
