@@ -35,18 +35,38 @@ def text_of(path: Path) -> str | None:
         return None
 
 
+def sibling_mentions() -> re.Pattern[str]:
+    """The shared folder beside the checkout by its relative path, and any folder beside
+    the checkout by its absolute path.
+
+    Only the siblings themselves: the checkout may sit in ``/tmp``, which
+    documents rightly name when they speak of temporary paths in general.
+    """
+    siblings = sorted(re.escape(f"{entry}") for entry in ROOT.parent.iterdir() if entry != ROOT)
+    names = [re.escape(f"..{'/'}shared"), *siblings]
+    return re.compile(f"(?:{'|'.join(names)})(?![\\w.-])")
+
+
 def test_no_tracked_file_names_a_sibling_of_the_checkout() -> None:
     """No sibling folder of the checkout is named, relatively or by its absolute path."""
-    outside = [f"..{'/'}shared", f"{ROOT.parent}/"]
+    outside = sibling_mentions()
     offenders = []
     for path in tracked_files():
         text = text_of(path)
         if text is None:
             continue
-        for needle in outside:
-            if needle in text:
-                offenders.append(f"{path.relative_to(ROOT)} mentions {needle}")
+        offenders += [f"{path.relative_to(ROOT)} mentions {m}" for m in outside.findall(text)]
     assert offenders == []
+
+
+def test_the_sibling_check_finds_what_it_looks_for(tmp_path: Path) -> None:
+    outside = sibling_mentions()
+    assert outside.search(f"see ..{'/'}shared/CONTRACT.md")
+    for entry in list(ROOT.parent.iterdir())[:20]:
+        if entry != ROOT:
+            assert outside.search(f"read {entry}/x"), entry
+            assert not outside.search(f"read {entry}-other")
+    assert not outside.search(f"a temporary path such as {ROOT.parent}/{tmp_path.name}-new/x")
 
 
 def test_every_relative_markdown_link_resolves_inside_the_repository() -> None:
