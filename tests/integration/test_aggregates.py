@@ -10,7 +10,8 @@ counts from its rows, in any time zone.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.ingest import load_one
-from ledger.aggregates import row_facts, tally
+from ledger.aggregates import Facts, row_facts, tally
 from ledger.delivery import delivery_of_rows, outage_days, summarise_window
 from ledger.environments import environments
 from ledger.events import Event
 from ledger.retention import Retention
 from ledger.timestamps import format_timestamp
 from storage import paging
+from storage.redis_store import RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Batch
+from storage.url import StoreURL
+from tests.redis_server import RedisServer
 
 BASE = datetime(2025, 3, 29, 20, 10, tzinfo=UTC)  # Berlin moves its clocks the next night
 ZONES: list[tuple[tzinfo, str]] = [
@@ -91,15 +95,18 @@ def events_of(number: int, spec: dict[str, Any]) -> list[Event]:
     return [load_one({**base, **body}, "deployment") for body in bodies]
 
 
-def rows(store: SqliteStore) -> list[Any]:
+Kept = SqliteStore | RedisStore
+
+
+def rows(store: Kept) -> list[Any]:
     return list(paging.deployments(store, most=10_000))
 
 
-def recomputed(store: SqliteStore) -> dict[Any, int]:
+def recomputed(store: Kept) -> dict[Any, int]:
     return tally(row_facts(row) for row in rows(store))
 
 
-def kept_as_recomputed(store: SqliteStore) -> None:
+def kept_as_recomputed(store: Kept) -> None:
     assert store.aggregate_cells() == recomputed(store)
     assert store.outage_days() == outage_days(row_facts(row) for row in rows(store))
 
@@ -121,6 +128,20 @@ def batches(events: list[Event], sizes: list[int]) -> Iterator[list[Event]]:
         index += size
 
 
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def open_kept(request: pytest.FixtureRequest) -> Callable[[Retention], Kept]:
+    """Open an empty store of one kind that keeps aggregates (Redis: a prefix of its own)."""
+    if request.param == "sqlite":
+        return lambda retention: SqliteStore(":memory:", retention=retention)
+    server: RedisServer = request.getfixturevalue("redis_server")
+
+    def make(retention: Retention) -> Kept:
+        url = StoreURL.parse(server.url(prefix=f"agg-{uuid.uuid4().hex}"))
+        return RedisStore(url, retention=retention)
+
+    return make
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -131,13 +152,17 @@ def batches(events: list[Event], sizes: list[int]) -> Iterator[list[Event]]:
     keep=st.integers(min_value=0, max_value=40),
 )
 def test_kept_aggregates_equal_the_recomputed_ones(
-    specs: list[dict[str, Any]], data: st.DataObject, sizes: list[int], keep: int
+    open_kept: Callable[[Retention], Kept],
+    specs: list[dict[str, Any]],
+    data: st.DataObject,
+    sizes: list[int],
+    keep: int,
 ) -> None:
     """Any arrival order, repeats, writes of any size, then pruning by count."""
     events = [event for number, spec in enumerate(specs) for event in events_of(number, spec)]
     order = data.draw(st.permutations(events))
     repeats = data.draw(st.lists(st.sampled_from(events), max_size=4))
-    store = SqliteStore(":memory:", retention=Retention(max_events=keep or None))
+    store = open_kept(Retention(max_events=keep))
     try:
         for part in batches([*order, *repeats], sizes):
             store.append(Batch(part))
@@ -242,3 +267,65 @@ def test_a_file_from_before_the_aggregates_is_counted_when_opened(tmp_path: Path
         assert len(listed.items) == 6
     finally:
         reopened.close()
+
+
+@pytest.mark.redis
+def test_a_redis_store_from_before_the_aggregates_is_counted_when_opened(
+    redis_server: RedisServer,
+) -> None:
+    """A Redis store without the aggregates' keys, or with keys of another layout, gets
+    them counted from its stored folds once, when opened."""
+    url = StoreURL.parse(redis_server.url(prefix=f"agg-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    specs = [
+        {"project": "web", "environment": "production", "start": 60 * n, "minutes": 5,
+         "outcome": "failure" if n % 3 == 0 else "success", "late": None,
+         "only_completion": False}
+        for n in range(6)
+    ]  # fmt: skip
+    for number, spec in enumerate(specs):
+        store.append(Batch(events_of(number, spec)))
+    client = redis_server.client()
+    prefix = store.prefix
+    store.close()
+    for family in ("agg:", "end:", "facts:"):
+        doomed = list(client.scan_iter(match=prefix + family + "*"))
+        assert doomed
+        client.delete(*doomed)
+    client.hset(prefix + "agg:projects", "web\x1fsuccess", 99)  # of another layout
+    client.hset(prefix + "meta", "aggregates", "0")
+    reopened = RedisStore(url)
+    try:
+        kept_as_recomputed(reopened)
+        assert reopened.outage_days() != {}
+        assert client.hget(prefix + "meta", "aggregates") == b"1"
+    finally:
+        reopened.close()
+
+
+@pytest.mark.redis
+def test_counts_moved_meanwhile_by_another_process_are_decided_again(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold written from facts read before another process moved them is refused by the
+    script, and its change decided again from the facts stored now."""
+    url = StoreURL.parse(redis_server.url(prefix=f"agg-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    spec = {"project": "web", "environment": "production", "start": 0, "minutes": 5,
+            "outcome": "success", "late": "failure", "only_completion": False}  # fmt: skip
+    first, *rest = events_of(0, spec)
+    store.append(Batch([first]))
+    counted = store._aggregates.counted
+    reads: list[str] = []
+
+    def read_before_the_other(deployment_id: str) -> Facts | None:
+        reads.append(deployment_id)
+        return None if len(reads) == 1 else counted(deployment_id)
+
+    monkeypatch.setattr(store._aggregates, "counted", read_before_the_other)
+    try:
+        store.append(Batch(rest))
+        assert reads == ["d0", "d0"]
+        kept_as_recomputed(store)
+    finally:
+        store.close()
