@@ -1,23 +1,34 @@
 """Aggregates in the Redis store: counters moved in the script that writes the fold.
 
 Works beside :class:`~storage.redis_store.RedisStore` on the same Redis and prefix.  The
-rules are the ledger's (``ledger/aggregates.py``, ``ledger/delivery.py``), as
-in ``storage/sqlite_aggregates.py``; what differs is where the counts move.
-SQLite moves them in the writer's transaction; here the fold is written after
-the append by a compare-and-set (``SET_VIEW``), and the counts move in that same
-script call, only when it replaces the fold, so a fold and its counts are
-never seen apart.  Python decides every change (:func:`moves`) from the facts
-counted before; the script applies them only if the stored facts are still
-those (``-1`` otherwise: another process moved them first, and the change is
-decided again from the new ones).  ``DROP_DEPLOYMENT`` takes them back the same
-way when retention drops the deployment.
+rules are the ledger's (``ledger/aggregates.py``, ``ledger/delivery.py``,
+``ledger/environments.py``), as in ``storage/sqlite_aggregates.py``; what
+differs is where the counts move.  SQLite moves them in the writer's
+transaction; here the fold is written after the append by a compare-and-set
+(``SET_VIEW``), and the counts move in that same script call, only when it
+replaces the fold, so a fold and its counts are never seen apart.  Python
+decides every change (:func:`moves`) from the facts counted before; the script
+applies them only if the stored facts are still those (``-1`` otherwise:
+another process moved them first, and the change is decided again from the
+new ones).  ``DROP_DEPLOYMENT`` takes them back the same way when retention
+drops the deployment.
 
 Keys, under the store's prefix ``P`` (``storage/redis_scripts.py`` lists them all):
-``P facts:<id>`` the facts counted for a deployment; ``P agg:<group>`` one
-hash per group of :func:`ledger.aggregates.cells` (a project's statuses, a UTC
-day's starts, ...), so that each stays small; ``P end:<key>`` the completions
-an outage day summary (:data:`ledger.delivery.OutageKey`) is made of, summed
-up by :meth:`Outages.of <ledger.delivery.Outages.of>` when read.
+
+* ``P facts:<id>``: the facts counted for a deployment.
+* ``P agg:<group>``: one hash per group of :func:`ledger.aggregates.cells` (a
+  project's statuses, a UTC day's starts, ...), so that each stays small.
+* ``P starts``: every deployment with a known start, scored by it (milliseconds),
+  its member its id and facts: the window's first, partial day and the hours a
+  day of the reader's zone begins in are counted from it, deployment by
+  deployment, and the days that have starts are found by jumping through it.
+* ``P ends:<project>``: the project's decided deployments, scored by the later of
+  their completion and start, members ``completed␟status␟started␟environment␟id``:
+  a window's outages and the day summaries the operator check compares.
+* ``P envs:``, ``envok:``, ``envopen:`` ``<project>␟<environment>``: lex-sorted sets
+  ``<time>␟<id>`` of an environment's deployments by start, its successes by
+  completion (their start after the id) and its open ones by start, so that
+  :func:`ledger.environments.pick`'s three deployments are each one lookup.
 
 A store from before these keys (or of another :data:`AGGREGATES_VERSION`) gets
 them counted from its stored folds when first opened, by one process under a
@@ -27,16 +38,48 @@ lock while the others wait, as its layout upgrade is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, tzinfo
 from typing import Protocol, cast
 
 import orjson
 import redis
 
-from ledger.aggregates import Cell, Facts, cells, change, facts, join, split
-from ledger.delivery import OutageKey, Outages, ended, outage_keys
+from ledger.aggregates import (
+    DAY,
+    DURATION,
+    ENVIRONMENTS,
+    HOUR,
+    PROJECT_HOUR,
+    PROJECTS,
+    Cell,
+    Facts,
+    cells,
+    change,
+    facts,
+    join,
+    next_hour,
+    split,
+    splits_a_day,
+    utc_hour,
+    whole_days_from,
+)
+from ledger.delivery import (
+    DeliveryWindow,
+    OutageKey,
+    Outages,
+    Window,
+    choose_environment,
+    count,
+    count_start,
+    ended,
+    outages_by_project,
+)
+from ledger.events import OPEN_STATUSES
 from ledger.fold import Fold
+from ledger.timestamps import format_timestamp
 from storage import redis_scripts
+from storage.redis_analysis import millis
 from storage.redis_keys import glob, release
 from storage.store import StoreUnavailable
 
@@ -48,6 +91,11 @@ AGGREGATES_VERSION = b"1"
 BUILD_LOCK_SECONDS = 600.0
 #: Keys read per round trip when the aggregates are read whole or counted.
 CHUNK = 500
+#: The key families of the aggregates, dropped before they are counted again.
+FAMILIES = ("agg:", "facts:", "starts", "ends:", "envs:", "envok:", "envopen:")
+
+#: ``(project, environment, deployments, latest, current, in progress)`` of one environment.
+Pick = tuple[str, str, int, str, str | None, str | None]
 
 
 def encode_facts(item: Facts | None) -> str:
@@ -58,10 +106,28 @@ def decode_facts(raw: bytes | None) -> Facts | None:
     return Facts(*orjson.loads(raw)) if raw else None
 
 
-def end_key(key: OutageKey) -> str:
-    """``end:<project>␟<day>`` (all environments) or ``end:<project>␟<day>␟<environment>``."""
-    project, environment, day = key
-    return "end:" + (join(project, day) if environment is None else join(project, day, environment))
+def members(deployment_id: str, item: Facts | None) -> dict[tuple[str, str], int]:
+    """The sorted-set members a deployment is kept as: ``(key, member) → score``."""
+    if item is None:
+        return {}
+    found: dict[tuple[str, str], int] = {}
+    if item.started_at:
+        found["starts", orjson.dumps([deployment_id, *item]).decode()] = millis(item.started_at)
+    end = ended(item)
+    if end is not None:
+        completed_at, status = end
+        member = join(completed_at, status, item.started_at or "", item.environment or "")
+        score = max(millis(completed_at), millis(item.started_at or ""))
+        found["ends:" + item.project, join(member, deployment_id)] = score
+    if item.environment:
+        group = join(item.project, item.environment)
+        found["envs:" + group, join(item.started_at or "", deployment_id)] = 0
+        if item.status == "success":
+            member = join(item.completed_at or "", deployment_id, item.started_at or "")
+            found["envok:" + group, member] = 0
+        if item.status in OPEN_STATUSES:
+            found["envopen:" + group, join(item.started_at or "", deployment_id)] = 0
+    return found
 
 
 def moves(deployment_id: str, before: Facts | None, after: Facts | None) -> list[str]:
@@ -74,13 +140,12 @@ def moves(deployment_id: str, before: Facts | None, after: Facts | None) -> list
         cells(before) if before else [], cells(after) if after else []
     ).items():
         ops += ["+", "agg:" + group, field, str(n)]
-    kept = outage_keys(after)
-    for key in outage_keys(before):
-        if key not in kept:
-            ops += ["d", end_key(key), deployment_id, ""]
-    end = ended(after) if after is not None else None
-    for key in kept:
-        ops += ["s", end_key(key), deployment_id, join(*cast(tuple[str, str], end))]
+    old, new = members(deployment_id, before), members(deployment_id, after)
+    for key, member in old.keys() - new.keys():
+        ops += ["r", key, member, ""]
+    for (key, member), score in new.items():
+        if old.get((key, member)) != score:
+            ops += ["z", key, member, str(score)]
     return ops
 
 
@@ -103,6 +168,7 @@ class RedisAggregates:
         self._redis = store._redis
         self._key = store._key
         self._count_script = self._redis.register_script(redis_scripts.COUNT)
+        self._start_days = self._redis.register_script(redis_scripts.START_DAYS)
 
     def _scan(self, family: str) -> Iterator[str]:
         """The keys of ``family`` (under the prefix), without the prefix."""
@@ -128,9 +194,7 @@ class RedisAggregates:
         try:
             if self._redis.hget(meta, "aggregates") == AGGREGATES_VERSION:
                 return
-            stale = [
-                self._key(k) for family in ("agg:", "end:", "facts:") for k in self._scan(family)
-            ]
+            stale = [self._key(k) for family in FAMILIES for k in self._scan(family)]
             for start in range(0, len(stale), CHUNK):
                 self._redis.delete(*stale[start : start + CHUNK])
             deployments = sorted(k[len("dep:") :] for k in self._scan("dep:"))
@@ -150,15 +214,8 @@ class RedisAggregates:
 
     def _recount(self, deployment_id: str, item: Facts) -> None:
         while True:
-            before = self.counted(deployment_id)
             answer = self._count_script(
-                args=[
-                    self.prefix,
-                    deployment_id,
-                    encode_facts(before),
-                    encode_facts(item),
-                    *moves(deployment_id, before, item),
-                ]
+                args=[self.prefix, deployment_id, *self.count_args(deployment_id, item)]
             )
             if int(answer) != -1:
                 return
@@ -177,8 +234,8 @@ class RedisAggregates:
 
     # -- reading -----------------------------------------------------------------------
 
-    def _hashes(self, family: str) -> Iterator[tuple[str, dict[bytes, bytes]]]:
-        keys = list(self._scan(family))
+    def _hashes(self, keys: list[str]) -> Iterator[tuple[str, dict[bytes, bytes]]]:
+        """Each hash of ``keys`` (under the prefix) whole, ``CHUNK`` per round trip."""
         for start in range(0, len(keys), CHUNK):
             part = keys[start : start + CHUNK]
             with self._redis.pipeline(transaction=False) as pipe:
@@ -186,20 +243,195 @@ class RedisAggregates:
                     pipe.hgetall(self._key(key))
                 yield from zip(part, pipe.execute(), strict=True)
 
+    def _fields(self, group: str) -> list[tuple[str, int]]:
+        found = cast(dict[bytes, bytes], self._redis.hgetall(self._key("agg:", group)))
+        return [(field.decode(), int(n)) for field, n in found.items()]
+
     def aggregate_cells(self) -> dict[Cell, int]:
         """Every counter, for the operator check to compare with a recomputation."""
         return {
             (key[len("agg:") :], field.decode()): int(n)
-            for key, found in self._hashes("agg:")
+            for key, found in self._hashes(list(self._scan("agg:")))
             for field, n in found.items()
         }
 
+    def _ends(self, project: str, low: int) -> list[tuple[str, str, str, str, str]]:
+        """``(completed_at, status, started_at, environment, id)`` of the project's decided
+        deployments that completed or started at ``low`` (ms) or later."""
+        found = cast(
+            list[bytes], self._redis.zrangebyscore(self._key("ends:", project), low, "+inf")
+        )
+        return [cast(tuple[str, str, str, str, str], tuple(split(m.decode()))) for m in found]
+
     def outage_days(self) -> dict[OutageKey, Outages]:
         """Every day summary of outages, for the check to compare with a recomputation."""
-        found: dict[OutageKey, Outages] = {}
-        for key, ends in self._hashes("end:"):
-            project, day, *environment = split(key[len("end:") :])
-            pairs = [cast(tuple[str, str], tuple(split(v.decode()))) for v in ends.values()]
-            if pairs:
-                found[project, environment[0] if environment else None, day] = Outages.of(pairs)
-        return found
+        ends: dict[OutageKey, list[tuple[str, str]]] = {}
+        for key in self._scan("ends:"):
+            project = key[len("ends:") :]
+            for completed_at, status, _, environment, _ in self._ends(project, 0):
+                day = completed_at[:10]
+                ends.setdefault((project, None, day), []).append((completed_at, status))
+                if environment:
+                    ends.setdefault((project, environment, day), []).append((completed_at, status))
+        return {key: Outages.of(pairs) for key, pairs in ends.items()}
+
+    def project_counts(self) -> dict[str, dict[str, int]]:
+        """Each project's deployments by status."""
+        counts: dict[str, dict[str, int]] = {}
+        for field, n in self._fields(PROJECTS):
+            project, status = split(field)
+            counts.setdefault(project, {})[status] = n
+        return counts
+
+    def _started(self, low: str, high: str, project: str | None) -> list[Facts]:
+        """The facts of the deployments (of ``project``) started from ``low`` to ``high``."""
+        found = cast(
+            list[bytes],
+            self._redis.zrangebyscore(self._key("starts"), millis(low), f"({millis(high)}"),
+        )
+        items = [Facts(*orjson.loads(member)[1:]) for member in found]
+        return [item for item in items if project is None or item.project == project]
+
+    def environment_picks(self, project: str | None) -> tuple[list[Pick], int]:
+        """Per project and environment: its deployments, and the ids of the latest, current
+        and in-progress one (:func:`ledger.environments.pick`'s rule, one lookup each); and
+        how many deployments the project (or every project) has."""
+        groups = [
+            (name, environment, n)
+            for field, n in self._fields(ENVIRONMENTS)
+            for name, environment in [split(field)]
+            if environment and (project is None or name == project)
+        ]
+        with self._redis.pipeline(transaction=False) as pipe:
+            for name, environment, _ in groups:
+                group = join(name, environment)
+                for family in ("envs:", "envok:", "envopen:"):
+                    pipe.zrevrangebylex(self._key(family, group), "+", "-", 0, 1)
+            replies = pipe.execute()
+        picks: list[Pick] = []
+        for index, (name, environment, n) in enumerate(groups):
+            latest, current, newest_open = (
+                split(found[0].decode()) if found else None
+                for found in replies[3 * index : 3 * index + 3]
+            )
+            assert latest is not None  # noqa: S101 - a counted environment has a deployment
+            after = current[2] if current else None  # the current one's start
+            in_progress = (
+                newest_open if newest_open and (after is None or newest_open[0] > after) else None
+            )
+            picks.append(
+                (
+                    name,
+                    environment,
+                    n,
+                    latest[1],
+                    current[1] if current else None,
+                    in_progress[1] if in_progress else None,
+                )
+            )
+        counts = self.project_counts()
+        scanned = sum(
+            n
+            for name, statuses in counts.items()
+            if project is None or name == project
+            for n in statuses.values()
+        )
+        return picks, scanned
+
+    def delivery_window(
+        self, *, project: str | None, since: str, zone: tzinfo, asked: str | None
+    ) -> DeliveryWindow:
+        """The deployments started at or after ``since``, counted (``ledger/delivery.py``) as
+        SQLite counts them: whole UTC days from the counters, the first day's part and the
+        hours a day of ``zone`` begins in (when not on the hour) deployment by deployment."""
+        whole_from = whole_days_from(since)
+        window = Window()
+        splits: dict[str, bool] = {}  # UTC hour -> whether a day of the zone begins in it
+
+        def split_hour(hour: str) -> bool:
+            if hour not in splits:
+                splits[hour] = splits_a_day(hour, zone)
+            return splits[hour]
+
+        for item in self._started(since, whole_from, project):
+            hour = utc_hour(cast(str, item.started_at))
+            count(window, item, None if split_hour(hour) else f"{hour}:00:00.000Z")
+        days = [
+            format_timestamp(datetime.fromtimestamp(int(ms) / 1000, UTC))[:10]
+            for ms in self._start_days(args=[self.prefix, millis(whole_from)])
+        ]
+        groups = [DAY + day for day in days] + [DURATION + day for day in days]
+        groups += [PROJECT_HOUR + project] if project is not None else [HOUR + d for d in days]
+        found = dict(self._hashes(["agg:" + group for group in groups]))
+
+        def fields(group: str) -> Iterator[tuple[list[str], int]]:
+            for field, n in found["agg:" + group].items():
+                yield split(field.decode()), int(n)
+
+        refine: set[str] = set()
+        for day in days:
+            for (name, environment, status), n in fields(DAY + day):
+                if project is None or name == project:
+                    window.statuses[name, environment, status] += n
+            for (name, environment, duration), n in fields(DURATION + day):
+                if project is None or name == project:
+                    window.durations[name, environment, int(duration)] += n
+            if project is None:
+                for (environment, hour, status), n in fields(HOUR + day):
+                    self._count_hour(
+                        window, refine, split_hour, f"{day}T{hour}", environment, status, n
+                    )
+        if project is not None:
+            for (hour, environment, status), n in fields(PROJECT_HOUR + project):
+                if hour >= whole_from[:13]:
+                    self._count_hour(window, refine, split_hour, hour, environment, status, n)
+        for hour in refine:
+            for item in self._started(f"{hour}:00:00.000Z", next_hour(hour), project):
+                count_start(window, item)
+        named = window.environments()
+        picked = choose_environment(asked, named)
+        chosen = window.only(picked)
+        chosen.outages = self._outages(project, picked, since)
+        return DeliveryWindow(chosen, picked, named, truncated=False)
+
+    @staticmethod
+    def _count_hour(
+        window: Window,
+        refine: set[str],
+        split_hour: Callable[[str], bool],
+        hour: str,
+        environment: str,
+        status: str,
+        n: int,
+    ) -> None:
+        """Count an hour's starts at its beginning, or leave it to be read deployment by
+        deployment when a day of the reader's zone begins inside it."""
+        if split_hour(hour):
+            refine.add(hour)
+        else:
+            window.starts[environment, f"{hour}:00:00.000Z", status] += n
+
+    def _outages(
+        self, project: str | None, environment: str | None, since: str
+    ) -> dict[str, Outages]:
+        """Each project's outages over the window's decided deployments (to
+        ``environment``): those that completed or started at ``since`` or later, of which
+        only the ones that started then count."""
+        if project is not None:
+            names = [project]
+        else:
+            names = sorted(
+                m.decode() for m in cast(set[bytes], self._redis.smembers(self._key("projects")))
+            )
+        low = millis(since)
+        with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.zrangebyscore(self._key("ends:", name), low, "+inf")
+            replies = pipe.execute()
+        return outages_by_project(
+            (name, completed_at, status)
+            for name, found in zip(names, replies, strict=True)
+            for member in found
+            for completed_at, status, started_at, env, _ in [split(member.decode())]
+            if started_at and started_at >= since and (environment is None or env == environment)
+        )

@@ -44,8 +44,10 @@ Key layout, under the store's prefix ``P``::
     P facts:<id>      string: the deployment's counted facts (ledger/aggregates.py, JSON),
                       apart from its hash so that the hash stays a listpack
     P agg:<group>     hash: the aggregates' counters of one group, field -> n
-    P end:<key>       hash: deployment -> "completed_at\x1fstatus" of the decided ones that
-                      one outage day summary is made of (storage/redis_aggregates.py)
+    P starts, P ends:<project>, P envs:<project>\x1f<environment> (and envok:, envopen:)
+                      sorted sets of the deployments by start, by completion, and per
+                      environment by start, successes by completion, open ones by start
+                      (storage/redis_aggregates.py)
     P txn:<token>     the answer of one append call, so a retried call is not a repeat
     P notify          pub/sub channel: "something was appended" (payload: last seq)
 """
@@ -141,8 +143,9 @@ end
 
 #: Moving a deployment's counts, in the same script that writes or drops its fold: ARGV from
 #: ``first`` are the facts counted before (compared with the stored ones: "" for none), the
-#: facts to count now ("": none) and the changes, four each: op ("+" adds to a counter and
-#: drops it at 0, "s" sets a field, "d" deletes one), key under the prefix, field, value.
+#: facts to count now ("": none) and the changes, four each: op ("+" adds value to a
+#: counter and drops it at 0, "z" adds a member with the score value to a sorted set, "r"
+#: removes one), key under the prefix, field or member, value.
 #: The changes are Python's (``storage/redis_aggregates.py``); the script only applies them.
 _COUNT = r"""
 local function counted_as(d, first)
@@ -159,10 +162,10 @@ local function count(d, first)
     local k, f, v = P .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     if ARGV[i] == '+' then
       if redis.call('HINCRBY', k, f, v) == 0 then redis.call('HDEL', k, f) end
-    elseif ARGV[i] == 's' then
-      redis.call('HSET', k, f, v)
+    elseif ARGV[i] == 'z' then
+      redis.call('ZADD', k, v, f)
     else
-      redis.call('HDEL', k, f)
+      redis.call('ZREM', k, f)
     end
   end
 end
@@ -183,6 +186,21 @@ count(d, 3)
 return 1
 """
 )
+
+#: ARGV: prefix, milliseconds since the epoch.  The first millisecond of each UTC day from
+#: that one's on when a deployment started, found by jumping over the days between.
+START_DAYS = r"""
+local P, from = ARGV[1], tonumber(ARGV[2])
+local days = {}
+while true do
+  local found = redis.call('ZRANGEBYSCORE', P .. 'starts', from, '+inf', 'WITHSCORES',
+                           'LIMIT', 0, 1)
+  if not found[1] then return days end
+  local day = math.floor(tonumber(found[2]) / 86400000) * 86400000
+  days[#days + 1] = string.format('%d', day)
+  from = day + 86400000
+end
+"""
 
 #: ARGV: prefix, "<epoch>:<seq>" newest known to the caller.  Returns the epoch.
 INIT = (

@@ -50,8 +50,8 @@ from redis.retry import Retry
 
 from ledger.aggregates import Cell, facts
 from ledger.cursors import decode_cursor, encode_cursor
-from ledger.delivery import DeliveryWindow, OutageKey, Outages, delivery_of_rows
-from ledger.environments import EnvironmentState, environments
+from ledger.delivery import DeliveryWindow, OutageKey, Outages
+from ledger.environments import EnvironmentState, sort_states, state
 from ledger.events import (
     LIFECYCLE_TYPES,
     OPEN_STATUSES,
@@ -938,19 +938,34 @@ class RedisStore:
     def environment_states(
         self, *, project: str | None
     ) -> tuple[list[EnvironmentState], int, bool]:
-        """From the newest rows, as far as :data:`~storage.paging.MAX_WINDOW_DEPLOYMENTS`
-        reaches."""
-        rows, truncated = paging.newest_deployments(self, project)
-        return environments(rows), len(rows), truncated
+        """From the aggregates: each environment's three deployments, one lookup each."""
+        with _available(self._closed):
+            picks, scanned = self._aggregates.environment_picks(project)
+            wanted = sorted({i for pick in picks for i in pick[3:] if i is not None})
+            views = self._views(wanted)
+        rows = {deployment_id: list_row(*views[deployment_id]) for deployment_id in views}
+        states = [
+            state(
+                name,
+                environment,
+                rows[latest],
+                rows.get(current) if current else None,
+                rows.get(in_progress) if in_progress else None,
+                n,
+            )
+            for name, environment, n, latest, current, in_progress in picks
+            if latest in rows
+        ]
+        return sort_states(states), scanned, False
 
     def delivery_window(
         self, *, project: str | None, since: str, zone: tzinfo, asked: str | None
     ) -> DeliveryWindow:
-        """Counted from the window's rows, newest first, as far as
-        :data:`~storage.paging.MAX_WINDOW_DEPLOYMENTS` reaches (``zone``: every start is
-        counted at its exact time)."""
-        rows, truncated = paging.deployments_since(self, project, since)
-        return delivery_of_rows(rows, asked, truncated)
+        """From the aggregates (``storage/redis_aggregates.py``), as SQLite counts them."""
+        with _available(self._closed):
+            return self._aggregates.delivery_window(
+                project=project, since=since, zone=zone, asked=asked
+            )
 
     # -- upkeep ------------------------------------------------------------------------
 

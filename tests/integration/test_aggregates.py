@@ -29,6 +29,7 @@ from ledger.events import Event
 from ledger.retention import Retention
 from ledger.timestamps import format_timestamp
 from storage import paging
+from storage.redis_aggregates import FAMILIES
 from storage.redis_store import RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Batch
@@ -184,6 +185,7 @@ def test_kept_aggregates_equal_the_recomputed_ones(
     asked=st.sampled_from([None, "*", "staging", "production"]),
 )
 def test_the_window_from_aggregates_is_the_window_of_the_rows(
+    open_kept: Callable[[Retention], Kept],
     specs: list[dict[str, Any]],
     since_minutes: int,
     zone: tuple[tzinfo, str],
@@ -194,7 +196,7 @@ def test_the_window_from_aggregates_is_the_window_of_the_rows(
     the figures the rows give, whatever the window's start and the zone; the states of
     environments picked through indexes, and the listing of one environment, are the ones
     the rows give."""
-    store = SqliteStore(":memory:")
+    store = open_kept(Retention())
     try:
         for number, spec in enumerate(specs):
             store.append(Batch(events_of(number, spec)))
@@ -288,10 +290,9 @@ def test_a_redis_store_from_before_the_aggregates_is_counted_when_opened(
     client = redis_server.client()
     prefix = store.prefix
     store.close()
-    for family in ("agg:", "end:", "facts:"):
-        doomed = list(client.scan_iter(match=prefix + family + "*"))
-        assert doomed
-        client.delete(*doomed)
+    doomed = [key for family in FAMILIES for key in client.scan_iter(match=prefix + family + "*")]
+    assert len(doomed) > 10
+    client.delete(*doomed)
     client.hset(prefix + "agg:projects", "web\x1fsuccess", 99)  # of another layout
     client.hset(prefix + "meta", "aggregates", "0")
     reopened = RedisStore(url)
@@ -299,6 +300,7 @@ def test_a_redis_store_from_before_the_aggregates_is_counted_when_opened(
         kept_as_recomputed(reopened)
         assert reopened.outage_days() != {}
         assert client.hget(prefix + "meta", "aggregates") == b"1"
+        assert reopened.environment_states(project=None)[0][0]["deployments"] == 6
     finally:
         reopened.close()
 
