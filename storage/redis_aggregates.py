@@ -18,13 +18,20 @@ Keys, under the store's prefix ``P`` (``storage/redis_scripts.py`` lists them al
 * ``P facts:<id>``: the facts counted for a deployment.
 * ``P agg:<group>``: one hash per group of :func:`ledger.aggregates.cells` (a
   project's statuses, a UTC day's starts, ...), so that each stays small.
-* ``P starts``: every deployment with a known start, scored by it (milliseconds),
-  its member its id and facts: the window's first, partial day and the hours a
-  day of the reader's zone begins in are counted from it, deployment by
-  deployment, and the days that have starts are found by jumping through it.
-* ``P ends:<project>``: the project's decided deployments, scored by the later of
-  their completion and start, members ``completed␟status␟started␟environment␟id``:
-  a window's outages and the day summaries the operator check compares.
+* ``P starts`` and ``P pstarts:<project>``: every deployment (of the project) with
+  a known start, scored by it (milliseconds), its member its id and facts: the
+  window's first, partial day and the hours a day of the reader's zone begins in
+  are counted from it deployment by deployment, and the days that have starts are
+  found by jumping through it.
+* ``P ends:<project>``: the project's decided deployments by completion, members
+  ``completed␟status␟started␟environment␟id``; ``P across`` those that completed on
+  another UTC day than they started (or with no known start) and ``P backward``
+  those that completed before they started, as SQLite's partial indexes.
+* ``P outday:<project>␟<environment or "">``: each UTC day's outage summary
+  (:class:`ledger.delivery.Outages`).  A write that changes a day's completions
+  only marks the day ``""`` and moves the hash's ``#v``; the next reader sums the
+  day up again from ``ends:`` and keeps it unless ``#v`` moved meanwhile, so the
+  rule stays Python's and the write stays a few commands.
 * ``P envs:``, ``envok:``, ``envopen:`` ``<project>␟<environment>``: lex-sorted sets
   ``<time>␟<id>`` of an environment's deployments by start, its successes by
   completion (their start after the id) and its open ones by start, so that
@@ -39,7 +46,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol, cast
 
 import orjson
@@ -73,6 +80,7 @@ from ledger.delivery import (
     count,
     count_start,
     ended,
+    outage_keys,
     outages_by_project,
 )
 from ledger.events import OPEN_STATUSES
@@ -92,7 +100,19 @@ BUILD_LOCK_SECONDS = 600.0
 #: Keys read per round trip when the aggregates are read whole or counted.
 CHUNK = 500
 #: The key families of the aggregates, dropped before they are counted again.
-FAMILIES = ("agg:", "facts:", "starts", "ends:", "envs:", "envok:", "envopen:")
+FAMILIES = (
+    "agg:",
+    "facts:",
+    "starts",
+    "pstarts:",
+    "ends:",
+    "across",
+    "backward",
+    "outday:",
+    "envs:",
+    "envok:",
+    "envopen:",
+)
 
 #: ``(project, environment, deployments, latest, current, in progress)`` of one environment.
 Pick = tuple[str, str, int, str, str | None, str | None]
@@ -111,14 +131,19 @@ def members(deployment_id: str, item: Facts | None) -> dict[tuple[str, str], int
     if item is None:
         return {}
     found: dict[tuple[str, str], int] = {}
+    whole = orjson.dumps([deployment_id, *item]).decode()
     if item.started_at:
-        found["starts", orjson.dumps([deployment_id, *item]).decode()] = millis(item.started_at)
+        found["starts", whole] = millis(item.started_at)
+        found["pstarts:" + item.project, whole] = millis(item.started_at)
     end = ended(item)
     if end is not None:
         completed_at, status = end
         member = join(completed_at, status, item.started_at or "", item.environment or "")
-        score = max(millis(completed_at), millis(item.started_at or ""))
-        found["ends:" + item.project, join(member, deployment_id)] = score
+        found["ends:" + item.project, join(member, deployment_id)] = millis(completed_at)
+        if not item.started_at or item.started_at[:10] != completed_at[:10]:
+            found["across", whole] = millis(completed_at)
+        if item.started_at and completed_at < item.started_at:
+            found["backward", whole] = millis(item.started_at)
     if item.environment:
         group = join(item.project, item.environment)
         found["envs:" + group, join(item.started_at or "", deployment_id)] = 0
@@ -128,6 +153,11 @@ def members(deployment_id: str, item: Facts | None) -> dict[tuple[str, str], int
         if item.status in OPEN_STATUSES:
             found["envopen:" + group, join(item.started_at or "", deployment_id)] = 0
     return found
+
+
+def outday_key(project: str, environment: str | None) -> str:
+    """The hash of a project's outage day summaries in ``environment`` (``None``: in all)."""
+    return "outday:" + join(project, environment or "")
 
 
 def moves(deployment_id: str, before: Facts | None, after: Facts | None) -> list[str]:
@@ -146,6 +176,9 @@ def moves(deployment_id: str, before: Facts | None, after: Facts | None) -> list
     for (key, member), score in new.items():
         if old.get((key, member)) != score:
             ops += ["z", key, member, str(score)]
+    for project, environment, day in {*outage_keys(before), *outage_keys(after)}:
+        key = outday_key(project, environment)
+        ops += ["+", key, "#v", "1", "s", key, day, ""]  # to be summed up again when read
     return ops
 
 
@@ -169,6 +202,7 @@ class RedisAggregates:
         self._key = store._key
         self._count_script = self._redis.register_script(redis_scripts.COUNT)
         self._start_days = self._redis.register_script(redis_scripts.START_DAYS)
+        self._set_outage_days = self._redis.register_script(redis_scripts.SET_OUTAGE_DAYS)
 
     def _scan(self, family: str) -> Iterator[str]:
         """The keys of ``family`` (under the prefix), without the prefix."""
@@ -255,25 +289,59 @@ class RedisAggregates:
             for field, n in found.items()
         }
 
-    def _ends(self, project: str, low: int) -> list[tuple[str, str, str, str, str]]:
-        """``(completed_at, status, started_at, environment, id)`` of the project's decided
-        deployments that completed or started at ``low`` (ms) or later."""
+    def _ends(
+        self, project: str, environment: str | None, low: str, high: str
+    ) -> list[tuple[str, str, str]]:
+        """``(completed_at, status, started_at)`` of the project's decided deployments (to
+        ``environment``) that completed from ``low`` to ``high``."""
         found = cast(
-            list[bytes], self._redis.zrangebyscore(self._key("ends:", project), low, "+inf")
+            list[bytes],
+            self._redis.zrangebyscore(self._key("ends:", project), millis(low), f"({millis(high)}"),
         )
-        return [cast(tuple[str, str, str, str, str], tuple(split(m.decode()))) for m in found]
+        return [
+            (completed_at, status, started_at)
+            for member in found
+            for completed_at, status, started_at, env, _ in [split(member.decode())]
+            if environment is None or env == environment
+        ]
+
+    def _outage_days(
+        self, project: str, environment: str | None, first_day: str = ""
+    ) -> dict[str, Outages]:
+        """The project's outage summaries (in ``environment``) per UTC day from
+        ``first_day`` on; days a write changed since they were last read are summed up
+        again from their completions and kept, unless another write came in between."""
+        key = outday_key(project, environment)
+        found = {
+            day.decode(): raw
+            for day, raw in cast(dict[bytes, bytes], self._redis.hgetall(self._key(key))).items()
+        }
+        version = found.pop("#v", b"").decode()
+        summaries: dict[str, Outages] = {}
+        fresh: list[str] = []
+        for day, raw in sorted(found.items()):
+            if day < first_day:
+                continue
+            if raw:
+                summaries[day] = Outages.decode(raw)
+                continue
+            ends = self._ends(project, environment, f"{day}T00:00:00.000Z", _next_day(day))
+            summary = Outages.of((completed_at, status) for completed_at, status, _ in ends)
+            if ends:
+                summaries[day] = summary
+            fresh += [day, summary.encode().decode() if ends else ""]
+        if fresh:
+            self._set_outage_days(args=[self.prefix, key, version, *fresh])
+        return summaries
 
     def outage_days(self) -> dict[OutageKey, Outages]:
         """Every day summary of outages, for the check to compare with a recomputation."""
-        ends: dict[OutageKey, list[tuple[str, str]]] = {}
-        for key in self._scan("ends:"):
-            project = key[len("ends:") :]
-            for completed_at, status, _, environment, _ in self._ends(project, 0):
-                day = completed_at[:10]
-                ends.setdefault((project, None, day), []).append((completed_at, status))
-                if environment:
-                    ends.setdefault((project, environment, day), []).append((completed_at, status))
-        return {key: Outages.of(pairs) for key, pairs in ends.items()}
+        found: dict[OutageKey, Outages] = {}
+        for key in self._scan("outday:"):
+            project, environment = split(key[len("outday:") :])
+            for day, summary in self._outage_days(project, environment or None).items():
+                found[project, environment or None, day] = summary
+        return found
 
     def project_counts(self) -> dict[str, dict[str, int]]:
         """Each project's deployments by status."""
@@ -285,12 +353,9 @@ class RedisAggregates:
 
     def _started(self, low: str, high: str, project: str | None) -> list[Facts]:
         """The facts of the deployments (of ``project``) started from ``low`` to ``high``."""
-        found = cast(
-            list[bytes],
-            self._redis.zrangebyscore(self._key("starts"), millis(low), f"({millis(high)}"),
-        )
-        items = [Facts(*orjson.loads(member)[1:]) for member in found]
-        return [item for item in items if project is None or item.project == project]
+        key = self._key("starts") if project is None else self._key("pstarts:", project)
+        found = cast(list[bytes], self._redis.zrangebyscore(key, millis(low), f"({millis(high)}"))
+        return [Facts(*orjson.loads(member)[1:]) for member in found]
 
     def environment_picks(self, project: str | None) -> tuple[list[Pick], int]:
         """Per project and environment: its deployments, and the ids of the latest, current
@@ -391,7 +456,7 @@ class RedisAggregates:
         named = window.environments()
         picked = choose_environment(asked, named)
         chosen = window.only(picked)
-        chosen.outages = self._outages(project, picked, since)
+        chosen.outages = self._outages(project, picked, since, whole_from)
         return DeliveryWindow(chosen, picked, named, truncated=False)
 
     @staticmethod
@@ -412,26 +477,62 @@ class RedisAggregates:
             window.starts[environment, f"{hour}:00:00.000Z", status] += n
 
     def _outages(
-        self, project: str | None, environment: str | None, since: str
+        self, project: str | None, environment: str | None, since: str, whole_from: str
     ) -> dict[str, Outages]:
-        """Each project's outages over the window's decided deployments (to
-        ``environment``): those that completed or started at ``since`` or later, of which
-        only the ones that started then count."""
+        """Each project's outages over the window's decided deployments (to ``environment``),
+        as SQLite sums them: those that completed before ``whole_from`` one by one (the
+        first day's, and any that completed before they started); after it, the kept day
+        summaries joined in order, except on a day where a deployment that started before
+        ``since`` (so outside the window) completed: that day is summed up again from the
+        window's deployments alone."""
+
+        def asked(item: Facts) -> bool:
+            return (project is None or item.project == project) and (
+                environment is None or item.environment == environment
+            )
+
+        outside: set[tuple[str, str]] = set()
+        for item in self._facts_in("across", whole_from, None):
+            completed_at = cast(str, item.completed_at)
+            if (item.started_at is None or item.started_at < since) and asked(item):
+                outside.add((item.project, completed_at[:10]))
+        early = [
+            *self._started(since, whole_from, project),
+            *self._facts_in("backward", whole_from, None),
+        ]
+        found = outages_by_project(
+            (item.project, *end)
+            for item in early
+            if asked(item) and (end := ended(item)) is not None and end[0] < whole_from
+        )
         if project is not None:
             names = [project]
         else:
-            names = sorted(
-                m.decode() for m in cast(set[bytes], self._redis.smembers(self._key("projects")))
-            )
-        low = millis(since)
-        with self._redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.zrangebyscore(self._key("ends:", name), low, "+inf")
-            replies = pipe.execute()
-        return outages_by_project(
-            (name, completed_at, status)
-            for name, found in zip(names, replies, strict=True)
-            for member in found
-            for completed_at, status, started_at, env, _ in [split(member.decode())]
-            if started_at and started_at >= since and (environment is None or env == environment)
-        )
+            members = cast(set[bytes], self._redis.smembers(self._key("projects")))
+            names = sorted(member.decode() for member in members)
+        for name in names:
+            for day, kept in self._outage_days(name, environment, whole_from[:10]).items():
+                summary = (
+                    Outages.of(
+                        (completed_at, status)
+                        for completed_at, status, started_at in self._ends(
+                            name, environment, f"{day}T00:00:00.000Z", _next_day(day)
+                        )
+                        if started_at and started_at >= since
+                    )
+                    if (name, day) in outside
+                    else kept
+                )
+                found[name] = found[name].then(summary) if name in found else summary
+        return found
+
+    def _facts_in(self, family: str, low: str, high: str | None) -> list[Facts]:
+        """The facts kept in the sorted set ``family`` scored from ``low`` (to ``high``)."""
+        top = "+inf" if high is None else f"({millis(high)}"
+        found = cast(list[bytes], self._redis.zrangebyscore(self._key(family), millis(low), top))
+        return [Facts(*orjson.loads(member)[1:]) for member in found]
+
+
+def _next_day(day: str) -> str:
+    """The first moment of the UTC day after ``day``."""
+    return format_timestamp(datetime.fromisoformat(f"{day}T00:00:00+00:00") + timedelta(days=1))

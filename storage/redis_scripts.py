@@ -44,10 +44,13 @@ Key layout, under the store's prefix ``P``::
     P facts:<id>      string: the deployment's counted facts (ledger/aggregates.py, JSON),
                       apart from its hash so that the hash stays a listpack
     P agg:<group>     hash: the aggregates' counters of one group, field -> n
-    P starts, P ends:<project>, P envs:<project>\x1f<environment> (and envok:, envopen:)
+    P starts, P pstarts:<project>, P ends:<project>, P across, P backward,
+    P envs:<project>\x1f<environment> (and envok:, envopen:)
                       sorted sets of the deployments by start, by completion, and per
                       environment by start, successes by completion, open ones by start
                       (storage/redis_aggregates.py)
+    P outday:<project>\x1f<environment or "">
+                      hash: UTC day -> outage summary ("" until read again), "#v" version
     P txn:<token>     the answer of one append call, so a retried call is not a repeat
     P notify          pub/sub channel: "something was appended" (payload: last seq)
 """
@@ -144,8 +147,8 @@ end
 #: Moving a deployment's counts, in the same script that writes or drops its fold: ARGV from
 #: ``first`` are the facts counted before (compared with the stored ones: "" for none), the
 #: facts to count now ("": none) and the changes, four each: op ("+" adds value to a
-#: counter and drops it at 0, "z" adds a member with the score value to a sorted set, "r"
-#: removes one), key under the prefix, field or member, value.
+#: counter and drops it at 0, "s" sets a hash field, "z" adds a member with the score value
+#: to a sorted set, "r" removes one), key under the prefix, field or member, value.
 #: The changes are Python's (``storage/redis_aggregates.py``); the script only applies them.
 _COUNT = r"""
 local function counted_as(d, first)
@@ -162,6 +165,8 @@ local function count(d, first)
     local k, f, v = P .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
     if ARGV[i] == '+' then
       if redis.call('HINCRBY', k, f, v) == 0 then redis.call('HDEL', k, f) end
+    elseif ARGV[i] == 's' then
+      redis.call('HSET', k, f, v)
     elseif ARGV[i] == 'z' then
       redis.call('ZADD', k, v, f)
     else
@@ -186,6 +191,22 @@ count(d, 3)
 return 1
 """
 )
+
+#: ARGV: prefix, key (under it), version, then day and summary pairs.  Stores the outage day
+#: summaries a reader summed up, unless a write changed the key's days since it read them
+#: (its "#v" moved); an empty summary removes the day.
+SET_OUTAGE_DAYS = r"""
+local key = ARGV[1] .. ARGV[2]
+if (redis.call('HGET', key, '#v') or '') ~= ARGV[3] then return 0 end
+for i = 4, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', key, ARGV[i])
+  else
+    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
 
 #: ARGV: prefix, milliseconds since the epoch.  The first millisecond of each UTC day from
 #: that one's on when a deployment started, found by jumping over the days between.

@@ -331,3 +331,29 @@ def test_counts_moved_meanwhile_by_another_process_are_decided_again(
         kept_as_recomputed(store)
     finally:
         store.close()
+
+
+@pytest.mark.redis
+def test_a_day_summed_up_before_a_write_changed_it_is_not_kept(redis_server: RedisServer) -> None:
+    """A reader keeps the outage day summaries it summed up only if no write changed the
+    project's days since it read them."""
+    url = StoreURL.parse(redis_server.url(prefix=f"agg-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    spec = {"project": "web", "environment": None, "start": 0, "minutes": 5,
+            "outcome": "failure", "late": None, "only_completion": False}  # fmt: skip
+    try:
+        store.append(Batch(events_of(0, spec)))
+        kept_as_recomputed(store)  # sums the day up and keeps it
+        client = redis_server.client()
+        key = f"{store.prefix}outday:web\x1f"
+        before = client.hget(key, "#v")
+        store.append(Batch(events_of(1, {**spec, "outcome": "success", "minutes": 9})))
+        (day,) = [d for d in client.hkeys(key) if d != b"#v"]
+        assert client.hget(key, day) == b""  # to be summed up again
+        late = ["outday:web\x1f", before, day, "[null,null,[],null]"]
+        assert store._aggregates._set_outage_days(args=[store.prefix, *late]) == 0
+        assert client.hget(key, day) == b""
+        kept_as_recomputed(store)
+        assert client.hget(key, day) not in (b"", b"[null,null,[],null]")
+    finally:
+        store.close()

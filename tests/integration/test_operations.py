@@ -379,7 +379,10 @@ def test_check_on_redis_finds_aggregates_that_drifted_from_the_views(
     client = redis_server.client()
     (field, _), *_ = client.hgetall(f"{prefix}:agg:projects").items()
     client.hincrby(f"{prefix}:agg:projects", field, 1)
-    client.delete(*client.scan_iter(match=f"{prefix}:ends:*"))
+    for key in client.scan_iter(match=f"{prefix}:outday:*"):  # summed up by the first check
+        for day in client.hkeys(key):
+            if day != b"#v":
+                client.hset(key, day, "[null,null,[],null]")
     done = hub(monkeypatch, url, "check")
     assert done.exit_code == 1
     assert "problem: aggregate drifted from the views: projects " in done.output
