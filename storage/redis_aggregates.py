@@ -94,13 +94,14 @@ from storage.store import StoreUnavailable
 log = logging.getLogger(__name__)
 
 #: The keys' layout; a store of another is counted again when opened.
-AGGREGATES_VERSION = b"1"
+AGGREGATES_VERSION = b"2"
 #: Seconds a process opening the store waits for another one counting the aggregates.
 BUILD_LOCK_SECONDS = 600.0
 #: Keys read per round trip when the aggregates are read whole or counted.
 CHUNK = 500
 #: The key families of the aggregates, dropped before they are counted again.
 FAMILIES = (
+    "end:",  # of the first layout
     "agg:",
     "facts:",
     "starts",
@@ -306,16 +307,28 @@ class RedisAggregates:
         ]
 
     def _outage_days(
-        self, project: str, environment: str | None, first_day: str = ""
-    ) -> dict[str, Outages]:
-        """The project's outage summaries (in ``environment``) per UTC day from
-        ``first_day`` on; days a write changed since they were last read are summed up
-        again from their completions and kept, unless another write came in between."""
-        key = outday_key(project, environment)
-        found = {
-            day.decode(): raw
-            for day, raw in cast(dict[bytes, bytes], self._redis.hgetall(self._key(key))).items()
+        self, projects: list[str], environment: str | None, first_day: str = ""
+    ) -> dict[str, dict[str, Outages]]:
+        """Each project's outage summaries (in ``environment``) per UTC day from
+        ``first_day`` on, the kept ones read in one round trip."""
+        keys = [outday_key(project, environment) for project in projects]
+        return {
+            project: self._fresh_days(project, environment, key, found, first_day)
+            for project, (key, found) in zip(projects, self._hashes(keys), strict=True)
         }
+
+    def _fresh_days(
+        self,
+        project: str,
+        environment: str | None,
+        key: str,
+        kept: dict[bytes, bytes],
+        first_day: str,
+    ) -> dict[str, Outages]:
+        """The summaries of the hash ``key`` as read (``kept``); days a write changed since
+        they were last read are summed up again from their completions and kept, unless
+        another write came in between."""
+        found = {day.decode(): raw for day, raw in kept.items()}
         version = found.pop("#v", b"").decode()
         summaries: dict[str, Outages] = {}
         fresh: list[str] = []
@@ -337,9 +350,10 @@ class RedisAggregates:
     def outage_days(self) -> dict[OutageKey, Outages]:
         """Every day summary of outages, for the check to compare with a recomputation."""
         found: dict[OutageKey, Outages] = {}
-        for key in self._scan("outday:"):
+        for key, kept in self._hashes(list(self._scan("outday:"))):
             project, environment = split(key[len("outday:") :])
-            for day, summary in self._outage_days(project, environment or None).items():
+            days = self._fresh_days(project, environment or None, key, kept, "")
+            for day, summary in days.items():
                 found[project, environment or None, day] = summary
         return found
 
@@ -510,8 +524,8 @@ class RedisAggregates:
         else:
             members = cast(set[bytes], self._redis.smembers(self._key("projects")))
             names = sorted(member.decode() for member in members)
-        for name in names:
-            for day, kept in self._outage_days(name, environment, whole_from[:10]).items():
+        for name, days in self._outage_days(names, environment, whole_from[:10]).items():
+            for day, kept in days.items():
                 summary = (
                     Outages.of(
                         (completed_at, status)

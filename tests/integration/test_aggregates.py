@@ -29,7 +29,7 @@ from ledger.events import Event
 from ledger.retention import Retention
 from ledger.timestamps import format_timestamp
 from storage import paging
-from storage.redis_aggregates import FAMILIES
+from storage.redis_aggregates import AGGREGATES_VERSION, FAMILIES
 from storage.redis_store import RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Batch
@@ -299,7 +299,7 @@ def test_a_redis_store_from_before_the_aggregates_is_counted_when_opened(
     try:
         kept_as_recomputed(reopened)
         assert reopened.outage_days() != {}
-        assert client.hget(prefix + "meta", "aggregates") == b"1"
+        assert client.hget(prefix + "meta", "aggregates") == AGGREGATES_VERSION
         assert reopened.environment_states(project=None)[0][0]["deployments"] == 6
     finally:
         reopened.close()
