@@ -10,6 +10,7 @@ counts from its rows, in any time zone.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -357,3 +358,46 @@ def test_a_day_summed_up_before_a_write_changed_it_is_not_kept(redis_server: Red
         assert client.hget(key, day) not in (b"", b"[null,null,[],null]")
     finally:
         store.close()
+
+
+@pytest.mark.redis
+def test_processes_writing_the_same_deployments_at_once_keep_the_counts_whole(
+    redis_server: RedisServer,
+) -> None:
+    """Two stores on one Redis (as two hub processes) append the same deployments' events
+    in opposite orders at once: their folds and counts still end up those of the views."""
+    url = StoreURL.parse(redis_server.url(prefix=f"agg-{uuid.uuid4().hex}"))
+    stores = [RedisStore(url), RedisStore(url)]
+    specs = [
+        {"project": "web", "environment": "production", "start": 7 * n, "minutes": 3 + n,
+         "outcome": "failure" if n % 2 else "success", "late": "success" if n % 3 else None,
+         "only_completion": False}
+        for n in range(6)
+    ]  # fmt: skip
+    events = [event for number, spec in enumerate(specs) for event in events_of(number, spec)]
+    orders = [events, list(reversed(events))]
+    failed: list[BaseException] = []
+
+    def write(store: RedisStore, order: list[Event]) -> None:
+        try:
+            for event in order:
+                store.append(Batch([event]))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failed.append(exc)
+
+    threads = [
+        threading.Thread(target=write, args=(store, order))
+        for store, order in zip(stores, orders, strict=True)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not failed
+        stores[0].repair_views()
+        kept_as_recomputed(stores[0])
+        assert len(rows(stores[0])) == len(specs)
+    finally:
+        for store in stores:
+            store.close()
