@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, NamedTuple
 
 from ledger.durations import span
@@ -138,3 +139,27 @@ def tally(items: Iterable[Facts]) -> dict[Cell, int]:
     for item in items:
         counts.update(cells(item))
     return dict(counts)
+
+
+def splits_a_day(hour: str, zone: tzinfo) -> bool:
+    """Whether a day of ``zone`` begins inside the UTC hour ``hour`` (``YYYY-MM-DDTHH``)."""
+    start = datetime.fromisoformat(f"{hour}:00+00:00")
+    last = start + timedelta(minutes=59, seconds=59, milliseconds=999)
+    offset = zone.utcoffset(start)
+    whole = offset is not None and offset % timedelta(hours=1) == timedelta(0)
+    if whole and zone.utcoffset(last) == offset:
+        return False  # whole hours from UTC all through it: its days begin on the hour
+    return start.astimezone(zone).date() != last.astimezone(zone).date()
+
+
+def whole_days_from(since: str) -> str:
+    """The first UTC midnight after ``since``: a window's whole days, which the counters
+    count, begin there; its part before is counted deployment by deployment."""
+    midnight = (
+        parse_timestamp(since).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    )
+    return format_timestamp(midnight + timedelta(days=1))
+
+
+def next_hour(hour: str) -> str:
+    return format_timestamp(datetime.fromisoformat(f"{hour}:00+00:00") + timedelta(hours=1))

@@ -40,6 +40,17 @@ Key layout, under the store's prefix ``P``::
     P dedup:<key>     ids of a delivery or an event_id, expiring with retention
     P meta layout     2 once deployments' replay and log lines are lists (the layout
                       before kept them in streams ds:<id> and logs:<id>; see MIGRATE)
+    P meta aggregates the aggregates' layout once they are counted (storage/redis_aggregates.py)
+    P facts:<id>      string: the deployment's counted facts (ledger/aggregates.py, JSON),
+                      apart from its hash so that the hash stays a listpack
+    P agg:<group>     hash: the aggregates' counters of one group, field -> n
+    P starts, P pstarts:<project>, P ends:<project>, P across, P backward,
+    P envs:<project>\x1f<environment> (and envok:, envopen:)
+                      sorted sets of the deployments by start, by completion, and per
+                      environment by start, successes by completion, open ones by start
+                      (storage/redis_aggregates.py)
+    P outday:<project>\x1f<environment or "">
+                      hash: UTC day -> outage summary ("" until read again), "#v" version
     P txn:<token>     the answer of one append call, so a retried call is not a repeat
     P notify          pub/sub channel: "something was appended" (payload: last seq)
 """
@@ -130,6 +141,85 @@ local function current_epoch(known)
              'pruned_upto', int(counter))
   redis.log(redis.LOG_WARNING, 'deployment hub store ' .. P .. ': new epoch ' .. epoch)
   return epoch, counter
+end
+"""
+
+#: Moving a deployment's counts, in the same script that writes or drops its fold: ARGV from
+#: ``first`` are the facts counted before (compared with the stored ones: "" for none), the
+#: facts to count now ("": none) and the changes, four each: op ("+" adds value to a
+#: counter and drops it at 0, "s" sets a hash field, "z" adds a member with the score value
+#: to a sorted set, "r" removes one), key under the prefix, field or member, value.
+#: The changes are Python's (``storage/redis_aggregates.py``); the script only applies them.
+_COUNT = r"""
+local function counted_as(d, first)
+  return (redis.call('GET', P .. 'facts:' .. d) or '') == ARGV[first]
+end
+
+local function count(d, first)
+  if ARGV[first + 1] == '' then
+    redis.call('DEL', P .. 'facts:' .. d)
+  else
+    redis.call('SET', P .. 'facts:' .. d, ARGV[first + 1])
+  end
+  for i = first + 2, #ARGV, 4 do
+    local k, f, v = P .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    if ARGV[i] == '+' then
+      if redis.call('HINCRBY', k, f, v) == 0 then redis.call('HDEL', k, f) end
+    elseif ARGV[i] == 's' then
+      redis.call('HSET', k, f, v)
+    elseif ARGV[i] == 'z' then
+      redis.call('ZADD', k, v, f)
+    else
+      redis.call('ZREM', k, f)
+    end
+  end
+end
+"""
+
+#: ARGV: prefix, deployment, then the counts (:data:`_COUNT`, from 3).  Recounts a stored
+#: deployment (when the aggregates are first built); -1 if its counted facts changed
+#: meanwhile, 0 if it is gone.
+COUNT = (
+    "#!lua\n"
+    + _HELPERS
+    + _COUNT
+    + r"""
+local d = ARGV[2]
+if redis.call('EXISTS', P .. 'dep:' .. d) == 0 then return 0 end
+if not counted_as(d, 3) then return -1 end
+count(d, 3)
+return 1
+"""
+)
+
+#: ARGV: prefix, key (under it), version, then day and summary pairs.  Stores the outage day
+#: summaries a reader summed up, unless a write changed the key's days since it read them
+#: (its "#v" moved); an empty summary removes the day.
+SET_OUTAGE_DAYS = r"""
+local key = ARGV[1] .. ARGV[2]
+if (redis.call('HGET', key, '#v') or '') ~= ARGV[3] then return 0 end
+for i = 4, #ARGV, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', key, ARGV[i])
+  else
+    redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
+
+#: ARGV: prefix, milliseconds since the epoch.  The first millisecond of each UTC day from
+#: that one's on when a deployment started, found by jumping over the days between.
+START_DAYS = r"""
+local P, from = ARGV[1], tonumber(ARGV[2])
+local days = {}
+while true do
+  local found = redis.call('ZRANGEBYSCORE', P .. 'starts', from, '+inf', 'WITHSCORES',
+                           'LIMIT', 0, 1)
+  if not found[1] then return days end
+  local day = math.floor(tonumber(found[2]) / 86400000) * 86400000
+  days[#days + 1] = string.format('%d', day)
+  from = day + 86400000
 end
 """
 
@@ -355,12 +445,14 @@ return answer
 )
 
 #: ARGV: prefix, deployment, view_seq, project, status, branch ("1<branch>" or "0"),
-#: list member "<sort_ts>\0<id>", fold JSON.  Writes the fold only when it holds more of
-#: the deployment's lifecycle than the stored one (a fold of a deployment with none yet, at
-#: view_seq 0, only when none is stored); returns 1 if it did.
+#: list member "<sort_ts>\0<id>", fold JSON, then the counts (:data:`_COUNT`, from 9).
+#: Writes the fold and moves the counts only when it holds more of the deployment's
+#: lifecycle than the stored one (a fold of a deployment with none yet, at view_seq 0, only
+#: when none is stored); returns 1 if it did, -1 if the counted facts changed meanwhile.
 SET_VIEW = (
     "#!lua\n"
     + _HELPERS
+    + _COUNT
     + r"""
 local d, view_seq = ARGV[2], tonumber(ARGV[3])
 local project, status, branch, member = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
@@ -376,7 +468,9 @@ if cur[2] and tonumber(cur[2]) >= view_seq then
   if tonumber(cur[2]) >= life_seq then redis.call('SREM', P .. 'dirty', d) end
   return 0
 end
+if not counted_as(d, 9) then return -1 end
 if view_seq >= life_seq then redis.call('SREM', P .. 'dirty', d) end
+count(d, 9)
 unlist(cur[3], cur[4], cur[5], cur[6])
 for _, k in ipairs(list_keys(project, status, stored_branch(branch))) do
   redis.call('ZADD', k, 0, member)
@@ -390,11 +484,13 @@ return 1
 """
 )
 
-#: ARGV: prefix, deployment, age cutoff (seconds, or ""), count cutoff seq (0: none).
-#: Deletes the whole deployment if it is still past a limit; returns its last seq.
+#: ARGV: prefix, deployment, age cutoff (seconds, or ""), count cutoff seq (0: none), then
+#: the counts (:data:`_COUNT`, from 5).  Deletes the whole deployment if it is still past a
+#: limit; returns its last seq (-1 if its counted facts changed meanwhile).
 DROP_DEPLOYMENT = (
     "#!lua\n"
     + _HELPERS
+    + _COUNT
     + r"""
 local d, cutoff, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local key = P .. 'dep:' .. d
@@ -408,6 +504,8 @@ end
 redis.call('ZREM', P .. 'activity', d)
 redis.call('ZREM', P .. 'lastseq', d)
 if not cur[1] then return false end
+if not counted_as(d, 5) then return -1 end
+count(d, 5)
 unlist(cur[3], cur[4], cur[5], cur[6])
 redis.call('DEL', key, P .. 'fold:' .. d, P .. 'life:' .. d, P .. 'ln:' .. d, P .. 'de:' .. d)
 redis.call('SREM', P .. 'dirty', d)

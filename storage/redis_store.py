@@ -48,9 +48,10 @@ import redis
 from redis.backoff import ExponentialBackoff, ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from ledger.aggregates import Cell, facts
 from ledger.cursors import decode_cursor, encode_cursor
-from ledger.delivery import DeliveryWindow, delivery_of_rows
-from ledger.environments import EnvironmentState, environments
+from ledger.delivery import DeliveryWindow, OutageKey, Outages
+from ledger.environments import EnvironmentState, sort_states, state
 from ledger.events import (
     LIFECYCLE_TYPES,
     OPEN_STATUSES,
@@ -73,7 +74,9 @@ from ledger.staleness import news_at
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage import paging, redis_scripts
 from storage.bodies import event_of, pack, unpack
+from storage.redis_aggregates import RedisAggregates
 from storage.redis_analysis import RedisLogAnalysis
+from storage.redis_keys import glob, release
 from storage.store import (
     Accepted,
     Batch,
@@ -275,6 +278,7 @@ class RedisStore:
         self._migrate = self._redis.register_script(redis_scripts.MIGRATE)
         self._read_row = self._redis.register_script(redis_scripts.READ_ROW)
         self._analysis = RedisLogAnalysis(self, self.prefix)
+        self._aggregates = RedisAggregates(self, self.prefix)
         self._listener: gevent.Greenlet | None = None
         self._closed = False
         self.epoch = 0
@@ -282,6 +286,7 @@ class RedisStore:
         with _available(self._closed):
             self.epoch = int(self._init(args=[self.prefix, self._known()]))
             self._upgrade_layout()
+            self._aggregates.build()
         self._tail_epoch = self.epoch
 
     def _upgrade_layout(self) -> None:
@@ -303,7 +308,7 @@ class RedisStore:
                 return
             deployments: set[str] = set()
             for family in ("ds:", "logs:"):
-                pattern = _glob(self._key(family)) + "*"
+                pattern = glob(self._key(family)) + "*"
                 for key in cast(Iterator[bytes], self._redis.scan_iter(match=pattern, count=1000)):
                     deployments.add(key.decode()[len(self._key(family)) :])
             moved = sum(int(self._migrate(args=[self.prefix, d])) for d in sorted(deployments))
@@ -311,7 +316,7 @@ class RedisStore:
             if deployments:
                 log.info("moved %d entries of %d deployments into lists", moved, len(deployments))
         finally:
-            _release(lock)
+            release(lock)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + "".join(parts)
@@ -473,21 +478,27 @@ class RedisStore:
         return Stored(fold, metrics_key, version)
 
     def _set_fold(self, deployment_id: str, fold: Fold, view_seq: int) -> None:
-        """Store the fold and index the deployment by it, unless a fuller fold is stored."""
+        """Store the fold, index the deployment and move its counts by it, unless a fuller
+        fold is stored; decided again while another process moves its counts first."""
         status, _, _ = fold.headline()
         branch = fold.metadata.get("branch")
-        self._set_view(
-            args=[
-                self.prefix,
-                deployment_id,
-                view_seq,
-                fold.project,
-                status,
-                "0" if branch is None else f"1{branch}",
-                f"{fold.sort_ts()}\0{deployment_id}",
-                fold.dumps(),
-            ]
-        )
+        item = facts(fold)
+        while True:
+            answer = self._set_view(
+                args=[
+                    self.prefix,
+                    deployment_id,
+                    view_seq,
+                    fold.project,
+                    status,
+                    "0" if branch is None else f"1{branch}",
+                    f"{fold.sort_ts()}\0{deployment_id}",
+                    fold.dumps(),
+                    *self._aggregates.count_args(deployment_id, item),
+                ]
+            )
+            if int(answer) != -1:
+                return
 
     @contextlib.contextmanager
     def _join_locks(self, projects: list[str]) -> Iterator[None]:
@@ -506,7 +517,7 @@ class RedisStore:
                 )
                 if not lock.acquire():
                     raise StoreUnavailable(f"project {project!r} is busy joining deployments")
-                stack.callback(_release, lock)
+                stack.callback(release, lock)
             yield
 
     # -- the event log -----------------------------------------------------------------
@@ -927,19 +938,34 @@ class RedisStore:
     def environment_states(
         self, *, project: str | None
     ) -> tuple[list[EnvironmentState], int, bool]:
-        """From the newest rows, as far as :data:`~storage.paging.MAX_WINDOW_DEPLOYMENTS`
-        reaches."""
-        rows, truncated = paging.newest_deployments(self, project)
-        return environments(rows), len(rows), truncated
+        """From the aggregates: each environment's three deployments, one lookup each."""
+        with _available(self._closed):
+            picks, scanned = self._aggregates.environment_picks(project)
+            wanted = sorted({i for pick in picks for i in pick[3:] if i is not None})
+            views = self._views(wanted)
+        rows = {deployment_id: list_row(*views[deployment_id]) for deployment_id in views}
+        states = [
+            state(
+                name,
+                environment,
+                rows[latest],
+                rows.get(current) if current else None,
+                rows.get(in_progress) if in_progress else None,
+                n,
+            )
+            for name, environment, n, latest, current, in_progress in picks
+            if latest in rows
+        ]
+        return sort_states(states), scanned, False
 
     def delivery_window(
         self, *, project: str | None, since: str, zone: tzinfo, asked: str | None
     ) -> DeliveryWindow:
-        """Counted from the window's rows, newest first, as far as
-        :data:`~storage.paging.MAX_WINDOW_DEPLOYMENTS` reaches (``zone``: every start is
-        counted at its exact time)."""
-        rows, truncated = paging.deployments_since(self, project, since)
-        return delivery_of_rows(rows, asked, truncated)
+        """From the aggregates (``storage/redis_aggregates.py``), as SQLite counts them."""
+        with _available(self._closed):
+            return self._aggregates.delivery_window(
+                project=project, since=since, zone=zone, asked=asked
+            )
 
     # -- upkeep ------------------------------------------------------------------------
 
@@ -963,7 +989,7 @@ class RedisStore:
             try:
                 return self._prune()
             finally:
-                _release(lock)
+                release(lock)
 
     def _prune(self) -> int:
         seconds, micros = self._redis.time()
@@ -981,7 +1007,7 @@ class RedisStore:
         max_seq = 0
         age = "" if cutoff is None else f"{cutoff:.6f}"
         for deployment_id in sorted(doomed):
-            top = self._drop(args=[self.prefix, deployment_id, age, limit_seq])
+            top = self._drop_deployment(deployment_id, age, limit_seq)
             if top is not None:
                 self._analysis.drop(deployment_id)
                 dropped.add(deployment_id)
@@ -993,6 +1019,40 @@ class RedisStore:
         if removed:
             log.info("pruned %d events of %d deployments", removed, len(dropped))
         return removed
+
+    def _drop_deployment(self, deployment_id: str, age: str, limit_seq: int) -> bytes | None:
+        """Drop the deployment and its counts if it is still past a limit: its last seq."""
+        while True:
+            top = self._drop(
+                args=[
+                    self.prefix,
+                    deployment_id,
+                    age,
+                    limit_seq,
+                    *self._aggregates.count_args(deployment_id, None),
+                ]
+            )
+            if top != -1:
+                return cast(bytes | None, top)
+
+    def _folds(self, deployment_ids: list[str]) -> list[Fold | None]:
+        """The stored fold of each deployment (``None``: it has none)."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for deployment_id in deployment_ids:
+                self._pipe_row(pipe, deployment_id, "project", "fold", "ts0")
+            rows = pipe.execute()
+        return [
+            None if project is None or raw is None else _fold(project, raw, ts0)
+            for project, raw, ts0 in rows
+        ]
+
+    def aggregate_cells(self) -> dict[Cell, int]:
+        with _available(self._closed):
+            return self._aggregates.aggregate_cells()
+
+    def outage_days(self) -> dict[OutageKey, Outages]:
+        with _available(self._closed):
+            return self._aggregates.outage_days()
 
     def _members(self, key: str, low: str, high: str) -> list[str]:
         members = cast(list[bytes], self._redis.zrangebyscore(key, low, high))
@@ -1115,14 +1175,3 @@ def _view(
 def _event_seq(event_id: str) -> int:
     position = parse_event_id(event_id)
     return 0 if position is None else position[1]
-
-
-def _glob(text: str) -> str:
-    """``text`` matched literally by a ``SCAN MATCH`` pattern."""
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
-
-
-def _release(lock: Any) -> None:
-    """Release a lock that may have expired meanwhile (then it is already free)."""
-    with contextlib.suppress(redis.exceptions.LockError):
-        lock.release()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from ledger.aggregates import (
@@ -40,7 +40,10 @@ from ledger.aggregates import (
     cells,
     change,
     facts,
+    next_hour,
     split,
+    splits_a_day,
+    whole_days_from,
 )
 from ledger.delivery import (
     DeliveryWindow,
@@ -54,7 +57,6 @@ from ledger.delivery import (
 )
 from ledger.events import OPEN_STATUSES
 from ledger.recorder import Recorder
-from ledger.timestamps import format_timestamp, parse_timestamp
 from storage.sqlite_analysis import _fold
 
 log = logging.getLogger(__name__)
@@ -279,16 +281,13 @@ class SqliteAggregates:
         """The deployments started at or after ``since``, counted (``ledger/delivery.py``):
         whole UTC days from the counters, the first day's part deployment by deployment,
         and the hours a day of ``zone`` begins in (when not on the hour) likewise."""
-        midnight = parse_timestamp(since).astimezone(UTC).replace(
-            hour=0, minute=0, second=0, microsecond=0
-        ) + timedelta(days=1)
-        whole_from = format_timestamp(midnight)
+        whole_from = whole_days_from(since)
         window = Window()
         splits: dict[str, bool] = {}  # UTC hour -> whether a day of the zone begins in it
 
         def split_hour(hour: str) -> bool:
             if hour not in splits:
-                splits[hour] = _splits_a_day(hour, zone)
+                splits[hour] = splits_a_day(hour, zone)
             return splits[hour]
 
         # the first, partial day, counted by SQLite as the counters count whole days
@@ -328,7 +327,7 @@ class SqliteAggregates:
                 window.starts[environment, f"{hour}:00:00.000Z", status] += n
         for hour in refine:
             low = max(since, f"{hour}:00:00.000Z")
-            for item in self._facts_between(project, low, _next_hour(hour)):
+            for item in self._facts_between(project, low, next_hour(hour)):
                 count_start(window, item)
         named = window.environments()
         picked = choose_environment(asked, named)
@@ -465,18 +464,3 @@ class SqliteAggregates:
 
 def _next_day(day: str) -> str:
     return (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()
-
-
-def _splits_a_day(hour: str, zone: tzinfo) -> bool:
-    """Whether a day of ``zone`` begins inside the UTC hour ``hour`` (``YYYY-MM-DDTHH``)."""
-    start = datetime.fromisoformat(f"{hour}:00+00:00")
-    last = start + timedelta(minutes=59, seconds=59, milliseconds=999)
-    offset = zone.utcoffset(start)
-    whole = offset is not None and offset % timedelta(hours=1) == timedelta(0)
-    if whole and zone.utcoffset(last) == offset:
-        return False  # whole hours from UTC all through it: its days begin on the hour
-    return start.astimezone(zone).date() != last.astimezone(zone).date()
-
-
-def _next_hour(hour: str) -> str:
-    return format_timestamp(datetime.fromisoformat(f"{hour}:00+00:00") + timedelta(hours=1))

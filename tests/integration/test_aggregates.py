@@ -10,7 +10,9 @@ counts from its rows, in any time zone.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+import threading
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -21,15 +23,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.ingest import load_one
-from ledger.aggregates import row_facts, tally
+from ledger.aggregates import Facts, row_facts, tally
 from ledger.delivery import delivery_of_rows, outage_days, summarise_window
 from ledger.environments import environments
 from ledger.events import Event
 from ledger.retention import Retention
 from ledger.timestamps import format_timestamp
 from storage import paging
+from storage.redis_aggregates import AGGREGATES_VERSION, FAMILIES
+from storage.redis_store import RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Batch
+from storage.url import StoreURL
+from tests.redis_server import RedisServer
 
 BASE = datetime(2025, 3, 29, 20, 10, tzinfo=UTC)  # Berlin moves its clocks the next night
 ZONES: list[tuple[tzinfo, str]] = [
@@ -91,15 +97,18 @@ def events_of(number: int, spec: dict[str, Any]) -> list[Event]:
     return [load_one({**base, **body}, "deployment") for body in bodies]
 
 
-def rows(store: SqliteStore) -> list[Any]:
+Kept = SqliteStore | RedisStore
+
+
+def rows(store: Kept) -> list[Any]:
     return list(paging.deployments(store, most=10_000))
 
 
-def recomputed(store: SqliteStore) -> dict[Any, int]:
+def recomputed(store: Kept) -> dict[Any, int]:
     return tally(row_facts(row) for row in rows(store))
 
 
-def kept_as_recomputed(store: SqliteStore) -> None:
+def kept_as_recomputed(store: Kept) -> None:
     assert store.aggregate_cells() == recomputed(store)
     assert store.outage_days() == outage_days(row_facts(row) for row in rows(store))
 
@@ -121,6 +130,20 @@ def batches(events: list[Event], sizes: list[int]) -> Iterator[list[Event]]:
         index += size
 
 
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def open_kept(request: pytest.FixtureRequest) -> Callable[[Retention], Kept]:
+    """Open an empty store of one kind that keeps aggregates (Redis: a prefix of its own)."""
+    if request.param == "sqlite":
+        return lambda retention: SqliteStore(":memory:", retention=retention)
+    server: RedisServer = request.getfixturevalue("redis_server")
+
+    def make(retention: Retention) -> Kept:
+        url = StoreURL.parse(server.url(prefix=f"agg-{uuid.uuid4().hex}"))
+        return RedisStore(url, retention=retention)
+
+    return make
+
+
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -131,13 +154,17 @@ def batches(events: list[Event], sizes: list[int]) -> Iterator[list[Event]]:
     keep=st.integers(min_value=0, max_value=40),
 )
 def test_kept_aggregates_equal_the_recomputed_ones(
-    specs: list[dict[str, Any]], data: st.DataObject, sizes: list[int], keep: int
+    open_kept: Callable[[Retention], Kept],
+    specs: list[dict[str, Any]],
+    data: st.DataObject,
+    sizes: list[int],
+    keep: int,
 ) -> None:
     """Any arrival order, repeats, writes of any size, then pruning by count."""
     events = [event for number, spec in enumerate(specs) for event in events_of(number, spec)]
     order = data.draw(st.permutations(events))
     repeats = data.draw(st.lists(st.sampled_from(events), max_size=4))
-    store = SqliteStore(":memory:", retention=Retention(max_events=keep or None))
+    store = open_kept(Retention(max_events=keep))
     try:
         for part in batches([*order, *repeats], sizes):
             store.append(Batch(part))
@@ -159,6 +186,7 @@ def test_kept_aggregates_equal_the_recomputed_ones(
     asked=st.sampled_from([None, "*", "staging", "production"]),
 )
 def test_the_window_from_aggregates_is_the_window_of_the_rows(
+    open_kept: Callable[[Retention], Kept],
     specs: list[dict[str, Any]],
     since_minutes: int,
     zone: tuple[tzinfo, str],
@@ -169,7 +197,7 @@ def test_the_window_from_aggregates_is_the_window_of_the_rows(
     the figures the rows give, whatever the window's start and the zone; the states of
     environments picked through indexes, and the listing of one environment, are the ones
     the rows give."""
-    store = SqliteStore(":memory:")
+    store = open_kept(Retention())
     try:
         for number, spec in enumerate(specs):
             store.append(Batch(events_of(number, spec)))
@@ -242,3 +270,134 @@ def test_a_file_from_before_the_aggregates_is_counted_when_opened(tmp_path: Path
         assert len(listed.items) == 6
     finally:
         reopened.close()
+
+
+@pytest.mark.redis
+def test_a_redis_store_from_before_the_aggregates_is_counted_when_opened(
+    redis_server: RedisServer,
+) -> None:
+    """A Redis store without the aggregates' keys, or with keys of another layout, gets
+    them counted from its stored folds once, when opened."""
+    url = StoreURL.parse(redis_server.url(prefix=f"agg-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    specs = [
+        {"project": "web", "environment": "production", "start": 60 * n, "minutes": 5,
+         "outcome": "failure" if n % 3 == 0 else "success", "late": None,
+         "only_completion": False}
+        for n in range(6)
+    ]  # fmt: skip
+    for number, spec in enumerate(specs):
+        store.append(Batch(events_of(number, spec)))
+    client = redis_server.client()
+    prefix = store.prefix
+    store.close()
+    doomed = [key for family in FAMILIES for key in client.scan_iter(match=prefix + family + "*")]
+    assert len(doomed) > 10
+    client.delete(*doomed)
+    client.hset(prefix + "agg:projects", "web\x1fsuccess", 99)  # of another layout
+    client.hset(prefix + "meta", "aggregates", "0")
+    reopened = RedisStore(url)
+    try:
+        kept_as_recomputed(reopened)
+        assert reopened.outage_days() != {}
+        assert client.hget(prefix + "meta", "aggregates") == AGGREGATES_VERSION
+        assert reopened.environment_states(project=None)[0][0]["deployments"] == 6
+    finally:
+        reopened.close()
+
+
+@pytest.mark.redis
+def test_counts_moved_meanwhile_by_another_process_are_decided_again(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold written from facts read before another process moved them is refused by the
+    script, and its change decided again from the facts stored now."""
+    url = StoreURL.parse(redis_server.url(prefix=f"agg-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    spec = {"project": "web", "environment": "production", "start": 0, "minutes": 5,
+            "outcome": "success", "late": "failure", "only_completion": False}  # fmt: skip
+    first, *rest = events_of(0, spec)
+    store.append(Batch([first]))
+    counted = store._aggregates.counted
+    reads: list[str] = []
+
+    def read_before_the_other(deployment_id: str) -> Facts | None:
+        reads.append(deployment_id)
+        return None if len(reads) == 1 else counted(deployment_id)
+
+    monkeypatch.setattr(store._aggregates, "counted", read_before_the_other)
+    try:
+        store.append(Batch(rest))
+        assert reads == ["d0", "d0"]
+        kept_as_recomputed(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.redis
+def test_a_day_summed_up_before_a_write_changed_it_is_not_kept(redis_server: RedisServer) -> None:
+    """A reader keeps the outage day summaries it summed up only if no write changed the
+    project's days since it read them."""
+    url = StoreURL.parse(redis_server.url(prefix=f"agg-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    spec = {"project": "web", "environment": None, "start": 0, "minutes": 5,
+            "outcome": "failure", "late": None, "only_completion": False}  # fmt: skip
+    try:
+        store.append(Batch(events_of(0, spec)))
+        kept_as_recomputed(store)  # sums the day up and keeps it
+        client = redis_server.client()
+        key = f"{store.prefix}outday:web\x1f"
+        before = client.hget(key, "#v")
+        store.append(Batch(events_of(1, {**spec, "outcome": "success", "minutes": 9})))
+        (day,) = [d for d in client.hkeys(key) if d != b"#v"]
+        assert client.hget(key, day) == b""  # to be summed up again
+        late = ["outday:web\x1f", before, day, "[null,null,[],null]"]
+        assert store._aggregates._set_outage_days(args=[store.prefix, *late]) == 0
+        assert client.hget(key, day) == b""
+        kept_as_recomputed(store)
+        assert client.hget(key, day) not in (b"", b"[null,null,[],null]")
+    finally:
+        store.close()
+
+
+@pytest.mark.redis
+def test_processes_writing_the_same_deployments_at_once_keep_the_counts_whole(
+    redis_server: RedisServer,
+) -> None:
+    """Two stores on one Redis (as two hub processes) append the same deployments' events
+    in opposite orders at once: their folds and counts still end up those of the views."""
+    url = StoreURL.parse(redis_server.url(prefix=f"agg-{uuid.uuid4().hex}"))
+    stores = [RedisStore(url), RedisStore(url)]
+    specs = [
+        {"project": "web", "environment": "production", "start": 7 * n, "minutes": 3 + n,
+         "outcome": "failure" if n % 2 else "success", "late": "success" if n % 3 else None,
+         "only_completion": False}
+        for n in range(6)
+    ]  # fmt: skip
+    events = [event for number, spec in enumerate(specs) for event in events_of(number, spec)]
+    orders = [events, list(reversed(events))]
+    failed: list[BaseException] = []
+
+    def write(store: RedisStore, order: list[Event]) -> None:
+        try:
+            for event in order:
+                store.append(Batch([event]))
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failed.append(exc)
+
+    threads = [
+        threading.Thread(target=write, args=(store, order))
+        for store, order in zip(stores, orders, strict=True)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not failed
+        stores[0].repair_views()
+        kept_as_recomputed(stores[0])
+        assert len(rows(stores[0])) == len(specs)
+    finally:
+        for store in stores:
+            store.close()

@@ -364,3 +364,26 @@ def test_check_finds_aggregates_that_drifted_from_the_views(
     assert "problem: aggregate drifted from the views: projects " in done.output
     assert "kept 2, counted 1" in done.output or "kept 4, counted 3" in done.output
     assert "problem: aggregate drifted from the views: outages of " in done.output
+
+
+@pytest.mark.redis
+def test_check_on_redis_finds_aggregates_that_drifted_from_the_views(
+    monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> None:
+    prefix = f"ops-{uuid.uuid4().hex}"
+    url = redis_server.url(prefix=prefix)
+    store = create_store(StoreURL.parse(url))
+    fill(store, 3)
+    store.close()
+    assert "ok: 15 events, 3 deployments checked" in hub(monkeypatch, url, "check").output
+    client = redis_server.client()
+    (field, _), *_ = client.hgetall(f"{prefix}:agg:projects").items()
+    client.hincrby(f"{prefix}:agg:projects", field, 1)
+    for key in client.scan_iter(match=f"{prefix}:outday:*"):  # summed up by the first check
+        for day in client.hkeys(key):
+            if day != b"#v":
+                client.hset(key, day, "[null,null,[],null]")
+    done = hub(monkeypatch, url, "check")
+    assert done.exit_code == 1
+    assert "problem: aggregate drifted from the views: projects " in done.output
+    assert "problem: aggregate drifted from the views: outages of " in done.output
