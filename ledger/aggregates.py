@@ -163,3 +163,14 @@ def whole_days_from(since: str) -> str:
 
 def next_hour(hour: str) -> str:
     return format_timestamp(datetime.fromisoformat(f"{hour}:00+00:00") + timedelta(hours=1))
+
+
+def counted(counts: Mapping[str, Mapping[str, int]], project: str | None) -> int:
+    """Deployments the per-project status counts hold, of one project or of all: what an
+    answer built from the aggregates says it looked at."""
+    return sum(
+        n
+        for name, statuses in counts.items()
+        if project is None or name == project
+        for n in statuses.values()
+    )

@@ -63,6 +63,7 @@ from ledger.aggregates import (
     Facts,
     cells,
     change,
+    counted,
     facts,
     join,
     next_hour,
@@ -408,14 +409,7 @@ class RedisAggregates:
                     in_progress[1] if in_progress else None,
                 )
             )
-        counts = self.project_counts()
-        scanned = sum(
-            n
-            for name, statuses in counts.items()
-            if project is None or name == project
-            for n in statuses.values()
-        )
-        return picks, scanned
+        return picks, counted(self.project_counts(), project)
 
     def delivery_window(
         self, *, project: str | None, since: str, zone: tzinfo, asked: str | None

@@ -39,6 +39,7 @@ from ledger.aggregates import (
     Facts,
     cells,
     change,
+    counted,
     facts,
     next_hour,
     split,
@@ -253,14 +254,7 @@ class SqliteAggregates:
                     in_progress[0] if in_progress else None,
                 )
             )
-        counts = self._project_counts()
-        scanned = sum(
-            n
-            for name, statuses in counts.items()
-            if project is None or name == project
-            for n in statuses.values()
-        )
-        return picks, scanned
+        return picks, counted(self._project_counts(), project)
 
     def aggregate_cells(self) -> dict[Cell, int]:
         """Every counter, for the operator check to compare with a recomputation."""
