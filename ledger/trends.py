@@ -1,6 +1,10 @@
 """Step trends over a window, and the ETA of a running deployment.
 
-Pure: folds of deployments in, figures out.  A step's **runs** are its final
+Pure: the runs of steps in, figures out.  A deployment contributes one
+:class:`StepRun` per step that finished (:func:`step_runs`, the one rule of
+what a fold gives trends), so a store can keep those narrow rows beside the
+fold, in the same write, and answer from them instead of decoding folds; a
+recomputation from the folds gives the same rows.  A step's **runs** are its final
 outcomes (``success`` or ``failure``) in deployments started within the window;
 its **failures** the runs that failed; it is **flaky** once for each success
 that followed a failure of the same step on the same commit: an earlier
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 from ledger.fold import Fold
 from ledger.stats import percentile
@@ -80,50 +84,84 @@ class _Tally:
         }
 
 
-def _start(fold: Fold) -> str:
-    return fold.sort_ts()
+class StepRun(NamedTuple):
+    """One finished step of a deployment: all that step trends read of it.
+
+    The fields begin with the order trends take deployments in: when they
+    started, then appeared, then by id (so plain tuple order sorts them).
+    """
+
+    #: Where the deployment sorts (:meth:`~ledger.fold.Fold.sort_ts`): which window it is in.
+    started: str
+    #: When the deployment first appeared: places deployments that started at once.
+    created: str
+    deployment_id: str
+    job: str
+    step: str
+    project: str
+    commit: str | None
+    #: ``success`` or ``failure``.
+    status: str
+    #: It failed at least once before (a re-run of the same deployment passed it).
+    failed_before: bool
+    duration_ms: int | None
+
+
+def step_runs(deployment_id: str, fold: Fold) -> tuple[StepRun, ...]:
+    """What a deployment contributes to step trends: a row per step that finished."""
+    started, created = fold.sort_ts(), fold.created_ts or ""
+    project, commit = fold.project, fold.metadata.get("commit")
+    return tuple(
+        StepRun(
+            started,
+            created,
+            deployment_id,
+            step.job,
+            step.name,
+            project,
+            commit,
+            step.status,
+            step.failed_runs > 0,
+            step_view(step)["duration_ms"],
+        )
+        for step in fold.steps.values()
+        if step.status in FINISHED
+    )
 
 
 def step_trends(
-    folds: Iterable[Fold], *, start: str, middle: str, end: str | None = None
+    runs: Iterable[StepRun], *, start: str, middle: str, end: str | None = None
 ) -> list[StepTrend]:
     """Figures per ``(project, job, step)`` for deployments started in ``[middle, end]``,
     compared with ``[start, middle)``; ordered by project, job and step.
 
-    ``folds`` may hold deployments outside both windows; they are ignored (an
-    earlier failure of a commit still makes a later success flaky).
+    ``runs`` may hold deployments outside both windows; they are ignored (an
+    earlier failure of a commit still makes a later success flaky).  Deployments
+    are taken in the order they started, then appeared, then by id.
     """
-    ordered = sorted(folds, key=lambda f: (_start(f), f.created_ts or ""))
     tallies: dict[tuple[str, str, str], tuple[_Tally, _Tally]] = {}
     last_outcome: dict[tuple[str, str, str, str], str] = {}  # (project, job, step, commit)
-    for fold in ordered:
-        started = _start(fold)
-        window = (
-            1
-            if started >= middle and (end is None or started <= end)
-            else 0
-            if start <= started < middle
-            else None
-        )
-        commit = fold.metadata.get("commit")
-        for step in fold.steps.values():
-            if step.status not in FINISHED:
+    for started, _, _, job, name, project, commit, status, failed_before, duration in sorted(runs):
+        key = (project, job, name)
+        earlier = None
+        if commit:
+            earlier = last_outcome.get((project, job, name, commit))
+            last_outcome[project, job, name, commit] = status
+        if started >= middle:
+            if end is not None and started > end:
                 continue
-            key = (fold.project, step.job, step.name)
-            earlier = last_outcome.get((*key, commit)) if commit else None
-            if commit:
-                last_outcome[(*key, commit)] = step.status
-            if window is None:
-                continue
-            tally = tallies.setdefault(key, (_Tally(), _Tally()))[window]
-            tally.runs += 1
-            if step.status == "failure":
-                tally.failures += 1
-            elif step.failed_runs or earlier == "failure":
-                tally.flaky += 1
-            duration = step_view(step)["duration_ms"]
-            if duration is not None:
-                tally.durations.append(duration)
+            tally = tallies.setdefault(key, (_Tally(), _Tally()))[1]
+        elif start <= started:
+            tally = tallies.setdefault(key, (_Tally(), _Tally()))[0]
+        else:
+            continue
+        tally.runs += 1
+        if status == "failure":
+            tally.failures += 1
+        elif failed_before or earlier == "failure":
+            tally.flaky += 1
+        if duration is not None:
+            tally.durations.append(duration)
     result: list[StepTrend] = []
     for (project, job, name), (previous, current) in sorted(tallies.items()):
         now, before = current.figures(), previous.figures()
