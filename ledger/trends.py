@@ -1,15 +1,15 @@
 """Step trends over a window, and the ETA of a running deployment.
 
-Pure: the runs of steps in, figures out.  A deployment contributes one
-:class:`StepRun` per step that finished (:func:`step_runs`, the one rule of
-what a fold gives trends), so a store can keep those narrow rows beside the
-fold, in the same write, and answer from them instead of decoding folds; a
-recomputation from the folds gives the same rows.  A step's **runs** are its final
-outcomes (``success`` or ``failure``) in deployments started within the window;
-its **failures** the runs that failed; it is **flaky** once for each success
-that followed a failure of the same step on the same commit: an earlier
-attempt of the same deployment (a re-run) or an earlier deployment of that
-commit.  Durations are those of its finished runs (``p50``/``p95``,
+Pure: the runs of steps in, figures out.  A deployment contributes its
+:class:`StepRuns`, the steps of it that finished (:func:`step_runs`, the one
+rule of what a fold gives trends), so a store can keep that narrow record
+beside the fold, in the same write, and answer from it instead of decoding
+folds; a recomputation from the folds gives the same records.  A step's
+**runs** are its final outcomes (``success`` or ``failure``) in deployments
+started within the window; its **failures** the runs that failed; it is
+**flaky** once for each success that followed a failure of the same step on
+the same commit: an earlier attempt of the same deployment (a re-run) or an
+earlier deployment of that commit.  Durations are those of its finished runs (``p50``/``p95``,
 nearest-rank, :func:`ledger.stats.percentile`); a step **regressed** when its
 p50 grew by more than half over the previous window of the same length.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import NamedTuple, TypedDict
 
 from ledger.fold import Fold
@@ -36,6 +37,8 @@ REGRESSION_FACTOR = 1.5
 ETA_HISTORY = 20
 
 FINISHED = ("success", "failure")
+#: The order trends take deployments in: by start, then creation, then id.
+_ORDER = itemgetter(0, 1, 2)
 
 
 class Figures(TypedDict):
@@ -84,11 +87,17 @@ class _Tally:
         }
 
 
-class StepRun(NamedTuple):
-    """One finished step of a deployment: all that step trends read of it.
+#: A finished step as trends read it: ``(job, step, status, failed_before, duration_ms)``;
+#: ``status`` is ``success`` or ``failure``, ``failed_before`` says it failed at least once
+#: before (a re-run of the same deployment passed it).
+StepRun = tuple[str, str, str, bool, int | None]
+
+
+class StepRuns(NamedTuple):
+    """A deployment's finished steps: all that step trends read of it.
 
     The fields begin with the order trends take deployments in: when they
-    started, then appeared, then by id (so plain tuple order sorts them).
+    started, then appeared, then by id.
     """
 
     #: Where the deployment sorts (:meth:`~ledger.fold.Fold.sort_ts`): which window it is in.
@@ -96,41 +105,32 @@ class StepRun(NamedTuple):
     #: When the deployment first appeared: places deployments that started at once.
     created: str
     deployment_id: str
-    job: str
-    step: str
     project: str
     commit: str | None
-    #: ``success`` or ``failure``.
-    status: str
-    #: It failed at least once before (a re-run of the same deployment passed it).
-    failed_before: bool
-    duration_ms: int | None
+    steps: tuple[StepRun, ...]
 
 
-def step_runs(deployment_id: str, fold: Fold) -> tuple[StepRun, ...]:
-    """What a deployment contributes to step trends: a row per step that finished."""
-    started, created = fold.sort_ts(), fold.created_ts or ""
-    project, commit = fold.project, fold.metadata.get("commit")
-    return tuple(
-        StepRun(
-            started,
-            created,
-            deployment_id,
-            step.job,
-            step.name,
-            project,
-            commit,
-            step.status,
-            step.failed_runs > 0,
-            step_view(step)["duration_ms"],
-        )
+def step_runs(deployment_id: str, fold: Fold) -> StepRuns | None:
+    """What a deployment contributes to step trends (``None``: no step of it finished)."""
+    steps = tuple(
+        (step.job, step.name, step.status, step.failed_runs > 0, step_view(step)["duration_ms"])
         for step in fold.steps.values()
         if step.status in FINISHED
+    )
+    if not steps:
+        return None
+    return StepRuns(
+        fold.sort_ts(),
+        fold.created_ts or "",
+        deployment_id,
+        fold.project,
+        fold.metadata.get("commit"),
+        steps,
     )
 
 
 def step_trends(
-    runs: Iterable[StepRun], *, start: str, middle: str, end: str | None = None
+    runs: Iterable[StepRuns], *, start: str, middle: str, end: str | None = None
 ) -> list[StepTrend]:
     """Figures per ``(project, job, step)`` for deployments started in ``[middle, end]``,
     compared with ``[start, middle)``; ordered by project, job and step.
@@ -141,27 +141,27 @@ def step_trends(
     """
     tallies: dict[tuple[str, str, str], tuple[_Tally, _Tally]] = {}
     last_outcome: dict[tuple[str, str, str, str], str] = {}  # (project, job, step, commit)
-    for started, _, _, job, name, project, commit, status, failed_before, duration in sorted(runs):
-        key = (project, job, name)
-        earlier = None
-        if commit:
-            earlier = last_outcome.get((project, job, name, commit))
-            last_outcome[project, job, name, commit] = status
+    for started, _, _, project, commit, steps in sorted(runs, key=_ORDER):
         if started >= middle:
-            if end is not None and started > end:
-                continue
-            tally = tallies.setdefault(key, (_Tally(), _Tally()))[1]
-        elif start <= started:
-            tally = tallies.setdefault(key, (_Tally(), _Tally()))[0]
+            window: int | None = 1 if end is None or started <= end else None
         else:
-            continue
-        tally.runs += 1
-        if status == "failure":
-            tally.failures += 1
-        elif failed_before or earlier == "failure":
-            tally.flaky += 1
-        if duration is not None:
-            tally.durations.append(duration)
+            window = 0 if start <= started else None
+        for job, name, status, failed_before, duration in steps:
+            key = (project, job, name)
+            earlier = None
+            if commit:
+                earlier = last_outcome.get((project, job, name, commit))
+                last_outcome[project, job, name, commit] = status
+            if window is None:
+                continue
+            tally = tallies.setdefault(key, (_Tally(), _Tally()))[window]
+            tally.runs += 1
+            if status == "failure":
+                tally.failures += 1
+            elif failed_before or earlier == "failure":
+                tally.flaky += 1
+            if duration is not None:
+                tally.durations.append(duration)
     result: list[StepTrend] = []
     for (project, job, name), (previous, current) in sorted(tallies.items()):
         now, before = current.figures(), previous.figures()

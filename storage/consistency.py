@@ -21,6 +21,7 @@ from typing import Any, cast
 from ledger.aggregates import SEP, row_facts, tally
 from ledger.delivery import outage_days
 from ledger.events import Event
+from ledger.trends import StepRuns
 from ledger.view import build_view
 from storage import paging
 from storage.store import Aggregated, KeepsStepRuns, Store
@@ -77,17 +78,21 @@ def _check_step_runs(store: KeepsStepRuns, report: Report) -> None:
         kept, folded = store.kept_step_runs(), store.folded_step_runs()
         if kept == folded:
             return
-    statuses: dict[tuple[str, str, str], tuple[list[str], list[str]]] = {}
-    for runs, side in ((kept - folded, 0), (folded - kept, 1)):
-        for run in runs:
-            statuses.setdefault((run.deployment_id, run.job, run.step), ([], []))[side].append(
-                run.status
-            )
-    for (deployment_id, job, step), (was, now) in sorted(statuses.items()):
+    differing = {runs.deployment_id for runs in kept ^ folded}
+    was = {runs.deployment_id: runs for runs in kept if runs.deployment_id in differing}
+    now = {runs.deployment_id: runs for runs in folded if runs.deployment_id in differing}
+    for deployment_id in sorted(differing):
         report.problem(
-            f"step run {job}/{step} of deployment {deployment_id!r} drifted from its fold: "
-            f"kept {', '.join(was) or 'none'}, folded {', '.join(now) or 'none'}"
+            f"step runs of deployment {deployment_id!r} drifted from its fold: "
+            f"kept {_steps(was.get(deployment_id))}, folded {_steps(now.get(deployment_id))}"
         )
+
+
+def _steps(runs: StepRuns | None) -> str:
+    """``job/step status, ...`` of a deployment's step runs."""
+    if runs is None:
+        return "none"
+    return ", ".join(f"{job}/{step} {status}" for job, step, status, _, _ in runs.steps)
 
 
 def _check_aggregates(store: Aggregated, report: Report) -> None:

@@ -71,7 +71,7 @@ from ledger.resume import Resume, resume_from
 from ledger.retention import Retention
 from ledger.search import LogSearch, SearchPage
 from ledger.staleness import news_at
-from ledger.trends import StepRun, step_runs
+from ledger.trends import StepRuns, step_runs
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage import paging, redis_scripts
 from storage.bodies import event_of, pack, unpack
@@ -924,12 +924,11 @@ class RedisStore:
 
     def step_runs(
         self, *, project: str | None, since: str, limit: int
-    ) -> tuple[list[StepRun], bool]:
+    ) -> tuple[list[StepRuns], bool]:
         """From the folds as read: kept as rows, they would add to every deployment's memory."""
         found, more = self._recent(project, None, since, limit)
-        return [
-            run for deployment_id, fold in found for run in step_runs(deployment_id, fold)
-        ], more
+        runs = (step_runs(deployment_id, fold) for deployment_id, fold in found)
+        return [each for each in runs if each is not None], more
 
     def _recent(
         self, project: str | None, status: str | None, since: str, limit: int

@@ -65,7 +65,8 @@ def fold(events: list[Event]) -> Fold:
 
 def trends(folds: list[Fold], days: int = 10) -> dict[tuple[str, str], dict[str, Any]]:
     start, middle = window_bounds(NOW, days)
-    runs = [run for n, each in enumerate(folds) for run in step_runs(f"d{n}", each)]
+    found = (step_runs(f"d{n}", each) for n, each in enumerate(folds))
+    runs = [each for each in found if each is not None]
     return {(t["job"], t["step"]): dict(t) for t in step_trends(runs, start=start, middle=middle)}
 
 
