@@ -147,14 +147,16 @@ def step_trends(
         else:
             window = 0 if start <= started else None
         for job, name, status, failed_before, duration in steps:
-            key = (project, job, name)
             earlier = None
             if commit:
                 earlier = last_outcome.get((project, job, name, commit))
                 last_outcome[project, job, name, commit] = status
             if window is None:
                 continue
-            tally = tallies.setdefault(key, (_Tally(), _Tally()))[window]
+            pair = tallies.get((project, job, name))
+            if pair is None:
+                pair = tallies[project, job, name] = (_Tally(), _Tally())
+            tally = pair[window]
             tally.runs += 1
             if status == "failure":
                 tally.failures += 1
