@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import NamedTuple, TypedDict
 
+from ledger.durations import duration
 from ledger.fold import Fold
 from ledger.stats import percentile
 from ledger.timestamps import format_timestamp, parse_timestamp
@@ -113,7 +114,13 @@ class StepRuns(NamedTuple):
 def step_runs(deployment_id: str, fold: Fold) -> StepRuns | None:
     """What a deployment contributes to step trends (``None``: no step of it finished)."""
     steps = tuple(
-        (step.job, step.name, step.status, step.failed_runs > 0, step_view(step)["duration_ms"])
+        (
+            step.job,
+            step.name,
+            step.status,
+            step.failed_runs > 0,
+            duration(step.started_at, step.completed_at, step.duration_ms),  # ended: step_view's
+        )
         for step in fold.steps.values()
         if step.status in FINISHED
     )
@@ -146,7 +153,7 @@ def step_trends(
             window: int | None = 1 if end is None or started <= end else None
         else:
             window = 0 if start <= started else None
-        for job, name, status, failed_before, duration in steps:
+        for job, name, status, failed_before, took in steps:
             earlier = None
             if commit:
                 earlier = last_outcome.get((project, job, name, commit))
@@ -162,8 +169,8 @@ def step_trends(
                 tally.failures += 1
             elif failed_before or earlier == "failure":
                 tally.flaky += 1
-            if duration is not None:
-                tally.durations.append(duration)
+            if took is not None:
+                tally.durations.append(took)
     result: list[StepTrend] = []
     for (project, job, name), (previous, current) in sorted(tallies.items()):
         now, before = current.figures(), previous.figures()
