@@ -156,8 +156,9 @@ def step_trends(
         for job, name, status, failed_before, took in steps:
             earlier = None
             if commit:
-                earlier = last_outcome.get((project, job, name, commit))
-                last_outcome[project, job, name, commit] = status
+                outcome_key = (project, job, name, commit)
+                earlier = last_outcome.get(outcome_key)
+                last_outcome[outcome_key] = status
             if window is None:
                 continue
             pair = tallies.get((project, job, name))
