@@ -2,14 +2,14 @@
 
 Pure: the runs of steps in, figures out.  A deployment contributes its
 :class:`StepRuns`, the steps of it that finished (:func:`step_runs`, the one
-rule of what a fold gives trends), so a store can keep that narrow record
-beside the fold, in the same write, and answer from it instead of decoding
-folds; a recomputation from the folds gives the same records.  A step's
-**runs** are its final outcomes (``success`` or ``failure``) in deployments
-started within the window; its **failures** the runs that failed; it is
-**flaky** once for each success that followed a failure of the same step on
-the same commit: an earlier attempt of the same deployment (a re-run) or an
-earlier deployment of that commit.  Durations are those of its finished runs (``p50``/``p95``,
+rule of what a fold gives trends), so a store can keep that narrow record beside
+the fold, in the same write, and answer from it instead of decoding folds; a
+recomputation from the folds gives the same records.  A step's **runs** are its
+final outcomes (``success`` or ``failure``) in deployments started within the
+window; its **failures** the runs that failed; it is **flaky** once for each
+success that followed a failure of the same step on the same commit: an earlier
+attempt of the same deployment (a re-run) or an earlier deployment of that
+commit.  Durations are those of its finished runs (``p50``/``p95``,
 nearest-rank, :func:`ledger.stats.percentile`); a step **regressed** when its
 p50 grew by more than half over the previous window of the same length.
 

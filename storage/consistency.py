@@ -1,15 +1,14 @@
 """Whether a store still keeps its promises: its log in order, its views its events' fold.
 
 Any store, through the :class:`~storage.store.Store` protocol only: the log is
-read from start to end (ids strictly increasing, every event counted), and
-each deployment's stored view is compared with :func:`ledger.view.build_view`
-over its events, the view's definition.  A store that keeps aggregates has
-them compared with the ones recomputed from every view
-(:func:`ledger.aggregates.tally`, :func:`ledger.delivery.outage_days`), and one that
-keeps step runs has them compared with the ones its folds give now
-(:func:`ledger.trends.step_runs`).  A
-difference means a write was cut short or a bug changed a rule; it is
-reported, never repaired behind the operator's back.
+read from start to end (ids strictly increasing, every event counted), and each
+deployment's stored view is compared with :func:`ledger.view.build_view` over
+its events, the view's definition.  A store that keeps aggregates has them
+compared with the ones recomputed from every view
+(:func:`ledger.aggregates.tally`, :func:`ledger.delivery.outage_days`), and one
+that keeps step runs has them compared with the ones its folds give now
+(:func:`ledger.trends.step_runs`).  A difference means a write was cut short or
+a bug changed a rule; it is reported, never repaired behind the operator's back.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ class _Source:
 class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
     """Event log and deployment view in one SQLite database (see module docstring).
 
-    Failure records, log search and the folds trends read are
+    Failure records, log search and the folds an ETA reads are
     :class:`~storage.sqlite_analysis.SqliteLogAnalysis`'s; the counters that
     project and delivery figures are read from
     :class:`~storage.sqlite_aggregates.SqliteAggregates`'s; the step runs trends count
