@@ -23,6 +23,7 @@ lines and deployments they hold (once; ``meta`` remembers it).
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from typing import Any
@@ -97,6 +98,11 @@ SEARCH_CHUNK = 500
 MAX_SEARCH_CANDIDATES = 50000
 
 
+#: :func:`scope_text`, remembered: a write's lines belong to a few deployments, and the
+#: hashes are most of what indexing a line costs in Python.
+_scope_of = functools.lru_cache(maxsize=4096)(scope_text)
+
+
 class SqliteLogAnalysis:
     """Failures, search and trend reads of :class:`~storage.sqlite_store.SqliteStore`."""
 
@@ -108,7 +114,7 @@ class SqliteLogAnalysis:
     def _create_log_analysis(self) -> None:
         """The tables, and the function the index is filled with (per connection)."""
         self._db.create_function("hub_index_text", 1, index_text, deterministic=True)
-        self._db.create_function("hub_scope", 2, scope_text, deterministic=True)
+        self._db.create_function("hub_scope", 2, _scope_of, deterministic=True)
         for statement in _SCHEMA:
             self._db.execute(statement)
 
