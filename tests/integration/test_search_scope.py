@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ledger.retention import Retention
 from ledger.search import LogSearch, SearchHit, fts_query, parse_query
@@ -154,3 +158,54 @@ def test_an_index_without_scope_is_built_again_once(tmp_path: Path) -> None:
         assert len(indexed(again, "needle", project="small")) == 10
     finally:
         again.close()
+
+
+step = st.fixed_dictionaries(
+    {
+        "deployment": st.integers(min_value=0, max_value=4),
+        "project": st.sampled_from(["web-c", "web-b", "web-a"]),
+        "lines": st.integers(min_value=0, max_value=3),
+        "lifecycle": st.booleans(),
+    }
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(writes=st.lists(step, min_size=1, max_size=10), keep=st.sampled_from([0, 8, 16]))
+def test_the_index_holds_each_line_under_its_deployments_project(
+    tmp_path_factory: Any, writes: list[dict[str, Any]], keep: int
+) -> None:
+    """Whatever moves deployments between projects (a later event naming one earlier in
+    byte order) and whatever pruning drops, each stored line is found under its deployment's
+    project and its deployment, and nowhere else."""
+    path = Path(tmp_path_factory.mktemp("scope")) / "hub.sqlite3"
+    store = SqliteStore(str(path), retention=Retention(max_events=keep))
+    try:
+        for n, spec in enumerate(writes):
+            name, project = f"d{spec['deployment']}", spec["project"]
+            at = f"01T10:{n:02d}"
+            events = [ev(name, "deployment_started", f"{at}:00.000", project=project)]
+            events = events if spec["lifecycle"] else []
+            events += [
+                ev(name, "log_entry", f"{at}:{i + 1:02d}.000", project=project, message="needle")
+                for i in range(spec["lines"])
+            ]
+            if events:
+                store.append(Batch(events))
+        store.prune()
+        lines = store._db.execute(
+            "SELECT l.line, l.deployment_id, d.project FROM log_lines AS l "
+            "JOIN deployments AS d ON d.deployment_id = l.deployment_id"
+        ).fetchall()
+        assert sorted(indexed(store, "needle")) == sorted(line for line, _, _ in lines)
+        for project in ("web-a", "web-b", "web-c"):
+            expected = sorted(line for line, _, p in lines if p == project)
+            assert sorted(indexed(store, "needle", project=project)) == expected
+        for deployment in {d for _, d, _ in lines}:
+            expected = sorted(line for line, d, _ in lines if d == deployment)
+            assert sorted(indexed(store, "needle", deployment_id=deployment)) == expected
+        store._db.execute("INSERT INTO log_search (log_search) VALUES ('integrity-check')")
+    finally:
+        store.close()
