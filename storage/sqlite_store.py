@@ -233,7 +233,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
         kept in its lines only, and the search index contentless (refilled on open)."""
         self._db.execute("DROP TABLE IF EXISTS log_search")
         self._db.execute(LOG_SEARCH)
-        self._db.execute("DELETE FROM meta WHERE key = 'log_search_built'")
+        self._db.execute("DELETE FROM meta WHERE key = 'log_search_scoped'")
         held = self._db.execute(
             "SELECT seq, min(line), count(*), group_concat(message, char(10)) "
             "FROM (SELECT seq, line, message FROM log_lines ORDER BY line) GROUP BY seq"
@@ -296,7 +296,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 lines,
             )
-            self._index_lines(first_line)
+        self._index_lines(first_line, recorder)
         for touched in recorder.deployments():
             self._write_row(touched, now)
         self._record_failures(recorder)

@@ -236,7 +236,7 @@ class Store(Protocol):
         self, *, project: str | None, since: str, limit: int, cursor: str | None
     ) -> Page[FailureGroup]:
         """Failed deployments since ``since`` grouped by signature, most frequent first
-        (:func:`ledger.failures.group_failures`).
+        (:func:`ledger.failures.failure_page`).
 
         Raises:
             ValueError: ``cursor`` is not one this store handed out.
