@@ -41,10 +41,11 @@ Key layout, under the store's prefix ``P``::
     P meta layout     2 once deployments' replay and log lines are lists (the layout
                       before kept them in streams ds:<id> and logs:<id>; see MIGRATE)
     P meta aggregates the aggregates' layout once they are counted (storage/redis_aggregates.py)
-    P facts:<id>      string: the deployment's counted facts (ledger/aggregates.py, JSON),
-                      apart from its hash so that the hash stays a listpack
+    P dep:<id> facts, times
+                      the deployment's counted facts (ledger/aggregates.py), packed short
+                      so that the hash stays a listpack (storage/redis_aggregates.py)
     P agg:<group>     hash: the aggregates' counters of one group, field -> n
-    P starts, P pstarts:<project>, P ends:<project>, P across, P backward,
+    P starts, P ends:<project>, P across, P backward,
     P envs:<project>\x1f<environment> (and envok:, envopen:)
                       sorted sets of the deployments by start, by completion, and per
                       environment by start, successes by completion, open ones by start
@@ -151,15 +152,22 @@ end
 #: to a sorted set, "r" removes one), key under the prefix, field or member, value.
 #: The changes are Python's (``storage/redis_aggregates.py``); the script only applies them.
 _COUNT = r"""
+-- The counted facts are two fields of the deployment's hash: the packed facts' first
+-- three parts and their last three (storage/redis_aggregates.py, FACT_FIELDS).
 local function counted_as(d, first)
-  return (redis.call('GET', P .. 'facts:' .. d) or '') == ARGV[first]
+  local f = redis.call('HMGET', P .. 'dep:' .. d, 'facts', 'times')
+  local cur = ''
+  if f[1] and f[2] then cur = f[1] .. '\31' .. f[2] end
+  return cur == ARGV[first]
 end
 
 local function count(d, first)
+  local key = P .. 'dep:' .. d
   if ARGV[first + 1] == '' then
-    redis.call('DEL', P .. 'facts:' .. d)
+    redis.call('HDEL', key, 'facts', 'times')
   else
-    redis.call('SET', P .. 'facts:' .. d, ARGV[first + 1])
+    local facts, times = string.match(ARGV[first + 1], '^([^\31]*\31[^\31]*\31[^\31]*)\31(.*)$')
+    redis.call('HSET', key, 'facts', facts, 'times', times)
   end
   for i = first + 2, #ARGV, 4 do
     local k, f, v = P .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
