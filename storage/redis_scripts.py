@@ -29,7 +29,8 @@ Key layout, under the store's prefix ``P``::
                       their field "fold", read until the fold is next written (READ_ROW)
     P dirty           set of deployments whose stored fold may lag their events
     P life:<id>       list of the deployment's lifecycle events (what the fold folds), each
-                      [seq, type, project, body] (entries written before: the id for seq)
+                      "<seq>:" and its type, project and body deflated (storage/redis_life.py;
+                      entries written before: [seq or id, type, project, body] as JSON)
     P ln:<id>         list of its log lines, oldest first, each a JSON array [line id,
                       event id, job, step, level, timestamp, text] (LINES finds a line id)
     P dl:<p>|<s>|<b>  lex-sorted sets "<sort_ts>\\0<id>" for each project/status/branch
@@ -244,7 +245,8 @@ return epoch
 #: ARGV: prefix, "<epoch>:<seq>" newest known to the caller, call token, delivery key
 #: (or ""), body digest (or ""), dedup TTL s (0: none), stream MAXLEN (0: none), stream TTL
 #: ms (0: none), token TTL s, event count; then 11 per event: type, project, mode,
-#: deployment, dedup key, lifecycle "1"/"0", body JSON, timestamp, log lines (JSON arrays
+#: deployment, dedup key, lifecycle entry (storage/redis_life.py; "" for an event of
+#: another type), body JSON, timestamp, log lines (JSON arrays
 #: joined by "\n"), metrics key, metrics JSON.
 #: project: the event's project as the ledger resolved it (a new deployment's row keeps it).
 #: mode: "n" no deployment, "p" project-only event naming a deployment, "d" this
@@ -367,10 +369,9 @@ for _, e in ipairs(plan) do
   end
   if e.d and e.owned then
     local d, r = e.d, rows[e.d]
-    if ARGV[b + 6] == '1' then
+    if ARGV[b + 6] ~= '' then
       r.life_seq, r.added = e.seq, r.added + 1
-      redis.call('RPUSH', P .. 'life:' .. d, '[' .. int(e.seq) .. ',' .. cjson.encode(etype)
-        .. ',' .. cjson.encode(e.project) .. ',' .. ARGV[b + 7] .. ']')
+      redis.call('RPUSH', P .. 'life:' .. d, int(e.seq) .. ':' .. ARGV[b + 6])
     end
     if ARGV[b + 9] ~= '' then
       local held = {}

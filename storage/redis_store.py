@@ -77,6 +77,7 @@ from storage.bodies import event_of, pack, unpack
 from storage.redis_aggregates import RedisAggregates
 from storage.redis_analysis import RedisLogAnalysis
 from storage.redis_keys import glob, release
+from storage.redis_life import pack_life, unpack_life
 from storage.store import (
     Accepted,
     Batch,
@@ -396,14 +397,17 @@ class RedisStore:
             metrics = metrics_key = b""
             if event.type == "metrics_update" and mode not in "np":
                 metrics_key, metrics = metrics_key_of(event), metrics_value(event)
+            body = pack(event)
             args += [
                 event.type,
                 event.project,
                 mode,
                 deployment,
                 f"event_id:{event.dedup_key}" if event.dedup_key else "",
-                "1" if event.type in LIFECYCLE_TYPES else "0",
-                pack(event),
+                pack_life(event.type, event.project, body)
+                if event.type in LIFECYCLE_TYPES
+                else b"",
+                body,
                 event.timestamp,
                 b"\n".join(orjson.dumps(list(line)) for line in entry.lines) if entry else b"",
                 metrics_key,
@@ -538,9 +542,10 @@ class RedisStore:
         )
 
     def _life_event(self, deployment_id: str, raw: bytes) -> Event:
-        """A lifecycle entry's event: ``[seq, ...]`` takes its id in the store's epoch (only
-        its seq is ever read of it: the fold's version); one written before held the id."""
-        seq, event_type, project, body = orjson.loads(raw)
+        """A lifecycle entry's event (``storage/redis_life.py``): its seq takes an id in the
+        store's epoch (only its seq is ever read of it: the fold's version); an entry
+        written before seqs held the id."""
+        seq, event_type, project, body = unpack_life(raw)
         return event_of(
             body,
             event_type=event_type,
