@@ -36,11 +36,12 @@ Key layout, under the store's prefix ``P``::
     P dl:<p>|<s>|<b>  lex-sorted sets "<sort_ts>\\0<id>" for each project/status/branch
                       filter combination ("*" where a filter is absent)
     P projects        set of projects with deployments
-    P activity        sorted set: deployment -> last_activity (pruning by age)
-    P lastseq         sorted set: deployment -> last_seq (pruning by count)
+    P activity        sorted set: deployment -> last_activity (pruning by age, and by count:
+                      a deployment last written by seq n was last active by n's time)
     P dedup:<key>     ids of a delivery or an event_id, expiring with retention
-    P meta layout     2 once deployments' replay and log lines are lists (the layout
-                      before kept them in streams ds:<id> and logs:<id>; see MIGRATE)
+    P meta layout     3 (storage/redis_store.py LAYOUT; the layout before 2 kept
+                      deployments' replay and log lines in streams ds:<id> and logs:<id>,
+                      see MIGRATE; the one before 3 also kept a set P lastseq)
     P meta aggregates the aggregates' layout once they are counted (storage/redis_aggregates.py)
     P dep:<id> facts, times
                       the deployment's counted facts (ledger/aggregates.py), packed short
@@ -423,7 +424,6 @@ for d, r in pairs(rows) do
   end
   redis.call('HSET', P .. 'dep:' .. d, unpack(h))
   redis.call('ZADD', P .. 'activity', received, d)
-  redis.call('ZADD', P .. 'lastseq', int(r.last_seq), d)
   if r.created or r.life_seq then
     deps[#deps + 1] = {d, r.prior, r.life_seq or r.prior, r.added}
     redis.call('SADD', P .. 'dirty', d)
@@ -511,7 +511,6 @@ if cur[1] then
   if not (old or many) then return false end
 end
 redis.call('ZREM', P .. 'activity', d)
-redis.call('ZREM', P .. 'lastseq', d)
 if not cur[1] then return false end
 if not counted_as(d, 5) then return -1 end
 count(d, 5)

@@ -108,7 +108,7 @@ SCAN_CHUNK = 500
 #: Seconds one batch may wait for another batch joining legacy bodies of its project.
 JOIN_LOCK_SECONDS = 10.0
 #: The key layout this code writes (``storage/redis_scripts.py``), as ``meta`` names it.
-LAYOUT = b"2"
+LAYOUT = b"3"
 #: Seconds a process opening the store waits for another one upgrading its layout.
 LAYOUT_LOCK_SECONDS = 600.0
 
@@ -291,9 +291,11 @@ class RedisStore:
         self._tail_epoch = self.epoch
 
     def _upgrade_layout(self) -> None:
-        """Move what the layout before :data:`LAYOUT` kept in streams per deployment (replay
-        entries, log lines) into its lists, once per store: the first process to open it
-        does, the others wait for it.  Until then nothing else is read or written."""
+        """Move what the layouts before :data:`LAYOUT` kept in streams per deployment (replay
+        entries, log lines) into its lists, and drop the set of deployments by last seq
+        they kept beside the one by last activity (pruning by count reads that one now),
+        once per store: the first process to open it does, the others wait for it.  Until
+        then nothing else is read or written."""
         meta = self._key("meta")
         if self._redis.hget(meta, "layout") == LAYOUT:
             return
@@ -313,6 +315,7 @@ class RedisStore:
                 for key in cast(Iterator[bytes], self._redis.scan_iter(match=pattern, count=1000)):
                     deployments.add(key.decode()[len(self._key(family)) :])
             moved = sum(int(self._migrate(args=[self.prefix, d])) for d in sorted(deployments))
+            self._redis.delete(self._key("lastseq"))
             self._redis.hset(meta, "layout", LAYOUT)
             if deployments:
                 log.info("moved %d entries of %d deployments into lists", moved, len(deployments))
@@ -1007,7 +1010,11 @@ class RedisStore:
         if excess:
             oldest = self._range(self._key("log"), "-", "+", excess)
             limit_seq = _seq(oldest[-1][0])
-            doomed.update(self._members(self._key("lastseq"), "-inf", str(limit_seq)))
+            # Seqs and receipt times grow together: a deployment last written by a seq up
+            # to the limit was last active by that entry's time (the script checks its seq;
+            # should Redis's clock step back, one written just before waits for a later prune).
+            received = oldest[-1][1][b"r"].decode()
+            doomed.update(self._members(self._key("activity"), "-inf", received))
         dropped: set[str] = set()
         max_seq = 0
         age = "" if cutoff is None else f"{cutoff:.6f}"

@@ -19,7 +19,7 @@ from ledger.search import LogSearch, parse_query
 from storage import sqlite_store
 from storage.bodies import event_of, unpack
 from storage.redis_life import unpack_life
-from storage.redis_store import RedisStore
+from storage.redis_store import LAYOUT, RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Batch, Store
 from storage.url import StoreURL
@@ -167,7 +167,8 @@ def old_body(event: Event) -> bytes:
 def to_layout_1(client: redis.Redis, prefix: str) -> None:
     """Rewrite a Redis store as the layout before lists kept it: bodies under long keys,
     log entries with their whole id, replay entries whole, each deployment's replay and
-    log lines in streams of its own, its lifecycle with ids, its fold in its hash."""
+    log lines in streams of its own, its lifecycle with ids, its fold in its hash, and a
+    set of deployments by last seq."""
     log = f"{prefix}log"
     entries = client.xrange(log)
     client.delete(log)
@@ -204,6 +205,10 @@ def to_layout_1(client: redis.Redis, prefix: str) -> None:
     for key in client.keys(f"{prefix}fold:*"):
         deployment = key.decode().split(":", 2)[2]
         client.hset(f"{prefix}dep:{deployment}", "fold", client.get(key))
+        client.zadd(
+            f"{prefix}lastseq",
+            {deployment: int(client.hget(f"{prefix}dep:{deployment}", "last_seq"))},
+        )
         client.delete(key)
     client.hdel(f"{prefix}meta", "layout")
 
@@ -245,7 +250,8 @@ def test_a_redis_store_of_the_layout_before_lists_is_moved_into_them(
     assert [hit["deployment_id"] for hit in found.items] == ["d2"]
     assert not client.keys(f"{url.prefix}:ds:*")
     assert not client.keys(f"{url.prefix}:logs:*")
-    assert client.hget(f"{url.prefix}:meta", "layout") == b"2"
+    assert client.hget(f"{url.prefix}:meta", "layout") == LAYOUT
+    assert not client.exists(f"{url.prefix}:lastseq")
     upgraded.append(Batch([ev("d1", "log_entry", "03T10:00", message="after the move")]))
     lines = upgraded.logs("d1", job=None, step=None, after=None, limit=100).items
     assert lines[-1]["message"] == "after the move"
