@@ -27,7 +27,7 @@ stays a listpack:
 * ``P starts``: every deployment with a known start, scored by it (milliseconds), its
   member its id and facts (timestamps as text: a whole day's are read at once): the
   window's first, partial day and the hours a day of the reader's zone begins in are
-  counted from it deployment by deployment (one project's by keeping its members), and
+  counted from it deployment by deployment (one project's picked out in Redis), and
   the days that have starts are found by jumping through it.
 * ``P ends:<project>``: the project's decided deployments by completion, members
   ``completed␟status␟started␟environment␟id``; ``P across`` those that completed on
@@ -286,6 +286,7 @@ class RedisAggregates:
         self._key = store._key
         self._count_script = self._redis.register_script(redis_scripts.COUNT)
         self._start_days = self._redis.register_script(redis_scripts.START_DAYS)
+        self._started_members = self._redis.register_script(redis_scripts.STARTED)
         self._set_outage_days = self._redis.register_script(redis_scripts.SET_OUTAGE_DAYS)
 
     def _scan(self, family: str) -> Iterator[str]:
@@ -459,12 +460,9 @@ class RedisAggregates:
 
     def _started(self, low: str, high: str, project: str | None) -> list[Facts]:
         """The facts of the deployments (of ``project``) started from ``low`` to ``high``."""
-        found = cast(
-            list[bytes],
-            self._redis.zrangebyscore(self._key("starts"), millis(low), f"({millis(high)}"),
-        )
-        items = [_of_member(member) for member in found]
-        return [item for item in items if project is None or item.project == project]
+        named = [] if project is None else [project]
+        found = self._started_members(args=[self.prefix, millis(low), millis(high), *named])
+        return [_of_member(member) for member in cast(list[bytes], found)]
 
     def environment_picks(self, project: str | None) -> tuple[list[Pick], int]:
         """Per project and environment: its deployments, and the ids of the latest, current

@@ -233,6 +233,19 @@ while true do
 end
 """
 
+#: ARGV: prefix, milliseconds from, milliseconds to (not included), and a project or none.
+#: The members of ``starts`` scored in between; with a project, only its deployments' (a
+#: member's second part), kept here so that one project's day does not travel whole.
+STARTED = r"""
+local found = redis.call('ZRANGEBYSCORE', ARGV[1] .. 'starts', ARGV[2], '(' .. ARGV[3])
+if not ARGV[4] then return found end
+local kept = {}
+for _, member in ipairs(found) do
+  if string.match(member, '^[^\31]*\31([^\31]*)') == ARGV[4] then kept[#kept + 1] = member end
+end
+return kept
+"""
+
 #: ARGV: prefix, "<epoch>:<seq>" newest known to the caller.  Returns the epoch.
 INIT = (
     "#!lua\n"
