@@ -71,6 +71,7 @@ from ledger.resume import Resume, resume_from
 from ledger.retention import Retention
 from ledger.search import LogSearch, SearchPage
 from ledger.staleness import news_at
+from ledger.trends import StepRuns, step_runs
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage import paging, redis_scripts
 from storage.bodies import event_of, pack, unpack
@@ -926,7 +927,22 @@ class RedisStore:
     def recent_folds(
         self, *, project: str | None, status: str | None, since: str, limit: int
     ) -> tuple[list[Fold], bool]:
-        """Folds from the listing set of ``project``/``status``, newest first by sort time."""
+        found, more = self._recent(project, status, since, limit)
+        return [fold for _, fold in found], more
+
+    def step_runs(
+        self, *, project: str | None, since: str, limit: int
+    ) -> tuple[list[StepRuns], bool]:
+        """From the folds as read: kept as rows, they would add to every deployment's memory."""
+        found, more = self._recent(project, None, since, limit)
+        runs = (step_runs(deployment_id, fold) for deployment_id, fold in found)
+        return [each for each in runs if each is not None], more
+
+    def _recent(
+        self, project: str | None, status: str | None, since: str, limit: int
+    ) -> tuple[list[tuple[str, Fold]], bool]:
+        """``(id, fold)`` from the listing set of ``project``/``status``, newest first by
+        sort time, at most ``limit``; and whether more were left."""
         with _available(self._closed):
             members = self._redis.zrevrangebylex(
                 self._list_key(project, status, None), "+", f"[{since}", 0, limit + 1
@@ -936,12 +952,12 @@ class RedisStore:
                 for deployment_id in ids[:limit]:
                     self._pipe_deployment(pipe, deployment_id)
                 rows = pipe.execute()
-            folds = [
-                stored.fold
+            found = [
+                (deployment_id, stored.fold)
                 for deployment_id, row in zip(ids[:limit], rows, strict=True)
                 if (stored := self._stored(deployment_id, row)) is not None
             ]
-        return folds, len(ids) > limit
+        return found, len(ids) > limit
 
     def environment_states(
         self, *, project: str | None
