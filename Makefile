@@ -85,6 +85,7 @@ bench: $(DEV_STAMP) system-deps
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/deflate.py
 	$(BIN)/python bench/fanout_redis.py
+	$(BIN)/python bench/redis_parser.py
 	$(BIN)/python bench/soak.py --seconds 180
 	$(BIN)/python bench/reads.py
 	$(BIN)/python bench/logs.py
