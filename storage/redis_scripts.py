@@ -595,17 +595,41 @@ end
 return moved
 """
 
-#: ARGV: prefix, deployment, hash fields...  HMGET of the deployment's hash, where the field
-#: "fold" is read from its own key when it has one (hashes written before kept it inside).
-READ_ROW = r"""
-local P, d = ARGV[1], ARGV[2]
-local fields = {unpack(ARGV, 3)}
-local row = redis.call('HMGET', P .. 'dep:' .. d, unpack(fields))
-local fold = redis.call('GET', P .. 'fold:' .. d)
-if fold then
-  for i, field in ipairs(fields) do
-    if field == 'fold' then row[i] = fold end
+#: HMGET of a deployment's hash, where the field "fold" is read from its own key when it
+#: has one (hashes written before kept it inside).
+_ROW = r"""
+local function read_row(P, d, fields)
+  local row = redis.call('HMGET', P .. 'dep:' .. d, unpack(fields))
+  local fold = redis.call('GET', P .. 'fold:' .. d)
+  if fold then
+    for i, field in ipairs(fields) do
+      if field == 'fold' then row[i] = fold end
+    end
   end
+  return row
 end
-return row
 """
+
+#: ARGV: prefix, deployment, hash fields...  One deployment's row (:data:`_ROW`).
+READ_ROW = (
+    _ROW
+    + r"""
+return read_row(ARGV[1], ARGV[2], {unpack(ARGV, 3)})
+"""
+)
+
+#: ARGV: prefix, the number of hash fields, the fields, deployments...  Each deployment's row
+#: (:data:`_ROW`), in order: one call for a page of deployments instead of one each, whose
+#: packing in redis-py cost more than Redis's work (docs/BENCHMARKS.md).
+READ_ROWS = (
+    _ROW
+    + r"""
+local n = tonumber(ARGV[2])
+local fields = {unpack(ARGV, 3, 2 + n)}
+local rows = {}
+for i = 3 + n, #ARGV do
+  rows[#rows + 1] = read_row(ARGV[1], ARGV[i], fields)
+end
+return rows
+"""
+)

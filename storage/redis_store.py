@@ -106,6 +106,11 @@ LISTEN_BACKOFF = ExponentialBackoff(cap=60.0, base=1.0)
 LISTEN_POLL = 15.0
 #: Entries read per round trip when a filter must skip some.
 SCAN_CHUNK = 500
+#: Deployments whose hash one script call reads: long enough to spare redis-py packing a
+#: command each, short enough not to hold Redis for long (the call runs alone there).
+ROWS_PER_CALL = 500
+#: The hash fields :meth:`RedisStore._stored` reads a deployment's state from.
+STORED_FIELDS = ("project", "fold", "view_seq", "metrics_key", "ts0", "life_seq")
 #: Seconds one batch may wait for another batch joining legacy bodies of its project.
 JOIN_LOCK_SECONDS = 10.0
 #: The key layout this code writes (``storage/redis_scripts.py``), as ``meta`` names it.
@@ -279,6 +284,7 @@ class RedisStore:
         self._raise_pruned = self._redis.register_script(redis_scripts.RAISE_PRUNED)
         self._migrate = self._redis.register_script(redis_scripts.MIGRATE)
         self._read_row = self._redis.register_script(redis_scripts.READ_ROW)
+        self._read_rows = self._redis.register_script(redis_scripts.READ_ROWS)
         self._analysis = RedisLogAnalysis(self, self.prefix)
         self._aggregates = RedisAggregates(self, self.prefix)
         self._listener: gevent.Greenlet | None = None
@@ -754,18 +760,17 @@ class RedisStore:
         """Queue a read of the deployment's hash ``fields``, its ``fold`` from its own key."""
         self._read_row(args=[self.prefix, deployment_id, *fields], client=pipe)
 
+    def _rows(self, deployment_ids: list[str], *fields: str) -> list[list[bytes | None]]:
+        """The hash ``fields`` of each deployment, in order, :data:`ROWS_PER_CALL` to a call."""
+        rows: list[list[bytes | None]] = []
+        for i in range(0, len(deployment_ids), ROWS_PER_CALL):
+            chunk = deployment_ids[i : i + ROWS_PER_CALL]
+            rows += self._read_rows(args=[self.prefix, len(fields), *fields, *chunk])
+        return rows
+
     def _pipe_deployment(self, pipe: Any, deployment_id: str) -> None:
         """Queue the read that :meth:`_stored` turns into the deployment's state."""
-        self._pipe_row(
-            pipe,
-            deployment_id,
-            "project",
-            "fold",
-            "view_seq",
-            "metrics_key",
-            "ts0",
-            "life_seq",
-        )
+        self._pipe_row(pipe, deployment_id, *STORED_FIELDS)
 
     def _stored(self, deployment_id: str, row: list[bytes | None]) -> Stored | None:
         """The deployment as stored; folded again from its lifecycle if its fold lags."""
@@ -778,18 +783,7 @@ class RedisStore:
 
     def _views(self, deployment_ids: list[str]) -> dict[str, tuple[DeploymentView, bytes | None]]:
         """``(view, metrics)`` of each deployment that still has a fold, by id, in order."""
-        with self._redis.pipeline(transaction=False) as pipe:
-            for deployment_id in deployment_ids:
-                self._pipe_row(
-                    pipe,
-                    deployment_id,
-                    "project",
-                    "fold",
-                    "metrics",
-                    "view",
-                    "last_activity",
-                )
-            replies = pipe.execute()
+        replies = self._rows(deployment_ids, "project", "fold", "metrics", "view", "last_activity")
         return {
             deployment_id: (_view(deployment_id, project, raw, legacy, received), metrics)
             for deployment_id, (project, raw, metrics, legacy, received) in zip(
@@ -948,10 +942,7 @@ class RedisStore:
                 self._list_key(project, status, None), "+", f"[{since}", 0, limit + 1
             )
             ids = [_text(member).split("\0", 1)[1] for member in members]
-            with self._redis.pipeline(transaction=False) as pipe:
-                for deployment_id in ids[:limit]:
-                    self._pipe_deployment(pipe, deployment_id)
-                rows = pipe.execute()
+            rows = self._rows(ids[:limit], *STORED_FIELDS)
             found = [
                 (deployment_id, stored.fold)
                 for deployment_id, row in zip(ids[:limit], rows, strict=True)
