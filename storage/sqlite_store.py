@@ -293,7 +293,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 lines,
             )
-            self._index_lines(first_line)
+            self._index_lines(lines)
         for touched in recorder.deployments():
             self._write_row(touched, now)
         self._record_failures(recorder)
