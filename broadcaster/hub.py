@@ -181,10 +181,16 @@ class Subscriber:
 
         When only its filters decide and none names event types, the answer is
         the same for the whole run, so one test decides it; otherwise each event
-        is asked about.
+        is asked about.  One filter, the usual case, is tested without the
+        generators (this runs once per delivery).
         """
-        if type(self).wants is Subscriber.wants and all(m.types is None for m in self.filters):
-            return run if self.wants(run[0].event) else []
+        if type(self).wants is Subscriber.wants:
+            filters = self.filters
+            if len(filters) == 1:
+                if filters[0].types is None:
+                    return run if filters[0].matches(run[0].event) else []
+            elif all(m.types is None for m in filters):
+                return run if self.wants(run[0].event) else []
         return [envelope for envelope in run if self.wants(envelope.event)]
 
     @property

@@ -371,6 +371,9 @@ def test_with_types_each_event_of_the_run_is_tested(tests_of_filters: list[Event
         Filter(deployment_id="1", types=frozenset({"log_entry"})),
     ]
     assert [envelope.seq for envelope in untyped_too.select(run)] == [1, 3]
+    one_typed = Subscriber(10)
+    one_typed.filters.append(Filter(deployment_id="1", types=frozenset({"step_completed"})))
+    assert [envelope.seq for envelope in one_typed.select(run)] == [4]
 
 
 class TypeWatcher(Subscriber):
