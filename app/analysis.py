@@ -110,14 +110,14 @@ def steps() -> Response:
     days = _days()
     now = datetime.now(UTC)
     start, middle = window_bounds(now, days)
-    folds, truncated = current_context().store.recent_folds(
-        project=param("project"), status=None, since=start, limit=MAX_TREND_DEPLOYMENTS
+    runs, truncated = current_context().store.step_runs(
+        project=param("project"), since=start, limit=MAX_TREND_DEPLOYMENTS
     )
     return jsonify(
         {
             "window": {"from": middle, "to": format_timestamp(now), "days": days},
             "previous_window": {"from": start, "to": middle, "days": days},
-            "steps": step_trends(folds, start=start, middle=middle),
+            "steps": step_trends(runs, start=start, middle=middle),
             "truncated": truncated,
         }
     )

@@ -14,5 +14,5 @@ from storage.sqlite_analysis import SqliteLogAnalysis
 
 
 def app_without_search_index() -> Flask:
-    SqliteLogAnalysis._index_lines = lambda self, first_line: None  # type: ignore[method-assign]
+    SqliteLogAnalysis._index_lines = lambda self, first_line, recorder: None  # type: ignore[method-assign]
     return create_app()

@@ -27,7 +27,7 @@ way a person does:
 own lines and message; :func:`failure_action` says when a write must explain
 a deployment again.  The store keeps one :class:`FailureRecord` per failed
 deployment, written in the same write as its completion, and groups records
-by :mod:`signature <ledger.signatures>` on read (:func:`group_failures`).
+by :mod:`signature <ledger.signatures>` on read (:func:`failure_page`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import base64
 import binascii
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal, NamedTuple, TypedDict
@@ -525,9 +525,78 @@ class FailureGroup(TypedDict):
     deployments: list[str]
 
 
-def _order(group: FailureGroup) -> tuple[int, str, str]:
+class FailureTally(NamedTuple):
+    """Failures of one signature in one project at one step: how many, the oldest and the
+    newest time.  All a page of groups needs of every failure (SQLite counts these in SQL,
+    the one pass over the window; :func:`tally_failures` is the same in Python)."""
+
+    signature: str
+    project: str
+    job: str | None
+    step: str | None
+    failures: int
+    first_seen: str
+    last_seen: str
+
+
+def tally_failures(rows: Iterable[FailureRow]) -> list[FailureTally]:
+    """``rows`` counted per signature, project, job and step (``GROUP BY`` all four)."""
+    tallies: dict[tuple[str, str, str | None, str | None], tuple[int, str, str]] = {}
+    for row in rows:
+        key = (row.signature, row.project, row.job, row.step)
+        known = tallies.get(key)
+        if known is None:
+            tallies[key] = (1, row.failed_at, row.failed_at)
+        else:
+            count, first, last = known
+            tallies[key] = (count + 1, min(first, row.failed_at), max(last, row.failed_at))
+    return [FailureTally(*key, *value) for key, value in tallies.items()]
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """A group without its newest failures: what orders and pages the groups."""
+
+    signature: str
+    count: int
+    first_seen: str
+    last_seen: str
+    projects: list[str]
+    steps: list[StepCount]
+
+
+def _heads(tallies: Iterable[FailureTally]) -> list[_Head]:
+    """One head per signature, in the order of the answer (see :func:`_order`)."""
+    by_signature: dict[str, list[FailureTally]] = {}
+    for tally in tallies:
+        by_signature.setdefault(tally.signature, []).append(tally)
+    heads = []
+    for signature, parts in by_signature.items():
+        steps: Counter[tuple[str | None, str | None]] = Counter()
+        for part in parts:
+            steps[(part.job, part.step)] += part.failures
+        heads.append(
+            _Head(
+                signature,
+                sum(part.failures for part in parts),
+                min(part.first_seen for part in parts),
+                max(part.last_seen for part in parts),
+                sorted({part.project for part in parts}),
+                [
+                    {"job": job, "step": step, "count": count}
+                    for (job, step), count in sorted(
+                        steps.items(), key=lambda item: (-item[1], str(item[0]))
+                    )
+                ],
+            )
+        )
+    heads.sort(key=lambda head: _order(head.count, head.last_seen, head.signature))
+    return heads
+
+
+def _order(count: int, last_seen: str, signature: str) -> tuple[int, str, str]:
     """Most frequent first, then the most recent, then by signature (a total order)."""
-    return (-group["count"], _negated(group["last_seen"]), group["signature"])
+    return (-count, _negated(last_seen), signature)
 
 
 def _negated(text: str) -> str:
@@ -535,53 +604,73 @@ def _negated(text: str) -> str:
     return "".join(chr(0x10FFFF - ord(c)) for c in text) + "\U0010ffff"
 
 
-def group_failures(rows: Iterable[FailureRow]) -> list[FailureGroup]:
-    """Failures grouped by signature, most frequent first (see :func:`_order`)."""
-    groups: dict[str, list[FailureRow]] = {}
-    for row in rows:
-        groups.setdefault(row.signature, []).append(row)
-    result: list[FailureGroup] = []
-    for signature, members in groups.items():
-        members.sort(key=lambda r: (r.failed_at, r.deployment_id))
-        newest = members[-1]
-        steps = Counter((r.job, r.step) for r in members)
-        result.append(
-            {
-                "signature": signature,
-                "pattern": newest.pattern,
-                "sample": newest.sample,
-                "count": len(members),
-                "first_seen": members[0].failed_at,
-                "last_seen": newest.failed_at,
-                "projects": sorted({r.project for r in members}),
-                "steps": [
-                    {"job": job, "step": step, "count": count}
-                    for (job, step), count in sorted(
-                        steps.items(), key=lambda item: (-item[1], str(item[0]))
-                    )
-                ],
-                "deployments": [r.deployment_id for r in reversed(members)][:RECENT_DEPLOYMENTS],
-            }
-        )
-    result.sort(key=_order)
-    return result
+def recency(row: FailureRow) -> tuple[str, str]:
+    """What orders a signature's failures: by time, then deployment id (newest = greatest)."""
+    return (row.failed_at, row.deployment_id)
 
 
-def page_of_groups(
-    groups: list[FailureGroup], *, limit: int, cursor: str | None
+#: A signature's newest failures of the window, newest first (by :func:`recency`), at
+#: least :data:`RECENT_DEPLOYMENTS` of them where there are that many.
+Newest = Callable[[str], Sequence[FailureRow]]
+
+
+def failure_page(
+    tallies: Iterable[FailureTally], newest: Newest, *, limit: int, cursor: str | None
 ) -> tuple[list[FailureGroup], str | None]:
-    """One page of :func:`group_failures`' answer after ``cursor``.
+    """One page of failures grouped by signature, most frequent first, after ``cursor``.
+
+    The one definition of a group: its count, first and last time, projects and
+    steps come from the tallies of every failure of the window; its pattern and
+    sample from its newest failure, its deployments the newest few.  So a store
+    reads every failure's tally but the rows of the page's signatures only.
 
     Raises:
         ValueError: ``cursor`` is not one this function handed out.
     """
+    heads = _heads(tallies)
     start = 0
     if cursor is not None:
         after = decode_group_cursor(cursor)
-        start = next((i for i, g in enumerate(groups) if _order(g) > after), len(groups))
-    page = groups[start : start + limit]
-    more = start + limit < len(groups)
+        start = next(
+            (i for i, h in enumerate(heads) if _order(h.count, h.last_seen, h.signature) > after),
+            len(heads),
+        )
+    page = [_group(head, newest(head.signature)) for head in heads[start : start + limit]]
+    more = start + limit < len(heads)
     return page, encode_group_cursor(page[-1]) if more and page else None
+
+
+def _group(head: _Head, newest: Sequence[FailureRow]) -> FailureGroup:
+    return {
+        "signature": head.signature,
+        "pattern": newest[0].pattern,
+        "sample": newest[0].sample,
+        "count": head.count,
+        "first_seen": head.first_seen,
+        "last_seen": head.last_seen,
+        "projects": head.projects,
+        "steps": head.steps,
+        "deployments": [row.deployment_id for row in newest[:RECENT_DEPLOYMENTS]],
+    }
+
+
+def group_failures(
+    rows: Iterable[FailureRow], *, limit: int, cursor: str | None
+) -> tuple[list[FailureGroup], str | None]:
+    """:func:`failure_page` of failure rows a store read whole.
+
+    Raises:
+        ValueError: ``cursor`` is not one this function handed out.
+    """
+    rows = list(rows)
+    by_signature: dict[str, list[FailureRow]] = {}
+    for row in rows:
+        by_signature.setdefault(row.signature, []).append(row)
+
+    def newest(signature: str) -> list[FailureRow]:
+        return sorted(by_signature[signature], key=recency, reverse=True)[:RECENT_DEPLOYMENTS]
+
+    return failure_page(tally_failures(rows), newest, limit=limit, cursor=cursor)
 
 
 def encode_group_cursor(group: FailureGroup) -> str:
@@ -596,4 +685,4 @@ def decode_group_cursor(cursor: str) -> tuple[int, str, str]:
         raise ValueError("not a cursor from this API") from None
     if not (isinstance(count, int) and isinstance(last_seen, str) and isinstance(signature, str)):
         raise ValueError("not a cursor from this API")
-    return (-count, _negated(last_seen), signature)
+    return _order(count, last_seen, signature)

@@ -19,7 +19,8 @@ terminal escapes.
 change (the API answers 422).  :func:`match` is the one definition of a
 match, whatever store answers: SQLite's FTS5 index only narrows the lines
 down (:func:`fts_query` builds its query from the parsed words, always
-quoted, so no user text is ever FTS5 syntax; :func:`index_text` is what it
+quoted, so no user text is ever FTS5 syntax, and from the project and
+deployment filters; :func:`index_text` and :func:`scope_text` are what it
 indexes), and every candidate is checked with :func:`match`, which also gives
 the ``[start, end]`` spans to highlight (in code points of the line's text).
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import NamedTuple, TypedDict
@@ -199,16 +201,37 @@ def index_text(message: str) -> str:
     return " ".join(words(plain(message)))
 
 
-def fts_query(query: Query) -> str:
-    """The FTS5 MATCH expression for ``query``: every term a quoted string, ANDed.
+def scope_text(project: str | None, deployment_id: str) -> str:
+    """What the index's ``scope`` column holds for a line: a word for the project its
+    deployment has and one for the deployment, so that a search's filters narrow inside
+    the index rather than after it.
+
+    Each is a hash, so that any name is one word of letters and digits; two
+    names that share a hash only let more lines through to the filters, which
+    still decide.
+    """
+    return f"{_scope_word('p', project or '')} {_scope_word('d', deployment_id)}"
+
+
+def _scope_word(kind: str, name: str) -> str:
+    return kind + hashlib.blake2b(name.encode(), digest_size=8).hexdigest()
+
+
+def fts_query(query: Query, *, project: str | None = None, deployment_id: str | None = None) -> str:
+    """The FTS5 MATCH expression for ``query`` (in the ``words`` column) and the filters
+    (in ``scope``, see :func:`scope_text`): every term a quoted string, ANDed.
 
     Only words (letters and digits) ever reach FTS5, each inside double
     quotes, so no user text is read as FTS5 syntax.
     """
     parts = []
+    if project is not None:
+        parts.append(f'scope : "{_scope_word("p", project)}"')
+    if deployment_id is not None:
+        parts.append(f'scope : "{_scope_word("d", deployment_id)}"')
     for term in query.terms:
         quoted = '"' + " ".join(word.replace('"', '""') for word in term.words) + '"'
-        parts.append(quoted + ("*" if term.prefix else ""))
+        parts.append("words : " + quoted + ("*" if term.prefix else ""))
     return " AND ".join(parts)
 
 

@@ -1,9 +1,13 @@
 """Step trends over a window, and the ETA of a running deployment.
 
-Pure: folds of deployments in, figures out.  A step's **runs** are its final
-outcomes (``success`` or ``failure``) in deployments started within the window;
-its **failures** the runs that failed; it is **flaky** once for each success
-that followed a failure of the same step on the same commit: an earlier
+Pure: the runs of steps in, figures out.  A deployment contributes its
+:class:`StepRuns`, the steps of it that finished (:func:`step_runs`, the one
+rule of what a fold gives trends), so a store can keep that narrow record beside
+the fold, in the same write, and answer from it instead of decoding folds; a
+recomputation from the folds gives the same records.  A step's **runs** are its
+final outcomes (``success`` or ``failure``) in deployments started within the
+window; its **failures** the runs that failed; it is **flaky** once for each
+success that followed a failure of the same step on the same commit: an earlier
 attempt of the same deployment (a re-run) or an earlier deployment of that
 commit.  Durations are those of its finished runs (``p50``/``p95``,
 nearest-rank, :func:`ledger.stats.percentile`); a step **regressed** when its
@@ -19,8 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TypedDict
+from operator import itemgetter
+from typing import NamedTuple, TypedDict
 
+from ledger.durations import duration
 from ledger.fold import Fold
 from ledger.stats import percentile
 from ledger.timestamps import format_timestamp, parse_timestamp
@@ -32,6 +38,8 @@ REGRESSION_FACTOR = 1.5
 ETA_HISTORY = 20
 
 FINISHED = ("success", "failure")
+#: The order trends take deployments in: by start, then creation, then id.
+_ORDER = itemgetter(0, 1, 2)
 
 
 class Figures(TypedDict):
@@ -80,50 +88,90 @@ class _Tally:
         }
 
 
-def _start(fold: Fold) -> str:
-    return fold.sort_ts()
+#: A finished step as trends read it: ``(job, step, status, failed_before, duration_ms)``;
+#: ``status`` is ``success`` or ``failure``, ``failed_before`` says it failed at least once
+#: before (a re-run of the same deployment passed it).
+StepRun = tuple[str, str, str, bool, int | None]
+
+
+class StepRuns(NamedTuple):
+    """A deployment's finished steps: all that step trends read of it.
+
+    The fields begin with the order trends take deployments in: when they
+    started, then appeared, then by id.
+    """
+
+    #: Where the deployment sorts (:meth:`~ledger.fold.Fold.sort_ts`): which window it is in.
+    started: str
+    #: When the deployment first appeared: places deployments that started at once.
+    created: str
+    deployment_id: str
+    project: str
+    commit: str | None
+    steps: tuple[StepRun, ...]
+
+
+def step_runs(deployment_id: str, fold: Fold) -> StepRuns | None:
+    """What a deployment contributes to step trends (``None``: no step of it finished)."""
+    steps = tuple(
+        (
+            step.job,
+            step.name,
+            step.status,
+            step.failed_runs > 0,
+            duration(step.started_at, step.completed_at, step.duration_ms),  # ended: step_view's
+        )
+        for step in fold.steps.values()
+        if step.status in FINISHED
+    )
+    if not steps:
+        return None
+    return StepRuns(
+        fold.sort_ts(),
+        fold.created_ts or "",
+        deployment_id,
+        fold.project,
+        fold.metadata.get("commit"),
+        steps,
+    )
 
 
 def step_trends(
-    folds: Iterable[Fold], *, start: str, middle: str, end: str | None = None
+    runs: Iterable[StepRuns], *, start: str, middle: str, end: str | None = None
 ) -> list[StepTrend]:
     """Figures per ``(project, job, step)`` for deployments started in ``[middle, end]``,
     compared with ``[start, middle)``; ordered by project, job and step.
 
-    ``folds`` may hold deployments outside both windows; they are ignored (an
-    earlier failure of a commit still makes a later success flaky).
+    ``runs`` may hold deployments outside both windows; they are ignored (an
+    earlier failure of a commit still makes a later success flaky).  Deployments
+    are taken in the order they started, then appeared, then by id.
     """
-    ordered = sorted(folds, key=lambda f: (_start(f), f.created_ts or ""))
     tallies: dict[tuple[str, str, str], tuple[_Tally, _Tally]] = {}
     last_outcome: dict[tuple[str, str, str, str], str] = {}  # (project, job, step, commit)
-    for fold in ordered:
-        started = _start(fold)
-        window = (
-            1
-            if started >= middle and (end is None or started <= end)
-            else 0
-            if start <= started < middle
-            else None
-        )
-        commit = fold.metadata.get("commit")
-        for step in fold.steps.values():
-            if step.status not in FINISHED:
-                continue
-            key = (fold.project, step.job, step.name)
-            earlier = last_outcome.get((*key, commit)) if commit else None
+    for started, _, _, project, commit, steps in sorted(runs, key=_ORDER):
+        if started >= middle:
+            window: int | None = 1 if end is None or started <= end else None
+        else:
+            window = 0 if start <= started else None
+        for job, name, status, failed_before, took in steps:
+            earlier = None
             if commit:
-                last_outcome[(*key, commit)] = step.status
+                outcome_key = (project, job, name, commit)
+                earlier = last_outcome.get(outcome_key)
+                last_outcome[outcome_key] = status
             if window is None:
                 continue
-            tally = tallies.setdefault(key, (_Tally(), _Tally()))[window]
+            pair = tallies.get((project, job, name))
+            if pair is None:
+                pair = tallies[project, job, name] = (_Tally(), _Tally())
+            tally = pair[window]
             tally.runs += 1
-            if step.status == "failure":
+            if status == "failure":
                 tally.failures += 1
-            elif step.failed_runs or earlier == "failure":
+            elif failed_before or earlier == "failure":
                 tally.flaky += 1
-            duration = step_view(step)["duration_ms"]
-            if duration is not None:
-                tally.durations.append(duration)
+            if took is not None:
+                tally.durations.append(took)
     result: list[StepTrend] = []
     for (project, job, name), (previous, current) in sorted(tallies.items()):
         now, before = current.figures(), previous.figures()

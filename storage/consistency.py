@@ -1,13 +1,14 @@
 """Whether a store still keeps its promises: its log in order, its views its events' fold.
 
 Any store, through the :class:`~storage.store.Store` protocol only: the log is
-read from start to end (ids strictly increasing, every event counted), and
-each deployment's stored view is compared with :func:`ledger.view.build_view`
-over its events, the view's definition.  A store that keeps aggregates has
-them compared with the ones recomputed from every view
-(:func:`ledger.aggregates.tally`, :func:`ledger.delivery.outage_days`).  A
-difference means a write was cut short or a bug changed a rule; it is
-reported, never repaired behind the operator's back.
+read from start to end (ids strictly increasing, every event counted), and each
+deployment's stored view is compared with :func:`ledger.view.build_view` over
+its events, the view's definition.  A store that keeps aggregates has them
+compared with the ones recomputed from every view
+(:func:`ledger.aggregates.tally`, :func:`ledger.delivery.outage_days`), and one
+that keeps step runs has them compared with the ones its folds give now
+(:func:`ledger.trends.step_runs`).  A difference means a write was cut short or
+a bug changed a rule; it is reported, never repaired behind the operator's back.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any, cast
 from ledger.aggregates import SEP, row_facts, tally
 from ledger.delivery import outage_days
 from ledger.events import Event
+from ledger.trends import StepRuns
 from ledger.view import build_view
 from storage import paging
-from storage.store import Aggregated, Store
+from storage.store import Aggregated, KeepsStepRuns, Store
 
 #: Keys of a stored view that are not part of the fold (kept beside it by the store).
 STORE_KEYS = ("last_event_id", "log_lines", "metrics", "last_news_at")
@@ -63,7 +65,33 @@ def check(store: Store, *, most_deployments: int) -> Report:
         _check_view(store, row["deployment_id"], report)
     if isinstance(store, Aggregated):
         _check_aggregates(store, report)
+    if isinstance(store, KeepsStepRuns):
+        _check_step_runs(store, report)
     return report
+
+
+def _check_step_runs(store: KeepsStepRuns, report: Report) -> None:
+    """Compare the kept step runs with the ones every fold gives now; read again on a
+    difference, as a hub writing beside the check may change both in between."""
+    for _ in range(ATTEMPTS):
+        kept, folded = store.kept_step_runs(), store.folded_step_runs()
+        if kept == folded:
+            return
+    differing = {runs.deployment_id for runs in kept ^ folded}
+    was = {runs.deployment_id: runs for runs in kept if runs.deployment_id in differing}
+    now = {runs.deployment_id: runs for runs in folded if runs.deployment_id in differing}
+    for deployment_id in sorted(differing):
+        report.problem(
+            f"step runs of deployment {deployment_id!r} drifted from its fold: "
+            f"kept {_steps(was.get(deployment_id))}, folded {_steps(now.get(deployment_id))}"
+        )
+
+
+def _steps(runs: StepRuns | None) -> str:
+    """``job/step status, ...`` of a deployment's step runs."""
+    if runs is None:
+        return "none"
+    return ", ".join(f"{job}/{step} {status}" for job, step, status, _, _ in runs.steps)
 
 
 def _check_aggregates(store: Aggregated, report: Report) -> None:

@@ -13,20 +13,27 @@ another process moved them first, and the change is decided again from the
 new ones).  ``DROP_DEPLOYMENT`` takes them back the same way when retention
 drops the deployment.
 
-Keys, under the store's prefix ``P`` (``storage/redis_scripts.py`` lists them all):
+Keys, under the store's prefix ``P`` (``storage/redis_scripts.py`` lists them all).
+Facts are kept packed (:func:`pack_facts`: parts joined with ``␟``, timestamps as their
+milliseconds where few are read at once), short enough that a small hash or sorted set
+stays a listpack:
 
-* ``P facts:<id>``: the facts counted for a deployment.
+* ``P dep:<id>``, fields ``facts`` and ``times``: the facts counted for a deployment
+  (``project␟status␟environment`` and ``started␟completed␟duration``), in the hash it
+  already has rather than a key of their own (a key costs some 50 bytes by itself), in
+  two fields so that each stays within a listpack's 64 bytes with long names.
 * ``P agg:<group>``: one hash per group of :func:`ledger.aggregates.cells` (a
   project's statuses, a UTC day's starts, ...), so that each stays small.
-* ``P starts`` and ``P pstarts:<project>``: every deployment (of the project) with
-  a known start, scored by it (milliseconds), its member its id and facts: the
-  window's first, partial day and the hours a day of the reader's zone begins in
-  are counted from it deployment by deployment, and the days that have starts are
-  found by jumping through it.
+* ``P starts``: every deployment with a known start, scored by it (milliseconds), its
+  member its id and facts (timestamps as text: a whole day's are read at once): the
+  window's first, partial day and the hours a day of the reader's zone begins in are
+  counted from it deployment by deployment (one project's picked out in Redis), and
+  the days that have starts are found by jumping through it.
 * ``P ends:<project>``: the project's decided deployments by completion, members
   ``completed␟status␟started␟environment␟id``; ``P across`` those that completed on
   another UTC day than they started (or with no known start) and ``P backward``
-  those that completed before they started, as SQLite's partial indexes.
+  those that completed before they started, as SQLite's partial indexes (members as
+  ``starts``').
 * ``P outday:<project>␟<environment or "">``: each UTC day's outage summary
   (:class:`ledger.delivery.Outages`).  A write that changes a day's completions
   only marks the day ``""`` and moves the hash's ``#v``; the next reader sums the
@@ -45,11 +52,12 @@ lock while the others wait, as its layout upgrade is.
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol, cast
 
-import orjson
 import redis
 
 from ledger.aggregates import (
@@ -94,8 +102,12 @@ from storage.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-#: The keys' layout; a store of another is counted again when opened.
-AGGREGATES_VERSION = b"2"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+#: The keys' layout; a store of another is counted again when opened (``2``: facts in keys
+#: of their own and as JSON, starts also per project).
+AGGREGATES_VERSION = b"3"
 #: Seconds a process opening the store waits for another one counting the aggregates.
 BUILD_LOCK_SECONDS = 600.0
 #: Keys read per round trip when the aggregates are read whole or counted.
@@ -104,9 +116,9 @@ CHUNK = 500
 FAMILIES = (
     "end:",  # of the first layout
     "agg:",
-    "facts:",
+    "facts:",  # of the second layout
     "starts",
-    "pstarts:",
+    "pstarts:",  # of the second layout
     "ends:",
     "across",
     "backward",
@@ -116,16 +128,87 @@ FAMILIES = (
     "envopen:",
 )
 
+#: The fields of a deployment's hash that hold its counted facts.
+FACT_FIELDS = ("facts", "times")
+
 #: ``(project, environment, deployments, latest, current, in progress)`` of one environment.
 Pick = tuple[str, str, int, str, str | None, str | None]
 
 
+#: The hub's own spelling of a timestamp (:func:`ledger.timestamps.format_timestamp`).
+_SPELLING = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def stamp(timestamp: str | None) -> str:
+    """A timestamp as the facts kept in a hash or ``ends:`` hold it: its milliseconds when
+    it is spelled as the hub spells them (then they spell it back exactly), else its text
+    ("" for none)."""
+    if not timestamp:
+        return ""
+    if _SPELLING.fullmatch(timestamp) and timestamp >= "1970":
+        return str((datetime.fromisoformat(timestamp) - _EPOCH) // _MILLISECOND)
+    return timestamp
+
+
+def unstamp(text: str) -> str | None:
+    """The timestamp :func:`stamp` kept as ``text``."""
+    if not text.isdigit():
+        return text or None
+    seconds, rest = divmod(int(text), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest:03d}Z"
+
+
+def _text(timestamp: str | None) -> str:
+    return timestamp or ""
+
+
+def pack_facts(item: Facts, *, stamped: bool = True) -> str:
+    """``project␟status␟environment␟started␟completed␟duration``: facts as short text,
+    timestamps as :func:`stamp` keeps them (``stamped``) or as they are, quicker to read
+    back where many are read at once."""
+    spell = stamp if stamped else _text
+    duration = "" if item.duration_ms is None else str(item.duration_ms)
+    return join(
+        item.project,
+        item.status,
+        item.environment or "",
+        spell(item.started_at),
+        spell(item.completed_at),
+        duration,
+    )
+
+
+def unpack_facts(parts: list[str], *, stamped: bool = True) -> Facts:
+    """The facts of :func:`pack_facts`'s parts."""
+    project, status, environment, started, completed, duration = parts
+    return Facts(
+        project,
+        status,
+        environment or None,
+        unstamp(started) if stamped else started or None,
+        unstamp(completed) if stamped else completed or None,
+        int(duration) if duration else None,
+    )
+
+
 def encode_facts(item: Facts | None) -> str:
-    return "" if item is None else orjson.dumps(list(item)).decode()
+    return "" if item is None else pack_facts(item)
 
 
-def decode_facts(raw: bytes | None) -> Facts | None:
-    return Facts(*orjson.loads(raw)) if raw else None
+def decode_facts(facts_field: bytes | None, times_field: bytes | None) -> Facts | None:
+    """The facts the hash's :data:`FACT_FIELDS` hold (``None``: not counted)."""
+    if facts_field is None or times_field is None:
+        return None
+    return unpack_facts(split(join(facts_field.decode(), times_field.decode())))
+
+
+def _member(deployment_id: str, item: Facts) -> str:
+    """A deployment in ``starts``, ``across`` and ``backward``: its id and facts."""
+    return join(deployment_id, pack_facts(item, stamped=False))
+
+
+def _of_member(member: bytes) -> Facts:
+    return unpack_facts(split(member.decode())[1:], stamped=False)
 
 
 def members(deployment_id: str, item: Facts | None) -> dict[tuple[str, str], int]:
@@ -133,14 +216,13 @@ def members(deployment_id: str, item: Facts | None) -> dict[tuple[str, str], int
     if item is None:
         return {}
     found: dict[tuple[str, str], int] = {}
-    whole = orjson.dumps([deployment_id, *item]).decode()
+    whole = _member(deployment_id, item)
     if item.started_at:
         found["starts", whole] = millis(item.started_at)
-        found["pstarts:" + item.project, whole] = millis(item.started_at)
     end = ended(item)
     if end is not None:
         completed_at, status = end
-        member = join(completed_at, status, item.started_at or "", item.environment or "")
+        member = join(stamp(completed_at), status, stamp(item.started_at), item.environment or "")
         found["ends:" + item.project, join(member, deployment_id)] = millis(completed_at)
         if not item.started_at or item.started_at[:10] != completed_at[:10]:
             found["across", whole] = millis(completed_at)
@@ -204,6 +286,7 @@ class RedisAggregates:
         self._key = store._key
         self._count_script = self._redis.register_script(redis_scripts.COUNT)
         self._start_days = self._redis.register_script(redis_scripts.START_DAYS)
+        self._started_members = self._redis.register_script(redis_scripts.STARTED)
         self._set_outage_days = self._redis.register_script(redis_scripts.SET_OUTAGE_DAYS)
 
     def _scan(self, family: str) -> Iterator[str]:
@@ -216,7 +299,8 @@ class RedisAggregates:
 
     def build(self) -> None:
         """Count every stored fold when the store has no aggregates of this layout yet (any
-        it has are dropped first): the first process to open it does, the others wait."""
+        it has are dropped first, the facts in the deployments' hashes too): the first
+        process to open it does, the others wait."""
         meta = self._key("meta")
         if self._redis.hget(meta, "aggregates") == AGGREGATES_VERSION:
             return
@@ -234,6 +318,11 @@ class RedisAggregates:
             for start in range(0, len(stale), CHUNK):
                 self._redis.delete(*stale[start : start + CHUNK])
             deployments = sorted(k[len("dep:") :] for k in self._scan("dep:"))
+            for start in range(0, len(deployments), CHUNK):
+                with self._redis.pipeline(transaction=False) as pipe:
+                    for deployment_id in deployments[start : start + CHUNK]:
+                        pipe.hdel(self._key("dep:", deployment_id), *FACT_FIELDS)
+                    pipe.execute()
             for start in range(0, len(deployments), CHUNK):
                 self._count_folds(deployments[start : start + CHUNK])
             self._redis.hset(meta, "aggregates", AGGREGATES_VERSION)
@@ -260,7 +349,10 @@ class RedisAggregates:
 
     def counted(self, deployment_id: str) -> Facts | None:
         """The facts the deployment is counted with now."""
-        return decode_facts(cast(bytes | None, self._redis.get(self._key("facts:", deployment_id))))
+        found = cast(
+            list[bytes | None], self._redis.hmget(self._key("dep:", deployment_id), *FACT_FIELDS)
+        )
+        return decode_facts(*found)
 
     def count_args(self, deployment_id: str, item: Facts | None) -> list[str]:
         """What ``SET_VIEW`` and ``DROP_DEPLOYMENT`` take to move the counts to ``item``'s,
@@ -301,7 +393,7 @@ class RedisAggregates:
             self._redis.zrangebyscore(self._key("ends:", project), millis(low), f"({millis(high)}"),
         )
         return [
-            (completed_at, status, started_at)
+            (cast(str, unstamp(completed_at)), status, unstamp(started_at) or "")
             for member in found
             for completed_at, status, started_at, env, _ in [split(member.decode())]
             if environment is None or env == environment
@@ -368,9 +460,9 @@ class RedisAggregates:
 
     def _started(self, low: str, high: str, project: str | None) -> list[Facts]:
         """The facts of the deployments (of ``project``) started from ``low`` to ``high``."""
-        key = self._key("starts") if project is None else self._key("pstarts:", project)
-        found = cast(list[bytes], self._redis.zrangebyscore(key, millis(low), f"({millis(high)}"))
-        return [Facts(*orjson.loads(member)[1:]) for member in found]
+        named = [] if project is None else [project]
+        found = self._started_members(args=[self.prefix, millis(low), millis(high), *named])
+        return [_of_member(member) for member in cast(list[bytes], found)]
 
     def environment_picks(self, project: str | None) -> tuple[list[Pick], int]:
         """Per project and environment: its deployments, and the ids of the latest, current
@@ -538,7 +630,7 @@ class RedisAggregates:
         """The facts kept in the sorted set ``family`` scored from ``low`` (to ``high``)."""
         top = "+inf" if high is None else f"({millis(high)}"
         found = cast(list[bytes], self._redis.zrangebyscore(self._key(family), millis(low), top))
-        return [Facts(*orjson.loads(member)[1:]) for member in found]
+        return [_of_member(member) for member in found]
 
 
 def _next_day(day: str) -> str:

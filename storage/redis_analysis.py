@@ -60,7 +60,6 @@ from ledger.failures import (
     explain,
     failure_view,
     group_failures,
-    page_of_groups,
     row_of,
     seen_of,
 )
@@ -365,7 +364,7 @@ class RedisLogAnalysis:
                         row = FailureRow(*orjson.loads(raw))
                         if (project is None or row.project == project) and row.failed_at >= since:
                             rows.append(row)
-        items, next_cursor = page_of_groups(group_failures(rows), limit=limit, cursor=cursor)
+        items, next_cursor = group_failures(rows, limit=limit, cursor=cursor)
         return Page(items, next_cursor)
 
     # -- search -------------------------------------------------------------------------

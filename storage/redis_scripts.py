@@ -29,22 +29,25 @@ Key layout, under the store's prefix ``P``::
                       their field "fold", read until the fold is next written (READ_ROW)
     P dirty           set of deployments whose stored fold may lag their events
     P life:<id>       list of the deployment's lifecycle events (what the fold folds), each
-                      [seq, type, project, body] (entries written before: the id for seq)
+                      "<seq>:" and its type, project and body deflated (storage/redis_life.py;
+                      entries written before: [seq or id, type, project, body] as JSON)
     P ln:<id>         list of its log lines, oldest first, each a JSON array [line id,
                       event id, job, step, level, timestamp, text] (LINES finds a line id)
     P dl:<p>|<s>|<b>  lex-sorted sets "<sort_ts>\\0<id>" for each project/status/branch
                       filter combination ("*" where a filter is absent)
     P projects        set of projects with deployments
-    P activity        sorted set: deployment -> last_activity (pruning by age)
-    P lastseq         sorted set: deployment -> last_seq (pruning by count)
+    P activity        sorted set: deployment -> last_activity (pruning by age, and by count:
+                      a deployment last written by seq n was last active by n's time)
     P dedup:<key>     ids of a delivery or an event_id, expiring with retention
-    P meta layout     2 once deployments' replay and log lines are lists (the layout
-                      before kept them in streams ds:<id> and logs:<id>; see MIGRATE)
+    P meta layout     3 (storage/redis_store.py LAYOUT; the layout before 2 kept
+                      deployments' replay and log lines in streams ds:<id> and logs:<id>,
+                      see MIGRATE; the one before 3 also kept a set P lastseq)
     P meta aggregates the aggregates' layout once they are counted (storage/redis_aggregates.py)
-    P facts:<id>      string: the deployment's counted facts (ledger/aggregates.py, JSON),
-                      apart from its hash so that the hash stays a listpack
+    P dep:<id> facts, times
+                      the deployment's counted facts (ledger/aggregates.py), packed short
+                      so that the hash stays a listpack (storage/redis_aggregates.py)
     P agg:<group>     hash: the aggregates' counters of one group, field -> n
-    P starts, P pstarts:<project>, P ends:<project>, P across, P backward,
+    P starts, P ends:<project>, P across, P backward,
     P envs:<project>\x1f<environment> (and envok:, envopen:)
                       sorted sets of the deployments by start, by completion, and per
                       environment by start, successes by completion, open ones by start
@@ -151,15 +154,22 @@ end
 #: to a sorted set, "r" removes one), key under the prefix, field or member, value.
 #: The changes are Python's (``storage/redis_aggregates.py``); the script only applies them.
 _COUNT = r"""
+-- The counted facts are two fields of the deployment's hash: the packed facts' first
+-- three parts and their last three (storage/redis_aggregates.py, FACT_FIELDS).
 local function counted_as(d, first)
-  return (redis.call('GET', P .. 'facts:' .. d) or '') == ARGV[first]
+  local f = redis.call('HMGET', P .. 'dep:' .. d, 'facts', 'times')
+  local cur = ''
+  if f[1] and f[2] then cur = f[1] .. '\31' .. f[2] end
+  return cur == ARGV[first]
 end
 
 local function count(d, first)
+  local key = P .. 'dep:' .. d
   if ARGV[first + 1] == '' then
-    redis.call('DEL', P .. 'facts:' .. d)
+    redis.call('HDEL', key, 'facts', 'times')
   else
-    redis.call('SET', P .. 'facts:' .. d, ARGV[first + 1])
+    local facts, times = string.match(ARGV[first + 1], '^([^\31]*\31[^\31]*\31[^\31]*)\31(.*)$')
+    redis.call('HSET', key, 'facts', facts, 'times', times)
   end
   for i = first + 2, #ARGV, 4 do
     local k, f, v = P .. ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -223,6 +233,19 @@ while true do
 end
 """
 
+#: ARGV: prefix, milliseconds from, milliseconds to (not included), and a project or none.
+#: The members of ``starts`` scored in between; with a project, only its deployments' (a
+#: member's second part), kept here so that one project's day does not travel whole.
+STARTED = r"""
+local found = redis.call('ZRANGEBYSCORE', ARGV[1] .. 'starts', ARGV[2], '(' .. ARGV[3])
+if not ARGV[4] then return found end
+local kept = {}
+for _, member in ipairs(found) do
+  if string.match(member, '^[^\31]*\31([^\31]*)') == ARGV[4] then kept[#kept + 1] = member end
+end
+return kept
+"""
+
 #: ARGV: prefix, "<epoch>:<seq>" newest known to the caller.  Returns the epoch.
 INIT = (
     "#!lua\n"
@@ -236,7 +259,8 @@ return epoch
 #: ARGV: prefix, "<epoch>:<seq>" newest known to the caller, call token, delivery key
 #: (or ""), body digest (or ""), dedup TTL s (0: none), stream MAXLEN (0: none), stream TTL
 #: ms (0: none), token TTL s, event count; then 11 per event: type, project, mode,
-#: deployment, dedup key, lifecycle "1"/"0", body JSON, timestamp, log lines (JSON arrays
+#: deployment, dedup key, lifecycle entry (storage/redis_life.py; "" for an event of
+#: another type), body JSON, timestamp, log lines (JSON arrays
 #: joined by "\n"), metrics key, metrics JSON.
 #: project: the event's project as the ledger resolved it (a new deployment's row keeps it).
 #: mode: "n" no deployment, "p" project-only event naming a deployment, "d" this
@@ -359,10 +383,9 @@ for _, e in ipairs(plan) do
   end
   if e.d and e.owned then
     local d, r = e.d, rows[e.d]
-    if ARGV[b + 6] == '1' then
+    if ARGV[b + 6] ~= '' then
       r.life_seq, r.added = e.seq, r.added + 1
-      redis.call('RPUSH', P .. 'life:' .. d, '[' .. int(e.seq) .. ',' .. cjson.encode(etype)
-        .. ',' .. cjson.encode(e.project) .. ',' .. ARGV[b + 7] .. ']')
+      redis.call('RPUSH', P .. 'life:' .. d, int(e.seq) .. ':' .. ARGV[b + 6])
     end
     if ARGV[b + 9] ~= '' then
       local held = {}
@@ -414,7 +437,6 @@ for d, r in pairs(rows) do
   end
   redis.call('HSET', P .. 'dep:' .. d, unpack(h))
   redis.call('ZADD', P .. 'activity', received, d)
-  redis.call('ZADD', P .. 'lastseq', int(r.last_seq), d)
   if r.created or r.life_seq then
     deps[#deps + 1] = {d, r.prior, r.life_seq or r.prior, r.added}
     redis.call('SADD', P .. 'dirty', d)
@@ -502,7 +524,6 @@ if cur[1] then
   if not (old or many) then return false end
 end
 redis.call('ZREM', P .. 'activity', d)
-redis.call('ZREM', P .. 'lastseq', d)
 if not cur[1] then return false end
 if not counted_as(d, 5) then return -1 end
 count(d, 5)

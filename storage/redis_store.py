@@ -71,12 +71,14 @@ from ledger.resume import Resume, resume_from
 from ledger.retention import Retention
 from ledger.search import LogSearch, SearchPage
 from ledger.staleness import news_at
+from ledger.trends import StepRuns, step_runs
 from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, project_summary, render
 from storage import paging, redis_scripts
 from storage.bodies import event_of, pack, unpack
 from storage.redis_aggregates import RedisAggregates
 from storage.redis_analysis import RedisLogAnalysis
 from storage.redis_keys import glob, release
+from storage.redis_life import pack_life, unpack_life
 from storage.store import (
     Accepted,
     Batch,
@@ -107,7 +109,7 @@ SCAN_CHUNK = 500
 #: Seconds one batch may wait for another batch joining legacy bodies of its project.
 JOIN_LOCK_SECONDS = 10.0
 #: The key layout this code writes (``storage/redis_scripts.py``), as ``meta`` names it.
-LAYOUT = b"2"
+LAYOUT = b"3"
 #: Seconds a process opening the store waits for another one upgrading its layout.
 LAYOUT_LOCK_SECONDS = 600.0
 
@@ -290,9 +292,11 @@ class RedisStore:
         self._tail_epoch = self.epoch
 
     def _upgrade_layout(self) -> None:
-        """Move what the layout before :data:`LAYOUT` kept in streams per deployment (replay
-        entries, log lines) into its lists, once per store: the first process to open it
-        does, the others wait for it.  Until then nothing else is read or written."""
+        """Move what the layouts before :data:`LAYOUT` kept in streams per deployment (replay
+        entries, log lines) into its lists, and drop the set of deployments by last seq
+        they kept beside the one by last activity (pruning by count reads that one now),
+        once per store: the first process to open it does, the others wait for it.  Until
+        then nothing else is read or written."""
         meta = self._key("meta")
         if self._redis.hget(meta, "layout") == LAYOUT:
             return
@@ -312,6 +316,7 @@ class RedisStore:
                 for key in cast(Iterator[bytes], self._redis.scan_iter(match=pattern, count=1000)):
                     deployments.add(key.decode()[len(self._key(family)) :])
             moved = sum(int(self._migrate(args=[self.prefix, d])) for d in sorted(deployments))
+            self._redis.delete(self._key("lastseq"))
             self._redis.hset(meta, "layout", LAYOUT)
             if deployments:
                 log.info("moved %d entries of %d deployments into lists", moved, len(deployments))
@@ -396,14 +401,17 @@ class RedisStore:
             metrics = metrics_key = b""
             if event.type == "metrics_update" and mode not in "np":
                 metrics_key, metrics = metrics_key_of(event), metrics_value(event)
+            body = pack(event)
             args += [
                 event.type,
                 event.project,
                 mode,
                 deployment,
                 f"event_id:{event.dedup_key}" if event.dedup_key else "",
-                "1" if event.type in LIFECYCLE_TYPES else "0",
-                pack(event),
+                pack_life(event.type, event.project, body)
+                if event.type in LIFECYCLE_TYPES
+                else b"",
+                body,
                 event.timestamp,
                 b"\n".join(orjson.dumps(list(line)) for line in entry.lines) if entry else b"",
                 metrics_key,
@@ -538,9 +546,10 @@ class RedisStore:
         )
 
     def _life_event(self, deployment_id: str, raw: bytes) -> Event:
-        """A lifecycle entry's event: ``[seq, ...]`` takes its id in the store's epoch (only
-        its seq is ever read of it: the fold's version); one written before held the id."""
-        seq, event_type, project, body = orjson.loads(raw)
+        """A lifecycle entry's event (``storage/redis_life.py``): its seq takes an id in the
+        store's epoch (only its seq is ever read of it: the fold's version); an entry
+        written before seqs held the id."""
+        seq, event_type, project, body = unpack_life(raw)
         return event_of(
             body,
             event_type=event_type,
@@ -918,7 +927,22 @@ class RedisStore:
     def recent_folds(
         self, *, project: str | None, status: str | None, since: str, limit: int
     ) -> tuple[list[Fold], bool]:
-        """Folds from the listing set of ``project``/``status``, newest first by sort time."""
+        found, more = self._recent(project, status, since, limit)
+        return [fold for _, fold in found], more
+
+    def step_runs(
+        self, *, project: str | None, since: str, limit: int
+    ) -> tuple[list[StepRuns], bool]:
+        """From the folds as read: kept as rows, they would add to every deployment's memory."""
+        found, more = self._recent(project, None, since, limit)
+        runs = (step_runs(deployment_id, fold) for deployment_id, fold in found)
+        return [each for each in runs if each is not None], more
+
+    def _recent(
+        self, project: str | None, status: str | None, since: str, limit: int
+    ) -> tuple[list[tuple[str, Fold]], bool]:
+        """``(id, fold)`` from the listing set of ``project``/``status``, newest first by
+        sort time, at most ``limit``; and whether more were left."""
         with _available(self._closed):
             members = self._redis.zrevrangebylex(
                 self._list_key(project, status, None), "+", f"[{since}", 0, limit + 1
@@ -928,12 +952,12 @@ class RedisStore:
                 for deployment_id in ids[:limit]:
                     self._pipe_deployment(pipe, deployment_id)
                 rows = pipe.execute()
-            folds = [
-                stored.fold
+            found = [
+                (deployment_id, stored.fold)
                 for deployment_id, row in zip(ids[:limit], rows, strict=True)
                 if (stored := self._stored(deployment_id, row)) is not None
             ]
-        return folds, len(ids) > limit
+        return found, len(ids) > limit
 
     def environment_states(
         self, *, project: str | None
@@ -1002,7 +1026,11 @@ class RedisStore:
         if excess:
             oldest = self._range(self._key("log"), "-", "+", excess)
             limit_seq = _seq(oldest[-1][0])
-            doomed.update(self._members(self._key("lastseq"), "-inf", str(limit_seq)))
+            # Seqs and receipt times grow together: a deployment last written by a seq up
+            # to the limit was last active by that entry's time (the script checks its seq;
+            # should Redis's clock step back, one written just before waits for a later prune).
+            received = oldest[-1][1][b"r"].decode()
+            doomed.update(self._members(self._key("activity"), "-inf", received))
         dropped: set[str] = set()
         max_seq = 0
         age = "" if cutoff is None else f"{cutoff:.6f}"

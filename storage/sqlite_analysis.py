@@ -9,9 +9,12 @@ exactly in step with the log lines and the deployment rows.
 * ``failures``: one row per failed deployment, the ledger's record
   (:func:`ledger.failures.explain`), written in the same transaction as the
   completion (or the log lines) that changed it, deleted when a re-run passes;
-  indexed by time (``GET /api/failures``) and by signature (``seen``).
+  indexed by what ``GET /api/failures`` tallies (so SQLite counts a window from the
+  index alone) and by signature and time (``seen``, and a group's newest failures).
 * ``log_search``: a contentless FTS5 index of every log line, rowid = the
-  line's id, of :func:`ledger.search.index_text`; it only narrows a search down, and
+  line's id, of :func:`ledger.search.index_text` and, in a column of its own, of
+  :func:`ledger.search.scope_text` (its deployment and that deployment's project, so
+  those filters narrow inside the index); it only narrows a search down, and
   :func:`ledger.search.hit` decides every result, as on every store.
 
 Files from before these tables existed get them at open, filled from the
@@ -20,6 +23,7 @@ lines and deployments they hold (once; ``meta`` remembers it).
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from typing import Any
@@ -28,14 +32,15 @@ import orjson
 
 from ledger.failures import (
     MAX_EXPLAIN_LINES,
+    RECENT_DEPLOYMENTS,
     FailureGroup,
     FailureRow,
+    FailureTally,
     FailureView,
     action_for,
     explain,
+    failure_page,
     failure_view,
-    group_failures,
-    page_of_groups,
     row_of,
     seen_of,
 )
@@ -52,6 +57,7 @@ from ledger.search import (
     fts_query,
     hit,
     index_text,
+    scope_text,
 )
 from storage.sqlite_errors import read_errors
 from storage.store import Page
@@ -60,27 +66,41 @@ log = logging.getLogger(__name__)
 
 
 #: Contentless: the words stay in ``log_lines`` only, found again by rowid (= line id).
+#: ``scope`` names the line's project and deployment (:func:`ledger.search.scope_text`).
 LOG_SEARCH = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS log_search USING fts5("
-    "words, content='', tokenize='unicode61 remove_diacritics 0', columnsize=0)"
+    "words, scope, content='', tokenize='unicode61 remove_diacritics 0', columnsize=0)"
 )
+#: What the index holds for each line of ``log_lines AS l`` (``deployments AS d`` joined).
+_INDEXED = "l.line, hub_index_text(l.message), hub_scope(d.project, l.deployment_id)"
+_LINES = "log_lines AS l LEFT JOIN deployments AS d ON d.deployment_id = l.deployment_id"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS failures ("
     " deployment_id TEXT PRIMARY KEY, project TEXT NOT NULL, job TEXT, step TEXT,"
     " signature TEXT NOT NULL, pattern TEXT NOT NULL, sample TEXT NOT NULL,"
     " failed_at TEXT NOT NULL, record BLOB NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS failures_by_time ON failures (failed_at, deployment_id)",
+    # Covers the tallies of a window, in the order they are grouped in: one pass over the
+    # index, no row read and no sort.
+    "CREATE INDEX IF NOT EXISTS failures_tallied "
+    "ON failures (signature, project, job, step, failed_at)",
+    "DROP INDEX IF EXISTS failures_by_time",  # what files before the tallies had instead
     "CREATE INDEX IF NOT EXISTS failures_by_signature "
     "ON failures (signature, failed_at, deployment_id)",
     LOG_SEARCH,
 )
-#: ``meta`` keys saying the tables were filled from what the file held before them.
-_BUILT = ("log_search_built", "failures_built")
+#: ``meta`` keys saying the tables were filled from what the file held before them (an
+#: index without ``scope``, from before the filters narrowed in it, is built again).
+_BUILT = ("log_search_scoped", "failures_built")
 #: Candidate lines read per query round of a search.
 SEARCH_CHUNK = 500
 #: Candidates a search examines before it answers ``truncated`` (only lines the index
 #: finds but the filters or the exact match refuse count against it).
 MAX_SEARCH_CANDIDATES = 50000
+
+
+#: :func:`scope_text`, remembered: a write's lines belong to a few deployments, and the
+#: hashes are most of what indexing a line costs in Python.
+_scope_of = functools.lru_cache(maxsize=4096)(scope_text)
 
 
 class SqliteLogAnalysis:
@@ -94,6 +114,7 @@ class SqliteLogAnalysis:
     def _create_log_analysis(self) -> None:
         """The tables, and the function the index is filled with (per connection)."""
         self._db.create_function("hub_index_text", 1, index_text, deterministic=True)
+        self._db.create_function("hub_scope", 2, _scope_of, deterministic=True)
         for statement in _SCHEMA:
             self._db.execute(statement)
 
@@ -105,10 +126,12 @@ class SqliteLogAnalysis:
                 f"SELECT key FROM meta WHERE key IN ({','.join('?' * len(_BUILT))})", _BUILT
             )
         }
-        if "log_search_built" not in built:
+        if "log_search_scoped" not in built:
+            self._db.execute("DROP TABLE IF EXISTS log_search")
+            self._db.execute(LOG_SEARCH)
+            self._db.execute("DELETE FROM meta WHERE key = 'log_search_built'")  # its old name
             count = self._db.execute(
-                "INSERT INTO log_search (rowid, words) "
-                "SELECT line, hub_index_text(message) FROM log_lines"
+                f"INSERT INTO log_search (rowid, words, scope) SELECT {_INDEXED} FROM {_LINES}"
             ).rowcount
             if count > 0:
                 log.info("indexed %d stored log lines for search", count)
@@ -133,13 +156,44 @@ class SqliteLogAnalysis:
         ).fetchone()
         return 1 if row is None else int(row[0]) + 1
 
-    def _index_lines(self, lines: list[tuple[Any, ...]]) -> None:
-        """Index the lines this write stored: rows of ``log_lines``, the id first and the
-        message last (given as values, not selected back: a third of the cost for a
-        write of one line)."""
-        self._db.executemany(
-            "INSERT INTO log_search (rowid, words) VALUES (?, ?)",
-            [(line[0], index_text(line[-1])) for line in lines],
+    def _index_lines(self, first_line: int, recorder: Recorder) -> None:
+        """Index the lines this write stored (their ids start at ``first_line``), called
+        before the write changes any deployment row.
+
+        Each line is indexed under the project its deployment has once the write
+        is done (the row's, unless the write folds it again); a deployment the
+        write moves to another project (a later event names it) has its earlier
+        lines indexed again under the new one.
+        """
+        after = {t.key: t.project for t in recorder.deployments() if t.created or t.refolded}
+        for key, project in after.items():
+            row = self._db.execute(
+                "SELECT project FROM deployments WHERE deployment_id = ?", (key,)
+            ).fetchone()
+            if row is not None and row[0] != project:
+                self._forget_lines("l.deployment_id = ? AND l.line < ?", (key, first_line))
+                self._db.execute(
+                    "INSERT INTO log_search (rowid, words, scope) SELECT l.line, "
+                    "hub_index_text(l.message), hub_scope(?, l.deployment_id) FROM log_lines AS l "
+                    "WHERE l.deployment_id = ? AND l.line < ?",
+                    (project, key, first_line),
+                )
+        self._db.create_function("hub_project_after", 1, after.get, deterministic=True)
+        self._db.execute(
+            "INSERT INTO log_search (rowid, words, scope) SELECT l.line, "
+            "hub_index_text(l.message), "
+            "hub_scope(coalesce(hub_project_after(l.deployment_id), d.project), l.deployment_id) "
+            f"FROM {_LINES} WHERE l.line >= ?",
+            (first_line,),
+        )
+
+    def _forget_lines(self, where: str, params: tuple[Any, ...]) -> None:
+        """Take lines out of the index: a contentless index forgets a line given what it
+        indexed (so before the line, or its deployment's project, changes)."""
+        self._db.execute(
+            f"INSERT INTO log_search (log_search, rowid, words, scope) SELECT 'delete', "
+            f"{_INDEXED} FROM {_LINES} WHERE {where}",
+            params,
         )
 
     def _record_failures(self, recorder: Recorder) -> None:
@@ -172,13 +226,9 @@ class SqliteLogAnalysis:
         )
 
     def _prune_log_analysis(self, deployment_id: str) -> None:
-        """Forget a pruned deployment's failure and index entries (before its lines go;
-        a contentless index forgets a line given the words it indexed)."""
-        self._db.execute(
-            "INSERT INTO log_search (log_search, rowid, words) "
-            "SELECT 'delete', line, hub_index_text(message) FROM log_lines WHERE deployment_id = ?",
-            (deployment_id,),
-        )
+        """Forget a pruned deployment's failure and index entries (before its lines and
+        its row go)."""
+        self._forget_lines("l.deployment_id = ?", (deployment_id,))
         self._db.execute("DELETE FROM failures WHERE deployment_id = ?", (deployment_id,))
 
     # -- reading -------------------------------------------------------------------------
@@ -208,21 +258,35 @@ class SqliteLogAnalysis:
     def failures(
         self, *, project: str | None, since: str, limit: int, cursor: str | None
     ) -> Page[FailureGroup]:
-        """Failures since ``since`` grouped by signature, most frequent first.
+        """Failures since ``since`` grouped by signature, most frequent first: SQLite tallies
+        the window in one pass, and reads the rows of the page's signatures only.
 
         Raises:
             ValueError: ``cursor`` is not one this store handed out.
         """
-        sql = (
-            "SELECT deployment_id, project, job, step, signature, pattern, sample, failed_at "
-            "FROM failures WHERE failed_at >= ?"
-        )
-        params: list[Any] = [since]
-        if project is not None:
-            sql += " AND project = ?"
-            params.append(project)
-        rows = [FailureRow(*row) for row in self._db.execute(sql, params)]
-        items, next_cursor = page_of_groups(group_failures(rows), limit=limit, cursor=cursor)
+        window = "failed_at >= ?" + ("" if project is None else " AND project = ?")
+        params: list[Any] = [since] if project is None else [since, project]
+        tallies = [
+            FailureTally(*row)
+            for row in self._db.execute(
+                "SELECT signature, project, job, step, count(*), min(failed_at), max(failed_at) "
+                f"FROM failures WHERE {window} GROUP BY signature, project, job, step",
+                params,
+            )
+        ]
+
+        def newest(signature: str) -> list[FailureRow]:
+            return [
+                FailureRow(*row)
+                for row in self._db.execute(
+                    "SELECT deployment_id, project, job, step, signature, pattern, sample, "
+                    f"failed_at FROM failures WHERE signature = ? AND {window} "
+                    "ORDER BY failed_at DESC, deployment_id DESC LIMIT ?",
+                    (signature, *params, RECENT_DEPLOYMENTS),
+                )
+            ]
+
+        items, next_cursor = failure_page(tallies, newest, limit=limit, cursor=cursor)
         return Page(items, next_cursor)
 
     @read_errors
@@ -234,7 +298,9 @@ class SqliteLogAnalysis:
         """
         below = decode_search_cursor(cursor) if cursor is not None else 1 << 62
         clauses = ["log_search MATCH ?", "s.rowid < ?"]
-        params: list[Any] = [fts_query(search.query)]
+        params: list[Any] = [
+            fts_query(search.query, project=search.project, deployment_id=search.deployment_id)
+        ]
         for column, value in (
             ("d.project", search.project),
             ("l.deployment_id", search.deployment_id),

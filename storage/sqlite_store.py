@@ -48,6 +48,7 @@ from storage.group_commit import GroupCommit
 from storage.sqlite_aggregates import SqliteAggregates
 from storage.sqlite_analysis import LOG_SEARCH, SqliteLogAnalysis
 from storage.sqlite_errors import read_errors
+from storage.sqlite_steps import SqliteStepRuns
 from storage.store import (
     Accepted,
     Batch,
@@ -157,13 +158,14 @@ class _Source:
         return [event for _, event in self.store._decode(rows)]
 
 
-class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
+class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
     """Event log and deployment view in one SQLite database (see module docstring).
 
-    Failure records, log search and the folds trends read are
+    Failure records, log search and the folds an ETA reads are
     :class:`~storage.sqlite_analysis.SqliteLogAnalysis`'s; the counters that
     project and delivery figures are read from
-    :class:`~storage.sqlite_aggregates.SqliteAggregates`'s.
+    :class:`~storage.sqlite_aggregates.SqliteAggregates`'s; the step runs trends count
+    :class:`~storage.sqlite_steps.SqliteStepRuns`'s.
     """
 
     def __init__(
@@ -219,6 +221,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
         self.epoch = self._writer.run(self._init_epoch)
         self._writer.run(self._fill_log_analysis)
         self._writer.run(self._build_aggregates)
+        self._writer.run(self._build_step_runs)
 
     def _upgrade(self) -> None:
         """Bring a file of an earlier schema to :data:`SCHEMA_VERSION`, in place, in one
@@ -237,7 +240,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
         kept in its lines only, and the search index contentless (refilled on open)."""
         self._db.execute("DROP TABLE IF EXISTS log_search")
         self._db.execute(LOG_SEARCH)
-        self._db.execute("DELETE FROM meta WHERE key = 'log_search_built'")
+        self._db.execute("DELETE FROM meta WHERE key = 'log_search_scoped'")
         held = self._db.execute(
             "SELECT seq, min(line), count(*), group_concat(message, char(10)) "
             "FROM (SELECT seq, line, message FROM log_lines ORDER BY line) GROUP BY seq"
@@ -300,11 +303,12 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 lines,
             )
-            self._index_lines(lines)
+        self._index_lines(first_line, recorder)
         for touched in recorder.deployments():
             self._write_row(touched, now)
         self._record_failures(recorder)
         self._aggregate(recorder)
+        self._keep_step_runs(recorder)
         return answers
 
     def _record(
@@ -689,6 +693,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates):
             ).rowcount
             self._prune_log_analysis(deployment_id)
             self._prune_aggregates(deployment_id)
+            self._prune_step_runs(deployment_id)
             self._db.execute("DELETE FROM log_lines WHERE deployment_id = ?", (deployment_id,))
             self._db.execute("DELETE FROM deployments WHERE deployment_id = ?", (deployment_id,))
         loose = f"deployment_id IS NULL OR type IN ({','.join('?' * len(PROJECT_ONLY_TYPES))})"

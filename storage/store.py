@@ -23,6 +23,7 @@ from ledger.filters import Filter
 from ledger.fold import Fold
 from ledger.logs import LogRow
 from ledger.search import LogSearch, SearchPage
+from ledger.trends import StepRuns
 from ledger.view import DeploymentView, ListRow, ProjectSummary
 
 Item = TypeVar("Item")
@@ -235,7 +236,7 @@ class Store(Protocol):
         self, *, project: str | None, since: str, limit: int, cursor: str | None
     ) -> Page[FailureGroup]:
         """Failed deployments since ``since`` grouped by signature, most frequent first
-        (:func:`ledger.failures.group_failures`).
+        (:func:`ledger.failures.failure_page`).
 
         Raises:
             ValueError: ``cursor`` is not one this store handed out.
@@ -255,6 +256,13 @@ class Store(Protocol):
         """Folds of the deployments sorting at or after ``since`` (newest first, at most
         ``limit``), and whether more were left."""
 
+    def step_runs(
+        self, *, project: str | None, since: str, limit: int
+    ) -> tuple[list[StepRuns], bool]:
+        """The step runs (:func:`ledger.trends.step_runs`) of the newest ``limit``
+        deployments (of ``project``) sorting at or after ``since`` (none of those with no
+        step finished), and whether more deployments were left."""
+
     def ping(self) -> None:
         """Return when the store answers; raise :class:`StoreUnavailable` otherwise."""
 
@@ -270,6 +278,16 @@ class Aggregated(Protocol):
     def aggregate_cells(self) -> dict[Cell, int]: ...
 
     def outage_days(self) -> dict[OutageKey, Outages]: ...
+
+
+@runtime_checkable
+class KeepsStepRuns(Protocol):
+    """A store that keeps each deployment's step runs beside its fold, read whole so that
+    the operator check can compare them with the runs its folds give now."""
+
+    def kept_step_runs(self) -> set[StepRuns]: ...
+
+    def folded_step_runs(self) -> set[StepRuns]: ...
 
 
 @runtime_checkable

@@ -18,19 +18,20 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.ingest import load_one
-from ledger.aggregates import Facts, row_facts, tally
+from ledger.aggregates import Facts, join, row_facts, split, tally
 from ledger.delivery import delivery_of_rows, outage_days, summarise_window
 from ledger.environments import environments
 from ledger.events import Event
 from ledger.retention import Retention
 from ledger.timestamps import format_timestamp
 from storage import paging
-from storage.redis_aggregates import AGGREGATES_VERSION, FAMILIES
+from storage.redis_aggregates import AGGREGATES_VERSION, FAMILIES, decode_facts
 from storage.redis_store import RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Batch
@@ -302,6 +303,99 @@ def test_a_redis_store_from_before_the_aggregates_is_counted_when_opened(
         assert reopened.outage_days() != {}
         assert client.hget(prefix + "meta", "aggregates") == AGGREGATES_VERSION
         assert reopened.environment_states(project=None)[0][0]["deployments"] == 6
+    finally:
+        reopened.close()
+
+
+def to_second_layout(client: Any, prefix: str) -> None:
+    """Rewrite a store's aggregates as the second layout kept them: each deployment's facts
+    as JSON in a key of its own, start sets per project too, members with whole timestamps."""
+    for key in client.scan_iter(match=prefix + "dep:*"):
+        deployment_id = key.decode()[len(prefix + "dep:") :]
+        item = decode_facts(*client.hmget(key, "facts", "times"))
+        client.hdel(key, "facts", "times")
+        if item is not None:
+            client.set(f"{prefix}facts:{deployment_id}", orjson.dumps(list(item)))
+    for family in ("starts", "across", "backward"):
+        for member, score in client.zrange(prefix + family, 0, -1, withscores=True):
+            deployment_id, *_ = split(member.decode())
+            facts = store_facts(client, prefix, deployment_id)
+            whole = orjson.dumps([deployment_id, *facts])
+            client.zrem(prefix + family, member)
+            client.zadd(prefix + family, {whole: score})
+            if family == "starts":
+                client.zadd(f"{prefix}pstarts:{facts.project}", {whole: score})
+    for key in client.scan_iter(match=prefix + "ends:*"):
+        for member, score in client.zrange(key, 0, -1, withscores=True):
+            deployment_id = split(member.decode())[-1]
+            facts = store_facts(client, prefix, deployment_id)
+            old = join(
+                facts.completed_at or "",
+                facts.status,
+                facts.started_at or "",
+                facts.environment or "",
+                deployment_id,
+            )
+            client.zrem(key, member)
+            client.zadd(key, {old: score})
+    client.hset(prefix + "meta", "aggregates", "2")
+
+
+def store_facts(client: Any, prefix: str, deployment_id: str) -> Facts:
+    return Facts(*orjson.loads(client.get(f"{prefix}facts:{deployment_id}")))
+
+
+@pytest.mark.redis
+def test_a_redis_store_of_the_second_layout_reads_the_same_once_upgraded(
+    redis_server: RedisServer,
+) -> None:
+    """A store whose aggregates have the second layout (facts in keys of their own, start
+    sets per project) answers the same once opened, and then holds the current layout."""
+    url = StoreURL.parse(redis_server.url(prefix=f"agg-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    specs = [
+        {"project": ("web", "api")[n % 2], "environment": (None, "staging", "production")[n % 3],
+         "start": 47 * n, "minutes": (3, 45, 1500, -20)[n % 4],
+         "outcome": ("failure", "success", "cancelled")[n % 3], "late": None,
+         "only_completion": n == 5}
+        for n in range(12)
+    ]  # fmt: skip
+    for number, spec in enumerate(specs):
+        store.append(Batch(events_of(number, spec)))
+    since = format_timestamp(BASE + timedelta(minutes=30))
+
+    def answers(opened: RedisStore) -> list[Any]:
+        return [
+            opened.projects(),
+            opened.environment_states(project=None),
+            opened.environment_states(project="web"),
+            *(
+                opened.delivery_window(project=project, since=since, zone=zone, asked=None)
+                for project in (None, "web")
+                for zone, _ in ZONES
+            ),
+            opened.aggregate_cells(),
+            opened.outage_days(),
+        ]
+
+    before = answers(store)
+    client = redis_server.client()
+    prefix = store.prefix
+    store.close()
+    to_second_layout(client, prefix)
+    assert client.exists(f"{prefix}pstarts:web", f"{prefix}facts:d1") == 2
+    reopened = RedisStore(url)
+    try:
+        assert answers(reopened) == before
+        kept_as_recomputed(reopened)
+        assert client.hget(prefix + "meta", "aggregates") == AGGREGATES_VERSION
+        for family in ("facts:", "pstarts:"):
+            assert list(client.scan_iter(match=prefix + family + "*")) == []
+        for number in range(len(specs)):
+            assert client.hexists(f"{prefix}dep:d{number}", "facts")
+        assert not any(
+            member.startswith(b"[") for member in client.zrange(prefix + "starts", 0, -1)
+        )
     finally:
         reopened.close()
 

@@ -18,7 +18,8 @@ from ledger.ids import make_event_id
 from ledger.search import LogSearch, parse_query
 from storage import sqlite_store
 from storage.bodies import event_of, unpack
-from storage.redis_store import RedisStore
+from storage.redis_life import unpack_life
+from storage.redis_store import LAYOUT, RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Batch, Store
 from storage.url import StoreURL
@@ -166,7 +167,8 @@ def old_body(event: Event) -> bytes:
 def to_layout_1(client: redis.Redis, prefix: str) -> None:
     """Rewrite a Redis store as the layout before lists kept it: bodies under long keys,
     log entries with their whole id, replay entries whole, each deployment's replay and
-    log lines in streams of its own, its lifecycle with ids, its fold in its hash."""
+    log lines in streams of its own, its lifecycle with ids, its fold in its hash, and a
+    set of deployments by last seq."""
     log = f"{prefix}log"
     entries = client.xrange(log)
     client.delete(log)
@@ -194,7 +196,7 @@ def to_layout_1(client: redis.Redis, prefix: str) -> None:
     for key in client.keys(f"{prefix}life:*"):
         entries = []
         for raw in client.lrange(key, 0, -1):
-            seq, kind, project, body = orjson.loads(raw)
+            seq, kind, project, body = unpack_life(raw)
             event = event_of(body, event_type=kind, project="", deployment_id=None, event_id="")
             event_id = make_event_id(int(client.hget(f"{prefix}meta", "epoch")), seq)
             entries.append(orjson.dumps([event_id, kind, project, orjson.loads(old_body(event))]))
@@ -203,6 +205,10 @@ def to_layout_1(client: redis.Redis, prefix: str) -> None:
     for key in client.keys(f"{prefix}fold:*"):
         deployment = key.decode().split(":", 2)[2]
         client.hset(f"{prefix}dep:{deployment}", "fold", client.get(key))
+        client.zadd(
+            f"{prefix}lastseq",
+            {deployment: int(client.hget(f"{prefix}dep:{deployment}", "last_seq"))},
+        )
         client.delete(key)
     client.hdel(f"{prefix}meta", "layout")
 
@@ -244,11 +250,38 @@ def test_a_redis_store_of_the_layout_before_lists_is_moved_into_them(
     assert [hit["deployment_id"] for hit in found.items] == ["d2"]
     assert not client.keys(f"{url.prefix}:ds:*")
     assert not client.keys(f"{url.prefix}:logs:*")
-    assert client.hget(f"{url.prefix}:meta", "layout") == b"2"
+    assert client.hget(f"{url.prefix}:meta", "layout") == LAYOUT
+    assert not client.exists(f"{url.prefix}:lastseq")
     upgraded.append(Batch([ev("d1", "log_entry", "03T10:00", message="after the move")]))
     lines = upgraded.logs("d1", job=None, step=None, after=None, limit=100).items
     assert lines[-1]["message"] == "after the move"
     upgraded.close()
+
+
+@pytest.mark.redis
+def test_lifecycle_entries_deflated_or_as_written_before_fold_the_same(
+    redis_server: RedisServer,
+) -> None:
+    """Lifecycle entries are kept deflated, a fraction of their JSON; entries written
+    before as JSON fold into the same deployment."""
+    url = StoreURL.parse(redis_server.url(prefix=f"life-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    try:
+        store_all(store, failed_run("d2", 2, "Error: needle"))
+        client = redis_server.client()
+        key = f"{store.prefix}life:d2"
+        kept = client.lrange(key, 0, -1)
+        plain = [orjson.dumps(list(unpack_life(raw))) for raw in kept]
+        assert kept
+        assert all(raw[:1].isdigit() for raw in kept)
+        assert sum(map(len, kept)) < sum(map(len, plain)) * 0.6
+        folded = store._stored_from_lifecycle("d2")
+        assert folded is not None
+        client.delete(key)
+        client.rpush(key, *plain)
+        assert store._stored_from_lifecycle("d2") == folded
+    finally:
+        store.close()
 
 
 def test_a_message_of_many_lines_is_stored_whole(store: Store) -> None:

@@ -61,7 +61,7 @@ def test_a_file_from_before_log_analysis_gets_its_index_and_failures(tmp_path: P
     db = sqlite3.connect(path)  # as the file was before these tables existed
     db.executescript(
         "DROP TABLE failures; DROP TABLE log_search;"
-        "DELETE FROM meta WHERE key IN ('log_search_built', 'failures_built');"
+        "DELETE FROM meta WHERE key IN ('log_search_scoped', 'failures_built');"
     )
     db.close()
     reopened = SqliteStore(path)

@@ -366,6 +366,31 @@ def test_check_finds_aggregates_that_drifted_from_the_views(
     assert "problem: aggregate drifted from the views: outages of " in done.output
 
 
+def test_check_finds_step_runs_that_drifted_from_the_folds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqlite_store(tmp_path / "hub.db", 3)
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    assert "ok: 15 events, 3 deployments checked" in hub(monkeypatch, url, "check").output
+    with sqlite3.connect(tmp_path / "hub.db") as db:
+        db.execute(
+            "UPDATE step_runs SET steps = replace(steps, 'success', 'failure') "
+            "WHERE deployment_id = 'd1'"
+        )
+        db.execute("DELETE FROM step_runs WHERE deployment_id = 'd2'")
+    done = hub(monkeypatch, url, "check")
+    assert done.exit_code == 1
+    assert (
+        "problem: step runs of deployment 'd1' drifted from its fold: "
+        "kept build/compile failure, folded build/compile success"
+    ) in done.output
+    assert (
+        "problem: step runs of deployment 'd2' drifted from its fold: "
+        "kept none, folded build/compile success"
+    ) in done.output
+    assert "2 problems: 15 events, 3 deployments checked" in done.output
+
+
 @pytest.mark.redis
 def test_check_on_redis_finds_aggregates_that_drifted_from_the_views(
     monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer

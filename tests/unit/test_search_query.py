@@ -21,6 +21,7 @@ from ledger.search import (
     index_text,
     match,
     parse_query,
+    scope_text,
     words,
 )
 
@@ -119,7 +120,31 @@ def test_the_index_text_of_ascii_is_the_line_and_of_the_rest_its_words() -> None
 
 def test_the_fts_query_quotes_every_word() -> None:
     query = parse_query('deploy "a b"* NEAR "OR"')
-    assert fts_query(query) == '"deploy" AND "a b"* AND "near" AND "or"'
+    assert fts_query(query) == (
+        'words : "deploy" AND words : "a b"* AND words : "near" AND words : "or"'
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(project=st.text(max_size=40), deployment=st.text(min_size=1, max_size=40))
+def test_a_line_is_found_under_its_own_project_and_deployment_only(
+    project: str, deployment: str
+) -> None:
+    """Any names are one index word each; the filters narrow to the line's own."""
+    scope = scope_text(project, deployment)
+    assert len(words(scope)) == 2
+    db = _fts()
+    db.execute("INSERT INTO t (rowid, words, scope) VALUES (1, 'deploy', ?)", (scope,))
+    query = parse_query("deploy")
+    for asked, found in (
+        ({"project": project}, [(1,)]),
+        ({"deployment_id": deployment}, [(1,)]),
+        ({"project": project, "deployment_id": deployment}, [(1,)]),
+        ({"project": project + "x"}, []),
+        ({"deployment_id": deployment + "x"}, []),
+    ):
+        rows = db.execute("SELECT rowid FROM t WHERE t MATCH ?", (fts_query(query, **asked),))
+        assert rows.fetchall() == found, asked
 
 
 def test_filters() -> None:
@@ -158,7 +183,9 @@ lines = st.lists(_ALPHABET, min_size=1, max_size=30).map("".join)
 
 def _fts() -> sqlite3.Connection:
     db = sqlite3.connect(":memory:")
-    db.execute("CREATE VIRTUAL TABLE t USING fts5(words, tokenize='unicode61 remove_diacritics 0')")
+    db.execute(
+        "CREATE VIRTUAL TABLE t USING fts5(words, scope, tokenize='unicode61 remove_diacritics 0')"
+    )
     return db
 
 
@@ -183,8 +210,14 @@ def test_fts5_finds_every_line_that_matches(text: str, data: st.DataObject) -> N
     if match(query, text.replace("\x1b[31m", "")) is None:
         return  # the words drawn came from the escape's own letters
     db = _fts()
-    db.execute("INSERT INTO t (rowid, words) VALUES (1, ?)", (index_text(text),))
+    db.execute(
+        "INSERT INTO t (rowid, words, scope) VALUES (1, ?, ?)",
+        (index_text(text), scope_text("web", "d1")),
+    )
     rows = db.execute("SELECT rowid FROM t WHERE t MATCH ?", (fts_query(query),)).fetchall()
+    assert rows == [(1,)], (text, query_text, index_text(text), fts_query(query))
+    scoped = fts_query(query, project="web", deployment_id="d1")
+    rows = db.execute("SELECT rowid FROM t WHERE t MATCH ?", (scoped,)).fetchall()
     assert rows == [(1,)], (text, query_text, index_text(text), fts_query(query))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from app.ingest import load_one
 from ledger.events import Event
 from ledger.fold import Fold
-from ledger.trends import eta, step_p50s, step_trends, window_bounds
+from ledger.trends import eta, step_p50s, step_runs, step_trends, window_bounds
 from ledger.view import build_view
 
 NOW = datetime(2025, 3, 31, 12, 0, tzinfo=UTC)
@@ -65,7 +65,9 @@ def fold(events: list[Event]) -> Fold:
 
 def trends(folds: list[Fold], days: int = 10) -> dict[tuple[str, str], dict[str, Any]]:
     start, middle = window_bounds(NOW, days)
-    return {(t["job"], t["step"]): dict(t) for t in step_trends(folds, start=start, middle=middle)}
+    found = (step_runs(f"d{n}", each) for n, each in enumerate(folds))
+    runs = [each for each in found if each is not None]
+    return {(t["job"], t["step"]): dict(t) for t in step_trends(runs, start=start, middle=middle)}
 
 
 def test_runs_failures_and_durations_per_step() -> None:
