@@ -37,10 +37,10 @@ from app.idempotency import body_digest, delivery_key, scoped
 from app.ingest import decode_events
 from app.metrics import (
     DUPLICATES,
-    EVENTS_ACCEPTED,
     INGEST_SECONDS,
     REQUESTS_REJECTED,
     STORE_SECONDS,
+    count_accepted,
 )
 from app.ratelimit import RateLimits, current_limits
 from ledger.companions import with_companions
@@ -156,9 +156,9 @@ def _accept(
     )
     events = split.events
     batch = Batch(scoped(sender, events), delivery_key(sender, environ, events), body_digest(body))
+    store_started = time.perf_counter()  # what STORE_SECONDS.time() does, for half the cost
     try:
-        with STORE_SECONDS.time():
-            accepted = context.store.append(batch)
+        accepted = context.store.append(batch)
     except DeliveryConflict:
         raise Conflict(
             "this delivery id was used before for another body; nothing was stored "
@@ -169,9 +169,11 @@ def _accept(
         raise BackendUnavailable(
             f"event store unavailable; nothing was stored ({exc})", headers={"Retry-After": "5"}
         ) from None
+    finally:
+        STORE_SECONDS.observe(time.perf_counter() - store_started)
     context.notify(accepted.stored)
     for kind, count in Counter(event.type for event in accepted.stored).items():
-        EVENTS_ACCEPTED.labels(kind).inc(count)
+        count_accepted(kind, count)
     if len(accepted.stored) < len(events):
         DUPLICATES.inc(len(events) - len(accepted.stored))
     log.info(

@@ -155,7 +155,10 @@ class Connection:
         self.protocol = protocol
         self.wake = gevent.event.Event()
         self.subscriber = Subscriber(
-            limits.send_queue, on_overflow=self._overflowed, on_put=self.wake.set
+            limits.send_queue,
+            on_overflow=self._overflowed,
+            on_put=self.wake.set,
+            send_now=None if frames is None else self._send_now,
         )
         self.ending = False
         self.close_code: CloseCode | None = None
@@ -198,6 +201,30 @@ class Connection:
             f"too slow: more than {subscriber.maxsize} frames queued; reconnect with since",
             "slow",
         )
+
+    def _send_now(self, envelopes: list[Envelope]) -> bool:
+        """Write live events from the fan-out's greenlet, if nothing else is being written.
+
+        Only while the connection is served and its output is empty (its queue
+        is, too: :meth:`Subscriber.offer` asks only then), so frames go out in
+        order and whole.  What the socket does not take at once stays as output
+        that this connection's greenlet finishes, under its send timeout.
+        """
+        if self.ending or self._out or self.frames is None:
+            return False
+        frames = self.frames
+        data = b"".join([frames.get(envelope) for envelope in envelopes])
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return False  # queued instead: the connection's own write finds the peer gone
+        if sent < len(data):
+            self._begin_output(data)
+            self._out_at = sent
+            self.wake.set()
+        return True
 
     def _on_readable(self) -> None:
         self._readable = True

@@ -128,6 +128,11 @@ class Subscriber:
     queued it: a WebSocket connection's one greenlet waits on more than this
     queue, so it is woken rather than blocked in :meth:`get`.  The queue is a
     :class:`Fifo` (gevent's ``Queue`` costs far more per connection; docs/BENCHMARKS.md).
+
+    ``send_now``, when given, is offered live events while nothing is queued:
+    it writes them at once and says so, or declines (they are queued then).
+    Waking a connection's greenlet to take one event off a queue costs as much
+    as the write itself, and an idle connection is the common case.
     """
 
     __slots__ = (
@@ -139,6 +144,7 @@ class Subscriber:
         "_pushed",
         "_puts",
         "_ready",
+        "_send_now",
         "filters",
         "maxsize",
         "overflowed",
@@ -149,6 +155,7 @@ class Subscriber:
         maxsize: int,
         on_overflow: Callable[[Subscriber], None] | None = None,
         on_put: Callable[[], None] | None = None,
+        send_now: Callable[[list[Envelope]], bool] | None = None,
     ) -> None:
         self.maxsize = maxsize
         self.filters: list[Filter] = []
@@ -156,6 +163,7 @@ class Subscriber:
         self._items: Fifo[Envelope | str] = Fifo()
         self._on_overflow = on_overflow
         self._on_put = on_put
+        self._send_now = send_now
         self._ready: gevent.event.Event | None = None  # made by the first blocking get
         self._puts = 0  # items ever queued
         self._gets = 0  # items ever taken
@@ -173,10 +181,16 @@ class Subscriber:
 
         When only its filters decide and none names event types, the answer is
         the same for the whole run, so one test decides it; otherwise each event
-        is asked about.
+        is asked about.  One filter, the usual case, is tested without the
+        generators (this runs once per delivery).
         """
-        if type(self).wants is Subscriber.wants and all(m.types is None for m in self.filters):
-            return run if self.wants(run[0].event) else []
+        if type(self).wants is Subscriber.wants:
+            filters = self.filters
+            if len(filters) == 1:
+                if filters[0].types is None:
+                    return run if filters[0].matches(run[0].event) else []
+            elif all(m.types is None for m in filters):
+                return run if self.wants(run[0].event) else []
         return [envelope for envelope in run if self.wants(envelope.event)]
 
     @property
@@ -187,6 +201,10 @@ class Subscriber:
     def offer(self, envelopes: list[Envelope]) -> None:
         """Queue live events, or as many as fit and mark the client too slow; never blocks."""
         if self.overflowed or not envelopes:
+            return
+        if not self._items and self._send_now is not None and self._send_now(envelopes):
+            self._puts += len(envelopes)  # queued and taken at once, as far as positions go
+            self._gets += len(envelopes)
             return
         room = self.maxsize - self.live_pending
         if room > 0:

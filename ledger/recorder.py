@@ -134,6 +134,14 @@ class Touched:
         """Whether the deployment was failed before this write."""
         return self.stored is not None and self.stored.fold.headline()[0] == "failure"
 
+    def own_fold(self) -> Fold:
+        """The fold, to change: the stored one is shared until a lifecycle event changes it,
+        since most writes only log to a deployment and copying a fold costs more than
+        storing a line; :attr:`stored` keeps the state before the write either way."""
+        if self.stored is not None and self.fold is self.stored.fold:
+            self.fold = self.fold.copy()
+        return self.fold
+
 
 def record_in_batch(recorder: Recorder, event: Event, index: int, size: int) -> Entry:
     """``recorder.record(event)``; a refusal of event ``index`` of a batch of ``size`` names
@@ -236,7 +244,7 @@ class Recorder:
         touched = self.touched.get(deployment_id)
         if touched is None:
             stored = self.source.deployment(deployment_id)
-            fold = Fold() if stored is None else stored.fold.copy()
+            fold = Fold() if stored is None else stored.fold  # copied once changed: own_fold
             touched = self.touched[deployment_id] = Touched(deployment_id, fold, stored)
         return touched
 
@@ -270,7 +278,7 @@ class Recorder:
         touched.refolded = True
         touched.added.append(event)
         if touched.fold.follows(event, key):
-            touched.fold.apply(event, key)
+            touched.own_fold().apply(event, key)
             if touched._events is not None:
                 touched._events.append((sort_key(event, key), key, event))
             return

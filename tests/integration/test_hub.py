@@ -127,6 +127,33 @@ def test_a_long_replay_does_not_make_a_client_look_slow() -> None:
     assert subscriber.live_pending == 2  # what fitted is still sent before the close
 
 
+def test_live_events_go_straight_out_only_while_nothing_is_queued() -> None:
+    """``send_now`` is offered live events while the queue is empty; what is queued goes
+    first, and what it declines is queued."""
+    sent: list[list[int]] = []
+    accepting = [True]
+
+    def send_now(envelopes: list[Envelope]) -> bool:
+        if accepting[0]:
+            sent.append([envelope.seq for envelope in envelopes])
+        return accepting[0]
+
+    subscriber = Subscriber(maxsize=10, send_now=send_now)
+    event = load_one({"type": "test"}, "deployment")
+    subscriber.offer([Envelope(1, event), Envelope(2, event)])
+    assert sent == [[1, 2]]
+    assert len(subscriber) == 0
+    subscriber.push("control")
+    subscriber.offer([Envelope(3, event)])  # behind the control frame: queued after it
+    assert sent == [[1, 2]]
+    assert subscriber.take(10) == ["control", Envelope(3, event)]
+    accepting[0] = False
+    subscriber.offer([Envelope(4, event)])
+    assert subscriber.live_pending == 1
+    assert subscriber.take(10) == [Envelope(4, event)]
+    assert subscriber.live_pending == 0
+
+
 def test_events_handed_over_by_a_local_write_are_dispatched_in_log_order(store: Store) -> None:
     """A write's own events skip the store read, but never overtake what others stored first."""
     hub = Hub(store)
@@ -344,6 +371,9 @@ def test_with_types_each_event_of_the_run_is_tested(tests_of_filters: list[Event
         Filter(deployment_id="1", types=frozenset({"log_entry"})),
     ]
     assert [envelope.seq for envelope in untyped_too.select(run)] == [1, 3]
+    one_typed = Subscriber(10)
+    one_typed.filters.append(Filter(deployment_id="1", types=frozenset({"step_completed"})))
+    assert [envelope.seq for envelope in one_typed.select(run)] == [4]
 
 
 class TypeWatcher(Subscriber):
