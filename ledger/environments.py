@@ -17,7 +17,7 @@ definition.  Rows without an environment belong to none.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, NotRequired, TypedDict
 
 from ledger.events import OPEN_STATUSES
@@ -168,6 +168,29 @@ def state(
 def sort_states(states: Iterable[EnvironmentState]) -> list[EnvironmentState]:
     """By project, then environments in stage order."""
     return sorted(states, key=lambda s: (s["project"], stage_rank(s["environment"])))
+
+
+#: What the stores' aggregates pick per project and environment: the project, the
+#: environment, how many deployments it had, and the ids of its latest, current and
+#: in-progress deployments.
+Pick = tuple[str, str, int, str, str | None, str | None]
+
+
+def picked_states(picks: Iterable[Pick], rows: Mapping[str, ListRow]) -> list[EnvironmentState]:
+    """The sorted states of ``picks``, given the list rows of the deployments they name (a
+    pick whose latest deployment has no row, pruned meanwhile, is left out)."""
+    return sort_states(
+        state(
+            name,
+            environment,
+            rows[latest],
+            rows.get(current) if current else None,
+            rows.get(in_progress) if in_progress else None,
+            n,
+        )
+        for name, environment, n, latest, current, in_progress in picks
+        if latest in rows
+    )
 
 
 def environment_names(states: Iterable[EnvironmentState]) -> list[str]:

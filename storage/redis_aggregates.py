@@ -92,6 +92,7 @@ from ledger.delivery import (
     outage_keys,
     outages_by_project,
 )
+from ledger.environments import Pick
 from ledger.events import OPEN_STATUSES
 from ledger.fold import Fold
 from ledger.timestamps import format_timestamp
@@ -130,9 +131,6 @@ FAMILIES = (
 
 #: The fields of a deployment's hash that hold its counted facts.
 FACT_FIELDS = ("facts", "times")
-
-#: ``(project, environment, deployments, latest, current, in progress)`` of one environment.
-Pick = tuple[str, str, int, str, str | None, str | None]
 
 
 #: The hub's own spelling of a timestamp (:func:`ledger.timestamps.format_timestamp`).

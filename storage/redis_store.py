@@ -51,7 +51,7 @@ from redis.retry import Retry
 from ledger.aggregates import Cell, facts
 from ledger.cursors import decode_cursor, encode_cursor
 from ledger.delivery import DeliveryWindow, OutageKey, Outages
-from ledger.environments import EnvironmentState, sort_states, state
+from ledger.environments import EnvironmentState, picked_states
 from ledger.events import (
     LIFECYCLE_TYPES,
     OPEN_STATUSES,
@@ -959,19 +959,7 @@ class RedisStore:
             wanted = sorted({i for pick in picks for i in pick[3:] if i is not None})
             views = self._views(wanted)
         rows = {deployment_id: list_row(*views[deployment_id]) for deployment_id in views}
-        states = [
-            state(
-                name,
-                environment,
-                rows[latest],
-                rows.get(current) if current else None,
-                rows.get(in_progress) if in_progress else None,
-                n,
-            )
-            for name, environment, n, latest, current, in_progress in picks
-            if latest in rows
-        ]
-        return sort_states(states), scanned, False
+        return picked_states(picks, rows), scanned, False
 
     def delivery_window(
         self, *, project: str | None, since: str, zone: tzinfo, asked: str | None

@@ -56,6 +56,7 @@ from ledger.delivery import (
     outage_keys,
     outages_by_project,
 )
+from ledger.environments import Pick
 from ledger.events import OPEN_STATUSES
 from ledger.recorder import Recorder
 from storage.sqlite_analysis import _fold
@@ -210,13 +211,11 @@ class SqliteAggregates:
             counts.setdefault(project, {})[status] = n
         return counts
 
-    def _environment_picks(
-        self, project: str | None
-    ) -> tuple[list[tuple[str, str, int, str, str | None, str | None]], int]:
+    def _environment_picks(self, project: str | None) -> tuple[list[Pick], int]:
         """Per project and environment: its deployments, and the ids of the latest, current
         and in-progress one (:func:`ledger.environments.pick`'s rule, through indexes);
         and how many deployments the project (or every project) has."""
-        picks: list[tuple[str, str, int, str, str | None, str | None]] = []
+        picks: list[Pick] = []
         for field, n in self._db.execute(
             "SELECT field, n FROM aggregates WHERE grp = ?", (ENVIRONMENTS,)
         ):

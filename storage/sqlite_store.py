@@ -32,7 +32,7 @@ import gevent.monkey
 import orjson
 
 from ledger.cursors import decode_cursor, encode_cursor
-from ledger.environments import EnvironmentState, sort_states, state
+from ledger.environments import EnvironmentState, picked_states
 from ledger.events import LIFECYCLE_TYPES, OPEN_STATUSES, PROJECT_ONLY_TYPES, Event
 from ledger.filters import Filter
 from ledger.fold import Fold, content_key, sort_key
@@ -630,18 +630,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
                 chunk,
             ):
                 rows[deployment_id] = list_row(_view(deployment_id, name, fold, received), metrics)
-        states = [
-            state(
-                name,
-                environment,
-                rows[latest],
-                rows.get(current) if current else None,
-                rows.get(in_progress) if in_progress else None,
-                n,
-            )
-            for name, environment, n, latest, current, in_progress in picks
-        ]
-        return sort_states(states), scanned, False
+        return picked_states(picks, rows), scanned, False
 
     # -- upkeep ------------------------------------------------------------------------------
 
