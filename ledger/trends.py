@@ -172,6 +172,12 @@ def step_trends(
                 tally.flaky += 1
             if took is not None:
                 tally.durations.append(took)
+    return trends_of(tallies)
+
+
+def trends_of(tallies: dict[tuple[str, str, str], tuple[_Tally, _Tally]]) -> list[StepTrend]:
+    """The items of ``GET /api/steps`` from each step's tallies ``(previous, current)``,
+    ordered by project, job and step."""
     result: list[StepTrend] = []
     for (project, job, name), (previous, current) in sorted(tallies.items()):
         now, before = current.figures(), previous.figures()

@@ -26,7 +26,7 @@ from ledger.events import Event
 from ledger.fold import Fold
 from ledger.retention import Retention
 from ledger.timestamps import format_timestamp
-from ledger.trends import FINISHED, REGRESSION_FACTOR, StepTrend, _Tally, step_trends
+from ledger.trends import FINISHED, StepTrend, _Tally, step_trends, trends_of
 from ledger.view import step_view
 from storage.redis_store import RedisStore
 from storage.sqlite_store import SqliteStore
@@ -124,23 +124,7 @@ def fold_trends(
             duration = step_view(item)["duration_ms"]
             if duration is not None:
                 tally.durations.append(duration)
-    result: list[StepTrend] = []
-    for (project, job, name), (previous, current) in sorted(tallies.items()):
-        now, before = current.figures(), previous.figures()
-        p50, p50_before = now["p50_ms"], before["p50_ms"]
-        result.append(
-            {
-                "project": project,
-                "job": job,
-                "step": name,
-                **now,
-                "previous": before,
-                "regressed": bool(
-                    p50 is not None and p50_before and p50 > p50_before * REGRESSION_FACTOR
-                ),
-            }
-        )
-    return result
+    return trends_of(tallies)
 
 
 def batches(events: list[Event], sizes: list[int]) -> Iterator[list[Event]]:
