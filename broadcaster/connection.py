@@ -206,14 +206,19 @@ class Connection:
         """Write live events from the fan-out's greenlet, if nothing else is being written.
 
         Only while the connection is served and its output is empty (its queue
-        is, too: :meth:`Subscriber.offer` asks only then), so frames go out in
-        order and whole.  What the socket does not take at once stays as output
-        that this connection's greenlet finishes, under its send timeout.
+        is, too: :meth:`Subscriber.offer` asks only then, for runs the queue
+        would hold), so frames go out in order and whole; and only up to one
+        write batch, so that what a slow client keeps of its own is bounded as
+        on the queue's path.  What the socket does not take at once stays as
+        output that this connection's greenlet finishes, under its send timeout.
         """
         if self.ending or self._out or self.frames is None:
             return False
         frames = self.frames
-        data = b"".join([frames.get(envelope) for envelope in envelopes])
+        parts = [frames.get(envelope) for envelope in envelopes]
+        if sum(map(len, parts)) > WRITE_BATCH_BYTES:
+            return False  # queued: a slow client holds the shared frames, not a copy
+        data = b"".join(parts)
         try:
             sent = self.sock.send(data)
         except BlockingIOError:

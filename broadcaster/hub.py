@@ -129,8 +129,9 @@ class Subscriber:
     queue, so it is woken rather than blocked in :meth:`get`.  The queue is a
     :class:`Fifo` (gevent's ``Queue`` costs far more per connection; docs/BENCHMARKS.md).
 
-    ``send_now``, when given, is offered live events while nothing is queued:
-    it writes them at once and says so, or declines (they are queued then).
+    ``send_now``, when given, is offered live events while nothing is queued
+    and they would fit the queue: it writes them at once and says so, or
+    declines (they are queued then).
     Waking a connection's greenlet to take one event off a queue costs as much
     as the write itself, and an idle connection is the common case.
     """
@@ -202,7 +203,12 @@ class Subscriber:
         """Queue live events, or as many as fit and mark the client too slow; never blocks."""
         if self.overflowed or not envelopes:
             return
-        if not self._items and self._send_now is not None and self._send_now(envelopes):
+        if (
+            not self._items
+            and self._send_now is not None
+            and len(envelopes) <= self.maxsize  # a longer run overflows, as when queued
+            and self._send_now(envelopes)
+        ):
             self._puts += len(envelopes)  # queued and taken at once, as far as positions go
             self._gets += len(envelopes)
             return
