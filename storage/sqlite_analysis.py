@@ -23,9 +23,11 @@ lines and deployments they hold (once; ``meta`` remembers it).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -264,6 +266,12 @@ class SqliteLogAnalysis:
         Raises:
             ValueError: ``cursor`` is not one this store handed out.
         """
+        with _snapshot(self._db):
+            return self._failures(project=project, since=since, limit=limit, cursor=cursor)
+
+    def _failures(
+        self, *, project: str | None, since: str, limit: int, cursor: str | None
+    ) -> Page[FailureGroup]:
         window = "failed_at >= ?" + ("" if project is None else " AND project = ?")
         params: list[Any] = [since] if project is None else [since, project]
         tallies = [
@@ -358,6 +366,19 @@ class SqliteLogAnalysis:
             f"{sql} ORDER BY sort_ts DESC, deployment_id DESC LIMIT ?", (*params, limit + 1)
         ).fetchall()
         return [_fold(p, raw) for p, raw in rows[:limit]], len(rows) > limit
+
+
+@contextlib.contextmanager
+def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """Statements that must see one state of the file: another process may commit
+    between two autocommit reads (a re-run that passes deletes a failure the first
+    read counted).  Nothing in this process writes meanwhile: the store's writer
+    shares the connection and no read yields to it."""
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("COMMIT")
 
 
 def _fold(project: str, raw: bytes) -> Fold:

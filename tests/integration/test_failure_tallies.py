@@ -126,3 +126,48 @@ def test_a_file_with_the_earlier_time_index_gets_the_tallied_one(tmp_path: Path)
         assert [(g["count"], g["deployments"]) for g in page.items] == [(1, ["d1"])]
     finally:
         store.close()
+
+
+class _CommitsAfterTheTally:
+    """The reader's connection, on which another process's write lands right after the
+    failures were tallied and before their rows are read."""
+
+    def __init__(self, db: Any, write: Any) -> None:
+        self._db, self._write = db, write
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        cursor = self._db.execute(sql, *args)
+        if "GROUP BY signature" in sql and self._write is not None:
+            rows = cursor.fetchall()
+            self._write()
+            self._write = None
+            return iter(rows)
+        return cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_a_rerun_passing_in_another_process_mid_read_does_not_break_the_answer(
+    tmp_path: Path,
+) -> None:
+    """The tally and the rows are read in one snapshot: the page counts the failure the
+    other process deleted meanwhile, as it was when the read began."""
+    path = str(tmp_path / "hub.sqlite3")
+    reader, writer = SqliteStore(path), SqliteStore(path)
+    try:
+        writer.append(Batch(failed_run("d1", 1, "Error: disk full")))
+        raw = reader._db
+        reader._db = _CommitsAfterTheTally(raw, lambda: writer.append(Batch(passed_run("d1", 2))))  # type: ignore[assignment]
+        page = reader.failures(
+            project=None, since="2000-01-01T00:00:00.000Z", limit=10, cursor=None
+        )
+        reader._db = raw
+        assert [(g["count"], g["deployments"]) for g in page.items] == [(1, ["d1"])]
+        after = reader.failures(
+            project=None, since="2000-01-01T00:00:00.000Z", limit=10, cursor=None
+        )
+        assert after.items == []
+    finally:
+        reader.close()
+        writer.close()
