@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 from bench import base  # noqa: E402
 from bench.ingest import _tree, pinned  # noqa: E402
 from bench.loadgen import Result, run  # noqa: E402
+from bench.machine import cpu_model  # noqa: E402
 from tests.e2e.server import HubServer  # noqa: E402
 from tests.e2e.wsclient import handshake, masked, split_frames  # noqa: E402
 
@@ -622,14 +623,7 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     print(
         f"machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
         "server on CPU 0, load generator on CPU 1"

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.ingest import load_one  # noqa: E402
+from bench.machine import cpu_model  # noqa: E402
 from bench.reads import ENVIRONMENTS, Maker, deployment, fill, footprint, store_url  # noqa: E402
 from ledger.events import Event  # noqa: E402
 from ledger.timestamps import format_timestamp  # noqa: E402
@@ -211,14 +212,7 @@ def main() -> None:
     parser.add_argument("--log-deployments", type=int, default=1500, help="of the log-heavy mix")
     parser.add_argument("--projects", type=int, default=100)
     args = parser.parse_args()
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_model()
     print(
         f"bench/storage.py: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
         f"{os.cpu_count()} CPUs ({cpu})"
