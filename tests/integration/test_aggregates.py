@@ -242,18 +242,21 @@ def test_the_window_from_aggregates_is_the_window_of_the_rows(
         store.close()
 
 
+#: What the stores of an earlier layout hold when reopened: six deployments an hour apart.
+SIX_IN_PRODUCTION = [
+    {"project": "web", "environment": "production", "start": 60 * n, "minutes": 5,
+     "outcome": "failure" if n % 3 == 0 else "success", "late": None,
+     "only_completion": False}
+    for n in range(6)
+]  # fmt: skip
+
+
 def test_a_file_from_before_the_aggregates_is_counted_when_opened(tmp_path: Path) -> None:
     """A file without the tables, or with tables of another layout, gets them counted from
     its deployment rows once, when opened."""
     path = str(tmp_path / "hub.db")
     store = SqliteStore(path)
-    specs = [
-        {"project": "web", "environment": "production", "start": 60 * n, "minutes": 5,
-         "outcome": "failure" if n % 3 == 0 else "success", "late": None,
-         "only_completion": False}
-        for n in range(6)
-    ]  # fmt: skip
-    for number, spec in enumerate(specs):
+    for number, spec in enumerate(SIX_IN_PRODUCTION):
         store.append(Batch(events_of(number, spec)))
     store.close()
     with sqlite3.connect(path) as db:
@@ -281,13 +284,7 @@ def test_a_redis_store_from_before_the_aggregates_is_counted_when_opened(
     them counted from its stored folds once, when opened."""
     url = StoreURL.parse(redis_server.url(prefix=f"agg-{uuid.uuid4().hex}"))
     store = RedisStore(url)
-    specs = [
-        {"project": "web", "environment": "production", "start": 60 * n, "minutes": 5,
-         "outcome": "failure" if n % 3 == 0 else "success", "late": None,
-         "only_completion": False}
-        for n in range(6)
-    ]  # fmt: skip
-    for number, spec in enumerate(specs):
+    for number, spec in enumerate(SIX_IN_PRODUCTION):
         store.append(Batch(events_of(number, spec)))
     client = redis_server.client()
     prefix = store.prefix
