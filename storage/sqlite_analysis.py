@@ -110,13 +110,22 @@ class SqliteLogAnalysis:
 
     _db: sqlite3.Connection
     epoch: int
+    #: What ``hub_project_after`` answers during one write: the project each deployment
+    #: the write creates or folds again has once it is done.
+    _projects_after: dict[str, str]
 
     # -- opening -----------------------------------------------------------------------
 
     def _create_log_analysis(self) -> None:
-        """The tables, and the function the index is filled with (per connection)."""
+        """The tables, and the functions the index is filled with (per connection).
+
+        Each is registered once: registering a function expires every prepared
+        statement of the connection, so that the next use of each parses it again.
+        """
         self._db.create_function("hub_index_text", 1, index_text, deterministic=True)
         self._db.create_function("hub_scope", 2, _scope_of, deterministic=True)
+        self._projects_after = {}
+        self._db.create_function("hub_project_after", 1, self._project_after)
         for statement in _SCHEMA:
             self._db.execute(statement)
 
@@ -180,7 +189,7 @@ class SqliteLogAnalysis:
                     "WHERE l.deployment_id = ? AND l.line < ?",
                     (project, key, first_line),
                 )
-        self._db.create_function("hub_project_after", 1, after.get, deterministic=True)
+        self._projects_after = after
         self._db.execute(
             "INSERT INTO log_search (rowid, words, scope) SELECT l.line, "
             "hub_index_text(l.message), "
@@ -188,6 +197,9 @@ class SqliteLogAnalysis:
             f"FROM {_LINES} WHERE l.line >= ?",
             (first_line,),
         )
+
+    def _project_after(self, deployment_id: str) -> str | None:
+        return self._projects_after.get(deployment_id)
 
     def _forget_lines(self, where: str, params: tuple[Any, ...]) -> None:
         """Take lines out of the index: a contentless index forgets a line given what it
