@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,13 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError("expected one of 1/0, true/false, yes/no, on/off")
 
 
+def _parse_float(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value):  # nan passes every bound check, inf stalls a timer
+        raise ValueError("expected a finite number")
+    return value
+
+
 def _parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
@@ -51,6 +59,7 @@ def _setting(
     default: Any,
     *,
     minimum: float | None = None,
+    maximum: float | None = None,
     choices: tuple[str, ...] = (),
     aliases: Mapping[str, str] | None = None,
     doc: str = "",
@@ -61,7 +70,13 @@ def _setting(
     """
     return field(
         default=default,
-        metadata={"minimum": minimum, "choices": choices, "aliases": aliases or {}, "doc": doc},
+        metadata={
+            "minimum": minimum,
+            "maximum": maximum,
+            "choices": choices,
+            "aliases": aliases or {},
+            "doc": doc,
+        },
     )
 
 
@@ -368,7 +383,7 @@ def _cast(name: str, raw: str, spec: dataclasses.Field[Any]) -> Any:
     elif isinstance(spec.default, int):
         caster = int
     elif isinstance(spec.default, float):
-        caster = float
+        caster = _parse_float
     elif isinstance(spec.default, tuple):
         caster = _parse_list
     else:
@@ -380,6 +395,9 @@ def _cast(name: str, raw: str, spec: dataclasses.Field[Any]) -> Any:
     minimum = spec.metadata["minimum"]
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    maximum = spec.metadata["maximum"]
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={raw!r} must be at most {maximum}")
     choices = spec.metadata["choices"]
     if choices:
         value = str(value).upper()
