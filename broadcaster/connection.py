@@ -36,6 +36,7 @@ The rules a client meets:
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import logging
 import socket
@@ -135,7 +136,7 @@ class Connection:
 
     def __init__(
         self,
-        sock: socket.socket,
+        sock: _socket.socket,
         protocol: Protocol,
         session: Session,
         hub: Hub,
@@ -215,10 +216,15 @@ class Connection:
         if self.ending or self._out or self.frames is None:
             return False
         frames = self.frames
-        parts = [frames.get(envelope) for envelope in envelopes]
-        if sum(map(len, parts)) > WRITE_BATCH_BYTES:
-            return False  # queued: a slow client holds the shared frames, not a copy
-        data = b"".join(parts)
+        if len(envelopes) == 1:  # the usual case, at the cost of one dictionary lookup
+            data = frames.get(envelopes[0])
+            if len(data) > WRITE_BATCH_BYTES:
+                return False
+        else:
+            parts = [frames.get(envelope) for envelope in envelopes]
+            if sum(map(len, parts)) > WRITE_BATCH_BYTES:
+                return False  # queued: a slow client holds the shared frames, not a copy
+            data = b"".join(parts)
         try:
             sent = self.sock.send(data)
         except BlockingIOError:

@@ -15,12 +15,12 @@ and the worker waits for those closes before it exits (:func:`drain`).
 
 from __future__ import annotations
 
+import _socket
 import contextvars
 import itertools
 import logging
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -195,7 +195,10 @@ def _serve(ws: Any) -> None:
     ws.connected = False  # so that flask-sock's own close afterwards sends nothing
     request_id = REQUEST_ID.get() or "-"
     connection = Connection(
-        socket.socket(fileno=os.dup(ws.sock.fileno())),  # gunicorn closes the request's own
+        # The C socket, not gevent's: the connection waits with its own watchers, so the
+        # cooperative wrapper would only add a Python call to every write.  gunicorn closes
+        # the request's own socket.
+        _socket.socket(fileno=os.dup(ws.sock.fileno())),
         protocol,
         Session(connections.limits, version=version(), connection_id=connection_id),
         connections.hub,
