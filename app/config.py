@@ -156,6 +156,15 @@ class Settings:
         minimum=0.001,
         doc="Seconds between polls of the event log for events other workers stored.",
     )
+    fanout_delay: float = _setting(
+        0.02,
+        minimum=0.0,
+        maximum=1.0,
+        doc="Seconds the fan-out waits after sending events before it sends again, so that "
+        "the events stored meanwhile reach each client in one write instead of one each "
+        "(less CPU with many clients); an event after a quiet spell still goes out at once. "
+        "`0`: every event as soon as it is stored.",
+    )
     ws_ping_interval: float = _setting(
         25.0, minimum=0.05, doc="Seconds between WebSocket pings; a silent peer is closed."
     )

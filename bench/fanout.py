@@ -2,7 +2,7 @@
 
 Usage: ``python bench/fanout.py [--paced 1000@100 100@500] [--seconds 20]
 [--max-clients 10] [--max-seconds 10] [--rounds 5] [--idle 2000] [--repeat 1]
-[--only hub|socketio] [--base REV] [--quick]``
+[--only hub|socketio] [--base REV] [--fanout-delay S] [--quick]``
 
 Each server runs as gunicorn with one gevent worker pinned to CPU 0; this
 process (the load generator: gevent, raw sockets, one greenlet per client)
@@ -612,6 +612,12 @@ def main() -> None:
     parser.add_argument("--only", choices=("hub", "socketio"))
     parser.add_argument("--base", metavar="REV", help="also run the hub of this commit")
     parser.add_argument(
+        "--fanout-delay",
+        type=float,
+        metavar="S",
+        help="also run the hub with HUB_FANOUT_DELAY=S (events joined per write)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="small figures, for trying the bench itself"
     )
     args = parser.parse_args()
@@ -630,6 +636,9 @@ def main() -> None:
     )
     with contextlib.ExitStack() as stack:
         targets = [HUB]
+        if args.fanout_delay:
+            delayed = {**HUB.env, "HUB_FANOUT_DELAY": str(args.fanout_delay)}
+            targets.append(Target(f"hub+{args.fanout_delay:g}s", HUB.app_spec, HUB.path, delayed))
         if args.base:
             tree = stack.enter_context(base.checkout(args.base))
             print(f"hub@base: {base.describe(args.base)}")

@@ -270,13 +270,16 @@ class Hub:
         store: Store,
         *,
         tail_interval: float = 0.05,
+        fanout_delay: float = 0.0,
         on_stored: Callable[[list[int]], Any] | None = None,
         on_dispatch: Callable[[list[Envelope], int], Any] | None = None,
     ) -> None:
         """``on_stored`` gets the seqs of each local write, ``on_dispatch`` each run
-        dispatched and how many frames it queued: what times the fan-out."""
+        dispatched and how many frames it queued: what times the fan-out.
+        ``fanout_delay``: see :meth:`_run`."""
         self.store = store
         self.tail_interval = tail_interval
+        self.fanout_delay = fanout_delay
         self.position = store.last_seq()
         self.subscribers: set[Subscriber] = set()
         # Who may want an event, by Filter.topic, so one event is offered only to the
@@ -330,11 +333,22 @@ class Hub:
         self._wake.set()
 
     def _run(self) -> None:
+        """Dispatch what is stored, as soon as it is stored or seen in the log.
+
+        With a ``fanout_delay``, after each dispatch that sent something the
+        tailer waits that long before the next: what is stored meanwhile goes
+        out together, as one run per client and one write each, instead of one
+        write per event and client.  Those writes are most of what a delivery
+        costs (docs/BENCHMARKS.md).  An event stored after a quiet spell is
+        still dispatched at once, as with Nagle's algorithm; only the events
+        that follow it closely wait, for at most the delay.
+        """
         while True:
             self._wake.wait(timeout=self.tail_interval)
             self._wake.clear()
             try:
-                self.pump()
+                if self.pump() and self.fanout_delay:
+                    gevent.sleep(self.fanout_delay)
             except StoreUnavailable as exc:  # an outage: say so once a second, no traceback
                 log.warning("fan-out paused, store unavailable: %s", exc)
                 gevent.sleep(1.0)

@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     hub = Hub(
         store,
         tail_interval=settings.tail_interval,
+        fanout_delay=settings.fanout_delay,
         on_stored=clock.stored,
         on_dispatch=clock.dispatched,
     )

@@ -410,3 +410,60 @@ def publish_batch(store: Store, hub: Hub, message: str) -> str:
     accepted = store.append(Batch([load_one(body, "deployment")]))
     hub.notify(accepted.stored)
     return accepted.ids[0]
+
+
+def dispatched_runs(store: Store, fanout_delay: float) -> tuple[Hub, list[list[int]]]:
+    """A started hub with one subscriber of ``web``, and the seqs of each run it dispatches."""
+    runs: list[list[int]] = []
+    hub = Hub(
+        store,
+        tail_interval=60.0,  # nothing but a local write's notify wakes the tailer
+        fanout_delay=fanout_delay,
+        on_dispatch=lambda run, _: runs.append([envelope.seq for envelope in run]),
+    )
+    hub.add_filter(Subscriber(100), Filter(project="web"), None, 0)
+    hub.start()
+    return hub, runs
+
+
+def published(store: Store, hub: Hub, count: int) -> None:
+    """``count`` events stored one by one, the tailer told of each as the web app does."""
+    for i in range(count):
+        event = load_one(
+            {"type": "log_entry", "project": "web", "deployment_id": "1", "message": str(i)},
+            "deployment",
+        )
+        hub.notify(store.append(Batch([event])).stored)
+
+
+def dispatches(runs: list[list[int]], count: int) -> None:
+    """Wait (5 s at most) until ``count`` runs were dispatched."""
+    with gevent.Timeout(5.0):
+        while len(runs) < count:
+            gevent.sleep(0.001)
+
+
+def test_events_stored_during_the_fanout_delay_go_out_as_one_run(store: Store) -> None:
+    """The first event after a quiet spell goes out at once; those that follow it
+    within the delay wait for it to pass and then go out together (one write per
+    client), in order, none lost and none twice."""
+    hub, runs = dispatched_runs(store, fanout_delay=1.0)
+    first = store.last_seq() + 1
+    published(store, hub, 1)
+    dispatches(runs, 1)
+    published(store, hub, 4)
+    gevent.sleep(0.05)
+    assert runs == [[first]]  # held while the delay runs
+    dispatches(runs, 2)
+    assert runs == [[first], [first + 1, first + 2, first + 3, first + 4]]
+    hub.stop()
+
+
+def test_without_a_fanout_delay_each_event_goes_out_as_it_is_stored(store: Store) -> None:
+    hub, runs = dispatched_runs(store, fanout_delay=0.0)
+    first = store.last_seq() + 1
+    for count in range(1, 4):
+        published(store, hub, 1)
+        dispatches(runs, count)
+    assert runs == [[first], [first + 1], [first + 2]]
+    hub.stop()

@@ -58,6 +58,8 @@ def test_older_spellings_of_a_choice_still_work(value: str, mode: str) -> None:
         ("HUB_WS_DEFLATE", "yes", "must be one of SHARED, CONNECTION, OFF"),
         ("HUB_WS_SEND_TIMEOUT", "nan", "HUB_WS_SEND_TIMEOUT='nan' is not valid: expected a finite"),
         ("HUB_RETENTION_DAYS", "inf", "HUB_RETENTION_DAYS='inf' is not valid: expected a finite"),
+        ("HUB_FANOUT_DELAY", "-0.01", "HUB_FANOUT_DELAY='-0.01' must be at least 0"),
+        ("HUB_FANOUT_DELAY", "2", "HUB_FANOUT_DELAY='2' must be at most 1"),
     ],
 )
 def test_bad_values_stop_start_up_naming_the_variable(name: str, value: str, fragment: str) -> None:
