@@ -110,9 +110,6 @@ class SqliteLogAnalysis:
 
     _db: sqlite3.Connection
     epoch: int
-    #: What ``hub_project_after`` answers during one write: the project each deployment
-    #: the write creates or folds again has once it is done.
-    _projects_after: dict[str, str]
 
     # -- opening -----------------------------------------------------------------------
 
@@ -124,8 +121,6 @@ class SqliteLogAnalysis:
         """
         self._db.create_function("hub_index_text", 1, index_text, deterministic=True)
         self._db.create_function("hub_scope", 2, _scope_of, deterministic=True)
-        self._projects_after = {}
-        self._db.create_function("hub_project_after", 1, self._project_after)
         for statement in _SCHEMA:
             self._db.execute(statement)
 
@@ -167,21 +162,21 @@ class SqliteLogAnalysis:
         ).fetchone()
         return 1 if row is None else int(row[0]) + 1
 
-    def _index_lines(self, first_line: int, recorder: Recorder) -> None:
-        """Index the lines this write stored (their ids start at ``first_line``), called
-        before the write changes any deployment row.
+    def _index_lines(
+        self, lines: list[tuple[Any, ...]], first_line: int, recorder: Recorder
+    ) -> None:
+        """Index ``lines``, the log-line rows this write stores (their ids start at
+        ``first_line``); called before the write changes any deployment row.
 
         Each line is indexed under the project its deployment has once the write
-        is done (the row's, unless the write folds it again); a deployment the
-        write moves to another project (a later event names it) has its earlier
-        lines indexed again under the new one.
+        is done, which the recorder holds for every deployment the write touched;
+        the writer passes the words itself, so SQLite reads nothing back.  A
+        deployment the write moves to another project (a later event names it)
+        has its earlier lines indexed again under the new one.
         """
-        after = {t.key: t.project for t in recorder.deployments() if t.created or t.refolded}
-        for key, project in after.items():
-            row = self._db.execute(
-                "SELECT project FROM deployments WHERE deployment_id = ?", (key,)
-            ).fetchone()
-            if row is not None and row[0] != project:
+        for touched in recorder.deployments():
+            key, project = touched.key, touched.project
+            if touched.stored is not None and touched.stored.fold.project != project:
                 self._forget_lines("l.deployment_id = ? AND l.line < ?", (key, first_line))
                 self._db.execute(
                     "INSERT INTO log_search (rowid, words, scope) SELECT l.line, "
@@ -189,17 +184,15 @@ class SqliteLogAnalysis:
                     "WHERE l.deployment_id = ? AND l.line < ?",
                     (project, key, first_line),
                 )
-        self._projects_after = after
-        self._db.execute(
-            "INSERT INTO log_search (rowid, words, scope) SELECT l.line, "
-            "hub_index_text(l.message), "
-            "hub_scope(coalesce(hub_project_after(l.deployment_id), d.project), l.deployment_id) "
-            f"FROM {_LINES} WHERE l.line >= ?",
-            (first_line,),
-        )
-
-    def _project_after(self, deployment_id: str) -> str | None:
-        return self._projects_after.get(deployment_id)
+        if lines:
+            projects = {touched.key: touched.project for touched in recorder.deployments()}
+            self._db.executemany(
+                "INSERT INTO log_search (rowid, words, scope) VALUES (?, ?, ?)",
+                [
+                    (line, index_text(message), _scope_of(projects.get(key), key))
+                    for line, key, *_, message in lines
+                ],
+            )
 
     def _forget_lines(self, where: str, params: tuple[Any, ...]) -> None:
         """Take lines out of the index: a contentless index forgets a line given what it

@@ -303,7 +303,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 lines,
             )
-        self._index_lines(first_line, recorder)
+        self._index_lines(lines, first_line, recorder)
         for touched in recorder.deployments():
             self._write_row(touched, now)
         self._record_failures(recorder)
