@@ -216,15 +216,13 @@ class Connection:
         if self.ending or self._out or self.frames is None:
             return False
         frames = self.frames
-        if len(envelopes) == 1:  # the usual case, at the cost of one dictionary lookup
-            data = frames.get(envelopes[0])
-            if len(data) > WRITE_BATCH_BYTES:
-                return False
+        if len(envelopes) == 1:  # one event after a quiet spell, at one dictionary lookup
+            frame = frames.get(envelopes[0])
+            data = frame if len(frame) <= WRITE_BATCH_BYTES else None
         else:
-            parts = [frames.get(envelope) for envelope in envelopes]
-            if sum(map(len, parts)) > WRITE_BATCH_BYTES:
-                return False  # queued: a slow client holds the shared frames, not a copy
-            data = b"".join(parts)
+            data = frames.joined(envelopes, WRITE_BATCH_BYTES)
+        if data is None:
+            return False  # queued: a slow client holds the shared frames, not a copy
         try:
             sent = self.sock.send(data)
         except BlockingIOError:

@@ -47,6 +47,8 @@ class FrameCache:
         # finding its next oldest key slower the more keys were evicted before.
         self._frames: OrderedDict[int, bytes] = OrderedDict()
         self._bytes = 0
+        # The last run joined: the list it was given, its length then, and the bytes.
+        self._joined: tuple[list[Envelope], int, bytes | None] | None = None
 
     def get(self, envelope: Envelope) -> bytes:
         frame = self._frames.get(envelope.seq)
@@ -59,6 +61,22 @@ class FrameCache:
             while self._bytes > self.max_bytes:
                 self._bytes -= len(self._frames.popitem(last=False)[1])
         return frame
+
+    def joined(self, envelopes: list[Envelope], limit: int) -> bytes | None:
+        """The frames of ``envelopes`` as one write; ``None`` when they take over ``limit`` bytes.
+
+        The fan-out offers each run of events, as one list, to every subscriber
+        that wants all of it, so the last run's bytes are kept for the next
+        connection: a run of ten events to a hundred clients is joined once, not
+        a hundred times.  At most ``limit`` bytes are kept.
+        """
+        last = self._joined
+        if last is not None and last[0] is envelopes and last[1] == len(envelopes):
+            return last[2]
+        parts = [self.get(envelope) for envelope in envelopes]
+        data = b"".join(parts) if sum(map(len, parts)) <= limit else None
+        self._joined = (envelopes, len(envelopes), data)
+        return data
 
 
 #: This worker's frames; an event's seq names it within the worker's store.  A frame is
