@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from app.config import ConfigError, Settings
+from storage.sqlite_version import newer_file
 from storage.url import BadStoreURL
 
 #: Host names that only the machine itself can reach.
@@ -116,7 +117,7 @@ def _store_problems(settings: Settings) -> list[str]:
             "sqlite:/// or redis:// URL, or one worker"
         ]
     if store.kind == "sqlite":
-        problem = path_problem(store.path)
+        problem = path_problem(store.path) or newer_file(store.path)
         return [f"HUB_STORE_URL: {problem}"] if problem else []
     return []
 

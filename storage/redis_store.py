@@ -86,6 +86,7 @@ from storage.store import (
     History,
     Page,
     StoreHooks,
+    StoreTooNew,
     StoreUnavailable,
 )
 from storage.url import StoreURL
@@ -292,10 +293,21 @@ class RedisStore:
         self.epoch = 0
         self._high = 0  # the newest seq of ``epoch`` this process has seen
         with _available(self._closed):
+            self._refuse_newer_layout()
             self.epoch = int(self._init(args=[self.prefix, self._known()]))
             self._upgrade_layout()
             self._aggregates.build()
         self._tail_epoch = self.epoch
+
+    def _refuse_newer_layout(self) -> None:
+        """Raise :class:`StoreTooNew` before anything is written to a newer hub's store."""
+        found = self._redis.hget(self._key("meta"), "layout")
+        if found is not None and found.isdigit() and int(found) > int(LAYOUT):
+            raise StoreTooNew(
+                f"the Redis store under prefix {self.prefix!r} has key layout {int(found)}, "
+                f"written by a newer hub; this one reads layout {int(LAYOUT)} and older: "
+                "run the newer hub (nothing was changed)"
+            )
 
     def _upgrade_layout(self) -> None:
         """Move what the layouts before :data:`LAYOUT` kept in streams per deployment (replay

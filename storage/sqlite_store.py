@@ -49,6 +49,7 @@ from storage.sqlite_aggregates import SqliteAggregates
 from storage.sqlite_analysis import LOG_SEARCH, SqliteLogAnalysis
 from storage.sqlite_errors import read_errors
 from storage.sqlite_steps import SqliteStepRuns
+from storage.sqlite_version import SCHEMA_VERSION, newer_schema, stamped_schema
 from storage.store import (
     Accepted,
     Batch,
@@ -56,6 +57,7 @@ from storage.store import (
     History,
     Page,
     StoreHooks,
+    StoreTooNew,
     StoreUnavailable,
 )
 
@@ -107,8 +109,6 @@ CREATE TABLE IF NOT EXISTS log_lines (
 CREATE INDEX IF NOT EXISTS log_lines_by_deployment ON log_lines (deployment_id, line);
 """
 
-#: The schema this code writes; :meth:`SqliteStore._upgrade` brings older files to it.
-SCHEMA_VERSION = 2
 #: Most events one group commit writes; batches past it wait for the next transaction.
 MAX_GROUP_EVENTS = 2000
 #: WAL pages that make a commit copy the WAL into the file (SQLite's default: 1,000).  A
@@ -191,6 +191,10 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
             )
+            refused = newer_schema(path, stamped_schema(self._db))
+            if refused is not None:
+                self._db.close()
+                raise StoreTooNew(refused)
             # 8 KiB pages: a batch's rows and index entries dirty fewer pages, so each
             # COMMIT writes (and each checkpoint copies) less.  Only a new file takes it.
             self._db.execute("PRAGMA page_size=8192")

@@ -47,6 +47,14 @@ class StoreUnavailable(RuntimeError):
     """The store cannot be reached or written; ingest answers 503 and stores nothing."""
 
 
+class StoreTooNew(StoreUnavailable):
+    """A newer hub wrote the store in a layout this one cannot read; nothing was changed.
+
+    Opening it anyway would misread its rows and stamp it with the older
+    layout, so that the newer hub would not upgrade it again.
+    """
+
+
 class DeliveryConflict(Exception):
     """A delivery id already stored arrived with another body; nothing was stored."""
 

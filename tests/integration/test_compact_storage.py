@@ -16,7 +16,7 @@ from ledger.filters import Filter
 from ledger.fold import Fold
 from ledger.ids import make_event_id
 from ledger.search import LogSearch, parse_query
-from storage import sqlite_store
+from storage import sqlite_store, sqlite_version
 from storage.bodies import event_of, unpack
 from storage.redis_life import unpack_life
 from storage.redis_store import LAYOUT, RedisStore
@@ -112,7 +112,7 @@ def test_a_schema_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
 
     db = sqlite3.connect(path)
     assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
-        str(sqlite_store.SCHEMA_VERSION),
+        str(sqlite_version.SCHEMA_VERSION),
     )
     bodies = [orjson.loads(body) for (body,) in db.execute("SELECT body FROM events")]
     assert all(set(body) <= {"t", "q", "a", "l"} for body in bodies)

@@ -1,0 +1,96 @@
+"""A store a newer hub wrote is refused before anything of it is read or changed.
+
+An older hub would misread the newer layout's rows and stamp the store with
+its own layout, so that the newer hub would not upgrade it again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from app.ingest import load_one
+from app.validation import settings_problems
+from storage.redis_store import LAYOUT, RedisStore
+from storage.sqlite_store import SqliteStore
+from storage.sqlite_version import SCHEMA_VERSION
+from storage.store import Batch, StoreTooNew
+from storage.url import StoreURL
+from tests.redis_server import RedisServer
+
+NEWER = SCHEMA_VERSION + 1
+
+
+def one_event() -> Batch:
+    body = {"type": "log_entry", "project": "web", "deployment_id": "1", "message": "hello"}
+    return Batch([load_one(body, "deployment")])
+
+
+def file_of_a_newer_hub(tmp_path: Path) -> Path:
+    path = tmp_path / "hub.sqlite3"
+    store = SqliteStore(str(path))
+    store.append(one_event())
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(NEWER),))
+    return path
+
+
+def contents(path: Path) -> list[object]:
+    with sqlite3.connect(path) as db:
+        return [
+            db.execute("SELECT key, value FROM meta ORDER BY key").fetchall(),
+            db.execute("SELECT seq, body FROM events ORDER BY seq").fetchall(),
+            db.execute("SELECT deployment_id, fold FROM deployments").fetchall(),
+        ]
+
+
+def test_an_sqlite_file_of_a_newer_schema_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    path = file_of_a_newer_hub(tmp_path)
+    before = contents(path)
+    with pytest.raises(StoreTooNew, match=f"has schema {NEWER}, written by a newer hub"):
+        SqliteStore(str(path))
+    assert contents(path) == before
+
+
+def test_the_start_up_checks_name_a_newer_file_before_any_worker_opens_it(
+    tmp_path: Path,
+) -> None:
+    path = file_of_a_newer_hub(tmp_path)
+    before = contents(path)
+    problems = settings_problems(Settings(store_url=f"sqlite:///{path}"))
+    assert problems == [
+        f"HUB_STORE_URL: {path} has schema {NEWER}, written by a newer hub; this one reads "
+        f"schema {SCHEMA_VERSION} and older: run the newer hub (the file was not changed)"
+    ]
+    assert contents(path) == before
+
+
+def test_a_file_of_this_schema_passes_the_start_up_checks(tmp_path: Path) -> None:
+    path = tmp_path / "hub.sqlite3"
+    SqliteStore(str(path)).close()
+    assert settings_problems(Settings(store_url=f"sqlite:///{path}")) == []
+
+
+@pytest.mark.redis
+def test_a_redis_store_of_a_newer_layout_is_refused_and_left_as_it_was(
+    redis_server: RedisServer,
+) -> None:
+    url = StoreURL.parse(redis_server.url(prefix=f"versions-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    store.append(one_event())
+    prefix = store.prefix
+    store.close()
+    client = redis_server.client()
+    newer = str(int(LAYOUT) + 1).encode()
+    client.hset(prefix + "meta", "layout", newer)
+    keys = sorted(client.scan_iter(match=prefix + "*"))
+    before = {key: client.dump(key) for key in keys}
+    with pytest.raises(StoreTooNew, match=f"has key layout {int(newer)}, written by a newer hub"):
+        RedisStore(url)
+    assert sorted(client.scan_iter(match=prefix + "*")) == keys
+    assert {key: client.dump(key) for key in keys} == before
