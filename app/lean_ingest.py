@@ -11,9 +11,11 @@ the errors and metrics are those of the one receiver.  The answer is the one
 Flask would give, byte for byte (status line, headers in the same order,
 body), which ``tests/integration/test_lean_ingest.py`` compares.
 
-Everything else goes to Flask unchanged, and so does a request that says
-``Accept-Encoding``: Flask compresses a large enough answer for it
-(``flask_compress``), which this layer leaves to Flask rather than repeat.
+Everything else goes to Flask unchanged.  A request that says
+``Accept-Encoding`` (Go's, Node's and Python ``requests``' clients all do) is
+answered here too: an answer under ``flask_compress``'s minimum size goes out
+as it is, as Flask would send it, and a larger one is handed to the same
+``Compress`` instance that compresses Flask's answers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from flask import Flask
+from flask_compress import Compress
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app.context import HubContext
@@ -39,6 +43,8 @@ class LeanIngest:
         app: Flask's WSGI app, which answers everything else.
         prefixes: the path prefixes the webhooks blueprint is mounted under (``/api``
             and the public one).
+        flask: the Flask app, and ``compress`` its ``flask_compress`` extension, which
+            compress a large answer for a client that takes it.
     """
 
     def __init__(
@@ -47,21 +53,23 @@ class LeanIngest:
         context: HubContext,
         limits: RateLimits,
         prefixes: Iterable[str],
+        *,
+        flask: Flask,
+        compress: Compress,
     ) -> None:
         self.app = app
         self.context = context
         self.limits = limits
+        self.flask = flask
+        self.compress = compress
+        self.compress_from = int(flask.config["COMPRESS_MIN_SIZE"])
         self.routes = {
             prefix + path: route for prefix in prefixes for path, route in LEAN_ROUTES.items()
         }
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         route = self.routes.get(environ.get("PATH_INFO", ""))
-        if (
-            route is None
-            or environ.get("REQUEST_METHOD") != "POST"
-            or environ.get("HTTP_ACCEPT_ENCODING")
-        ):
+        if route is None or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
         try:
             body = receive(self.context, self.limits, environ, route)
@@ -73,7 +81,19 @@ class LeanIngest:
                 error_body(error.code, error.message, error.details),
                 error.headers,
             )
+        if len(body) >= self.compress_from and environ.get("HTTP_ACCEPT_ENCODING"):
+            return self._compressed(environ, start_response, body)
         return _answer(start_response, 200, body, {})
+
+    def _compressed(
+        self, environ: WSGIEnvironment, start_response: StartResponse, body: bytes
+    ) -> Iterable[bytes]:
+        """The answer as Flask's compression sends it (only successes are compressed)."""
+        with self.flask.request_context(environ):
+            response = self.compress.after_request(
+                self.flask.response_class(body, mimetype="application/json")
+            )
+        return response(environ, start_response)
 
 
 def _answer(

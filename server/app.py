@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # JSON and static files over half a kilobyte go out compressed when the client takes
     # it (users run the hub without nginx too); event streams are never held back for it.
     app.config.update(COMPRESS_ALGORITHM=["br", "gzip"], COMPRESS_MIN_SIZE=COMPRESS_MIN_BYTES)
-    Compress(app)
+    compress = Compress(app)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     store = create_store(
         settings.store,
@@ -91,6 +91,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             app.extensions["hub_context"],
             app.extensions["rate_limits"],
             (f"{prefix}/api" for prefix in ("", PUBLIC_PREFIX)),
+            flask=app,
+            compress=compress,
         )
     app.wsgi_app = TrustedProxyFix(  # type: ignore[method-assign]
         RequestLog(

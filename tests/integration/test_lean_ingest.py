@@ -9,6 +9,7 @@ compared by shape.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import io
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import brotli
 import pytest
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
@@ -300,3 +302,54 @@ def test_any_body_is_answered_alike(
     body = json.dumps({"events": [event, event]} if batch else event).encode()
     lean, flask = _shared_pair().send(body)
     assert lean == flask
+
+
+def _decoded(answer: Answer) -> tuple[str, list[tuple[str, str]], bytes]:
+    """``answer`` with its body decompressed and its ids by shape, its length left out
+    (the ids carry the clock, so compressed lengths may differ)."""
+    status, headers, payload = answer
+    coding = dict(headers).get("Content-Encoding")
+    raw = {"gzip": gzip.decompress, "br": brotli.decompress}.get(coding or "", bytes)(payload)
+    kept = [(name, value) for name, value in headers if name != "Content-Length"]
+    return status, kept, EVENT_ID.sub(b'"<id>"', raw)
+
+
+@pytest.mark.parametrize("accepted", ["gzip", "br, gzip", "deflate", "identity"])
+def test_a_large_answer_is_compressed_as_flask_compresses_it(accepted: str) -> None:
+    """A batch's answer over the compression threshold, for a client that names codings."""
+    hubs = Pair(max_batch_events=50, max_body_bytes=65536)
+    try:
+        batch = json.dumps(
+            {"events": [{**json.loads(LOG), "message": f"line {i}"} for i in range(40)]}
+        ).encode()
+        headers = {**BEARER, "Accept-Encoding": accepted}
+        lean, flask = hubs.send(batch, headers=headers)
+        assert _decoded(lean) == _decoded(flask)
+        assert _decoded(lean)[2].count(b'"<id>"') == 40
+        coding = {"gzip": "gzip", "br, gzip": "br"}.get(accepted)
+        assert dict(lean[1]).get("Content-Encoding") == coding
+    finally:
+        hubs.close()
+
+
+@pytest.mark.parametrize("events", [1, 40])
+def test_a_client_that_takes_compression_is_answered_by_the_lean_route(events: int) -> None:
+    """Go's, Node's and ``requests``' clients send ``Accept-Encoding``; a small answer goes
+    out as it is, a large one compressed, neither through Flask's routing."""
+    hubs = Pair(max_batch_events=50, max_body_bytes=65536)
+    try:
+        layer = lean_layer(hubs.lean)
+
+        def not_flask(environ: Any, start_response: Any) -> Any:
+            raise AssertionError(f"{environ['PATH_INFO']} went on to Flask")
+
+        layer.app = not_flask
+        items = [{**json.loads(LOG), "message": f"line {i}"} for i in range(events)]
+        body = json.dumps(items[0] if events == 1 else {"events": items}).encode()
+        status, headers, _ = _call(
+            hubs.lean, body, headers={**BEARER, "Accept-Encoding": "gzip, deflate"}
+        )
+        assert status == "200 OK"
+        assert dict(headers).get("Content-Encoding") == (None if events == 1 else "gzip")
+    finally:
+        hubs.close()
