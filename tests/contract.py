@@ -25,7 +25,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
@@ -163,7 +163,9 @@ def _check_undocumented(
 def check_test_response(response: TestResponse) -> None:
     """:func:`check_response` for a response of Flask's test client."""
     request = response.request
-    target = request.path + (f"?{request.query_string.decode()}" if request.query_string else "")
+    # The path as sent, encoded again: a decoded "?" in an id would start the query.
+    path = quote(request.path, safe="/")
+    target = path + (f"?{request.query_string.decode()}" if request.query_string else "")
     streaming = response.mimetype == "text/event-stream"  # reading it would wait forever
     body = b"" if streaming else response.get_data()
     check_response(request.method, target, response.status_code, dict(response.headers), body)

@@ -21,7 +21,7 @@ import orjson
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from app.config import Settings
@@ -302,6 +302,13 @@ query_values = st.text(max_size=60) | st.sampled_from(
         max_size=3,
     ),
     with_token=st.booleans(),
+)
+@example(  # an id holding "?": the answer is checked against the path as sent
+    route="/api/deployments/{id}/logs",
+    identifier="?",
+    query=[("after", ":")],
+    headers={},
+    with_token=True,
 )
 def test_any_query_on_the_read_api_gets_a_documented_answer(
     signed_app: Flask,
