@@ -328,6 +328,7 @@ class RedisStore:
         try:
             if self._redis.hget(meta, "layout") == LAYOUT:
                 return
+            self._refuse_newer_layout()  # a newer hub's, upgraded while this one waited
             deployments: set[str] = set()
             for family in ("ds:", "logs:"):
                 pattern = glob(self._key(family)) + "*"

@@ -234,6 +234,9 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
             "SELECT key, value FROM meta WHERE key IN ('schema', 'epoch')"
         ).fetchall()
         version = int(dict(found).get("schema", 1 if found else SCHEMA_VERSION))
+        refused = newer_schema(self.path, version)  # a newer hub's, since the check at open
+        if refused is not None:
+            raise StoreTooNew(refused)
         if version < 2:
             log.info("upgrading %s from schema %d to %d", self.path, version, SCHEMA_VERSION)
             self._upgrade_to_compact()

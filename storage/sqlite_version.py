@@ -23,7 +23,11 @@ def stamped_schema(db: sqlite3.Connection) -> int | None:
         row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     except sqlite3.OperationalError:  # no meta table yet
         return None
-    return None if row is None else int(row[0])
+    if row is None:
+        return None
+    if not str(row[0]).isdigit():
+        raise sqlite3.DatabaseError(f"its schema version {row[0]!r} is not a number")
+    return int(row[0])
 
 
 def newer_schema(path: str, found: int | None) -> str | None:

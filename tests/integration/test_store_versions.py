@@ -18,7 +18,7 @@ from app.validation import settings_problems
 from storage.redis_store import LAYOUT, RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.sqlite_version import SCHEMA_VERSION
-from storage.store import Batch, StoreTooNew
+from storage.store import Batch, StoreTooNew, StoreUnavailable
 from storage.url import StoreURL
 from tests.redis_server import RedisServer
 
@@ -94,3 +94,46 @@ def test_a_redis_store_of_a_newer_layout_is_refused_and_left_as_it_was(
         RedisStore(url)
     assert sorted(client.scan_iter(match=prefix + "*")) == keys
     assert {key: client.dump(key) for key in keys} == before
+
+
+def test_an_upgrade_that_finds_a_newer_schema_refuses_it(tmp_path: Path) -> None:
+    """A newer hub may stamp the file between this one's check at open and its upgrade
+    (a rolling deploy): the upgrade refuses it too, instead of stamping it back."""
+    path = tmp_path / "hub.sqlite3"
+    store = SqliteStore(str(path))
+    try:
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(NEWER),))
+        with pytest.raises(StoreTooNew):
+            store._writer.run(store._upgrade)
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (str(NEWER),)
+
+
+def test_a_schema_stamp_that_is_not_a_number_is_a_damaged_file(tmp_path: Path) -> None:
+    path = tmp_path / "hub.sqlite3"
+    SqliteStore(str(path)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = 'two' WHERE key = 'schema'")
+    with pytest.raises(StoreUnavailable, match="its schema version 'two' is not a number"):
+        SqliteStore(str(path))
+
+
+@pytest.mark.redis
+def test_a_layout_upgrade_that_finds_a_newer_layout_refuses_it(
+    redis_server: RedisServer,
+) -> None:
+    """A newer hub may upgrade the layout while this one waits for the upgrade's lock."""
+    url = StoreURL.parse(redis_server.url(prefix=f"versions-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    client = redis_server.client()
+    newer = str(int(LAYOUT) + 1).encode()
+    try:
+        client.hset(store.prefix + "meta", "layout", newer)
+        with pytest.raises(StoreTooNew):
+            store._upgrade_layout()
+        assert client.hget(store.prefix + "meta", "layout") == newer
+    finally:
+        store.close()
