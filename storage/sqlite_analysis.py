@@ -27,7 +27,7 @@ import contextlib
 import functools
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -163,20 +163,32 @@ class SqliteLogAnalysis:
         return 1 if row is None else int(row[0]) + 1
 
     def _index_lines(
-        self, lines: list[tuple[Any, ...]], first_line: int, recorder: Recorder
+        self,
+        lines: list[tuple[Any, ...]],
+        first_line: int,
+        recorder: Recorder,
+        found: Mapping[str, str],
     ) -> None:
         """Index ``lines``, the log-line rows this write stores (their ids start at
         ``first_line``); called before the write changes any deployment row.
 
-        Each line is indexed under the project its deployment has once the write
-        is done, which the recorder holds for every deployment the write touched;
-        the writer passes the words itself, so SQLite reads nothing back.  A
-        deployment the write moves to another project (a later event names it)
-        has its earlier lines indexed again under the new one.
+        Each line is indexed under the project its deployment's row has once the
+        write is done: the recorder's for a deployment the write creates or folds
+        again, else the row's as the write ``found`` it (what pruning later forgets
+        the line under; a row of an earlier version may name another project than
+        its fold would).  The writer passes the words itself, so SQLite reads
+        nothing back.  A deployment the write moves to another project (a later
+        event names it) has its earlier lines indexed again under the new one.
         """
+        after: dict[str, str] = {}
         for touched in recorder.deployments():
-            key, project = touched.key, touched.project
-            if touched.stored is not None and touched.stored.fold.project != project:
+            key = touched.key
+            before = found.get(key)
+            if before is not None and not (touched.created or touched.refolded):
+                after[key] = before
+                continue
+            project = after[key] = touched.project
+            if before is not None and before != project:
                 self._forget_lines("l.deployment_id = ? AND l.line < ?", (key, first_line))
                 self._db.execute(
                     "INSERT INTO log_search (rowid, words, scope) SELECT l.line, "
@@ -185,11 +197,10 @@ class SqliteLogAnalysis:
                     (project, key, first_line),
                 )
         if lines:
-            projects = {touched.key: touched.project for touched in recorder.deployments()}
             self._db.executemany(
                 "INSERT INTO log_search (rowid, words, scope) VALUES (?, ?, ?)",
                 [
-                    (line, index_text(message), _scope_of(projects.get(key), key))
+                    (line, index_text(message), _scope_of(after.get(key), key))
                     for line, key, *_, message in lines
                 ],
             )

@@ -133,13 +133,18 @@ class _Source:
     def __init__(self, store: SqliteStore, first_seq: int) -> None:
         self.store = store
         self.first_seq = first_seq
+        #: Each stored deployment read, by id: its row's ``project`` as the write found it.
+        self.projects: dict[str, str] = {}
 
     def deployment(self, deployment_id: str) -> Stored | None:
         row = self.store._db.execute(
             "SELECT project, fold, metrics_key FROM deployments WHERE deployment_id = ?",
             (deployment_id,),
         ).fetchone()
-        return None if row is None else Stored(_fold(row[0], row[1]), row[2])
+        if row is None:
+            return None
+        self.projects[deployment_id] = row[0]
+        return Stored(_fold(row[0], row[1]), row[2])
 
     def open_deployments(self, project: str, limit: int) -> list[tuple[str, str]]:
         rows = self.store._db.execute(
@@ -291,7 +296,8 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
     def _write(self, batches: list[Batch]) -> list[Accepted]:
         """Store ``batches`` in the open transaction: one recorder decides for all of them."""
         first_seq = self._next_seq()
-        recorder = Recorder(_Source(self, first_seq), epoch=self.epoch, next_seq=first_seq)
+        source = _Source(self, first_seq)
+        recorder = Recorder(source, epoch=self.epoch, next_seq=first_seq)
         now = self.clock()
         events: list[tuple[Any, ...]] = []
         lines: list[tuple[Any, ...]] = []
@@ -310,7 +316,7 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 lines,
             )
-        self._index_lines(lines, first_line, recorder)
+        self._index_lines(lines, first_line, recorder, source.projects)
         for touched in recorder.deployments():
             self._write_row(touched, now)
         self._record_failures(recorder)

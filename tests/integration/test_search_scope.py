@@ -209,3 +209,35 @@ def test_the_index_holds_each_line_under_its_deployments_project(
         store._db.execute("INSERT INTO log_search (log_search) VALUES ('integrity-check')")
     finally:
         store.close()
+
+
+def test_a_row_that_names_another_project_than_its_fold_keeps_its_lines_in_step(
+    tmp_path: Path,
+) -> None:
+    """A row of an earlier version may keep in its column a name its fold would not pick
+    (the fold takes the first of its names in byte order, and the row's comes later):
+    lines logged to it are indexed under the row's project, which pruning forgets them
+    under, and a refold that writes another project to the row moves them with it."""
+    store = SqliteStore(str(tmp_path / "hub.sqlite3"))
+
+    def in_step() -> None:
+        [(project,)] = store._db.execute("SELECT project FROM deployments").fetchall()
+        lines = sorted(line for (line,) in store._db.execute("SELECT line FROM log_lines"))
+        assert sorted(indexed(store, "needle", project=project)) == lines
+        for other in {"web", "zz-legacy"} - {project}:
+            assert indexed(store, "needle", project=other) == []
+
+    try:
+        store.append(Batch([ev("d1", "deployment_started", "01T10:00:00.000", project="web")]))
+        store._db.execute("UPDATE deployments SET project = 'zz-legacy' WHERE deployment_id = 'd1'")
+        store.append(
+            Batch([ev("d1", "log_entry", "01T10:00:01.000", project="web", message="needle")])
+        )
+        in_step()
+        assert indexed(store, "needle", project="zz-legacy") != []  # the row's, not the fold's
+        step = {"step_name": "build", "project": "web"}
+        store.append(Batch([ev("d1", "step_started", "01T10:00:02.000", **step)]))
+        in_step()
+        store._db.execute("INSERT INTO log_search (log_search) VALUES ('integrity-check')")
+    finally:
+        store.close()
