@@ -335,10 +335,11 @@ class Hub:
     def _run(self) -> None:
         """Dispatch what is stored, as soon as it is stored or seen in the log.
 
-        With a ``fanout_delay``, after each dispatch that sent something the
-        tailer waits that long before the next: what is stored meanwhile goes
-        out together, as one run per client and one write each, instead of one
-        write per event and client.  Those writes are most of what a delivery
+        With a ``fanout_delay``, after each pump that dispatched events (while
+        anyone subscribes, whether or not a client wanted them) the tailer waits
+        that long before the next: what is stored meanwhile goes out together,
+        as one run per client and one write each, instead of one write per
+        event and client.  Those writes are most of what a delivery
         costs (docs/BENCHMARKS.md).  An event stored after a quiet spell is
         still dispatched at once, as with Nagle's algorithm; only the events
         that follow it closely wait, for at most the delay.

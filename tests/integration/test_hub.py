@@ -437,10 +437,10 @@ def published(store: Store, hub: Hub, count: int) -> None:
 
 
 def dispatches(runs: list[list[int]], count: int) -> None:
-    """Wait (5 s at most) until ``count`` runs were dispatched."""
+    """Wait (5 s at most) until ``count`` runs were dispatched, only ever yielding."""
     with gevent.Timeout(5.0):
         while len(runs) < count:
-            gevent.sleep(0.001)
+            gevent.sleep(0)
 
 
 def test_events_stored_during_the_fanout_delay_go_out_as_one_run(store: Store) -> None:
@@ -459,11 +459,24 @@ def test_events_stored_during_the_fanout_delay_go_out_as_one_run(store: Store) -
     hub.stop()
 
 
-def test_without_a_fanout_delay_each_event_goes_out_as_it_is_stored(store: Store) -> None:
+def test_without_a_fanout_delay_each_event_goes_out_as_it_is_stored(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tailer never waits between dispatches (only ``dispatches`` yields here)."""
+    waits: list[float] = []
+    real_sleep = gevent.sleep
+
+    def sleep(seconds: float = 0, *args: Any) -> None:
+        if seconds:
+            waits.append(seconds)
+        real_sleep(seconds, *args)
+
+    monkeypatch.setattr(gevent, "sleep", sleep)
     hub, runs = dispatched_runs(store, fanout_delay=0.0)
     first = store.last_seq() + 1
     for count in range(1, 4):
         published(store, hub, 1)
         dispatches(runs, count)
     assert runs == [[first], [first + 1], [first + 2]]
+    assert waits == []
     hub.stop()
