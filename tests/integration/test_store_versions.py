@@ -76,21 +76,31 @@ def test_a_file_of_this_schema_passes_the_start_up_checks(tmp_path: Path) -> Non
     assert settings_problems(Settings(store_url=f"sqlite:///{path}")) == []
 
 
+#: A key layout after this code's, as a newer hub would stamp it.
+NEWER_LAYOUT = str(int(LAYOUT) + 1).encode()
+
+
+def redis_store(redis_server: RedisServer) -> tuple[StoreURL, RedisStore]:
+    """A store of its own prefix, open, holding one event."""
+    url = StoreURL.parse(redis_server.url(prefix=f"versions-{uuid.uuid4().hex}"))
+    store = RedisStore(url)
+    store.append(one_event())
+    return url, store
+
+
 @pytest.mark.redis
 def test_a_redis_store_of_a_newer_layout_is_refused_and_left_as_it_was(
     redis_server: RedisServer,
 ) -> None:
-    url = StoreURL.parse(redis_server.url(prefix=f"versions-{uuid.uuid4().hex}"))
-    store = RedisStore(url)
-    store.append(one_event())
+    url, store = redis_store(redis_server)
     prefix = store.prefix
     store.close()
     client = redis_server.client()
-    newer = str(int(LAYOUT) + 1).encode()
-    client.hset(prefix + "meta", "layout", newer)
+    client.hset(prefix + "meta", "layout", NEWER_LAYOUT)
     keys = sorted(client.scan_iter(match=prefix + "*"))
     before = {key: client.dump(key) for key in keys}
-    with pytest.raises(StoreTooNew, match=f"has key layout {int(newer)}, written by a newer hub"):
+    refused = f"has key layout {int(NEWER_LAYOUT)}, written by a newer hub"
+    with pytest.raises(StoreTooNew, match=refused):
         RedisStore(url)
     assert sorted(client.scan_iter(match=prefix + "*")) == keys
     assert {key: client.dump(key) for key in keys} == before
@@ -126,14 +136,12 @@ def test_a_layout_upgrade_that_finds_a_newer_layout_refuses_it(
     redis_server: RedisServer,
 ) -> None:
     """A newer hub may upgrade the layout while this one waits for the upgrade's lock."""
-    url = StoreURL.parse(redis_server.url(prefix=f"versions-{uuid.uuid4().hex}"))
-    store = RedisStore(url)
+    _, store = redis_store(redis_server)
     client = redis_server.client()
-    newer = str(int(LAYOUT) + 1).encode()
     try:
-        client.hset(store.prefix + "meta", "layout", newer)
+        client.hset(store.prefix + "meta", "layout", NEWER_LAYOUT)
         with pytest.raises(StoreTooNew):
             store._upgrade_layout()
-        assert client.hget(store.prefix + "meta", "layout") == newer
+        assert client.hget(store.prefix + "meta", "layout") == NEWER_LAYOUT
     finally:
         store.close()
