@@ -36,6 +36,7 @@ from storage.redis_store import RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Batch
 from storage.url import StoreURL
+from tests.integration.arrivals import kept_events, store_checking, write_sizes
 from tests.redis_server import RedisServer
 
 BASE = datetime(2025, 3, 29, 20, 10, tzinfo=UTC)  # Berlin moves its clocks the next night
@@ -121,16 +122,6 @@ def memory_store() -> Iterator[SqliteStore]:
     store.close()
 
 
-def batches(events: list[Event], sizes: list[int]) -> Iterator[list[Event]]:
-    index = 0
-    for turn in range(len(events)):
-        size = sizes[turn % len(sizes)]
-        if index >= len(events):
-            return
-        yield events[index : index + size]
-        index += size
-
-
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def open_kept(request: pytest.FixtureRequest) -> Callable[[Retention], Kept]:
     """Open an empty store of one kind that keeps aggregates (Redis: a prefix of its own)."""
@@ -151,8 +142,8 @@ def open_kept(request: pytest.FixtureRequest) -> Callable[[Retention], Kept]:
 @given(
     specs=st.lists(deployment, min_size=1, max_size=8),
     data=st.data(),
-    sizes=st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=4),
-    keep=st.integers(min_value=0, max_value=40),
+    sizes=write_sizes,
+    keep=kept_events,
 )
 def test_kept_aggregates_equal_the_recomputed_ones(
     open_kept: Callable[[Retention], Kept],
@@ -163,17 +154,7 @@ def test_kept_aggregates_equal_the_recomputed_ones(
 ) -> None:
     """Any arrival order, repeats, writes of any size, then pruning by count."""
     events = [event for number, spec in enumerate(specs) for event in events_of(number, spec)]
-    order = data.draw(st.permutations(events))
-    repeats = data.draw(st.lists(st.sampled_from(events), max_size=4))
-    store = open_kept(Retention(max_events=keep))
-    try:
-        for part in batches([*order, *repeats], sizes):
-            store.append(Batch(part))
-            kept_as_recomputed(store)
-        store.prune()
-        kept_as_recomputed(store)
-    finally:
-        store.close()
+    store_checking(open_kept(Retention(max_events=keep)), events, data, sizes, kept_as_recomputed)
 
 
 @settings(

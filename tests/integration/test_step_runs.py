@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from storage.redis_store import RedisStore
 from storage.sqlite_store import SqliteStore
 from storage.store import Batch, Store
 from storage.url import StoreURL
+from tests.integration.arrivals import kept_events, store_checking, write_sizes
 from tests.redis_server import RedisServer
 
 BASE = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -127,14 +128,6 @@ def fold_trends(
     return trends_of(tallies)
 
 
-def batches(events: list[Event], sizes: list[int]) -> Iterator[list[Event]]:
-    index, turn = 0, 0
-    while index < len(events):
-        size = sizes[turn % len(sizes)]
-        yield events[index : index + size]
-        index, turn = index + size, turn + 1
-
-
 def kept_as_folded(store: SqliteStore) -> None:
     kept = store.kept_step_runs()
     assert kept == store.folded_step_runs()
@@ -155,8 +148,8 @@ def open_store(request: pytest.FixtureRequest) -> Callable[[], Store]:
 @given(
     specs=st.lists(deployment, min_size=1, max_size=8),
     data=st.data(),
-    sizes=st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=4),
-    keep=st.integers(min_value=0, max_value=40),
+    sizes=write_sizes,
+    keep=kept_events,
 )
 def test_kept_step_runs_equal_the_runs_of_the_folds(
     specs: list[dict[str, Any]], data: st.DataObject, sizes: list[int], keep: int
@@ -164,17 +157,8 @@ def test_kept_step_runs_equal_the_runs_of_the_folds(
     """Any arrival order, repeats, writes of any size, then pruning by count."""
     starts = data.draw(st.lists(st.integers(0, 3000), min_size=len(specs), max_size=len(specs)))
     events = [e for n, spec in enumerate(specs) for e in events_of(n, starts[n], spec)]
-    order = data.draw(st.permutations(events))
-    repeats = data.draw(st.lists(st.sampled_from(events), max_size=4))
     store = SqliteStore(":memory:", retention=Retention(max_events=keep))
-    try:
-        for part in batches([*order, *repeats], sizes):
-            store.append(Batch(part))
-            kept_as_folded(store)
-        store.prune()
-        kept_as_folded(store)
-    finally:
-        store.close()
+    store_checking(store, events, data, sizes, kept_as_folded)
 
 
 @settings(
