@@ -68,6 +68,14 @@ def sqlite_store(path: Path, deployments: int = 0) -> list[str]:
         store.close()
 
 
+def checked_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, list[str]]:
+    """A file of three deployments that ``hub check`` finds sound: its URL and event ids."""
+    ids = sqlite_store(path, 3)
+    url = f"sqlite:///{path}"
+    assert "ok: 15 events, 3 deployments checked" in hub(monkeypatch, url, "check").output
+    return url, ids
+
+
 def all_events(url: str) -> list[dict[str, object]]:
     store = create_store(StoreURL.parse(url))
     try:
@@ -187,9 +195,7 @@ def test_restore_refuses_what_is_no_hub_backup(
 def test_check_finds_a_view_that_no_longer_matches_its_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = sqlite_store(tmp_path / "hub.db", 3)
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
-    assert "ok: 15 events, 3 deployments checked" in hub(monkeypatch, url, "check").output
+    url, ids = checked_file(tmp_path / "hub.db", monkeypatch)
     step_completed = parse_event_id(ids[3])[1]  # type: ignore[index]
     with sqlite3.connect(tmp_path / "hub.db") as db:
         db.execute("DELETE FROM events WHERE seq = ?", (step_completed,))
@@ -353,9 +359,7 @@ def test_restore_into_redis_explains_the_steps(
 def test_check_finds_aggregates_that_drifted_from_the_views(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sqlite_store(tmp_path / "hub.db", 3)
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
-    assert "ok: 15 events, 3 deployments checked" in hub(monkeypatch, url, "check").output
+    url, _ = checked_file(tmp_path / "hub.db", monkeypatch)
     with sqlite3.connect(tmp_path / "hub.db") as db:
         db.execute("UPDATE aggregates SET n = n + 1 WHERE grp = 'projects'")
         db.execute("DELETE FROM outage_days WHERE scope = 'all'")
@@ -369,9 +373,7 @@ def test_check_finds_aggregates_that_drifted_from_the_views(
 def test_check_finds_step_runs_that_drifted_from_the_folds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sqlite_store(tmp_path / "hub.db", 3)
-    url = f"sqlite:///{tmp_path / 'hub.db'}"
-    assert "ok: 15 events, 3 deployments checked" in hub(monkeypatch, url, "check").output
+    url, _ = checked_file(tmp_path / "hub.db", monkeypatch)
     with sqlite3.connect(tmp_path / "hub.db") as db:
         db.execute(
             "UPDATE step_runs SET steps = replace(steps, 'success', 'failure') "
