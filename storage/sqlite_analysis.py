@@ -1,7 +1,8 @@
 """Log analysis in the SQLite store: failure records, full-text search, folds for trends.
 
 Kept apart from ``storage/sqlite_store.py``, which mixes these methods in: the
-store's write calls :meth:`SqliteLogAnalysis._index_lines` and
+store's write calls :meth:`SqliteLogAnalysis._move_indexed_lines`,
+:meth:`SqliteLogAnalysis._index_waiting_lines` and
 :meth:`SqliteLogAnalysis._record_failures` inside its transaction, and its
 pruning :meth:`SqliteLogAnalysis._prune_log_analysis`, so that both stay
 exactly in step with the log lines and the deployment rows.
@@ -11,11 +12,21 @@ exactly in step with the log lines and the deployment rows.
   completion (or the log lines) that changed it, deleted when a re-run passes;
   indexed by what ``GET /api/failures`` tallies (so SQLite counts a window from the
   index alone) and by signature and time (``seen``, and a group's newest failures).
-* ``log_search``: a contentless FTS5 index of every log line, rowid = the
+* ``log_search``: a contentless FTS5 index of the log lines, rowid = the
   line's id, of :func:`ledger.search.index_text` and, in a column of its own, of
   :func:`ledger.search.scope_text` (its deployment and that deployment's project, so
   those filters narrow inside the index); it only narrows a search down, and
   :func:`ledger.search.hit` decides every result, as on every store.
+
+  Lines join the index in runs, not one write at a time: FTS5 writes a new
+  segment (two more pages, and merges later) at each commit that adds to it, which
+  made most one-line requests a tenth dearer.  ``meta``'s ``log_search_upto`` is the
+  newest line the index holds; the write that takes the lines above it to
+  ``index_batch`` indexes them all, in its own transaction, under their rows'
+  projects as that write leaves them.  A search reads the lines above the mark
+  from ``log_lines`` itself (fewer than ``index_batch``, the newest), so it always
+  answers from everything stored; pruning and moves forget and index again only
+  what the index holds.
 
 Files from before these tables existed get them at open, filled from the
 lines and deployments they hold (once; ``meta`` remembers it).
@@ -93,6 +104,10 @@ _SCHEMA = (
 #: ``meta`` keys saying the tables were filled from what the file held before them (an
 #: index without ``scope``, from before the filters narrowed in it, is built again).
 _BUILT = ("log_search_scoped", "failures_built")
+#: ``meta``'s key for the newest line the index holds (the lines above it wait for a run).
+INDEXED_UPTO = "log_search_upto"
+#: Lines left out of the index before a write indexes them as one run.
+INDEX_BATCH = 256
 #: Candidate lines read per query round of a search.
 SEARCH_CHUNK = 500
 #: Candidates a search examines before it answers ``truncated`` (only lines the index
@@ -110,6 +125,7 @@ class SqliteLogAnalysis:
 
     _db: sqlite3.Connection
     epoch: int
+    index_batch: int
 
     # -- opening -----------------------------------------------------------------------
 
@@ -136,9 +152,8 @@ class SqliteLogAnalysis:
             self._db.execute("DROP TABLE IF EXISTS log_search")
             self._db.execute(LOG_SEARCH)
             self._db.execute("DELETE FROM meta WHERE key = 'log_search_built'")  # its old name
-            count = self._db.execute(
-                f"INSERT INTO log_search (rowid, words, scope) SELECT {_INDEXED} FROM {_LINES}"
-            ).rowcount
+            count = self._index_above(0)
+            self._mark_all_indexed()
             if count > 0:
                 log.info("indexed %d stored log lines for search", count)
         if "failures_built" not in built:
@@ -152,6 +167,7 @@ class SqliteLogAnalysis:
                 log.info("explained %d stored failed deployments", len(rows))
         for key in _BUILT:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, '1')", (key,))
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, '0')", (INDEXED_UPTO,))
 
     # -- writing, inside the store's transaction ------------------------------------------
 
@@ -162,48 +178,60 @@ class SqliteLogAnalysis:
         ).fetchone()
         return 1 if row is None else int(row[0]) + 1
 
-    def _index_lines(
-        self,
-        lines: list[tuple[Any, ...]],
-        first_line: int,
-        recorder: Recorder,
-        found: Mapping[str, str],
-    ) -> None:
-        """Index ``lines``, the log-line rows this write stores (their ids start at
-        ``first_line``); called before the write changes any deployment row.
+    def _indexed_upto(self) -> int:
+        """The newest line the index holds: every stored line up to it is indexed, none
+        above it."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (INDEXED_UPTO,)).fetchone()
+        return 0 if row is None else int(row[0])
 
-        Each line is indexed under the project its deployment's row has once the
-        write is done: the recorder's for a deployment the write creates or folds
-        again, else the row's as the write ``found`` it (what pruning later forgets
-        the line under; a row of an earlier version may name another project than
-        its fold would).  The writer passes the words itself, so SQLite reads
-        nothing back.  A deployment the write moves to another project (a later
-        event names it) has its earlier lines indexed again under the new one.
-        """
-        after: dict[str, str] = {}
+    def _move_indexed_lines(self, recorder: Recorder, found: Mapping[str, str]) -> None:
+        """Index again, under its new project, what the index holds of each deployment
+        this write moves to another project (a later event names it); called before the
+        write changes any deployment row, since the index forgets a line given what it
+        indexed.  ``found`` is each row's project as the write found it."""
+        upto: int | None = None
         for touched in recorder.deployments():
-            key = touched.key
-            before = found.get(key)
-            if before is not None and not (touched.created or touched.refolded):
-                after[key] = before
+            before = found.get(touched.key)
+            if before is None or not (touched.created or touched.refolded):
                 continue
-            project = after[key] = touched.project
-            if before is not None and before != project:
-                self._forget_lines("l.deployment_id = ? AND l.line < ?", (key, first_line))
-                self._db.execute(
-                    "INSERT INTO log_search (rowid, words, scope) SELECT l.line, "
-                    "hub_index_text(l.message), hub_scope(?, l.deployment_id) FROM log_lines AS l "
-                    "WHERE l.deployment_id = ? AND l.line < ?",
-                    (project, key, first_line),
-                )
-        if lines:
-            self._db.executemany(
-                "INSERT INTO log_search (rowid, words, scope) VALUES (?, ?, ?)",
-                [
-                    (line, index_text(message), _scope_of(after.get(key), key))
-                    for line, key, *_, message in lines
-                ],
+            if before == touched.project:
+                continue
+            upto = self._indexed_upto() if upto is None else upto
+            self._forget_lines("l.deployment_id = ? AND l.line <= ?", (touched.key, upto))
+            self._db.execute(
+                "INSERT INTO log_search (rowid, words, scope) SELECT l.line, "
+                "hub_index_text(l.message), hub_scope(?, l.deployment_id) FROM log_lines AS l "
+                "WHERE l.deployment_id = ? AND l.line <= ?",
+                (touched.project, touched.key, upto),
             )
+
+    def _index_waiting_lines(self, newest: int) -> None:
+        """Index the lines above the mark once ``index_batch`` of them wait (``newest`` is
+        the newest line stored); called after the write's rows are written, so that each
+        line is indexed under the project its row has (what pruning forgets it under)."""
+        upto = self._indexed_upto()
+        if newest - upto >= self.index_batch:
+            self._index_above(upto)
+            self._db.execute("UPDATE meta SET value = ? WHERE key = ?", (str(newest), INDEXED_UPTO))
+
+    def _mark_all_indexed(self) -> None:
+        """Say that the index holds every stored line (it was just built, or a file of an
+        earlier schema indexed each line as it was stored)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES (?, (SELECT coalesce(max(line), 0) "
+            "FROM log_lines))",
+            (INDEXED_UPTO,),
+        )
+
+    def _index_above(self, upto: int) -> int:
+        """Index every stored line above ``upto``; how many."""
+        return int(
+            self._db.execute(
+                f"INSERT INTO log_search (rowid, words, scope) SELECT {_INDEXED} FROM {_LINES} "
+                "WHERE l.line > ?",
+                (upto,),
+            ).rowcount
+        )
 
     def _forget_lines(self, where: str, params: tuple[Any, ...]) -> None:
         """Take lines out of the index: a contentless index forgets a line given what it
@@ -246,7 +274,9 @@ class SqliteLogAnalysis:
     def _prune_log_analysis(self, deployment_id: str) -> None:
         """Forget a pruned deployment's failure and index entries (before its lines and
         its row go)."""
-        self._forget_lines("l.deployment_id = ?", (deployment_id,))
+        self._forget_lines(
+            "l.deployment_id = ? AND l.line <= ?", (deployment_id, self._indexed_upto())
+        )
         self._db.execute("DELETE FROM failures WHERE deployment_id = ?", (deployment_id,))
 
     # -- reading -------------------------------------------------------------------------
@@ -321,10 +351,8 @@ class SqliteLogAnalysis:
             ValueError: ``cursor`` is not one this store handed out.
         """
         below = decode_search_cursor(cursor) if cursor is not None else 1 << 62
-        clauses = ["log_search MATCH ?", "s.rowid < ?"]
-        params: list[Any] = [
-            fts_query(search.query, project=search.project, deployment_id=search.deployment_id)
-        ]
+        clauses: list[str] = []
+        params: list[Any] = []
         for column, value in (
             ("d.project", search.project),
             ("l.deployment_id", search.deployment_id),
@@ -341,17 +369,29 @@ class SqliteLogAnalysis:
         if search.until is not None:
             clauses.append("l.ts <= ?")
             params.append(search.until)
-        sql = (
-            "SELECT s.rowid, l.deployment_id, d.project, l.job, l.step, l.level, l.ts, "
-            "l.message FROM log_search AS s "
-            "JOIN log_lines AS l ON l.line = s.rowid "
-            "JOIN deployments AS d ON d.deployment_id = l.deployment_id "
-            f"WHERE {' AND '.join(clauses)} ORDER BY s.rowid DESC LIMIT ?"
+        filters = "".join(f" AND {clause}" for clause in clauses)
+        columns = "l.deployment_id, d.project, l.job, l.step, l.level, l.ts, l.message"
+        lines = "JOIN deployments AS d ON d.deployment_id = l.deployment_id"
+        # Lines above the mark are read from their table (the newest, and few), the rest
+        # found through the index; the mark read once keeps the two apart.
+        upto = self._indexed_upto()
+        waiting = (
+            f"SELECT l.line, {columns} FROM log_lines AS l {lines} "
+            f"WHERE l.line > ? AND l.line < ?{filters} ORDER BY l.line DESC LIMIT ?"
         )
+        indexed = (
+            f"SELECT s.rowid, {columns} FROM log_search AS s "
+            f"JOIN log_lines AS l ON l.line = s.rowid {lines} "
+            f"WHERE log_search MATCH ? AND s.rowid < ?{filters} ORDER BY s.rowid DESC LIMIT ?"
+        )
+        match = fts_query(search.query, project=search.project, deployment_id=search.deployment_id)
         found: list[SearchHit] = []
         examined = 0
         while True:
-            rows = self._db.execute(sql, (params[0], below, *params[1:], SEARCH_CHUNK)).fetchall()
+            if below > upto + 1:
+                rows = self._db.execute(waiting, (upto, below, *params, SEARCH_CHUNK)).fetchall()
+            else:
+                rows = self._db.execute(indexed, (match, below, *params, SEARCH_CHUNK)).fetchall()
             for line, deployment_id, project, job, step, level, ts, message in rows:
                 examined += 1
                 result = hit(search, line, deployment_id, project, (job, step, level, ts, message))
@@ -360,9 +400,13 @@ class SqliteLogAnalysis:
                     if len(found) > limit:
                         last = int(found[limit - 1]["id"])
                         return SearchPage(found[:limit], encode_search_cursor(last))
-            if len(rows) < SEARCH_CHUNK:
+            if len(rows) == SEARCH_CHUNK:
+                below = rows[-1][0]
+            elif below > upto + 1:
+                below = upto + 1  # the waiting lines are done: on to the index
+                continue
+            else:
                 return SearchPage(found, None)
-            below = rows[-1][0]
             if examined >= MAX_SEARCH_CANDIDATES:
                 return SearchPage(found, encode_search_cursor(below), truncated=True)
 

@@ -46,7 +46,7 @@ from ledger.view import DeploymentView, ListRow, ProjectSummary, list_row, proje
 from storage.bodies import event_of, lines_of, pack, text_in_lines, unpack
 from storage.group_commit import GroupCommit
 from storage.sqlite_aggregates import SqliteAggregates
-from storage.sqlite_analysis import LOG_SEARCH, SqliteLogAnalysis
+from storage.sqlite_analysis import INDEX_BATCH, LOG_SEARCH, SqliteLogAnalysis
 from storage.sqlite_errors import read_errors
 from storage.sqlite_steps import SqliteStepRuns
 from storage.sqlite_version import SCHEMA_VERSION, newer_schema, stamped_schema
@@ -181,17 +181,21 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
         retention: Retention | None = None,
         group_commit: bool | None = None,
         max_group_events: int = MAX_GROUP_EVENTS,
+        index_batch: int = INDEX_BATCH,
         hooks: StoreHooks | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``group_commit`` defaults to whether gevent has patched ``threading``; ``clock``
-        gives receipt times (what "last news" and pruning by age count from)."""
+        gives receipt times (what "last news" and pruning by age count from);
+        ``index_batch`` is how many log lines wait before the search index takes them
+        (``storage/sqlite_analysis.py``; 1 indexes each write's lines at once)."""
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.retention = retention or Retention()
         self.hooks = hooks or StoreHooks()
         self.clock = clock
+        self.index_batch = index_batch
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=10.0
@@ -242,9 +246,12 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
         refused = newer_schema(self.path, version)  # a newer hub's, since the check at open
         if refused is not None:
             raise StoreTooNew(refused)
-        if version < 2:
+        if version < SCHEMA_VERSION:
             log.info("upgrading %s from schema %d to %d", self.path, version, SCHEMA_VERSION)
+        if version < 2:
             self._upgrade_to_compact()
+        if version < 3:  # schema 3: the index takes lines in runs; so far it held each one
+            self._mark_all_indexed()
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
 
     def _upgrade_to_compact(self) -> None:
@@ -316,9 +323,11 @@ class SqliteStore(SqliteLogAnalysis, SqliteAggregates, SqliteStepRuns):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 lines,
             )
-        self._index_lines(lines, first_line, recorder, source.projects)
+        self._move_indexed_lines(recorder, source.projects)
         for touched in recorder.deployments():
             self._write_row(touched, now)
+        if lines:
+            self._index_waiting_lines(first_line + len(lines) - 1)
         self._record_failures(recorder)
         self._aggregate(recorder)
         self._keep_step_runs(recorder)

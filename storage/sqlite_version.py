@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 #: The schema this code writes; :meth:`SqliteStore._upgrade` brings older files to it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def stamped_schema(db: sqlite3.Connection) -> int | None:

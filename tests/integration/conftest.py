@@ -11,6 +11,7 @@ import pytest
 
 from ledger.retention import Retention
 from storage.factory import create_store
+from storage.sqlite_analysis import INDEX_BATCH
 from storage.sqlite_store import SqliteStore
 from storage.store import Store
 from storage.url import StoreURL
@@ -25,13 +26,17 @@ def open_store(
     retention_days: float = 0.0,
     retention_max_events: int = 0,
     group_commit: bool | None = None,
+    index_batch: int = INDEX_BATCH,
 ) -> Store:
-    """The store ``url`` names, as the app opens it; SQLite may be told to group commits."""
+    """The store ``url`` names, as the app opens it; SQLite may be told to group commits,
+    or to index each write's log lines at once (``index_batch=1``)."""
     retention = Retention(retention_days, retention_max_events)
     parsed = StoreURL.parse(url)
-    if group_commit is not None:
+    if group_commit is not None or index_batch != INDEX_BATCH:
         assert parsed.kind != "redis"
-        return SqliteStore(parsed.path, retention=retention, group_commit=group_commit)
+        return SqliteStore(
+            parsed.path, retention=retention, group_commit=group_commit, index_batch=index_batch
+        )
     return create_store(parsed, retention=retention)
 
 
@@ -55,7 +60,9 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
     """Make stores of one kind; calling it again with the same args reopens the same data.
 
     ``sqlite-grouped`` is SQLite writing through its group-commit writer greenlet,
-    as under gunicorn's gevent worker.
+    as under gunicorn's gevent worker, its search index taking log lines in runs as
+    the app's does (so the few lines of a test wait above the index's mark); plain
+    ``sqlite`` indexes each write's lines at once, so that searches go through the index.
     """
     opened: list[Store] = []
     sqlite_url = f"sqlite:///{tmp_path / 'hub.db'}"
@@ -68,6 +75,8 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
         url = urls[request.param]
         if request.param == "sqlite-grouped":
             options = {"group_commit": True, **options}
+        elif request.param == "sqlite":
+            options = {"index_batch": 1, **options}
         store = open_store(url, **options)
         opened.append(store)
         return store

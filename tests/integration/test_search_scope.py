@@ -76,7 +76,7 @@ def flooded(store: SqliteStore) -> None:
 def test_a_filter_flooded_by_other_projects_answers_as_the_unfiltered_search(
     tmp_path: Path,
 ) -> None:
-    store = SqliteStore(str(tmp_path / "hub.sqlite3"))
+    store = SqliteStore(str(tmp_path / "hub.sqlite3"), index_batch=1)
     try:
         flooded(store)
         query = parse_query("needle")
@@ -96,7 +96,9 @@ def test_a_filter_flooded_by_other_projects_answers_as_the_unfiltered_search(
 def test_a_deployment_moved_to_another_project_is_found_under_the_new_one(
     tmp_path: Path,
 ) -> None:
-    store = SqliteStore(str(tmp_path / "hub.sqlite3"), retention=Retention(days=1e-9))
+    store = SqliteStore(
+        str(tmp_path / "hub.sqlite3"), retention=Retention(days=1e-9), index_batch=1
+    )
     try:
         store.append(
             Batch(
@@ -131,7 +133,7 @@ def test_a_deployment_moved_to_another_project_is_found_under_the_new_one(
 
 def test_an_index_without_scope_is_built_again_once(tmp_path: Path) -> None:
     path = str(tmp_path / "hub.sqlite3")
-    store = SqliteStore(path)
+    store = SqliteStore(path, index_batch=1)
     flooded(store)
     store.close()
     db = sqlite3.connect(path)
@@ -173,15 +175,20 @@ step = st.fixed_dictionaries(
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(writes=st.lists(step, min_size=1, max_size=10), keep=st.sampled_from([0, 8, 16]))
+@given(
+    writes=st.lists(step, min_size=1, max_size=10),
+    keep=st.sampled_from([0, 8, 16]),
+    batch=st.sampled_from([1, 3, 256]),
+)
 def test_the_index_holds_each_line_under_its_deployments_project(
-    tmp_path_factory: Any, writes: list[dict[str, Any]], keep: int
+    tmp_path_factory: Any, writes: list[dict[str, Any]], keep: int, batch: int
 ) -> None:
     """Whatever moves deployments between projects (a later event naming one earlier in
-    byte order) and whatever pruning drops, each stored line is found under its deployment's
-    project and its deployment, and nowhere else."""
+    byte order) and whatever pruning drops, each line the index holds is found there under
+    its deployment's project and its deployment, and nowhere else; the lines still waiting
+    for it are not in it; and searches find every line under its project, waiting or not."""
     path = Path(tmp_path_factory.mktemp("scope")) / "hub.sqlite3"
-    store = SqliteStore(str(path), retention=Retention(max_events=keep))
+    store = SqliteStore(str(path), retention=Retention(max_events=keep), index_batch=batch)
     try:
         for n, spec in enumerate(writes):
             name, project = f"d{spec['deployment']}", spec["project"]
@@ -195,17 +202,34 @@ def test_the_index_holds_each_line_under_its_deployments_project(
             if events:
                 store.append(Batch(events))
         store.prune()
-        lines = store._db.execute(
+        stored = store._db.execute(
             "SELECT l.line, l.deployment_id, d.project FROM log_lines AS l "
-            "JOIN deployments AS d ON d.deployment_id = l.deployment_id"
+            "JOIN deployments AS d ON d.deployment_id = l.deployment_id ORDER BY l.line DESC"
         ).fetchall()
-        assert sorted(indexed(store, "needle")) == sorted(line for line, _, _ in lines)
+        upto = store._indexed_upto()
+        held = [row for row in stored if row[0] <= upto]
+        assert batch > 1 or held == stored
+        assert len(stored) - len(held) < batch
+        assert indexed(store, "needle") == [line for line, _, _ in held]
+        needle = parse_query("needle")
+        assert [int(h["id"]) for h in every_hit(store, LogSearch(needle))] == [
+            line for line, _, _ in stored
+        ]
         for project in ("web-a", "web-b", "web-c"):
-            expected = sorted(line for line, _, p in lines if p == project)
-            assert sorted(indexed(store, "needle", project=project)) == expected
-        for deployment in {d for _, d, _ in lines}:
-            expected = sorted(line for line, d, _ in lines if d == deployment)
-            assert sorted(indexed(store, "needle", deployment_id=deployment)) == expected
+            assert indexed(store, "needle", project=project) == [
+                line for line, _, p in held if p == project
+            ]
+            assert [int(h["id"]) for h in every_hit(store, LogSearch(needle, project=project))] == [
+                line for line, _, p in stored if p == project
+            ]
+        for deployment in {d for _, d, _ in stored}:
+            assert indexed(store, "needle", deployment_id=deployment) == [
+                line for line, d, _ in held if d == deployment
+            ]
+            found = every_hit(store, LogSearch(needle, deployment_id=deployment))
+            assert [int(h["id"]) for h in found] == [
+                line for line, d, _ in stored if d == deployment
+            ]
         store._db.execute("INSERT INTO log_search (log_search) VALUES ('integrity-check')")
     finally:
         store.close()
@@ -218,7 +242,7 @@ def test_a_row_that_names_another_project_than_its_fold_keeps_its_lines_in_step(
     (the fold takes the first of its names in byte order, and the row's comes later):
     lines logged to it are indexed under the row's project, which pruning forgets them
     under, and a refold that writes another project to the row moves them with it."""
-    store = SqliteStore(str(tmp_path / "hub.sqlite3"))
+    store = SqliteStore(str(tmp_path / "hub.sqlite3"), index_batch=1)
 
     def in_step() -> None:
         [(project,)] = store._db.execute("SELECT project FROM deployments").fetchall()
