@@ -17,7 +17,9 @@ on a fresh server:
 * frames: the bytes of the message a subscriber receives for a hello-world
   ``log_entry`` and for a typical ``step_completed``;
 * paced: K subscribers of one project, ~300-byte events POSTed one per
-  request at R/s, for each ``K@R`` of ``--paced``;
+  request at R/s, for each ``K@R`` of ``--paced``; with ``--repeat N`` the
+  servers take turns N times, and the CPU per delivery of each against the
+  baseline is printed by round with its median;
 * max rate: 10 subscribers, events POSTed as fast as keep-alive connections
   allow, once in batches of 20 (4 connections) and once one event per
   request (16 connections); measured last, in rounds where the servers take
@@ -501,15 +503,43 @@ def cases(target: Target, args: argparse.Namespace) -> list[tuple[str, Case]]:
     return found
 
 
-def measure(target: Target, args: argparse.Namespace, workdir: Path) -> None:
+def measure(
+    target: Target, args: argparse.Namespace, workdir: Path
+) -> dict[str, dict[str, object]]:
+    """Each per-server case once on a fresh server; their figures by case name."""
     print(f"\n{target.name} (load average {os.getloadavg()[0]:.2f}):")
+    measured = {}
     for index, (name, case) in enumerate(cases(target, args)):
         server = start(target, workdir / f"{target.name}-{index}")
         try:
-            figures = case(server)
+            figures = measured[name] = case(server)
         finally:
             server.stop()
         print(f"  {name:<32} {show(figures)}", flush=True)
+    return measured
+
+
+def paced_rounds(
+    targets: list[Target], rounds: list[dict[str, dict[str, dict[str, object]]]]
+) -> None:
+    """CPU per delivery of each target against the last one's, paced case by case, by round
+    (each round a turn of every server, so a drift in the machine's speed hits them alike)."""
+    if len(targets) < 2:
+        return
+    reference = targets[-1].name
+    print(f"\npaced cases, {len(rounds)} rounds, server CPU per delivery against {reference}:")
+    for case in (name for name in rounds[0][reference] if name.startswith("paced")):
+        for target in targets[:-1]:
+            ratios = [
+                number(measured[target.name][case], "server CPU us/delivery")
+                / number(measured[reference][case], "server CPU us/delivery")
+                for measured in rounds
+            ]
+            shown = ", ".join(f"{r:.2f}" for r in ratios)
+            print(
+                f"  {case}, {target.name} / {reference} by round: {shown}; "
+                f"median {statistics.median(ratios):.2f}"
+            )
 
 
 def max_rate(
@@ -648,9 +678,11 @@ def main() -> None:
         if args.only != "hub":
             targets.append(SOCKETIO)  # last: the ratios are taken against it
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        for _ in range(args.repeat):
-            for target in targets:
-                measure(target, args, tmp)
+        rounds = [
+            {target.name: measure(target, args, tmp) for target in targets}
+            for _ in range(args.repeat)
+        ]
+        paced_rounds(targets, rounds)
         if args.rounds:
             max_rates(targets, args, tmp)
 
