@@ -19,6 +19,7 @@ from app import ratelimit
 from app.address_caps import AddressCaps
 from app.config import Settings
 from app.context import HubContext
+from app.encodings import RefusedCodings
 from app.errors import register_error_handlers
 from app.lean_ingest import LeanIngest
 from app.logconfig import configure_logging
@@ -97,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = TrustedProxyFix(  # type: ignore[method-assign]
         RequestLog(
             AddressCaps(
-                routed,
+                RefusedCodings(routed),
                 settings.max_connections_per_address,
                 limit_loopback=settings.rate_limit_loopback,
             )

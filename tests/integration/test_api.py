@@ -373,6 +373,17 @@ def test_large_answers_are_compressed_for_clients_that_take_it(client: FlaskClie
         assert packed.headers["Vary"] == "Accept-Encoding"
     small = client.get("/healthz", headers={"Accept-Encoding": "gzip"})
     assert "Content-Encoding" not in small.headers
+    # q=0 refuses a coding (RFC 9110): such a client gets another it takes, or none.
+    for accepted, coding in (
+        ("gzip;q=0", None),
+        ("br;q=0, gzip", "gzip"),
+        ("gzip;q=0, br;q=0.5", "br"),
+        ("br;q=0, gzip;q=0.0, identity", None),
+        ("gzip;q=0.5, br;q=0.9", "br"),
+    ):
+        answer = client.get("/api/events?project=z", headers={"Accept-Encoding": accepted})
+        assert answer.headers.get("Content-Encoding") == coding, accepted
+        assert coding is not None or answer.data == plain.data
 
 
 def test_a_steps_log_goes_to_the_log_never_into_the_view(client: FlaskClient) -> None:
