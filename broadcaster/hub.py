@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import gevent
 import gevent.event
@@ -55,6 +55,13 @@ class Envelope:
         if self._frame is None:
             self._frame = orjson.dumps({"type": "event", "event": self.event.to_dict()})
         return self._frame
+
+
+class _Pumped(NamedTuple):
+    """What one pump did: the events it dispatched, and how many it queued to clients."""
+
+    events: int
+    delivered: int
 
 
 class Fifo(Generic[T]):
@@ -335,20 +342,23 @@ class Hub:
     def _run(self) -> None:
         """Dispatch what is stored, as soon as it is stored or seen in the log.
 
-        With a ``fanout_delay``, after each pump that dispatched events (while
-        anyone subscribes, whether or not a client wanted them) the tailer waits
-        that long before the next: what is stored meanwhile goes out together,
+        With a ``fanout_delay``, after each pump that delivered events to a
+        client the tailer waits that long before the next: what is stored
+        meanwhile goes out together,
         as one run per client and one write each, instead of one write per
         event and client.  Those writes are most of what a delivery
         costs (docs/BENCHMARKS.md).  An event stored after a quiet spell is
         still dispatched at once, as with Nagle's algorithm; only the events
-        that follow it closely wait, for at most the delay.
+        that follow it closely wait, for at most the delay.  Events no client
+        wanted (another project's, while its page is closed) hold nothing back.
         """
         while True:
             self._wake.wait(timeout=self.tail_interval)
             self._wake.clear()
             try:
-                if self.pump() and self.fanout_delay:
+                with self._reading:
+                    delivered = self._pump().delivered
+                if delivered and self.fanout_delay:
                     gevent.sleep(self.fanout_delay)
             except StoreUnavailable as exc:  # an outage: say so once a second, no traceback
                 log.warning("fan-out paused, store unavailable: %s", exc)
@@ -360,36 +370,38 @@ class Hub:
     def pump(self) -> int:
         """Dispatch every stored event past :attr:`position`; return how many."""
         with self._reading:
-            return self._pump()
+            return self._pump().events
 
-    def _pump(self) -> int:
+    def _pump(self) -> _Pumped:
         if not self.subscribers:  # nobody to tell: skip reading and decoding the events
             self.position = self.store.last_seq()
             self._recent.clear()
-            return 0
-        count = 0
+            return _Pumped(0, 0)
+        count = delivered = 0
         while True:
             handed: list[Envelope] = []
             while (event := self._recent.pop(self.position + 1, None)) is not None:
                 self.position += 1
                 handed.append(Envelope(self.position, event))
-            self._dispatch(handed)
+            delivered += self._dispatch(handed)
             rows = self.store.read_after(self.position, _READ_BATCH)
             for seq, _ in rows:
                 self._recent.pop(seq, None)
-            self._dispatch([Envelope(seq, event) for seq, event in rows])
+            delivered += self._dispatch([Envelope(seq, event) for seq, event in rows])
             if rows:
                 self.position = rows[-1][0]
             count += len(handed) + len(rows)
             if len(rows) < _READ_BATCH:
-                return count
+                return _Pumped(count, delivered)
 
-    def _dispatch(self, envelopes: list[Envelope]) -> None:
-        """Offer each run of events of one project and deployment to who may want it.
+    def _dispatch(self, envelopes: list[Envelope]) -> int:
+        """Offer each run of events of one project and deployment to who may want it;
+        return how many events were queued to clients in all.
 
         A batch is mostly one deployment's events: its subscribers are looked up
         and tested once for the run, and each gets the run in one queue operation.
         """
+        total = 0
         for (project, deployment_id), grouped in groupby(
             envelopes, key=lambda envelope: (envelope.event.project, envelope.event.deployment_id)
         ):
@@ -405,6 +417,8 @@ class Hub:
                 delivered += len(wanted)
             if self._on_dispatch is not None:
                 self._on_dispatch(run, delivered)
+            total += delivered
+        return total
 
     def add_filter(
         self, subscriber: Subscriber, match: Filter, since: str | None, limit: int

@@ -426,11 +426,11 @@ def dispatched_runs(store: Store, fanout_delay: float) -> tuple[Hub, list[list[i
     return hub, runs
 
 
-def published(store: Store, hub: Hub, count: int) -> None:
+def published(store: Store, hub: Hub, count: int, project: str = "web") -> None:
     """``count`` events stored one by one, the tailer told of each as the web app does."""
     for i in range(count):
         event = load_one(
-            {"type": "log_entry", "project": "web", "deployment_id": "1", "message": str(i)},
+            {"type": "log_entry", "project": project, "deployment_id": "1", "message": str(i)},
             "deployment",
         )
         hub.notify(store.append(Batch([event])).stored)
@@ -459,10 +459,8 @@ def test_events_stored_during_the_fanout_delay_go_out_as_one_run(store: Store) -
     hub.stop()
 
 
-def test_without_a_fanout_delay_each_event_goes_out_as_it_is_stored(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The tailer never waits between dispatches (only ``dispatches`` yields here)."""
+def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every ``gevent.sleep`` of more than nothing from now on (the tailer's waits)."""
     waits: list[float] = []
     real_sleep = gevent.sleep
 
@@ -472,6 +470,36 @@ def test_without_a_fanout_delay_each_event_goes_out_as_it_is_stored(
         real_sleep(seconds, *args)
 
     monkeypatch.setattr(gevent, "sleep", sleep)
+    return waits
+
+
+def test_events_no_client_wanted_hold_nothing_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another project's events, which the one subscriber does not want, are dispatched
+    to nobody: the tailer does not wait after them, so the next event of the subscriber's
+    project goes out at once (a delay after them would hold it for 10 s, past the 5 s
+    ``dispatches`` waits), and the tailer waits after that one only."""
+    waits = recorded_sleeps(monkeypatch)
+    hub, runs = dispatched_runs(store, fanout_delay=10.0)
+    first = store.last_seq() + 1
+    published(store, hub, 1, project="other")
+    dispatches(runs, 1)
+    published(store, hub, 1)
+    dispatches(runs, 2)
+    assert runs == [[first], [first + 1]]
+    with gevent.Timeout(5.0):
+        while not waits:
+            gevent.sleep(0)
+    assert waits == [10.0]
+    hub.stop()
+
+
+def test_without_a_fanout_delay_each_event_goes_out_as_it_is_stored(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tailer never waits between dispatches (only ``dispatches`` yields here)."""
+    waits = recorded_sleeps(monkeypatch)
     hub, runs = dispatched_runs(store, fanout_delay=0.0)
     first = store.last_seq() + 1
     for count in range(1, 4):
