@@ -7,8 +7,11 @@ the other; then the same through Redis.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import sqlite3
+import threading
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -127,6 +130,53 @@ def test_log_analysis_on_sqlite_under_gunicorn(sqlite_hub: HubServer) -> None:
     assert status == 200
     assert len(found["items"]) == 2
     assert get(sqlite_hub, "/api/deployments/r1")[1]["failure"]["line"] is not None
+
+
+def test_lines_sent_one_by_one_through_two_workers_are_each_found_once(
+    sqlite_hub: HubServer,
+) -> None:
+    """Four senders post 150 one-line events each, concurrently, to two workers: the
+    search index takes them in runs of 256 in whichever worker's write gets there, and a
+    search pages through all 600, the waiting ones included, each once, newest first."""
+    senders, each = 4, 150
+
+    def send(sender: int) -> None:
+        for n in range(each):
+            line = {
+                "type": "log_entry",
+                "project": "runs",
+                "deployment_id": f"runs-{sender}",
+                "message": f"haystack needle{sender} {n}",
+            }
+            assert sqlite_hub.post_json("/api/webhooks/deployment", line)[0] == 200
+
+    threads = [threading.Thread(target=send, args=(sender,)) for sender in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    found: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        status, page = get(sqlite_hub, f"/api/logs/search?q=haystack&limit=70{cursor}")
+        assert status == 200
+        found += page["items"]
+        if page["next_cursor"] is None:
+            break
+        cursor = f"&cursor={urllib.parse.quote(page['next_cursor'])}"
+    ids = [int(hit["id"]) for hit in found]
+    assert ids == sorted(set(ids), reverse=True)
+    assert len(ids) == senders * each
+    for sender in range(senders):
+        status, page = get(sqlite_hub, f"/api/logs/search?q=needle{sender}&limit=200")
+        assert status == 200
+        assert len(page["items"]) == each
+        assert {hit["deployment_id"] for hit in page["items"]} == {f"runs-{sender}"}
+    with contextlib.closing(sqlite3.connect(sqlite_hub.workdir / "hub.sqlite3")) as db:
+        (upto,) = db.execute("SELECT value FROM meta WHERE key = 'log_search_upto'").fetchone()
+        assert int(upto) >= 512  # at least two runs went in
+        assert max(ids) - int(upto) < 256
+        db.execute("INSERT INTO log_search (log_search) VALUES ('integrity-check')")
 
 
 @pytest.mark.redis
