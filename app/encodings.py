@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def accepted_codings(header: str) -> str:
     """``header`` without the codings it refuses (``q=0``), the others as they ranked."""
-    if "q" not in header.lower():  # no quality given: nothing is refused
+    if ";" not in header:  # no coding carries a quality: nothing is refused
         return header
     ranked = parse_accept_header(header)
     if all(quality > 0 for _, quality in ranked):
